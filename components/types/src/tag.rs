@@ -1,0 +1,114 @@
+use std::fmt;
+
+/// A sync registration's tag: a DOMString, held as UTF-16 code units.
+///
+/// Holding code units rather than a Rust `String` means lone surrogates survive a round trip
+/// through the engine, and `"\uD800"` and `"\uDC00"` stay two different tags, as they are to
+/// script. Tags order by code units, which is the order `getTags()` returns them in.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Tag(Box<[u16]>);
+
+impl Tag {
+    /// A tag from UTF-16 code units, lone surrogates allowed.
+    pub fn from_utf16(units: impl Into<Box<[u16]>>) -> Self {
+        Tag(units.into())
+    }
+
+    /// The tag's UTF-16 code units.
+    pub fn as_utf16(&self) -> &[u16] {
+        &self.0
+    }
+
+    /// The length of the tag in bytes of UTF-8, counting each lone surrogate as 3 bytes (what it
+    /// takes once replaced by U+FFFD, and what it takes in WTF-8). This is the length the tag cap
+    /// is measured in.
+    pub fn utf8_len(&self) -> usize {
+        char::decode_utf16(self.0.iter().copied())
+            .map(|c| c.map_or(3, char::len_utf8))
+            .sum()
+    }
+
+    /// The tag as a Rust string if it is well-formed UTF-16.
+    pub fn to_string_checked(&self) -> Option<String> {
+        String::from_utf16(&self.0).ok()
+    }
+
+    /// The tag as a Rust string, lone surrogates replaced by U+FFFD.
+    pub fn to_string_lossy(&self) -> String {
+        String::from_utf16_lossy(&self.0)
+    }
+}
+
+impl From<&str> for Tag {
+    fn from(s: &str) -> Self {
+        Tag(s.encode_utf16().collect())
+    }
+}
+
+impl From<String> for Tag {
+    fn from(s: String) -> Self {
+        Tag::from(s.as_str())
+    }
+}
+
+impl fmt::Display for Tag {
+    /// The tag as text, lone surrogates written as `\u{d800}` escapes so they stay visible.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in char::decode_utf16(self.0.iter().copied()) {
+            match c {
+                Ok(c) => write!(f, "{c}")?,
+                Err(e) => write!(f, "\\u{{{:x}}}", e.unpaired_surrogate())?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tag(\"{self}\")")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lone_surrogates_are_distinct_tags() {
+        let hi = Tag::from_utf16(vec![0xD800]);
+        let lo = Tag::from_utf16(vec![0xDC00]);
+        assert_ne!(hi, lo);
+        assert_eq!(hi.to_string_lossy(), lo.to_string_lossy());
+        assert_eq!(hi.to_string_checked(), None);
+        assert_eq!(hi.to_string(), "\\u{d800}");
+    }
+
+    #[test]
+    fn a_surrogate_pair_is_one_astral_character() {
+        let pair = Tag::from_utf16(vec![0xD83D, 0xDCE7]);
+        assert_eq!(pair, Tag::from("📧"));
+        assert_eq!(pair.utf8_len(), 4);
+        // The same units reversed are two lone surrogates: 3 bytes each.
+        assert_eq!(Tag::from_utf16(vec![0xDCE7, 0xD83D]).utf8_len(), 6);
+    }
+
+    #[test]
+    fn utf8_len_counts_bytes_not_units() {
+        assert_eq!(Tag::from("").utf8_len(), 0);
+        assert_eq!(Tag::from("send-mail").utf8_len(), 9);
+        assert_eq!(Tag::from("é").utf8_len(), 2);
+        assert_eq!(Tag::from("€").utf8_len(), 3);
+        assert_eq!(Tag::from("a\0b").utf8_len(), 3);
+    }
+
+    #[test]
+    fn tags_order_by_code_units() {
+        // U+FF5E (one unit, 0xFF5E) sorts after U+1F4E7 (units 0xD83D 0xDCE7) in code-unit order,
+        // though not in code-point order.
+        let mut tags = [Tag::from("～"), Tag::from("📧"), Tag::from("b"), Tag::from("a")];
+        tags.sort();
+        let shown: Vec<String> = tags.iter().map(Tag::to_string).collect();
+        assert_eq!(shown, ["a", "b", "📧", "～"]);
+    }
+}
