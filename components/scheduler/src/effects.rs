@@ -1,0 +1,148 @@
+use std::time::Duration;
+
+use bgsync_store::StoreOp;
+use bgsync_types::{
+    DispatchId, DomException, Origin, PersistId, RequestId, SwRegistrationId, Tag, Timestamp,
+};
+
+use crate::RegistrationState;
+
+/// Something the core asks its driver to do. Drained with
+/// [`Scheduler::poll_effect`](crate::Scheduler::poll_effect), in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Write these operations to the store, atomically, then call
+    /// [`Scheduler::persist_completed`](crate::Scheduler::persist_completed) with `id`. The
+    /// driver may commit several `Persist` effects in one transaction (group commit), in order.
+    Persist {
+        /// Acknowledge with this id.
+        id: PersistId,
+        /// The writes.
+        ops: Vec<StoreOp>,
+    },
+    /// Settle the promise of an API call.
+    Settle {
+        /// The call.
+        request: RequestId,
+        /// Resolve with the response, or reject with the exception.
+        result: Result<Response, DomException>,
+    },
+    /// Fire a `sync` event at the service worker registration and report the outcome with
+    /// [`Scheduler::dispatch_completed`](crate::Scheduler::dispatch_completed).
+    Dispatch(DispatchRequest),
+    /// Forget an event in flight (its service worker registration is gone): terminate it if you
+    /// can; its outcome, if reported, is ignored.
+    AbandonDispatch {
+        /// The event.
+        id: DispatchId,
+    },
+}
+
+/// What a resolved API call resolves with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// `register()` resolved with undefined.
+    Registered,
+    /// `getTags()` resolved with these tags, in code-unit order.
+    Tags(Vec<Tag>),
+}
+
+/// One `sync` event to fire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DispatchRequest {
+    /// Report the outcome with this id.
+    pub id: DispatchId,
+    /// The service worker registration to fire at.
+    pub sw: SwRegistrationId,
+    /// Its origin.
+    pub origin: Origin,
+    /// `SyncEvent.tag`.
+    pub tag: Tag,
+    /// `SyncEvent.lastChance`: the user agent will not retry after this attempt.
+    pub last_chance: bool,
+    /// How long the event may run; past it the attempt counts as failed.
+    pub time_limit: Duration,
+}
+
+/// How a dispatched `sync` event ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DispatchOutcome {
+    /// Every `waitUntil` promise fulfilled (or none was given).
+    Fulfilled,
+    /// A `waitUntil` promise rejected, or the handler threw.
+    Rejected,
+    /// The event ran past the time limit.
+    TimedOut,
+    /// The worker was terminated or crashed while the event ran.
+    WorkerTerminated,
+    /// No worker could be started to receive the event.
+    WorkerFailedToStart,
+}
+
+impl DispatchOutcome {
+    /// Whether the attempt succeeded.
+    pub fn is_success(self) -> bool {
+        self == DispatchOutcome::Fulfilled
+    }
+}
+
+/// One line of the DevTools-style Background Sync log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEntry {
+    /// When it happened.
+    pub time: Timestamp,
+    /// The registration's origin.
+    pub origin: Origin,
+    /// Its service worker registration.
+    pub sw: SwRegistrationId,
+    /// Its tag.
+    pub tag: Tag,
+    /// What happened.
+    pub event: LogEvent,
+}
+
+/// What a [`LogEntry`] records.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogEvent {
+    /// A new registration was committed and its `register()` resolved.
+    Registered,
+    /// `register()` was called for an existing tag; the registration was in `state`.
+    Reregistered {
+        /// The state it was in when `register()` was called.
+        state: RegistrationState,
+    },
+    /// A `sync` event was dispatched.
+    Dispatched {
+        /// The event's `lastChance`.
+        last_chance: bool,
+        /// Failed attempts before this one.
+        previous_attempts: u32,
+    },
+    /// A `sync` event ended.
+    Completed {
+        /// How it ended.
+        outcome: DispatchOutcome,
+        /// What happens to the registration next.
+        next: NextStep,
+    },
+    /// The registration was dropped because its service worker registration was unregistered.
+    Unregistered,
+    /// The store failed to commit a change to this registration.
+    StoreFailed {
+        /// The store's message.
+        cause: String,
+    },
+}
+
+/// What happens to a registration after an event ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    /// It succeeded and was removed.
+    Removed,
+    /// It failed and will be retried after this delay.
+    RetryAfter(Duration),
+    /// It failed on its last chance and was removed.
+    GaveUp,
+    /// It was re-registered while firing: it runs again, with its attempts reset.
+    RunAgain,
+}

@@ -1,0 +1,87 @@
+use std::time::Duration;
+
+/// The user agent's tunables, with Chromium's values as defaults. Every one may be overridden by
+/// the embedder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parameters {
+    /// Attempts a one-shot registration gets before it is dropped. The last one is dispatched
+    /// with `lastChance` true. Default 3.
+    pub max_attempts: u32,
+    /// The wait after the first failed attempt. Default 5 minutes.
+    pub initial_retry_delay: Duration,
+    /// Each further failed attempt multiplies the wait by this. Default 3 (5 min, 15 min, …).
+    pub retry_delay_factor: u32,
+    /// How long one `sync` event may run before the attempt counts as failed. Default 3 minutes.
+    pub max_sync_event_duration: Duration,
+    /// While events are in flight, the OS wake-up asked for is at most this far away, so a user
+    /// agent killed mid-event is woken to fire again. Default 6 minutes.
+    pub min_sync_recovery_time: Duration,
+    /// The longest tag accepted, in UTF-8 bytes. Default 10,240.
+    pub max_tag_bytes: usize,
+    /// The most one-shot registrations one origin may hold at once; `None` for no cap. Chromium
+    /// has none; our default is 1,000, which no reasonable app reaches and which keeps one
+    /// origin from filling the user's disk.
+    pub max_registrations_per_origin: Option<usize>,
+}
+
+impl Default for Parameters {
+    fn default() -> Self {
+        Parameters {
+            max_attempts: 3,
+            initial_retry_delay: Duration::from_secs(5 * 60),
+            retry_delay_factor: 3,
+            max_sync_event_duration: Duration::from_secs(3 * 60),
+            min_sync_recovery_time: Duration::from_secs(6 * 60),
+            max_tag_bytes: 10_240,
+            max_registrations_per_origin: Some(1_000),
+        }
+    }
+}
+
+impl Parameters {
+    /// The wait after failed attempt number `failed_attempts` (1-based):
+    /// `initial_retry_delay × retry_delay_factor^(failed_attempts − 1)`, saturating.
+    pub fn retry_delay(&self, failed_attempts: u32) -> Duration {
+        let exponent = failed_attempts.saturating_sub(1);
+        self.retry_delay_factor
+            .checked_pow(exponent)
+            .and_then(|factor| self.initial_retry_delay.checked_mul(factor))
+            .unwrap_or(Duration::MAX)
+    }
+
+    /// Whether the attempt about to be dispatched, after `failed_attempts` failures, is the last
+    /// one the user agent will make.
+    pub fn is_last_chance(&self, failed_attempts: u32) -> bool {
+        failed_attempts.saturating_add(1) >= self.max_attempts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chromium_defaults() {
+        let p = Parameters::default();
+        assert_eq!(p.max_attempts, 3);
+        assert_eq!(p.retry_delay(1), Duration::from_secs(300));
+        assert_eq!(p.retry_delay(2), Duration::from_secs(900));
+        assert_eq!(p.retry_delay(3), Duration::from_secs(2700));
+        assert_eq!(p.max_sync_event_duration, Duration::from_secs(180));
+        assert_eq!(p.min_sync_recovery_time, Duration::from_secs(360));
+        assert_eq!(p.max_tag_bytes, 10_240);
+    }
+
+    #[test]
+    fn last_chance_is_false_false_true() {
+        let p = Parameters::default();
+        let seq: Vec<bool> = (0..3).map(|n| p.is_last_chance(n)).collect();
+        assert_eq!(seq, [false, false, true]);
+    }
+
+    #[test]
+    fn retry_delay_saturates() {
+        let p = Parameters::default();
+        assert_eq!(p.retry_delay(u32::MAX), Duration::MAX);
+    }
+}

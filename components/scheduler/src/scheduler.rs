@@ -1,0 +1,915 @@
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+
+use bgsync_store::{RegistrationKey, StoreOp, StoredRegistration};
+use bgsync_types::{
+    DispatchId, DomException, DomExceptionName, Origin, PermissionState, PersistId, RequestId,
+    SwRegistrationId, SyncKind, Tag, Timestamp,
+};
+
+use crate::{
+    DispatchOutcome, DispatchRequest, Effect, LogEntry, LogEvent, NextStep, Parameters,
+    RegistrationState, Response,
+};
+
+/// A registration is known by its service worker registration and tag. Ordering by this key
+/// gives `getTags()` its code-unit order with one range scan.
+type Key = (SwRegistrationId, Tag);
+
+/// What the embedder knew about the caller when `register()` was called.
+///
+/// The driver fills it in from the embedder's traits at call time; the core only reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterContext {
+    /// The origin that owns the service worker registration, `None` if there is no such
+    /// registration.
+    pub registration_origin: Option<Origin>,
+    /// Whether the registration has an active worker.
+    pub has_active_worker: bool,
+    /// Whether the origin has a top-level or auxiliary window client (it is not "in the
+    /// background").
+    pub has_window_client: bool,
+    /// The "background-sync" permission of the caller's origin.
+    pub permission: PermissionState,
+}
+
+impl RegisterContext {
+    /// A context in which `register()` may succeed: `origin` owns the registration, which has an
+    /// active worker, the origin has a window open and permission is granted.
+    pub fn ready(origin: Origin) -> Self {
+        RegisterContext {
+            registration_origin: Some(origin),
+            has_active_worker: true,
+            has_window_client: true,
+            permission: PermissionState::Granted,
+        }
+    }
+}
+
+/// One `SyncManager.register(tag)` call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterCall {
+    /// The origin of the calling context.
+    pub caller: Origin,
+    /// The `SyncManager`'s service worker registration.
+    pub sw: SwRegistrationId,
+    /// The tag, already converted to a DOMString.
+    pub tag: Tag,
+    /// What the embedder knew at call time.
+    pub context: RegisterContext,
+}
+
+#[derive(Debug, Clone)]
+struct SyncRegistration {
+    origin: Origin,
+    state: RegistrationState,
+    /// Failed attempts so far (counted when an event ends, never at dispatch).
+    attempts: u32,
+    max_attempts: u32,
+    /// The end of the current back-off (only meaningful while waiting).
+    next_fire: Timestamp,
+    /// The event in flight, if firing.
+    in_flight: Option<InFlight>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    id: DispatchId,
+    last_chance: bool,
+}
+
+impl SyncRegistration {
+    fn record(&self, key: &Key) -> StoredRegistration {
+        StoredRegistration {
+            origin: self.origin.clone(),
+            sw: key.0,
+            tag: key.1.clone(),
+            kind: SyncKind::OneShot,
+            attempts: self.attempts,
+            max_attempts: self.max_attempts,
+            next_fire: self.next_fire,
+            periodic_interval: None,
+        }
+    }
+}
+
+/// A change waiting for its store acknowledgement before it becomes visible.
+#[derive(Debug)]
+enum Staged {
+    /// A new registration; resolve `request` once it is durable.
+    NewRegistration {
+        request: RequestId,
+        record: StoredRegistration,
+    },
+    /// `register()` on a firing registration: the record was rewritten with its attempts reset.
+    ReregisterWhileFiring { request: RequestId },
+    /// The end of an event: the record was rewritten (retry) or deleted.
+    Completion {
+        outcome: DispatchOutcome,
+        next: NextStep,
+    },
+    /// A bulk removal that has nothing to release.
+    Removal,
+}
+
+/// An input that touched a key whose previous change is not yet durable; it runs once it is.
+#[derive(Debug)]
+enum Deferred {
+    Register(RequestId, RegisterCall),
+    Completion(DispatchId, DispatchOutcome),
+}
+
+/// The Background Sync state machine for one user agent.
+///
+/// Every method that takes a `now` first lets time advance to it, running any retry wait that
+/// ended; the caller must drain [`poll_effect`](Scheduler::poll_effect) after each call.
+#[derive(Debug)]
+pub struct Scheduler {
+    params: Parameters,
+    now: Timestamp,
+    online: bool,
+    /// Every committed registration, by (service worker registration, tag).
+    registrations: BTreeMap<Key, SyncRegistration>,
+    /// Waiting registrations by the end of their back-off.
+    retry_timers: BTreeSet<(Timestamp, Key)>,
+    /// Pending registrations that could not fire yet (offline or permission denied).
+    ready: BTreeSet<Key>,
+    /// Events in flight.
+    in_flight: HashMap<DispatchId, Key>,
+    /// The origin of every service worker registration we hold registrations for.
+    sw_origins: HashMap<SwRegistrationId, Origin>,
+    /// Service worker registrations that were unregistered; their ids are never reused.
+    unregistered: HashSet<SwRegistrationId>,
+    /// Registrations per origin, committed or being committed, for the quota.
+    origin_counts: HashMap<Origin, usize>,
+    /// Origins whose "background-sync" permission is denied.
+    denied: HashSet<Origin>,
+    /// Keys with a change waiting for the store, and the inputs queued behind it.
+    busy: HashMap<Key, VecDeque<Deferred>>,
+    /// Changes waiting for the store, by persist id.
+    staged: HashMap<PersistId, (Option<Key>, Staged)>,
+    effects: VecDeque<Effect>,
+    log: Vec<LogEntry>,
+    next_dispatch: u64,
+    next_persist: u64,
+}
+
+impl Scheduler {
+    /// An empty scheduler that believes it is online (an unknown network counts as online).
+    pub fn new(params: Parameters) -> Self {
+        Scheduler {
+            params,
+            now: Timestamp(0),
+            online: true,
+            registrations: BTreeMap::new(),
+            retry_timers: BTreeSet::new(),
+            ready: BTreeSet::new(),
+            in_flight: HashMap::new(),
+            sw_origins: HashMap::new(),
+            unregistered: HashSet::new(),
+            origin_counts: HashMap::new(),
+            denied: HashSet::new(),
+            busy: HashMap::new(),
+            staged: HashMap::new(),
+            effects: VecDeque::new(),
+            log: Vec::new(),
+            next_dispatch: 1,
+            next_persist: 1,
+        }
+    }
+
+    /// The parameters in force.
+    pub fn params(&self) -> &Parameters {
+        &self.params
+    }
+
+    /// The latest time the scheduler has been given.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// Whether the scheduler believes the user agent is online.
+    pub fn is_online(&self) -> bool {
+        self.online
+    }
+
+    /// The next effect to carry out, in the order they arose.
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.effects.pop_front()
+    }
+
+    /// Takes the log lines written since the last call.
+    pub fn take_log(&mut self) -> Vec<LogEntry> {
+        std::mem::take(&mut self.log)
+    }
+
+    /// When the scheduler must next be given the time: the end of the soonest back-off.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.retry_timers.first().map(|(t, _)| *t)
+    }
+
+    /// The soonest time the user agent must be woken (for an OS wake-up): the end of the soonest
+    /// back-off, and, while events are in flight, no later than the recovery time from now, so
+    /// a user agent killed mid-event is woken to fire again.
+    pub fn wake_up_time(&self) -> Option<Timestamp> {
+        let recovery = (!self.in_flight.is_empty())
+            .then(|| self.now.saturating_add(self.params.min_sync_recovery_time));
+        match (self.poll_timeout(), recovery) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The state of the registration `tag` of `sw`, if there is one (for DevTools and tests).
+    pub fn registration_state(&self, sw: SwRegistrationId, tag: &Tag) -> Option<RegistrationState> {
+        self.registrations
+            .get(&(sw, tag.clone()))
+            .map(|r| r.state)
+    }
+
+    /// Failed attempts so far of the registration `tag` of `sw`.
+    pub fn attempts(&self, sw: SwRegistrationId, tag: &Tag) -> Option<u32> {
+        self.registrations
+            .get(&(sw, tag.clone()))
+            .map(|r| r.attempts)
+    }
+
+    /// How many registrations the scheduler holds.
+    pub fn len(&self) -> usize {
+        self.registrations.len()
+    }
+
+    /// Whether the scheduler holds no registration.
+    pub fn is_empty(&self) -> bool {
+        self.registrations.is_empty()
+    }
+
+    /// Loads registrations from the store at start-up.
+    ///
+    /// Each is pending again with its attempt count kept (a user-agent crash is not a failed
+    /// attempt); one whose back-off has not ended waits for it, the others fire as soon as they
+    /// can. Periodic records are not this scheduler's and are skipped.
+    pub fn restore(&mut self, now: Timestamp, records: impl IntoIterator<Item = StoredRegistration>) {
+        self.advance(now);
+        for r in records {
+            if r.kind != SyncKind::OneShot || self.unregistered.contains(&r.sw) {
+                continue;
+            }
+            let key = (r.sw, r.tag);
+            let waiting = r.next_fire > self.now;
+            self.sw_origins.insert(r.sw, r.origin.clone());
+            *self.origin_counts.entry(r.origin.clone()).or_default() += 1;
+            let reg = SyncRegistration {
+                origin: r.origin,
+                state: if waiting {
+                    RegistrationState::Waiting
+                } else {
+                    RegistrationState::Pending
+                },
+                attempts: r.attempts,
+                max_attempts: r.max_attempts.max(1),
+                next_fire: r.next_fire,
+                in_flight: None,
+            };
+            if let Some(old) = self.registrations.insert(key.clone(), reg) {
+                // A store never yields a key twice; if one did, keep the count honest.
+                self.decrement_origin(&old.origin);
+            }
+            if waiting {
+                self.retry_timers.insert((r.next_fire, key));
+            } else {
+                self.try_fire(key);
+            }
+        }
+    }
+
+    /// Lets time advance to `now`: every back-off that ended runs its retry wait.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.advance(now);
+    }
+
+    fn advance(&mut self, now: Timestamp) {
+        if now > self.now {
+            self.now = now;
+        }
+        while let Some((t, _)) = self.retry_timers.first() {
+            if *t > self.now {
+                break;
+            }
+            let Some((_, key)) = self.retry_timers.pop_first() else {
+                break;
+            };
+            self.retry_wait_ended(key);
+        }
+    }
+
+    /// [`register(tag)`](https://wicg.github.io/background-sync/spec/#dom-syncmanager-register),
+    /// the part that runs in parallel, with Chromium's checks in Chromium's order.
+    pub fn register(&mut self, now: Timestamp, request: RequestId, call: RegisterCall) {
+        self.advance(now);
+        let key = (call.sw, call.tag.clone());
+        if let Some(queue) = self.busy.get_mut(&key) {
+            queue.push_back(Deferred::Register(request, call));
+            return;
+        }
+        match self.register_steps(request, call) {
+            Ok(()) => {}
+            Err(e) => self.settle(request, Err(e)),
+        }
+    }
+
+    fn register_steps(&mut self, request: RequestId, call: RegisterCall) -> Result<(), DomException> {
+        let RegisterCall {
+            caller,
+            sw,
+            tag,
+            context,
+        } = call;
+        // [SecureContext]: only potentially trustworthy origins may use the API.
+        caller.require_potentially_trustworthy()?;
+        // The registration must be the caller's own; never reveal or touch another origin's.
+        self.check_owner(&caller, sw, context.registration_origin.as_ref())?;
+        // 1. Let serviceWorkerRegistration be the SyncManager's service worker registration.
+        // 2. If its active worker is null, reject with an InvalidStateError.
+        if !context.has_active_worker || self.unregistered.contains(&sw) {
+            return Err(DomException::new(
+                DomExceptionName::InvalidStateError,
+                "Registration failed: the service worker registration has no active worker; wait \
+                 for navigator.serviceWorker.ready before registering a sync",
+            ));
+        }
+        // 4-6. If the origin is in the background (no top-level or auxiliary window client),
+        //      reject with an InvalidAccessError. Chromium refuses an over-long tag here too.
+        if !context.has_window_client {
+            return Err(DomException::new(
+                DomExceptionName::InvalidAccessError,
+                "Registration failed: a sync can only be registered while a window of the origin \
+                 is open",
+            ));
+        }
+        if tag.utf8_len() > self.params.max_tag_bytes {
+            return Err(DomException::new(
+                DomExceptionName::InvalidAccessError,
+                format!(
+                    "Registration failed: the tag is {} bytes of UTF-8; the limit is {}",
+                    tag.utf8_len(),
+                    self.params.max_tag_bytes
+                ),
+            ));
+        }
+        // 3. If the user disabled background sync, reject with a NotAllowedError.
+        self.note_permission(&caller, context.permission);
+        if context.permission == PermissionState::Denied {
+            return Err(DomException::new(
+                DomExceptionName::NotAllowedError,
+                "Registration failed: the background-sync permission is denied for this origin",
+            ));
+        }
+        // 7. Let currentRegistration be the registration in the list with tag, if any.
+        let key = (sw, tag);
+        if let Some(current) = self.registrations.get(&key) {
+            // 8. If currentRegistration is not null:
+            let state = current.state;
+            let mut record = current.record(&key);
+            self.log(&key, LogEvent::Reregistered { state });
+            match state {
+                // 8.2 If its state is firing, set it to reregisteredWhileFiring — once the
+                //     reset attempt count is durable (it owes one more full run).
+                RegistrationState::Firing => {
+                    record.attempts = 0;
+                    self.stage(
+                        Some(key),
+                        vec![StoreOp::Put(record)],
+                        Staged::ReregisterWhileFiring { request },
+                    );
+                }
+                // 8.1 (as Chromium) a waiting registration keeps its back-off; pending and
+                //     reregisteredWhileFiring ones are unchanged.
+                // 8.3 Resolve promise. 8.4 If online and pending, fire a sync event.
+                RegistrationState::Waiting
+                | RegistrationState::Pending
+                | RegistrationState::ReregisteredWhileFiring => {
+                    self.settle(request, Ok(Response::Registered));
+                    if state == RegistrationState::Pending {
+                        self.try_fire(key);
+                    }
+                }
+            }
+            return Ok(());
+        }
+        // 9. Else: a new registration (tag, serviceWorkerRegistration, pending).
+        let count = self.origin_counts.get(&caller).copied().unwrap_or(0);
+        if let Some(cap) = self.params.max_registrations_per_origin {
+            if count >= cap {
+                return Err(DomException::new(
+                    DomExceptionName::QuotaExceededError,
+                    format!(
+                        "Registration failed: {caller} already holds {count} sync registrations, \
+                         the most one origin may hold; reuse a tag or wait for some to fire"
+                    ),
+                ));
+            }
+        }
+        *self.origin_counts.entry(caller.clone()).or_default() += 1;
+        self.sw_origins.insert(sw, caller.clone());
+        let record = StoredRegistration {
+            origin: caller,
+            sw,
+            tag: key.1.clone(),
+            kind: SyncKind::OneShot,
+            attempts: 0,
+            max_attempts: self.params.max_attempts.max(1),
+            next_fire: self.now,
+            periodic_interval: None,
+        };
+        // 9.2 Add it to the list — once it is durable; 9.3-9.4 then resolve and fire.
+        self.stage(
+            Some(key),
+            vec![StoreOp::Put(record.clone())],
+            Staged::NewRegistration { request, record },
+        );
+        Ok(())
+    }
+
+    fn check_owner(
+        &self,
+        caller: &Origin,
+        sw: SwRegistrationId,
+        registration_origin: Option<&Origin>,
+    ) -> Result<(), DomException> {
+        let Some(owner) = registration_origin else {
+            return Err(DomException::new(
+                DomExceptionName::InvalidStateError,
+                format!("Registration failed: there is no service worker registration {sw}"),
+            ));
+        };
+        let known = self.sw_origins.get(&sw);
+        if owner != caller || known.is_some_and(|o| o != caller) {
+            return Err(DomException::new(
+                DomExceptionName::SecurityError,
+                format!(
+                    "The service worker registration {sw} does not belong to {caller}; a page may \
+                     only use its own origin's registrations"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// [`getTags()`](https://wicg.github.io/background-sync/spec/#dom-syncmanager-gettags).
+    ///
+    /// `registration_origin` is the origin owning `sw` as the embedder knows it (`None` if there
+    /// is no such registration, which has no tags).
+    pub fn get_tags(
+        &mut self,
+        now: Timestamp,
+        request: RequestId,
+        caller: &Origin,
+        sw: SwRegistrationId,
+        registration_origin: Option<&Origin>,
+    ) {
+        self.advance(now);
+        let result = caller.require_potentially_trustworthy().and_then(|()| {
+            if registration_origin.is_none() && !self.sw_origins.contains_key(&sw) {
+                return Ok(Vec::new());
+            }
+            self.check_owner(caller, sw, registration_origin.or(Some(caller)))?;
+            // 2. In parallel: 1. Let tags be the tags of every registration in the list.
+            //    2. Resolve promise with tags. (Every state counts, firing included.)
+            Ok(self.tags_of(sw))
+        });
+        self.settle(request, result.map(Response::Tags));
+    }
+
+    fn tags_of(&self, sw: SwRegistrationId) -> Vec<Tag> {
+        self.registrations
+            .range((sw, Tag::default())..)
+            .take_while(|((s, _), _)| *s == sw)
+            .map(|((_, t), _)| t.clone())
+            .collect()
+    }
+
+    /// The user agent went online or offline.
+    ///
+    /// Going online runs the spec's "when the user agent goes online" steps: every pending
+    /// registration whose origin has permission fires. Events in flight are not affected by
+    /// going offline; nothing new is dispatched until the network returns.
+    pub fn set_online(&mut self, now: Timestamp, online: bool) {
+        self.advance(now);
+        let was = self.online;
+        self.online = online;
+        if online && !was {
+            self.fire_pending_registrations(|_| true);
+        }
+    }
+
+    /// [When the user agent goes online](https://wicg.github.io/background-sync/spec/#online):
+    /// fire a sync event for each pending registration (of the origins `filter` selects).
+    fn fire_pending_registrations(&mut self, filter: impl Fn(&Origin) -> bool) {
+        let keys: Vec<Key> = self
+            .ready
+            .iter()
+            .filter(|k| {
+                self.registrations
+                    .get(*k)
+                    .is_some_and(|r| filter(&r.origin))
+            })
+            .cloned()
+            .collect();
+        for key in keys {
+            self.try_fire(key);
+        }
+    }
+
+    /// The "background-sync" permission of `origin` changed. While denied, nothing of the origin
+    /// fires (the spec's rule; Chromium keeps firing); when granted again, its pending
+    /// registrations fire.
+    pub fn set_permission(&mut self, now: Timestamp, origin: &Origin, state: PermissionState) {
+        self.advance(now);
+        self.note_permission(origin, state);
+    }
+
+    fn note_permission(&mut self, origin: &Origin, state: PermissionState) {
+        let changed = match state {
+            PermissionState::Denied => self.denied.insert(origin.clone()),
+            PermissionState::Granted => self.denied.remove(origin),
+        };
+        if changed && state == PermissionState::Granted {
+            self.fire_pending_registrations(|o| o == origin);
+        }
+    }
+
+    /// The service worker registration `sw` was unregistered: its sync registrations are gone,
+    /// an event in flight is abandoned and its outcome will be ignored.
+    pub fn service_worker_unregistered(&mut self, now: Timestamp, sw: SwRegistrationId) {
+        self.advance(now);
+        self.unregistered.insert(sw);
+        let keys: Vec<Key> = self
+            .registrations
+            .range((sw, Tag::default())..)
+            .take_while(|((s, _), _)| *s == sw)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            if let Some(reg) = self.registrations.remove(&key) {
+                self.ready.remove(&key);
+                self.retry_timers.remove(&(reg.next_fire, key.clone()));
+                if let Some(f) = reg.in_flight {
+                    self.in_flight.remove(&f.id);
+                    self.effects
+                        .push_back(Effect::AbandonDispatch { id: f.id });
+                }
+                self.decrement_origin(&reg.origin);
+                self.log_for(&key, &reg.origin, LogEvent::Unregistered);
+            }
+        }
+        // Calls queued behind a store write of this registration can no longer succeed.
+        let queued: Vec<Key> = self.busy.keys().filter(|k| k.0 == sw).cloned().collect();
+        for key in queued {
+            if let Some(queue) = self.busy.get_mut(&key) {
+                for item in std::mem::take(queue) {
+                    if let Deferred::Register(request, _) = item {
+                        self.settle(request, Err(unregistered_error(sw)));
+                    }
+                }
+            }
+        }
+        if self.sw_origins.remove(&sw).is_some() {
+            self.stage(None, vec![StoreOp::DeleteServiceWorker(sw)], Staged::Removal);
+        }
+    }
+
+    /// The outcome of a dispatched event: steps 3-5 of
+    /// [fire a sync event](https://wicg.github.io/background-sync/spec/#fire-a-sync-event).
+    /// Outcomes of unknown or abandoned events are ignored.
+    pub fn dispatch_completed(&mut self, now: Timestamp, id: DispatchId, outcome: DispatchOutcome) {
+        self.advance(now);
+        let Some(key) = self.in_flight.get(&id).cloned() else {
+            return;
+        };
+        if let Some(queue) = self.busy.get_mut(&key) {
+            queue.push_back(Deferred::Completion(id, outcome));
+            return;
+        }
+        self.in_flight.remove(&id);
+        self.sync_event_settled(key, outcome);
+    }
+
+    /// Steps 4-5 of [fire a sync event](https://wicg.github.io/background-sync/spec/#fire-a-sync-event).
+    fn sync_event_settled(&mut self, key: Key, outcome: DispatchOutcome) {
+        let Some(reg) = self.registrations.get_mut(&key) else {
+            return;
+        };
+        let last_chance = reg.in_flight.take().is_some_and(|f| f.last_chance);
+        // 4.1 / 5.1 If the state is reregisteredWhileFiring: set it to pending (its reset
+        //     attempt count is already durable), fire again if online, and stop.
+        if reg.state == RegistrationState::ReregisteredWhileFiring {
+            reg.state = RegistrationState::Pending;
+            reg.attempts = 0;
+            self.log(
+                &key,
+                LogEvent::Completed {
+                    outcome,
+                    next: NextStep::RunAgain,
+                },
+            );
+            self.try_fire(key);
+            return;
+        }
+        if outcome.is_success() {
+            // 4.2 Otherwise remove the registration from the list (once that is durable).
+            let record_key = store_key(&key);
+            self.stage(
+                Some(key),
+                vec![StoreOp::Delete(record_key)],
+                Staged::Completion {
+                    outcome,
+                    next: NextStep::Removed,
+                },
+            );
+        } else if !last_chance {
+            // 5.2 If lastChance was false: set the state to waiting and, after the retry delay,
+            //     run the retry wait (once the new attempt count is durable).
+            reg.attempts = reg.attempts.saturating_add(1);
+            let delay = self.params.retry_delay(reg.attempts);
+            reg.next_fire = self.now.saturating_add(delay);
+            let record = reg.record(&key);
+            self.stage(
+                Some(key),
+                vec![StoreOp::Put(record)],
+                Staged::Completion {
+                    outcome,
+                    next: NextStep::RetryAfter(delay),
+                },
+            );
+        } else {
+            // 5.3 Otherwise (lastChance was true) remove the registration from the list.
+            let record_key = store_key(&key);
+            self.stage(
+                Some(key),
+                vec![StoreOp::Delete(record_key)],
+                Staged::Completion {
+                    outcome,
+                    next: NextStep::GaveUp,
+                },
+            );
+        }
+    }
+
+    /// The retry wait of step 5.2 of
+    /// [fire a sync event](https://wicg.github.io/background-sync/spec/#fire-a-sync-event): the
+    /// back-off ended; if the registration is still waiting, it becomes pending and fires if it
+    /// can.
+    fn retry_wait_ended(&mut self, key: Key) {
+        // 1. Wait for the UA-defined delay (the timer that brought us here).
+        // 2. If the registration is still in the list and waiting:
+        let Some(reg) = self.registrations.get_mut(&key) else {
+            return;
+        };
+        if reg.state != RegistrationState::Waiting {
+            return;
+        }
+        // 2.1 Set its state to pending. 2.2 If online, fire a sync event for it.
+        reg.state = RegistrationState::Pending;
+        self.try_fire(key);
+    }
+
+    /// Fires `key` now if the user agent is online and its origin has permission; otherwise it
+    /// stays pending until one of those changes.
+    fn try_fire(&mut self, key: Key) {
+        let Some(reg) = self.registrations.get(&key) else {
+            return;
+        };
+        if reg.state != RegistrationState::Pending {
+            return;
+        }
+        if self.online && !self.denied.contains(&reg.origin) {
+            self.ready.remove(&key);
+            self.fire_sync_event(key);
+        } else {
+            self.ready.insert(key);
+        }
+    }
+
+    /// Steps 1-2 of [fire a sync event](https://wicg.github.io/background-sync/spec/#fire-a-sync-event);
+    /// the caller checked that the registration is pending and may fire.
+    fn fire_sync_event(&mut self, key: Key) {
+        let id = DispatchId(self.next_dispatch);
+        let Some(reg) = self.registrations.get_mut(&key) else {
+            return;
+        };
+        self.next_dispatch += 1;
+        // 1. Assert: the state is pending. 2. Set it to firing.
+        reg.state = RegistrationState::Firing;
+        // 3. lastChance is true iff the user agent will not retry after this attempt — decided
+        //    now, at dispatch.
+        let last_chance = reg.attempts.saturating_add(1) >= reg.max_attempts;
+        reg.in_flight = Some(InFlight { id, last_chance });
+        let previous_attempts = reg.attempts;
+        let origin = reg.origin.clone();
+        self.in_flight.insert(id, key.clone());
+        self.log(
+            &key,
+            LogEvent::Dispatched {
+                last_chance,
+                previous_attempts,
+            },
+        );
+        // 4. Fire functional event "sync" using SyncEvent on the registration with tag and
+        //    lastChance; the outcome comes back through dispatch_completed.
+        self.effects.push_back(Effect::Dispatch(DispatchRequest {
+            id,
+            sw: key.0,
+            origin,
+            tag: key.1,
+            last_chance,
+            time_limit: self.params.max_sync_event_duration,
+        }));
+    }
+
+    /// The store acknowledged (or failed) the `Persist` effect `id`.
+    ///
+    /// On success the change becomes visible: a new registration resolves its `register()` and
+    /// fires, a finished event's back-off starts or its registration goes. A new registration
+    /// whose write failed is rejected with an `UnknownError` and leaves no trace. A failed
+    /// completion write still takes effect in memory (the store is one step behind, so after a
+    /// crash the registration may fire once more — never once less).
+    pub fn persist_completed(&mut self, now: Timestamp, id: PersistId, result: Result<(), String>) {
+        self.advance(now);
+        let Some((key, staged)) = self.staged.remove(&id) else {
+            return;
+        };
+        match staged {
+            Staged::NewRegistration { request, record } => {
+                let key = key.unwrap_or_else(|| (record.sw, record.tag.clone()));
+                if let Err(cause) = result {
+                    self.decrement_origin(&record.origin);
+                    self.log_for(&key, &record.origin, LogEvent::StoreFailed { cause: cause.clone() });
+                    self.settle(request, Err(storage_error(&cause)));
+                } else if self.unregistered.contains(&record.sw) {
+                    self.decrement_origin(&record.origin);
+                    self.settle(request, Err(unregistered_error(record.sw)));
+                } else {
+                    // 9.2 Add it to the list. 9.3 Resolve promise. 9.4 If online, fire.
+                    self.registrations.insert(
+                        key.clone(),
+                        SyncRegistration {
+                            origin: record.origin,
+                            state: RegistrationState::Pending,
+                            attempts: 0,
+                            max_attempts: record.max_attempts,
+                            next_fire: record.next_fire,
+                            in_flight: None,
+                        },
+                    );
+                    self.log(&key, LogEvent::Registered);
+                    self.settle(request, Ok(Response::Registered));
+                    self.try_fire(key.clone());
+                }
+                self.release(key);
+            }
+            Staged::ReregisterWhileFiring { request } => {
+                let Some(key) = key else { return };
+                match (result, self.registrations.get_mut(&key)) {
+                    (Ok(()), Some(reg)) if reg.state == RegistrationState::Firing => {
+                        reg.state = RegistrationState::ReregisteredWhileFiring;
+                        reg.attempts = 0;
+                        self.settle(request, Ok(Response::Registered));
+                    }
+                    (Ok(()), Some(_)) => self.settle(request, Ok(Response::Registered)),
+                    (Ok(()), None) => self.settle(request, Err(unregistered_error(key.0))),
+                    (Err(cause), _) => self.settle(request, Err(storage_error(&cause))),
+                }
+                self.release(key);
+            }
+            Staged::Completion { outcome, next } => {
+                let Some(key) = key else { return };
+                if let Err(cause) = result {
+                    if let Some(reg) = self.registrations.get(&key) {
+                        let origin = reg.origin.clone();
+                        self.log_for(&key, &origin, LogEvent::StoreFailed { cause });
+                    }
+                }
+                self.completion_committed(key.clone(), outcome, next);
+                self.release(key);
+            }
+            Staged::Removal => {
+                if let Err(cause) = result {
+                    // Nothing to roll back: the registrations are gone from memory and the
+                    // store still holding them is harmless (their worker is gone too).
+                    let _ = cause;
+                }
+            }
+        }
+    }
+
+    fn completion_committed(&mut self, key: Key, outcome: DispatchOutcome, next: NextStep) {
+        let Some(reg) = self.registrations.get_mut(&key) else {
+            return;
+        };
+        match next {
+            NextStep::RetryAfter(_) => {
+                reg.state = RegistrationState::Waiting;
+                let at = reg.next_fire;
+                self.retry_timers.insert((at, key.clone()));
+                self.log(&key, LogEvent::Completed { outcome, next });
+                // A zero delay ends the wait at once.
+                self.advance(self.now);
+            }
+            // Never staged: a re-registered event runs again without a write.
+            NextStep::RunAgain => {}
+            NextStep::Removed | NextStep::GaveUp => {
+                if let Some(reg) = self.registrations.remove(&key) {
+                    self.decrement_origin(&reg.origin);
+                    self.log_for(&key, &reg.origin, LogEvent::Completed { outcome, next });
+                }
+            }
+        }
+    }
+
+    /// The key's staged change is settled: run what queued behind it, in order, until one of them
+    /// stages a change of its own.
+    fn release(&mut self, key: Key) {
+        let Some(mut queue) = self.busy.remove(&key) else {
+            return;
+        };
+        while let Some(item) = queue.pop_front() {
+            match item {
+                Deferred::Register(request, call) => {
+                    if let Err(e) = self.register_steps(request, call) {
+                        self.settle(request, Err(e));
+                    }
+                }
+                Deferred::Completion(id, outcome) => {
+                    if self.in_flight.remove(&id).is_some() {
+                        self.sync_event_settled(key.clone(), outcome);
+                    }
+                }
+            }
+            if let Some(next) = self.busy.get_mut(&key) {
+                next.extend(queue);
+                return;
+            }
+        }
+    }
+
+    fn stage(&mut self, key: Option<Key>, ops: Vec<StoreOp>, staged: Staged) {
+        let id = PersistId(self.next_persist);
+        self.next_persist += 1;
+        if let Some(k) = &key {
+            self.busy.entry(k.clone()).or_default();
+        }
+        self.staged.insert(id, (key, staged));
+        self.effects.push_back(Effect::Persist { id, ops });
+    }
+
+    fn settle(&mut self, request: RequestId, result: Result<Response, DomException>) {
+        self.effects.push_back(Effect::Settle { request, result });
+    }
+
+    fn decrement_origin(&mut self, origin: &Origin) {
+        if let Some(n) = self.origin_counts.get_mut(origin) {
+            *n -= 1;
+            if *n == 0 {
+                self.origin_counts.remove(origin);
+            }
+        }
+    }
+
+    fn log(&mut self, key: &Key, event: LogEvent) {
+        if let Some(origin) = self.registrations.get(key).map(|r| r.origin.clone()) {
+            self.log_for(key, &origin, event);
+        }
+    }
+
+    fn log_for(&mut self, key: &Key, origin: &Origin, event: LogEvent) {
+        self.log.push(LogEntry {
+            time: self.now,
+            origin: origin.clone(),
+            sw: key.0,
+            tag: key.1.clone(),
+            event,
+        });
+    }
+}
+
+fn store_key(key: &Key) -> RegistrationKey {
+    RegistrationKey {
+        sw: key.0,
+        kind: SyncKind::OneShot,
+        tag: key.1.clone(),
+    }
+}
+
+fn storage_error(cause: &str) -> DomException {
+    DomException::new(
+        DomExceptionName::UnknownError,
+        format!("Background Sync could not store the registration ({cause}); try again later"),
+    )
+}
+
+fn unregistered_error(sw: SwRegistrationId) -> DomException {
+    DomException::new(
+        DomExceptionName::InvalidStateError,
+        format!("Registration failed: the service worker registration {sw} was unregistered"),
+    )
+}
