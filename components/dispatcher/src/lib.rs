@@ -1,1 +1,276 @@
-//! wip
+//! Turns the core's dispatch effects into calls on the embedder's [`ServiceWorkerHost`], enforces
+//! each event's time limit, and hands outcomes back.
+//!
+//! Like the core, the [`Dispatcher`] reads no clock: the driver gives it the time, asks it when
+//! the next time limit runs out ([`Dispatcher::poll_timeout`]) and feeds the outcomes it returns to
+//! [`Scheduler::dispatch_completed`](bgsync_scheduler::Scheduler::dispatch_completed). Outcomes
+//! come back from the host through an [`OutcomeReporter`], from any thread, at any time; the
+//! first report of an event wins and later ones (after a time-out, say) are dropped.
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use bgsync_dispatcher::{Dispatcher, OutcomeReporter, RegistrationInfo, ServiceWorkerHost, SyncEventDispatch};
+//! use bgsync_scheduler::{DispatchOutcome, DispatchRequest};
+//! use bgsync_types::{DispatchId, Origin, SwRegistrationId, Tag, Timestamp};
+//!
+//! /// A host whose worker always succeeds at once.
+//! struct Host;
+//! impl ServiceWorkerHost for Host {
+//!     fn registration(&self, _sw: SwRegistrationId) -> Option<RegistrationInfo> {
+//!         Some(RegistrationInfo { origin: Origin::parse("https://a.example").unwrap(), has_active_worker: true })
+//!     }
+//!     fn fire_sync_event(&self, _event: SyncEventDispatch, reply: OutcomeReporter) {
+//!         reply.report(DispatchOutcome::Fulfilled);
+//!     }
+//! }
+//!
+//! let reported = Arc::new(Mutex::new(Vec::new()));
+//! let sink = reported.clone();
+//! let mut dispatcher = Dispatcher::new(Arc::new(Host), Arc::new(move |id, outcome| sink.lock().unwrap().push((id, outcome))));
+//! dispatcher.dispatch(Timestamp(0), DispatchRequest {
+//!     id: DispatchId(1),
+//!     sw: SwRegistrationId(1),
+//!     origin: Origin::parse("https://a.example").unwrap(),
+//!     tag: Tag::from("send-mail"),
+//!     last_chance: false,
+//!     time_limit: std::time::Duration::from_secs(180),
+//! });
+//! let (id, outcome) = reported.lock().unwrap()[0];
+//! assert_eq!(dispatcher.outcome_reported(id, outcome), Some(DispatchOutcome::Fulfilled));
+//! ```
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use bgsync_scheduler::{DispatchOutcome, DispatchRequest};
+use bgsync_types::{DispatchId, Origin, SwRegistrationId, Tag, Timestamp};
+
+/// What the host knows about a service worker registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationInfo {
+    /// The origin that owns it.
+    pub origin: Origin,
+    /// Whether it has an active worker.
+    pub has_active_worker: bool,
+}
+
+/// A `sync` event for the host to fire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncEventDispatch {
+    /// Identifies the event in [`ServiceWorkerHost::terminate`].
+    pub id: DispatchId,
+    /// The service worker registration whose active worker receives the event.
+    pub sw: SwRegistrationId,
+    /// Its origin.
+    pub origin: Origin,
+    /// `SyncEvent.tag`.
+    pub tag: Tag,
+    /// `SyncEvent.lastChance`.
+    pub last_chance: bool,
+}
+
+/// The embedder's service-worker host: the part of the engine that owns service workers.
+///
+/// Methods are called from the Background Sync thread and must not block on it; long work
+/// (starting a worker, running script) happens on the engine's own threads, which report back
+/// through the [`OutcomeReporter`].
+///
+/// ```
+/// use bgsync_dispatcher::{OutcomeReporter, RegistrationInfo, ServiceWorkerHost, SyncEventDispatch};
+/// use bgsync_scheduler::DispatchOutcome;
+/// use bgsync_types::{Origin, SwRegistrationId};
+///
+/// struct MyEngine { /* handles to the engine's service-worker threads */ }
+///
+/// impl ServiceWorkerHost for MyEngine {
+///     fn registration(&self, sw: SwRegistrationId) -> Option<RegistrationInfo> {
+///         // Look the registration up in the engine's service-worker registry.
+///         Some(RegistrationInfo { origin: Origin::parse("https://a.example").unwrap(), has_active_worker: true })
+///     }
+///     fn fire_sync_event(&self, event: SyncEventDispatch, reply: OutcomeReporter) {
+///         // Post a task to the worker's thread: create a SyncEvent with event.tag and
+///         // event.last_chance, dispatch it, wait for its extend-lifetime promises, then:
+///         std::thread::spawn(move || reply.report(DispatchOutcome::Fulfilled));
+///     }
+/// }
+/// ```
+pub trait ServiceWorkerHost: Send + Sync + 'static {
+    /// The registration `sw`, or `None` if there is no such registration.
+    fn registration(&self, sw: SwRegistrationId) -> Option<RegistrationInfo>;
+
+    /// Fires the functional event `sync` at the registration's active worker (starting it if
+    /// need be) and reports, exactly once, how the event's `waitUntil` promises settled.
+    /// Dropping `reply` without reporting counts as [`DispatchOutcome::WorkerTerminated`].
+    fn fire_sync_event(&self, event: SyncEventDispatch, reply: OutcomeReporter);
+
+    /// The event ran out of time or its registration is gone: stop it if you can (terminating
+    /// the worker, as Chromium does). Its outcome will be ignored. The default does nothing.
+    fn terminate(&self, event: DispatchId, sw: SwRegistrationId) {
+        let _ = (event, sw);
+    }
+}
+
+/// Where reported outcomes go: the driver's queue.
+pub type OutcomeSink = Arc<dyn Fn(DispatchId, DispatchOutcome) + Send + Sync>;
+
+/// Reports the outcome of one `sync` event, once, from any thread.
+#[must_use = "an unreported event counts as a terminated worker"]
+pub struct OutcomeReporter {
+    id: DispatchId,
+    sink: Option<OutcomeSink>,
+}
+
+impl OutcomeReporter {
+    /// The event this reporter answers for.
+    pub fn id(&self) -> DispatchId {
+        self.id
+    }
+
+    /// Reports how the event ended.
+    pub fn report(mut self, outcome: DispatchOutcome) {
+        if let Some(sink) = self.sink.take() {
+            sink(self.id, outcome);
+        }
+    }
+}
+
+impl Drop for OutcomeReporter {
+    fn drop(&mut self) {
+        if let Some(sink) = self.sink.take() {
+            sink(self.id, DispatchOutcome::WorkerTerminated);
+        }
+    }
+}
+
+impl std::fmt::Debug for OutcomeReporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutcomeReporter").field("id", &self.id).finish()
+    }
+}
+
+struct InFlight {
+    deadline: Timestamp,
+    sw: SwRegistrationId,
+}
+
+/// Fires events through a [`ServiceWorkerHost`] and enforces their time limits.
+pub struct Dispatcher {
+    host: Arc<dyn ServiceWorkerHost>,
+    sink: OutcomeSink,
+    in_flight: HashMap<DispatchId, InFlight>,
+    deadlines: BTreeSet<(Timestamp, DispatchId)>,
+}
+
+impl Dispatcher {
+    /// A dispatcher that fires through `host` and sends reported outcomes to `sink`.
+    pub fn new(host: Arc<dyn ServiceWorkerHost>, sink: OutcomeSink) -> Self {
+        Dispatcher {
+            host,
+            sink,
+            in_flight: HashMap::new(),
+            deadlines: BTreeSet::new(),
+        }
+    }
+
+    /// The host events are fired through.
+    pub fn host(&self) -> &Arc<dyn ServiceWorkerHost> {
+        &self.host
+    }
+
+    /// How many events are in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Fires `request` at time `now`. If the registration has no active worker the attempt fails
+    /// at once and the outcome is returned instead of being reported later.
+    pub fn dispatch(
+        &mut self,
+        now: Timestamp,
+        request: DispatchRequest,
+    ) -> Option<(DispatchId, DispatchOutcome)> {
+        let active = self
+            .host
+            .registration(request.sw)
+            .is_some_and(|r| r.has_active_worker && r.origin == request.origin);
+        if !active {
+            tracing::debug!(id = request.id.0, sw = %request.sw, "no active worker to receive sync");
+            return Some((request.id, DispatchOutcome::WorkerFailedToStart));
+        }
+        let deadline = now.saturating_add(request.time_limit);
+        self.in_flight.insert(
+            request.id,
+            InFlight {
+                deadline,
+                sw: request.sw,
+            },
+        );
+        self.deadlines.insert((deadline, request.id));
+        let reply = OutcomeReporter {
+            id: request.id,
+            sink: Some(self.sink.clone()),
+        };
+        self.host.fire_sync_event(
+            SyncEventDispatch {
+                id: request.id,
+                sw: request.sw,
+                origin: request.origin,
+                tag: request.tag,
+                last_chance: request.last_chance,
+            },
+            reply,
+        );
+        None
+    }
+
+    /// An outcome arrived from the host. Returns it if the event was still in flight; `None` if
+    /// it had already timed out or been abandoned (the outcome is then ignored).
+    pub fn outcome_reported(
+        &mut self,
+        id: DispatchId,
+        outcome: DispatchOutcome,
+    ) -> Option<DispatchOutcome> {
+        let f = self.in_flight.remove(&id)?;
+        self.deadlines.remove(&(f.deadline, id));
+        Some(outcome)
+    }
+
+    /// Forgets an event (its registration is gone) and asks the host to stop it.
+    pub fn abandon(&mut self, id: DispatchId) {
+        if let Some(f) = self.in_flight.remove(&id) {
+            self.deadlines.remove(&(f.deadline, id));
+            self.host.terminate(id, f.sw);
+        }
+    }
+
+    /// When the soonest time limit runs out.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.deadlines.first().map(|(t, _)| *t)
+    }
+
+    /// Ends every event whose time limit ran out by `now`: the host is asked to terminate it and
+    /// it is returned as [`DispatchOutcome::TimedOut`].
+    pub fn handle_timeout(&mut self, now: Timestamp) -> Vec<(DispatchId, DispatchOutcome)> {
+        let mut expired = Vec::new();
+        while let Some(&(deadline, id)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            if let Some(f) = self.in_flight.remove(&id) {
+                tracing::info!(id = id.0, sw = %f.sw, "sync event ran past its time limit");
+                self.host.terminate(id, f.sw);
+                expired.push((id, DispatchOutcome::TimedOut));
+            }
+        }
+        expired
+    }
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("in_flight", &self.in_flight.len())
+            .finish()
+    }
+}

@@ -1,0 +1,139 @@
+//! The dispatcher's contract with the host: time limits, late outcomes, dropped reporters.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bgsync_dispatcher::{
+    Dispatcher, OutcomeReporter, RegistrationInfo, ServiceWorkerHost, SyncEventDispatch,
+};
+use bgsync_scheduler::{DispatchOutcome, DispatchRequest};
+use bgsync_types::{DispatchId, Origin, SwRegistrationId, Tag, Timestamp};
+
+#[derive(Default)]
+struct Host {
+    /// Reporters the test answers by hand.
+    held: Mutex<Vec<(SyncEventDispatch, OutcomeReporter)>>,
+    terminated: Mutex<Vec<DispatchId>>,
+    no_worker: bool,
+}
+
+impl ServiceWorkerHost for Host {
+    fn registration(&self, _sw: SwRegistrationId) -> Option<RegistrationInfo> {
+        Some(RegistrationInfo {
+            origin: origin(),
+            has_active_worker: !self.no_worker,
+        })
+    }
+    fn fire_sync_event(&self, event: SyncEventDispatch, reply: OutcomeReporter) {
+        self.held.lock().unwrap().push((event, reply));
+    }
+    fn terminate(&self, event: DispatchId, _sw: SwRegistrationId) {
+        self.terminated.lock().unwrap().push(event);
+    }
+}
+
+fn origin() -> Origin {
+    Origin::parse("https://a.example").unwrap()
+}
+
+type Reports = Arc<Mutex<Vec<(DispatchId, DispatchOutcome)>>>;
+
+fn setup(host: Host) -> (Arc<Host>, Dispatcher, Reports) {
+    let host = Arc::new(host);
+    let reports: Reports = Arc::default();
+    let sink = reports.clone();
+    let d = Dispatcher::new(
+        host.clone(),
+        Arc::new(move |id, o| sink.lock().unwrap().push((id, o))),
+    );
+    (host, d, reports)
+}
+
+fn request(id: u64, last_chance: bool) -> DispatchRequest {
+    DispatchRequest {
+        id: DispatchId(id),
+        sw: SwRegistrationId(1),
+        origin: origin(),
+        tag: Tag::from("t"),
+        last_chance,
+        time_limit: Duration::from_secs(180),
+    }
+}
+
+#[test]
+fn the_host_sees_tag_and_last_chance() {
+    let (host, mut d, _) = setup(Host::default());
+    assert_eq!(d.dispatch(Timestamp(0), request(1, true)), None);
+    let held = host.held.lock().unwrap();
+    assert_eq!(held[0].0.tag, Tag::from("t"));
+    assert!(held[0].0.last_chance);
+}
+
+#[test]
+fn an_event_past_its_time_limit_times_out_and_is_terminated() {
+    let (host, mut d, reports) = setup(Host::default());
+    d.dispatch(Timestamp(1_000), request(1, false));
+    assert_eq!(d.poll_timeout(), Some(Timestamp(181_000)));
+    assert!(d.handle_timeout(Timestamp(180_999)).is_empty());
+    assert_eq!(
+        d.handle_timeout(Timestamp(181_000)),
+        vec![(DispatchId(1), DispatchOutcome::TimedOut)]
+    );
+    assert_eq!(*host.terminated.lock().unwrap(), vec![DispatchId(1)]);
+    // The worker's late success is ignored.
+    let (_, reply) = host.held.lock().unwrap().pop().unwrap();
+    reply.report(DispatchOutcome::Fulfilled);
+    let (id, outcome) = reports.lock().unwrap()[0];
+    assert_eq!(d.outcome_reported(id, outcome), None);
+    assert_eq!(d.poll_timeout(), None);
+}
+
+#[test]
+fn an_outcome_in_time_clears_the_deadline() {
+    let (host, mut d, reports) = setup(Host::default());
+    d.dispatch(Timestamp(0), request(1, false));
+    let (_, reply) = host.held.lock().unwrap().pop().unwrap();
+    reply.report(DispatchOutcome::Rejected);
+    let (id, outcome) = reports.lock().unwrap()[0];
+    assert_eq!(d.outcome_reported(id, outcome), Some(DispatchOutcome::Rejected));
+    assert_eq!(d.poll_timeout(), None);
+    assert!(d.handle_timeout(Timestamp(u64::MAX)).is_empty());
+}
+
+#[test]
+fn a_dropped_reporter_counts_as_a_terminated_worker() {
+    let (host, mut d, reports) = setup(Host::default());
+    d.dispatch(Timestamp(0), request(1, false));
+    host.held.lock().unwrap().clear();
+    assert_eq!(
+        *reports.lock().unwrap(),
+        vec![(DispatchId(1), DispatchOutcome::WorkerTerminated)]
+    );
+}
+
+#[test]
+fn no_active_worker_fails_the_attempt_at_once() {
+    let (host, mut d, _) = setup(Host {
+        no_worker: true,
+        ..Host::default()
+    });
+    assert_eq!(
+        d.dispatch(Timestamp(0), request(1, false)),
+        Some((DispatchId(1), DispatchOutcome::WorkerFailedToStart))
+    );
+    assert!(host.held.lock().unwrap().is_empty());
+    assert_eq!(d.in_flight(), 0);
+}
+
+#[test]
+fn abandoning_terminates_and_ignores_the_outcome() {
+    let (host, mut d, _) = setup(Host::default());
+    d.dispatch(Timestamp(0), request(7, false));
+    d.abandon(DispatchId(7));
+    assert_eq!(*host.terminated.lock().unwrap(), vec![DispatchId(7)]);
+    assert_eq!(
+        d.outcome_reported(DispatchId(7), DispatchOutcome::Fulfilled),
+        None
+    );
+    assert_eq!(d.poll_timeout(), None);
+}
