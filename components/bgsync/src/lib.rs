@@ -1,1 +1,336 @@
-//! wip
+//! Background Sync for browser engines: the facade an engine embeds.
+//!
+//! [`BackgroundSync`] wires the sans-IO core ([`bgsync_scheduler`]), the dispatcher
+//! ([`bgsync_dispatcher`]) and a registration store ([`bgsync_store`]) together on a thread of
+//! its own, running a tokio runtime. The engine implements a few small traits
+//! ([`embedder`]) and calls in with either the async API ([`BackgroundSync::register`]) or, from
+//! threads of its own, the channel API ([`BackgroundSync::register_with_reply`], answering on a
+//! crossbeam channel).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use bgsync::testing::{OpenWindows, ScriptedHost};
+//! use bgsync::{BackgroundSync, VirtualClock};
+//! use bgsync_types::{Origin, SwRegistrationId, Tag};
+//!
+//! let origin = Origin::parse("https://mail.example").unwrap();
+//! let host = Arc::new(ScriptedHost::new());
+//! host.add_registration(SwRegistrationId(1), origin.clone());
+//! let clock = VirtualClock::default();
+//! let sync = BackgroundSync::builder(host.clone(), Arc::new(OpenWindows::with([origin.clone()])))
+//!     .clock(Arc::new(clock.clone()))
+//!     .start()
+//!     .unwrap();
+//!
+//! // An engine thread registers and waits on a crossbeam channel.
+//! let reply = sync.register_with_reply(&origin, SwRegistrationId(1), Tag::from("send-mail"));
+//! assert_eq!(reply.recv().unwrap(), Ok(()));
+//! sync.settle_blocking();
+//! assert_eq!(host.fired()[0].tag, Tag::from("send-mail"));
+//! sync.shutdown();
+//! ```
+
+mod clock;
+mod driver;
+pub mod embedder;
+pub mod testing;
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use bgsync_dispatcher::{Dispatcher, OutcomeSink};
+use bgsync_scheduler::Scheduler;
+use bgsync_store::{MemoryStore, RegistrationStore, StoreError};
+use bgsync_types::{
+    DomException, DomExceptionName, Origin, PermissionState, SwRegistrationId, Tag, Timestamp,
+};
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+
+pub use bgsync_scheduler::{
+    DispatchOutcome, LogEntry, LogEvent, NextStep, Parameters, RegistrationState,
+};
+pub use clock::{Clock, Sleep, SystemClock, VirtualClock};
+pub use embedder::{
+    AlwaysGranted, AssumeOnline, NetworkState, OutcomeReporter, Permissions, RegistrationInfo,
+    ServiceWorkerHost, SyncEventDispatch, WindowClients,
+};
+
+use driver::{Driver, Embedder, Msg, Reply};
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The stored registrations could not be loaded.
+    #[error("could not load the stored sync registrations: {0}")]
+    Store(#[from] StoreError),
+    /// The Background Sync thread or its runtime could not be created.
+    #[error("could not start the Background Sync thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// Configures and starts a [`BackgroundSync`].
+pub struct Builder {
+    host: Arc<dyn ServiceWorkerHost>,
+    clients: Arc<dyn WindowClients>,
+    permissions: Arc<dyn Permissions>,
+    network: Arc<dyn NetworkState>,
+    clock: Arc<dyn Clock>,
+    params: Parameters,
+    store: Box<dyn RegistrationStore>,
+    log_capacity: usize,
+}
+
+impl Builder {
+    /// The permission source (default: [`AlwaysGranted`]).
+    pub fn permissions(mut self, permissions: Arc<dyn Permissions>) -> Self {
+        self.permissions = permissions;
+        self
+    }
+
+    /// The network state at start-up (default: [`AssumeOnline`]).
+    pub fn network(mut self, network: Arc<dyn NetworkState>) -> Self {
+        self.network = network;
+        self
+    }
+
+    /// The clock (default: [`SystemClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The user agent's parameters (default: Chromium's).
+    pub fn params(mut self, params: Parameters) -> Self {
+        self.params = params;
+        self
+    }
+
+    /// The registration store (default: an in-memory [`MemoryStore`]).
+    pub fn store(mut self, store: Box<dyn RegistrationStore>) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// How many DevTools log lines to keep (default 1,000; the oldest go first).
+    pub fn log_capacity(mut self, lines: usize) -> Self {
+        self.log_capacity = lines;
+        self
+    }
+
+    /// Loads the stored registrations and starts the Background Sync thread. Registrations that
+    /// are due fire as soon as the engine is online.
+    pub fn start(mut self) -> Result<BackgroundSync, StartError> {
+        let records = self.store.load_all()?;
+        let now = self.clock.now();
+        let mut core = Scheduler::new(self.params);
+        // Online state and permissions first, so nothing fires that may not.
+        core.set_online(now, self.network.is_online());
+        let mut origins: Vec<&Origin> = records.iter().map(|r| &r.origin).collect();
+        origins.sort_by_key(|o| o.serialize());
+        origins.dedup();
+        for origin in origins {
+            core.set_permission(now, origin, self.permissions.background_sync(origin));
+        }
+        core.restore(now, records);
+
+        let (tx, rx) = mpsc::unbounded_channel();
+        let weak = tx.downgrade();
+        let sink: OutcomeSink = Arc::new(move |id, outcome| {
+            if let Some(tx) = weak.upgrade() {
+                let _ = tx.send(Msg::Outcome(id, outcome));
+            }
+        });
+        let dispatcher = Dispatcher::new(self.host.clone(), sink);
+        let driver = Driver::new(
+            core,
+            dispatcher,
+            self.store,
+            Embedder {
+                host: self.host,
+                clients: self.clients,
+                permissions: self.permissions,
+                clock: self.clock,
+            },
+            rx,
+            self.log_capacity,
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()?;
+        let thread = std::thread::Builder::new()
+            .name("background-sync".into())
+            .spawn(move || runtime.block_on(driver.run()))?;
+        Ok(BackgroundSync {
+            tx,
+            thread: Arc::new(Mutex::new(Some(thread))),
+        })
+    }
+}
+
+/// A running Background Sync engine. Cheap to clone; every clone talks to the same thread,
+/// which stops when the last clone is dropped or [`shutdown`](BackgroundSync::shutdown) is called.
+#[derive(Clone)]
+pub struct BackgroundSync {
+    tx: mpsc::UnboundedSender<Msg>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+fn shut_down() -> DomException {
+    DomException::new(
+        DomExceptionName::UnknownError,
+        "Background Sync has shut down; the call was not carried out",
+    )
+}
+
+impl BackgroundSync {
+    /// Starts configuring an engine around the embedder's service-worker host and window
+    /// clients, the two things no default can stand in for.
+    pub fn builder(host: Arc<dyn ServiceWorkerHost>, clients: Arc<dyn WindowClients>) -> Builder {
+        Builder {
+            host,
+            clients,
+            permissions: Arc::new(AlwaysGranted),
+            network: Arc::new(AssumeOnline),
+            clock: Arc::new(SystemClock),
+            params: Parameters::default(),
+            store: Box::new(MemoryStore::new()),
+            log_capacity: 1_000,
+        }
+    }
+
+    fn send(&self, msg: Msg) {
+        // A send fails only after shutdown; the reply channel then reports it.
+        let _ = self.tx.send(msg);
+    }
+
+    /// `SyncManager.register(tag)` called from a context of origin `caller` on the service
+    /// worker registration `sw`. Resolves once the registration is durable.
+    pub async fn register(
+        &self,
+        caller: &Origin,
+        sw: SwRegistrationId,
+        tag: impl Into<Tag>,
+    ) -> Result<(), DomException> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Msg::Register {
+            caller: caller.clone(),
+            sw,
+            tag: tag.into(),
+            reply: Reply::Async(tx),
+        });
+        rx.await.unwrap_or_else(|_| Err(shut_down()))
+    }
+
+    /// [`register`](BackgroundSync::register) for engine threads: the answer arrives on the
+    /// returned crossbeam channel, which can be waited on or selected over with the engine's own.
+    pub fn register_with_reply(
+        &self,
+        caller: &Origin,
+        sw: SwRegistrationId,
+        tag: impl Into<Tag>,
+    ) -> crossbeam_channel::Receiver<Result<(), DomException>> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.send(Msg::Register {
+            caller: caller.clone(),
+            sw,
+            tag: tag.into(),
+            reply: Reply::Channel(tx),
+        });
+        rx
+    }
+
+    /// `SyncManager.getTags()`: the tags of every registration of `sw`, in code-unit order.
+    pub async fn get_tags(
+        &self,
+        caller: &Origin,
+        sw: SwRegistrationId,
+    ) -> Result<Vec<Tag>, DomException> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Msg::GetTags {
+            caller: caller.clone(),
+            sw,
+            reply: Reply::Async(tx),
+        });
+        rx.await.unwrap_or_else(|_| Err(shut_down()))
+    }
+
+    /// [`get_tags`](BackgroundSync::get_tags) for engine threads, answering on a crossbeam
+    /// channel.
+    pub fn get_tags_with_reply(
+        &self,
+        caller: &Origin,
+        sw: SwRegistrationId,
+    ) -> crossbeam_channel::Receiver<Result<Vec<Tag>, DomException>> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.send(Msg::GetTags {
+            caller: caller.clone(),
+            sw,
+            reply: Reply::Channel(tx),
+        });
+        rx
+    }
+
+    /// The network went online or offline. Going online fires every pending registration.
+    pub fn network_changed(&self, online: bool) {
+        self.send(Msg::Network(online));
+    }
+
+    /// The "background-sync" permission of `origin` changed.
+    pub fn permission_changed(&self, origin: &Origin, state: PermissionState) {
+        self.send(Msg::Permission(origin.clone(), state));
+    }
+
+    /// The service worker registration `sw` was unregistered: its sync registrations go, and an
+    /// event in flight is terminated and its outcome ignored.
+    pub fn service_worker_unregistered(&self, sw: SwRegistrationId) {
+        self.send(Msg::SwUnregistered(sw));
+    }
+
+    /// Waits until the engine has handled every call made before, done everything that is due
+    /// at the clock's current time, and carried out what that led to (including outcomes hosts
+    /// reported at once). With a [`VirtualClock`], call it after moving the clock.
+    pub async fn settle(&self) {
+        let (tx, rx) = oneshot::channel();
+        self.send(Msg::Settle(Reply::Async(tx)));
+        let _ = rx.await;
+    }
+
+    /// [`settle`](BackgroundSync::settle) for threads that are not async.
+    pub fn settle_blocking(&self) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.send(Msg::Settle(Reply::Channel(tx)));
+        let _ = rx.recv();
+    }
+
+    /// The DevTools-style log: registered, dispatched (with lastChance), completed (with outcome
+    /// and next delay), re-registered; oldest first.
+    pub async fn log(&self) -> Vec<LogEntry> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Msg::Log(Reply::Async(tx)));
+        rx.await.unwrap_or_default()
+    }
+
+    /// The soonest time the user agent must be woken, for an OS wake-up: the end of the soonest
+    /// back-off, and no later than the recovery time while events are in flight.
+    pub async fn next_wake_up(&self) -> Option<Timestamp> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Msg::WakeUp(Reply::Async(tx)));
+        rx.await.unwrap_or_default()
+    }
+
+    /// Stops the Background Sync thread and waits for it. Calls still in progress are rejected
+    /// with an `UnknownError`; everything acknowledged is in the store.
+    pub fn shutdown(&self) {
+        self.send(Msg::Shutdown);
+        if let Some(thread) = self.thread.lock().take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for BackgroundSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackgroundSync").finish_non_exhaustive()
+    }
+}
