@@ -146,10 +146,13 @@ async fn run(title: &str, server_failures: u32) -> Result<(), Box<dyn std::error
         lines: Mutex::new(VecDeque::new()),
     });
     let clock = VirtualClock::new(START);
-    let sync = BackgroundSync::builder(worker.clone(), Arc::new(OpenWindows::with([origin.clone()])))
-        .clock(Arc::new(clock.clone()))
-        .network(Arc::new(FixedNetwork(false)))
-        .start()?;
+    let sync = BackgroundSync::builder(
+        worker.clone(),
+        Arc::new(OpenWindows::with([origin.clone()])),
+    )
+    .clock(Arc::new(clock.clone()))
+    .network(Arc::new(FixedNetwork(false)))
+    .start()?;
     let mut t = Timeline {
         sync: sync.clone(),
         clock,
@@ -159,7 +162,10 @@ async fn run(title: &str, server_failures: u32) -> Result<(), Box<dyn std::error
 
     t.say("network", "offline");
     worker.outbox.lock().push("Lunch on Friday?".to_owned());
-    t.say("page", "composed \"Lunch on Friday?\" into the outbox; register('send-mail')");
+    t.say(
+        "page",
+        "composed \"Lunch on Friday?\" into the outbox; register('send-mail')",
+    );
     sync.register(&origin, SW, "send-mail").await?;
     t.print_log().await;
     let tags: Vec<String> = sync

@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use bgsync_dispatcher::{Dispatcher, ServiceWorkerHost};
 use bgsync_scheduler::{
-    DispatchOutcome, Effect, LogEntry, LogEvent, RegisterCall, RegisterContext, Response,
-    Scheduler,
+    DispatchOutcome, Effect, LogEntry, LogEvent, RegisterCall, RegisterContext, Response, Scheduler,
 };
 use bgsync_store::{RegistrationStore, StoreOp};
 use bgsync_types::{
@@ -204,7 +203,8 @@ impl Driver {
                 let owner = self.embedder.host.registration(sw).map(|i| i.origin);
                 let request = self.request_id();
                 self.pending.insert(request, Pending::Tags(reply));
-                self.core.get_tags(now, request, &caller, sw, owner.as_ref());
+                self.core
+                    .get_tags(now, request, &caller, sw, owner.as_ref());
             }
             Msg::Outcome(id, outcome) => {
                 let span = tracing::info_span!("sync_event_settled", id = id.0, ?outcome);
@@ -220,8 +220,7 @@ impl Driver {
                 self.core.set_online(now, online);
             }
             Msg::Permission(origin, state) => {
-                let _entered =
-                    tracing::info_span!("permission_changed", %origin, ?state).entered();
+                let _entered = tracing::info_span!("permission_changed", %origin, ?state).entered();
                 self.core.set_permission(now, &origin, state);
             }
             Msg::SwUnregistered(sw) => {

@@ -98,7 +98,12 @@ impl ScriptedHost {
 
     /// The events being held, in order.
     pub fn held(&self) -> Vec<SyncEventDispatch> {
-        self.state.lock().held.iter().map(|(e, _)| e.clone()).collect()
+        self.state
+            .lock()
+            .held
+            .iter()
+            .map(|(e, _)| e.clone())
+            .collect()
     }
 
     /// Settles the held event `id`; false if no such event is held.

@@ -74,7 +74,10 @@ async fn register_fires_sync_with_the_tag_and_success_removes_it() {
     assert_eq!(fired.len(), 1);
     assert_eq!(fired[0].tag, Tag::from("send-mail"));
     assert!(!fired[0].last_chance);
-    assert_eq!(f.sync.get_tags(&f.origin, SW).await.unwrap(), Vec::<Tag>::new());
+    assert_eq!(
+        f.sync.get_tags(&f.origin, SW).await.unwrap(),
+        Vec::<Tag>::new()
+    );
     assert!(f.store.snapshot().is_empty());
 }
 
@@ -84,7 +87,8 @@ async fn the_promise_resolves_before_the_event_is_dispatched() {
     let reply = f.sync.register_with_reply(&f.origin, SW, "t");
     let seen_at_fire = Arc::new(parking_lot::Mutex::new(None));
     let (probe, seen) = (reply.clone(), seen_at_fire.clone());
-    f.host.on_fire(move |_| *seen.lock() = Some(probe.try_recv()));
+    f.host
+        .on_fire(move |_| *seen.lock() = Some(probe.try_recv()));
     f.sync.settle().await;
     assert_eq!(*seen_at_fire.lock(), Some(Ok(Ok(()))));
 }
@@ -96,7 +100,10 @@ async fn offline_registrations_fire_when_the_network_returns() {
     f.host.add_registration(SwRegistrationId(2), other.clone());
     f.windows.open(other.clone());
     f.sync.register(&f.origin, SW, "send-mail").await.unwrap();
-    f.sync.register(&other, SwRegistrationId(2), "fetch-news").await.unwrap();
+    f.sync
+        .register(&other, SwRegistrationId(2), "fetch-news")
+        .await
+        .unwrap();
     f.sync.settle().await;
     assert!(f.host.fired().is_empty());
     f.sync.network_changed(true);
@@ -109,11 +116,15 @@ async fn offline_registrations_fire_when_the_network_returns() {
 #[tokio::test]
 async fn failures_back_off_5_then_15_minutes_with_last_chance_on_the_third() {
     let f = Fixture::new();
-    f.host.set_default(Behaviour::Settle(DispatchOutcome::Rejected));
+    f.host
+        .set_default(Behaviour::Settle(DispatchOutcome::Rejected));
     f.sync.register(&f.origin, SW, "t").await.unwrap();
     f.sync.settle().await;
     assert_eq!(f.host.fired().len(), 1);
-    assert_eq!(f.sync.next_wake_up().await, Some(Timestamp(1_000_000 + 5 * 60_000)));
+    assert_eq!(
+        f.sync.next_wake_up().await,
+        Some(Timestamp(1_000_000 + 5 * 60_000))
+    );
     f.advance(5 * MIN - Duration::from_millis(1)).await;
     assert_eq!(f.host.fired().len(), 1);
     f.advance(Duration::from_millis(1)).await;
@@ -124,7 +135,10 @@ async fn failures_back_off_5_then_15_minutes_with_last_chance_on_the_third() {
     assert_eq!(f.last_chances(), [false, false, true]);
     f.advance(24 * 60 * MIN).await;
     assert_eq!(f.host.fired().len(), 3, "no fourth attempt");
-    assert_eq!(f.sync.get_tags(&f.origin, SW).await.unwrap(), Vec::<Tag>::new());
+    assert_eq!(
+        f.sync.get_tags(&f.origin, SW).await.unwrap(),
+        Vec::<Tag>::new()
+    );
 }
 
 #[tokio::test]
@@ -136,7 +150,10 @@ async fn an_event_past_the_time_limit_fails_and_the_worker_is_terminated() {
     let held = f.host.held();
     assert_eq!(held.len(), 1);
     // While it runs, the OS wake-up asked for is the 6 minute recovery time.
-    assert_eq!(f.sync.next_wake_up().await, Some(Timestamp(1_000_000 + 6 * 60_000)));
+    assert_eq!(
+        f.sync.next_wake_up().await,
+        Some(Timestamp(1_000_000 + 6 * 60_000))
+    );
     f.advance(3 * MIN).await;
     assert_eq!(f.host.terminated(), [held[0].id]);
     let log = f.sync.log().await;
@@ -159,7 +176,10 @@ async fn a_worker_that_crashes_mid_event_counts_a_failed_attempt() {
     let log = f.sync.log().await;
     assert!(log.iter().any(|e| matches!(
         e.event,
-        LogEvent::Completed { outcome: DispatchOutcome::WorkerTerminated, next: NextStep::RetryAfter(_) }
+        LogEvent::Completed {
+            outcome: DispatchOutcome::WorkerTerminated,
+            next: NextStep::RetryAfter(_)
+        }
     )));
     f.advance(5 * MIN).await;
     assert_eq!(f.host.fired().len(), 2);
@@ -176,7 +196,10 @@ async fn a_registration_without_an_active_worker_at_fire_time_fails_the_attempt(
     let log = f.sync.log().await;
     assert!(log.iter().any(|e| matches!(
         e.event,
-        LogEvent::Completed { outcome: DispatchOutcome::WorkerFailedToStart, .. }
+        LogEvent::Completed {
+            outcome: DispatchOutcome::WorkerFailedToStart,
+            ..
+        }
     )));
 }
 
@@ -192,7 +215,10 @@ async fn unregistering_mid_event_drops_everything_and_ignores_the_outcome() {
     f.sync.settle().await;
     assert_eq!(f.host.terminated(), [event.id]);
     assert!(f.store.snapshot().is_empty());
-    assert_eq!(f.sync.get_tags(&f.origin, SW).await.unwrap(), Vec::<Tag>::new());
+    assert_eq!(
+        f.sync.get_tags(&f.origin, SW).await.unwrap(),
+        Vec::<Tag>::new()
+    );
     f.advance(60 * MIN).await;
     assert_eq!(f.host.fired().len(), 1);
 }
@@ -202,14 +228,16 @@ async fn permission_denied_holds_events_until_granted() {
     let f = Fixture::with(MemoryStore::new(), false);
     f.sync.register(&f.origin, SW, "t").await.unwrap();
     f.permissions.set(&f.origin, PermissionState::Denied);
-    f.sync.permission_changed(&f.origin, PermissionState::Denied);
+    f.sync
+        .permission_changed(&f.origin, PermissionState::Denied);
     f.sync.network_changed(true);
     f.sync.settle().await;
     assert!(f.host.fired().is_empty());
     let err = f.sync.register(&f.origin, SW, "u").await.unwrap_err();
     assert_eq!(err.name, DomExceptionName::NotAllowedError);
     f.permissions.set(&f.origin, PermissionState::Granted);
-    f.sync.permission_changed(&f.origin, PermissionState::Granted);
+    f.sync
+        .permission_changed(&f.origin, PermissionState::Granted);
     f.sync.settle().await;
     assert_eq!(f.host.fired().len(), 1);
 }
@@ -218,13 +246,37 @@ async fn permission_denied_holds_events_until_granted() {
 async fn refusals_reach_the_caller_with_their_names() {
     let f = Fixture::new();
     let cases = [
-        (origin("http://mail.example"), SW, "t".to_string(), DomExceptionName::SecurityError),
-        (origin("https://evil.example"), SW, "t".to_string(), DomExceptionName::SecurityError),
-        (f.origin.clone(), SwRegistrationId(99), "t".to_string(), DomExceptionName::InvalidStateError),
-        (f.origin.clone(), SW, "x".repeat(10_241), DomExceptionName::InvalidAccessError),
+        (
+            origin("http://mail.example"),
+            SW,
+            "t".to_string(),
+            DomExceptionName::SecurityError,
+        ),
+        (
+            origin("https://evil.example"),
+            SW,
+            "t".to_string(),
+            DomExceptionName::SecurityError,
+        ),
+        (
+            f.origin.clone(),
+            SwRegistrationId(99),
+            "t".to_string(),
+            DomExceptionName::InvalidStateError,
+        ),
+        (
+            f.origin.clone(),
+            SW,
+            "x".repeat(10_241),
+            DomExceptionName::InvalidAccessError,
+        ),
     ];
     for (caller, sw, tag, name) in cases {
-        let err = f.sync.register(&caller, sw, tag.as_str()).await.unwrap_err();
+        let err = f
+            .sync
+            .register(&caller, sw, tag.as_str())
+            .await
+            .unwrap_err();
         assert_eq!(err.name, name, "{caller} {sw}: {}", err.message);
     }
     f.windows.close(&f.origin);
@@ -240,7 +292,10 @@ async fn a_store_failure_rejects_with_unknown_error_and_keeps_what_was_acknowled
     f.store.faults().fail_next_commits(1);
     let err = f.sync.register(&f.origin, SW, "lost").await.unwrap_err();
     assert_eq!(err.name, DomExceptionName::UnknownError);
-    assert_eq!(f.sync.get_tags(&f.origin, SW).await.unwrap(), [Tag::from("kept")]);
+    assert_eq!(
+        f.sync.get_tags(&f.origin, SW).await.unwrap(),
+        [Tag::from("kept")]
+    );
     assert_eq!(f.store.snapshot().len(), 1);
 }
 
@@ -248,7 +303,8 @@ async fn a_store_failure_rejects_with_unknown_error_and_keeps_what_was_acknowled
 async fn registrations_survive_a_restart_and_fire_when_due() {
     let store = MemoryStore::new();
     let f = Fixture::with(store.clone(), true);
-    f.host.set_default(Behaviour::Settle(DispatchOutcome::Rejected));
+    f.host
+        .set_default(Behaviour::Settle(DispatchOutcome::Rejected));
     f.sync.register(&f.origin, SW, "t").await.unwrap();
     f.sync.settle().await;
     f.sync.shutdown();
@@ -256,11 +312,16 @@ async fn registrations_survive_a_restart_and_fire_when_due() {
 
     // A new engine on the same store, at the same virtual time.
     let g = Fixture::with(store.clone(), true);
-    g.host.set_default(Behaviour::Settle(DispatchOutcome::Rejected));
+    g.host
+        .set_default(Behaviour::Settle(DispatchOutcome::Rejected));
     g.sync.settle().await;
     assert!(g.host.fired().is_empty(), "fired inside its back-off");
     g.advance(5 * MIN).await;
-    assert_eq!(g.last_chances(), [false], "the count was kept: second attempt");
+    assert_eq!(
+        g.last_chances(),
+        [false],
+        "the count was kept: second attempt"
+    );
     g.advance(15 * MIN).await;
     assert_eq!(g.last_chances(), [false, true]);
 }
@@ -288,8 +349,14 @@ fn engine_threads_use_crossbeam_channels_without_a_runtime() {
     let sync = f.sync.clone();
     let origin = f.origin.clone();
     let tags = std::thread::spawn(move || {
-        sync.register_with_reply(&origin, SW, "b").recv().unwrap().unwrap();
-        sync.register_with_reply(&origin, SW, "a").recv().unwrap().unwrap();
+        sync.register_with_reply(&origin, SW, "b")
+            .recv()
+            .unwrap()
+            .unwrap();
+        sync.register_with_reply(&origin, SW, "a")
+            .recv()
+            .unwrap()
+            .unwrap();
         sync.get_tags_with_reply(&origin, SW).recv().unwrap()
     })
     .join()

@@ -144,7 +144,9 @@ impl Drop for OutcomeReporter {
 
 impl std::fmt::Debug for OutcomeReporter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OutcomeReporter").field("id", &self.id).finish()
+        f.debug_struct("OutcomeReporter")
+            .field("id", &self.id)
+            .finish()
     }
 }
 

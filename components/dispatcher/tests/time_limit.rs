@@ -95,7 +95,10 @@ fn an_outcome_in_time_clears_the_deadline() {
     let (_, reply) = host.held.lock().unwrap().pop().unwrap();
     reply.report(DispatchOutcome::Rejected);
     let (id, outcome) = reports.lock().unwrap()[0];
-    assert_eq!(d.outcome_reported(id, outcome), Some(DispatchOutcome::Rejected));
+    assert_eq!(
+        d.outcome_reported(id, outcome),
+        Some(DispatchOutcome::Rejected)
+    );
     assert_eq!(d.poll_timeout(), None);
     assert!(d.handle_timeout(Timestamp(u64::MAX)).is_empty());
 }

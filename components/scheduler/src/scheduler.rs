@@ -221,9 +221,7 @@ impl Scheduler {
 
     /// The state of the registration `tag` of `sw`, if there is one (for DevTools and tests).
     pub fn registration_state(&self, sw: SwRegistrationId, tag: &Tag) -> Option<RegistrationState> {
-        self.registrations
-            .get(&(sw, tag.clone()))
-            .map(|r| r.state)
+        self.registrations.get(&(sw, tag.clone())).map(|r| r.state)
     }
 
     /// Failed attempts so far of the registration `tag` of `sw`.
@@ -248,7 +246,11 @@ impl Scheduler {
     /// Each is pending again with its attempt count kept (a user-agent crash is not a failed
     /// attempt); one whose back-off has not ended waits for it, the others fire as soon as they
     /// can. Periodic records are not this scheduler's and are skipped.
-    pub fn restore(&mut self, now: Timestamp, records: impl IntoIterator<Item = StoredRegistration>) {
+    pub fn restore(
+        &mut self,
+        now: Timestamp,
+        records: impl IntoIterator<Item = StoredRegistration>,
+    ) {
         self.advance(now);
         for r in records {
             if r.kind != SyncKind::OneShot || self.unregistered.contains(&r.sw) {
@@ -317,7 +319,11 @@ impl Scheduler {
         }
     }
 
-    fn register_steps(&mut self, request: RequestId, call: RegisterCall) -> Result<(), DomException> {
+    fn register_steps(
+        &mut self,
+        request: RequestId,
+        call: RegisterCall,
+    ) -> Result<(), DomException> {
         let RegisterCall {
             caller,
             sw,
@@ -555,8 +561,7 @@ impl Scheduler {
                 self.retry_timers.remove(&(reg.next_fire, key.clone()));
                 if let Some(f) = reg.in_flight {
                     self.in_flight.remove(&f.id);
-                    self.effects
-                        .push_back(Effect::AbandonDispatch { id: f.id });
+                    self.effects.push_back(Effect::AbandonDispatch { id: f.id });
                 }
                 self.decrement_origin(&reg.origin);
                 self.log_for(&key, &reg.origin, LogEvent::Unregistered);
@@ -574,7 +579,11 @@ impl Scheduler {
             }
         }
         if self.sw_origins.remove(&sw).is_some() {
-            self.stage(None, vec![StoreOp::DeleteServiceWorker(sw)], Staged::Removal);
+            self.stage(
+                None,
+                vec![StoreOp::DeleteServiceWorker(sw)],
+                Staged::Removal,
+            );
         }
     }
 
@@ -743,7 +752,13 @@ impl Scheduler {
                 let key = key.unwrap_or_else(|| (record.sw, record.tag.clone()));
                 if let Err(cause) = result {
                     self.decrement_origin(&record.origin);
-                    self.log_for(&key, &record.origin, LogEvent::StoreFailed { cause: cause.clone() });
+                    self.log_for(
+                        &key,
+                        &record.origin,
+                        LogEvent::StoreFailed {
+                            cause: cause.clone(),
+                        },
+                    );
                     self.settle(request, Err(storage_error(&cause)));
                 } else if self.unregistered.contains(&record.sw) {
                     self.decrement_origin(&record.origin);

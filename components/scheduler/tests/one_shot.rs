@@ -50,7 +50,9 @@ fn concurrent_registers_can_share_one_commit() {
     let mut h = Harness::new();
     h.auto_ack = false;
     let a = origin("https://mail.example");
-    let reqs: Vec<_> = (0..64).map(|i| h.register(&a, 1, &format!("t{i}"))).collect();
+    let reqs: Vec<_> = (0..64)
+        .map(|i| h.register(&a, 1, &format!("t{i}")))
+        .collect();
     assert_eq!(h.held.len(), 64);
     h.ack_held();
     for r in reqs {
@@ -71,7 +73,11 @@ fn a_failed_write_rejects_with_unknown_error_and_leaves_no_trace() {
     assert_eq!(h.rejection(req), DomExceptionName::UnknownError);
     assert_eq!(h.get_tags(&a, 1).unwrap(), vec!["kept"]);
     assert_eq!(h.store.snapshot().len(), 1);
-    assert_eq!(h.dispatched().len(), 1, "the failed registration must not fire");
+    assert_eq!(
+        h.dispatched().len(),
+        1,
+        "the failed registration must not fire"
+    );
     // The store recovered: the same tag registers fine now.
     let again = h.register(&a, 1, "lost");
     h.assert_resolved(again);
@@ -88,18 +94,27 @@ fn back_off_is_5_then_15_minutes_from_the_end_of_the_failed_attempt() {
     h.complete(&first, DispatchOutcome::Rejected);
     assert_eq!(h.core.poll_timeout(), Some(Timestamp(7 * MIN)));
     assert_eq!(
-        h.core.registration_state(SwRegistrationId(1), &Tag::from("send-mail")),
+        h.core
+            .registration_state(SwRegistrationId(1), &Tag::from("send-mail")),
         Some(RegistrationState::Waiting)
     );
     h.advance(5 * MIN - 1);
-    assert_eq!(h.dispatched().len(), 1, "fired before the 5 minute back-off ended");
+    assert_eq!(
+        h.dispatched().len(),
+        1,
+        "fired before the 5 minute back-off ended"
+    );
     h.advance(1);
     assert_eq!(h.dispatched().len(), 2);
     let second = h.last_dispatch();
     h.complete(&second, DispatchOutcome::Rejected);
     assert_eq!(h.core.poll_timeout(), Some(Timestamp(22 * MIN)));
     h.advance(15 * MIN - 1);
-    assert_eq!(h.dispatched().len(), 2, "fired before the 15 minute back-off ended");
+    assert_eq!(
+        h.dispatched().len(),
+        2,
+        "fired before the 15 minute back-off ended"
+    );
     h.advance(1);
     assert_eq!(h.dispatched().len(), 3);
     // The store followed: attempts and next-fire were committed with each failure.
@@ -127,7 +142,10 @@ fn last_chance_is_false_false_true_and_the_third_failure_drops_it() {
     let log = h.core.take_log();
     assert!(log.iter().any(|e| matches!(
         e.event,
-        LogEvent::Completed { next: NextStep::GaveUp, outcome: DispatchOutcome::Rejected }
+        LogEvent::Completed {
+            next: NextStep::GaveUp,
+            outcome: DispatchOutcome::Rejected
+        }
     )));
 }
 
@@ -166,11 +184,15 @@ fn reregister_while_firing_runs_once_more_with_attempts_reset() {
     h.complete(&first, DispatchOutcome::Rejected);
     h.advance(5 * MIN);
     let second = h.last_dispatch();
-    assert_eq!(h.core.attempts(SwRegistrationId(1), &Tag::from("t")), Some(1));
+    assert_eq!(
+        h.core.attempts(SwRegistrationId(1), &Tag::from("t")),
+        Some(1)
+    );
     let req = h.register(&a, 1, "t");
     h.assert_resolved(req);
     assert_eq!(
-        h.core.registration_state(SwRegistrationId(1), &Tag::from("t")),
+        h.core
+            .registration_state(SwRegistrationId(1), &Tag::from("t")),
         Some(RegistrationState::ReregisteredWhileFiring)
     );
     // Even a success runs once more: the page asked for a sync after this one started.
@@ -178,7 +200,10 @@ fn reregister_while_firing_runs_once_more_with_attempts_reset() {
     assert_eq!(h.dispatched().len(), 3);
     let third = h.last_dispatch();
     assert!(!third.last_chance, "attempts were reset");
-    assert_eq!(h.core.attempts(SwRegistrationId(1), &Tag::from("t")), Some(0));
+    assert_eq!(
+        h.core.attempts(SwRegistrationId(1), &Tag::from("t")),
+        Some(0)
+    );
     h.complete(&third, DispatchOutcome::Fulfilled);
     assert!(h.core.is_empty());
 }
@@ -191,7 +216,11 @@ fn reregister_while_firing_then_failure_also_runs_again_at_once() {
     let first = h.last_dispatch();
     h.register(&a, 1, "t");
     h.complete(&first, DispatchOutcome::Rejected);
-    assert_eq!(h.dispatched().len(), 2, "no back-off after a re-registration");
+    assert_eq!(
+        h.dispatched().len(),
+        2,
+        "no back-off after a re-registration"
+    );
     assert_eq!(h.store.snapshot()[0].attempts, 0);
 }
 
@@ -206,10 +235,14 @@ fn reregister_while_waiting_keeps_the_back_off() {
     let req = h.register(&a, 1, "t");
     h.assert_resolved(req);
     assert_eq!(
-        h.core.registration_state(SwRegistrationId(1), &Tag::from("t")),
+        h.core
+            .registration_state(SwRegistrationId(1), &Tag::from("t")),
         Some(RegistrationState::Waiting)
     );
-    assert_eq!(h.core.attempts(SwRegistrationId(1), &Tag::from("t")), Some(1));
+    assert_eq!(
+        h.core.attempts(SwRegistrationId(1), &Tag::from("t")),
+        Some(1)
+    );
     h.advance(4 * MIN - 1);
     assert_eq!(h.dispatched().len(), 1);
     h.advance(1);
@@ -224,7 +257,11 @@ fn reregister_while_pending_changes_nothing() {
     h.register(&a, 1, "t");
     let req = h.register(&a, 1, "t");
     h.assert_resolved(req);
-    assert_eq!(h.store.commit_count(), 1, "a pending re-registration writes nothing");
+    assert_eq!(
+        h.store.commit_count(),
+        1,
+        "a pending re-registration writes nothing"
+    );
     h.set_online(true);
     assert_eq!(h.dispatched().len(), 1, "one registration, one event");
 }
@@ -250,7 +287,12 @@ fn going_online_fires_every_pending_registration_across_origins() {
     fired.sort();
     assert_eq!(
         fired,
-        [(1, "x".into()), (1, "y".into()), (2, "x".into()), (3, "z".into())]
+        [
+            (1, "x".into()),
+            (1, "y".into()),
+            (2, "x".into()),
+            (3, "z".into())
+        ]
     );
     // Going online again while online fires nothing new.
     h.set_online(true);
@@ -268,12 +310,16 @@ fn a_back_off_that_ends_offline_fires_when_the_network_returns() {
     h.advance(10 * MIN);
     assert_eq!(h.dispatched().len(), 1);
     assert_eq!(
-        h.core.registration_state(SwRegistrationId(1), &Tag::from("x")),
+        h.core
+            .registration_state(SwRegistrationId(1), &Tag::from("x")),
         Some(RegistrationState::Pending)
     );
     h.set_online(true);
     assert_eq!(h.dispatched().len(), 2);
-    assert_eq!(h.core.attempts(SwRegistrationId(1), &Tag::from("x")), Some(1));
+    assert_eq!(
+        h.core.attempts(SwRegistrationId(1), &Tag::from("x")),
+        Some(1)
+    );
 }
 
 #[test]
@@ -301,8 +347,16 @@ fn timeouts_terminations_and_start_failures_each_count_as_a_failed_attempt() {
         let d = h.last_dispatch();
         h.advance(3 * MIN);
         h.complete(&d, outcome);
-        assert_eq!(h.core.attempts(SwRegistrationId(1), &Tag::from("x")), Some(1), "{outcome:?}");
-        assert_eq!(h.core.poll_timeout(), Some(Timestamp(8 * MIN)), "{outcome:?}");
+        assert_eq!(
+            h.core.attempts(SwRegistrationId(1), &Tag::from("x")),
+            Some(1),
+            "{outcome:?}"
+        );
+        assert_eq!(
+            h.core.poll_timeout(),
+            Some(Timestamp(8 * MIN)),
+            "{outcome:?}"
+        );
     }
 }
 
@@ -315,14 +369,19 @@ fn unregistering_the_service_worker_drops_its_registrations_and_ignores_the_outc
     h.register(&a, 2, "z");
     let x = h.dispatched()[0].clone();
     assert_eq!(x.tag, Tag::from("x"));
-    h.core.service_worker_unregistered(h.now, SwRegistrationId(1));
+    h.core
+        .service_worker_unregistered(h.now, SwRegistrationId(1));
     h.run();
     assert!(h.seen.contains(&Seen::Abandoned(x.id)));
     assert_eq!(h.get_tags(&a, 1).unwrap(), Vec::<String>::new());
     assert_eq!(h.get_tags(&a, 2).unwrap(), vec!["z"]);
     let dispatched = h.dispatched().len();
     h.complete(&x, DispatchOutcome::Rejected);
-    assert_eq!(h.core.poll_timeout(), None, "the ignored failure scheduled a retry");
+    assert_eq!(
+        h.core.poll_timeout(),
+        None,
+        "the ignored failure scheduled a retry"
+    );
     assert_eq!(h.dispatched().len(), dispatched);
     let stored: Vec<u64> = h.store.snapshot().iter().map(|r| r.sw.0).collect();
     assert_eq!(stored, [2]);
@@ -374,24 +433,39 @@ fn a_back_off_that_ends_while_denied_waits_for_the_grant() {
 fn refusals_carry_the_named_exception() {
     let a = origin("https://a.example");
     let b = origin("https://b.example");
-    let cases: Vec<(&str, RegisterContext, Tag, bgsync_types::Origin, DomExceptionName)> = vec![
+    let cases: Vec<(
+        &str,
+        RegisterContext,
+        Tag,
+        bgsync_types::Origin,
+        DomExceptionName,
+    )> = vec![
         (
             "no active worker",
-            RegisterContext { has_active_worker: false, ..RegisterContext::ready(a.clone()) },
+            RegisterContext {
+                has_active_worker: false,
+                ..RegisterContext::ready(a.clone())
+            },
             Tag::from("t"),
             a.clone(),
             DomExceptionName::InvalidStateError,
         ),
         (
             "no such registration",
-            RegisterContext { registration_origin: None, ..RegisterContext::ready(a.clone()) },
+            RegisterContext {
+                registration_origin: None,
+                ..RegisterContext::ready(a.clone())
+            },
             Tag::from("t"),
             a.clone(),
             DomExceptionName::InvalidStateError,
         ),
         (
             "no window client",
-            RegisterContext { has_window_client: false, ..RegisterContext::ready(a.clone()) },
+            RegisterContext {
+                has_window_client: false,
+                ..RegisterContext::ready(a.clone())
+            },
             Tag::from("t"),
             a.clone(),
             DomExceptionName::InvalidAccessError,
@@ -405,7 +479,10 @@ fn refusals_carry_the_named_exception() {
         ),
         (
             "permission denied",
-            RegisterContext { permission: PermissionState::Denied, ..RegisterContext::ready(a.clone()) },
+            RegisterContext {
+                permission: PermissionState::Denied,
+                ..RegisterContext::ready(a.clone())
+            },
             Tag::from("t"),
             a.clone(),
             DomExceptionName::NotAllowedError,
@@ -428,7 +505,9 @@ fn refusals_carry_the_named_exception() {
     for (what, ctx, tag, caller, expected) in cases {
         let mut h = Harness::new();
         let req = h.register_with(&caller, 1, tag, ctx);
-        let Some(Err(e)) = h.result(req) else { panic!("{what}: not rejected") };
+        let Some(Err(e)) = h.result(req) else {
+            panic!("{what}: not rejected")
+        };
         assert_eq!(e.name, expected, "{what}: {}", e.message);
         assert!(!e.message.is_empty());
         assert!(h.store.snapshot().is_empty(), "{what}: wrote to the store");
@@ -449,13 +528,25 @@ fn checks_run_in_chromiums_order() {
     };
     let r = h.register_with(&a, 1, Tag::from("t"), ctx.clone());
     assert_eq!(h.rejection(r), DomExceptionName::InvalidStateError);
-    let r = h.register_with(&a, 1, Tag::from("t"), RegisterContext { has_active_worker: true, ..ctx.clone() });
+    let r = h.register_with(
+        &a,
+        1,
+        Tag::from("t"),
+        RegisterContext {
+            has_active_worker: true,
+            ..ctx.clone()
+        },
+    );
     assert_eq!(h.rejection(r), DomExceptionName::InvalidAccessError);
     let r = h.register_with(
         &a,
         1,
         Tag::from("t"),
-        RegisterContext { has_active_worker: true, has_window_client: true, ..ctx },
+        RegisterContext {
+            has_active_worker: true,
+            has_window_client: true,
+            ..ctx
+        },
     );
     assert_eq!(h.rejection(r), DomExceptionName::NotAllowedError);
 }
@@ -469,17 +560,28 @@ fn another_origins_registration_is_refused_without_touching_its_data() {
     h.register(&a, 1, "secret");
     let before = h.store.snapshot();
     // The embedder says sw 1 belongs to A; evil calls with it anyway.
-    let r = h.register_with(&evil, 1, Tag::from("secret"), RegisterContext::ready(a.clone()));
+    let r = h.register_with(
+        &evil,
+        1,
+        Tag::from("secret"),
+        RegisterContext::ready(a.clone()),
+    );
     assert_eq!(h.rejection(r), DomExceptionName::SecurityError);
     // Even an embedder that wrongly vouches for evil cannot reach A's registration.
-    let r = h.register_with(&evil, 1, Tag::from("secret"), RegisterContext::ready(evil.clone()));
+    let r = h.register_with(
+        &evil,
+        1,
+        Tag::from("secret"),
+        RegisterContext::ready(evil.clone()),
+    );
     assert_eq!(h.rejection(r), DomExceptionName::SecurityError);
     let r = h.get_tags(&evil, 1);
     assert_eq!(r.unwrap_err().name, DomExceptionName::SecurityError);
     assert_eq!(h.store.snapshot(), before);
     assert_eq!(h.get_tags(&a, 1).unwrap(), vec!["secret"]);
     assert_eq!(
-        h.core.registration_state(SwRegistrationId(1), &Tag::from("secret")),
+        h.core
+            .registration_state(SwRegistrationId(1), &Tag::from("secret")),
         Some(RegistrationState::Pending)
     );
 }
@@ -499,10 +601,20 @@ fn tags_are_utf16_and_capped_at_10240_utf8_bytes() {
     h.assert_resolved(ok);
     let mut units: Vec<u16> = "x".repeat(10_237).encode_utf16().collect();
     units.push(0xDBFF);
-    let ok = h.register_with(&a, 1, Tag::from_utf16(units.clone()), RegisterContext::ready(a.clone()));
+    let ok = h.register_with(
+        &a,
+        1,
+        Tag::from_utf16(units.clone()),
+        RegisterContext::ready(a.clone()),
+    );
     h.assert_resolved(ok);
     units.insert(0, u16::from(b'x'));
-    let too_long = h.register_with(&a, 1, Tag::from_utf16(units), RegisterContext::ready(a.clone()));
+    let too_long = h.register_with(
+        &a,
+        1,
+        Tag::from_utf16(units),
+        RegisterContext::ready(a.clone()),
+    );
     assert_eq!(h.rejection(too_long), DomExceptionName::InvalidAccessError);
     let too_long = h.register(&a, 1, &"é".repeat(5_121));
     assert_eq!(h.rejection(too_long), DomExceptionName::InvalidAccessError);
@@ -533,17 +645,26 @@ fn get_tags_lists_every_state_in_code_unit_order() {
     h.register(&a, 1, "📧");
     h.register(&a, 1, "～");
     h.register(&a, 2, "other-sw");
-    let state = |h: &Harness, t: &str| h.core.registration_state(SwRegistrationId(1), &Tag::from(t));
+    let state = |h: &Harness, t: &str| {
+        h.core
+            .registration_state(SwRegistrationId(1), &Tag::from(t))
+    };
     assert_eq!(state(&h, "pending"), Some(RegistrationState::Waiting));
     assert_eq!(state(&h, "firing"), Some(RegistrationState::Firing));
-    assert_eq!(state(&h, "rewired"), Some(RegistrationState::ReregisteredWhileFiring));
+    assert_eq!(
+        state(&h, "rewired"),
+        Some(RegistrationState::ReregisteredWhileFiring)
+    );
     assert_eq!(state(&h, "offline"), Some(RegistrationState::Pending));
     assert_eq!(
         h.get_tags(&a, 1).unwrap(),
         ["firing", "offline", "pending", "rewired", "📧", "～"]
     );
     h.complete(&firing, DispatchOutcome::Fulfilled);
-    assert_eq!(h.get_tags(&a, 1).unwrap(), ["offline", "pending", "rewired", "📧", "～"]);
+    assert_eq!(
+        h.get_tags(&a, 1).unwrap(),
+        ["offline", "pending", "rewired", "📧", "～"]
+    );
     assert_eq!(h.get_tags(&a, 2).unwrap(), ["other-sw"]);
     assert_eq!(h.get_tags(&a, 3).unwrap(), Vec::<String>::new());
 }
@@ -561,7 +682,12 @@ fn restart_keeps_attempts_and_fires_when_due() {
     // Both are in their second attempt. "was-waiting" fails again and waits 15 minutes;
     // "was-firing" is still firing when the user agent dies.
     let ds = h.dispatched();
-    let waiting = ds.iter().rev().find(|d| d.tag == Tag::from("was-waiting")).unwrap().clone();
+    let waiting = ds
+        .iter()
+        .rev()
+        .find(|d| d.tag == Tag::from("was-waiting"))
+        .unwrap()
+        .clone();
     h.complete(&waiting, DispatchOutcome::Rejected);
     let records = h.store.snapshot();
 
@@ -574,10 +700,15 @@ fn restart_keeps_attempts_and_fires_when_due() {
     let fired = h2.dispatched();
     assert_eq!(fired.len(), 1);
     assert_eq!(fired[0].tag, Tag::from("was-firing"));
-    assert_eq!(h2.core.attempts(SwRegistrationId(1), &Tag::from("was-firing")), Some(1));
+    assert_eq!(
+        h2.core
+            .attempts(SwRegistrationId(1), &Tag::from("was-firing")),
+        Some(1)
+    );
     assert!(!fired[0].last_chance, "a crash is not a failed attempt");
     assert_eq!(
-        h2.core.registration_state(SwRegistrationId(1), &Tag::from("was-waiting")),
+        h2.core
+            .registration_state(SwRegistrationId(1), &Tag::from("was-waiting")),
         Some(RegistrationState::Waiting)
     );
     h2.advance(14 * MIN);
@@ -598,12 +729,19 @@ fn the_wake_up_covers_events_in_flight() {
     h.complete(&d, DispatchOutcome::Rejected);
     assert_eq!(h.core.wake_up_time(), Some(Timestamp(5 * MIN)));
     h.register(&a, 1, "y");
-    assert_eq!(h.core.wake_up_time(), Some(Timestamp(5 * MIN)), "the earlier of the two");
+    assert_eq!(
+        h.core.wake_up_time(),
+        Some(Timestamp(5 * MIN)),
+        "the earlier of the two"
+    );
 }
 
 #[test]
 fn the_per_origin_cap_refuses_with_quota_exceeded() {
-    let params = Parameters { max_registrations_per_origin: Some(3), ..Parameters::default() };
+    let params = Parameters {
+        max_registrations_per_origin: Some(3),
+        ..Parameters::default()
+    };
     let mut h = Harness::with_params(params);
     h.set_online(false);
     let a = origin("https://a.example");
@@ -657,14 +795,25 @@ fn the_log_reads_like_devtools() {
         events,
         [
             LogEvent::Registered,
-            LogEvent::Dispatched { last_chance: false, previous_attempts: 0 },
+            LogEvent::Dispatched {
+                last_chance: false,
+                previous_attempts: 0
+            },
             LogEvent::Completed {
                 outcome: DispatchOutcome::Rejected,
                 next: NextStep::RetryAfter(Duration::from_secs(300)),
             },
-            LogEvent::Reregistered { state: RegistrationState::Waiting },
-            LogEvent::Dispatched { last_chance: false, previous_attempts: 1 },
-            LogEvent::Completed { outcome: DispatchOutcome::Fulfilled, next: NextStep::Removed },
+            LogEvent::Reregistered {
+                state: RegistrationState::Waiting
+            },
+            LogEvent::Dispatched {
+                last_chance: false,
+                previous_attempts: 1
+            },
+            LogEvent::Completed {
+                outcome: DispatchOutcome::Fulfilled,
+                next: NextStep::Removed
+            },
         ]
     );
 }

@@ -164,7 +164,10 @@ mod tests {
                 StoreOp::Delete(a.key()),
             ])
             .unwrap_err();
-        assert!(err.to_string().contains("2 registration change(s)"), "{err}");
+        assert!(
+            err.to_string().contains("2 registration change(s)"),
+            "{err}"
+        );
         assert_eq!(store.snapshot(), vec![a.clone()]);
         // The fault was one-shot: the store serves writes again.
         store.commit(&[StoreOp::Delete(a.key())]).unwrap();

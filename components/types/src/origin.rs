@@ -165,7 +165,11 @@ mod tests {
             .require_potentially_trustworthy()
             .unwrap_err();
         assert_eq!(err.name, DomExceptionName::SecurityError);
-        assert!(err.message.contains("http://example.com"), "{}", err.message);
+        assert!(
+            err.message.contains("http://example.com"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

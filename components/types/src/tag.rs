@@ -106,7 +106,12 @@ mod tests {
     fn tags_order_by_code_units() {
         // U+FF5E (one unit, 0xFF5E) sorts after U+1F4E7 (units 0xD83D 0xDCE7) in code-unit order,
         // though not in code-point order.
-        let mut tags = [Tag::from("～"), Tag::from("📧"), Tag::from("b"), Tag::from("a")];
+        let mut tags = [
+            Tag::from("～"),
+            Tag::from("📧"),
+            Tag::from("b"),
+            Tag::from("a"),
+        ];
         tags.sort();
         let shown: Vec<String> = tags.iter().map(Tag::to_string).collect();
         assert_eq!(shown, ["a", "b", "📧", "～"]);

@@ -44,7 +44,10 @@ mod tests {
     #[test]
     fn saturating_add_never_overflows() {
         let t = Timestamp(u64::MAX - 1);
-        assert_eq!(t.saturating_add(Duration::from_secs(10)), Timestamp(u64::MAX));
+        assert_eq!(
+            t.saturating_add(Duration::from_secs(10)),
+            Timestamp(u64::MAX)
+        );
         assert_eq!(
             Timestamp(1000).saturating_add(Duration::from_secs(2)),
             Timestamp(3000)

@@ -67,7 +67,9 @@ impl Harness {
                         self.held.push((id, ops));
                     }
                 }
-                Effect::Settle { request, result } => self.seen.push(Seen::Settled(request, result)),
+                Effect::Settle { request, result } => {
+                    self.seen.push(Seen::Settled(request, result))
+                }
                 Effect::Dispatch(d) => self.seen.push(Seen::Dispatched(d)),
                 Effect::AbandonDispatch { id } => self.seen.push(Seen::Abandoned(id)),
             }
@@ -91,7 +93,13 @@ impl Harness {
         self.run();
     }
 
-    pub fn register_with(&mut self, caller: &Origin, sw: u64, tag: Tag, context: RegisterContext) -> RequestId {
+    pub fn register_with(
+        &mut self,
+        caller: &Origin,
+        sw: u64,
+        tag: Tag,
+        context: RegisterContext,
+    ) -> RequestId {
         let request = RequestId(self.next_request);
         self.next_request += 1;
         self.core.register(
@@ -109,7 +117,12 @@ impl Harness {
     }
 
     pub fn register(&mut self, caller: &Origin, sw: u64, tag: &str) -> RequestId {
-        self.register_with(caller, sw, Tag::from(tag), RegisterContext::ready(caller.clone()))
+        self.register_with(
+            caller,
+            sw,
+            Tag::from(tag),
+            RegisterContext::ready(caller.clone()),
+        )
     }
 
     /// Registers and asserts that the promise resolved.
@@ -127,7 +140,12 @@ impl Harness {
     }
 
     pub fn assert_resolved(&self, request: RequestId) {
-        assert_eq!(self.result(request), Some(Ok(Response::Registered)), "{:#?}", self.seen);
+        assert_eq!(
+            self.result(request),
+            Some(Ok(Response::Registered)),
+            "{:#?}",
+            self.seen
+        );
     }
 
     pub fn rejection(&self, request: RequestId) -> DomExceptionName {
@@ -140,7 +158,13 @@ impl Harness {
     pub fn get_tags(&mut self, caller: &Origin, sw: u64) -> Result<Vec<String>, DomException> {
         let request = RequestId(self.next_request);
         self.next_request += 1;
-        self.core.get_tags(self.now, request, caller, SwRegistrationId(sw), Some(caller));
+        self.core.get_tags(
+            self.now,
+            request,
+            caller,
+            SwRegistrationId(sw),
+            Some(caller),
+        );
         self.run();
         match self.result(request).expect("getTags settles at once") {
             Ok(Response::Tags(tags)) => Ok(tags.iter().map(Tag::to_string).collect()),
@@ -176,6 +200,8 @@ impl Harness {
     }
 
     pub fn retry_delays(params: &Parameters) -> Vec<Duration> {
-        (1..params.max_attempts).map(|n| params.retry_delay(n)).collect()
+        (1..params.max_attempts)
+            .map(|n| params.retry_delay(n))
+            .collect()
     }
 }
