@@ -40,7 +40,7 @@ use std::thread::JoinHandle;
 
 use bgsync_dispatcher::{Dispatcher, OutcomeSink};
 use bgsync_scheduler::Scheduler;
-use bgsync_store::{MemoryStore, RegistrationStore, StoreError};
+use bgsync_store::{MemoryStore, RegistrationStore, StoreError, StoreOp};
 use bgsync_types::{
     DomException, DomExceptionName, Origin, PermissionState, SwRegistrationId, Tag, Timestamp,
 };
@@ -121,7 +121,28 @@ impl Builder {
     /// Loads the stored registrations and starts the Background Sync thread. Registrations that
     /// are due fire as soon as the engine is online.
     pub fn start(mut self) -> Result<BackgroundSync, StartError> {
-        let records = self.store.load_all()?;
+        let mut records = self.store.load_all()?;
+        // Rows of service worker registrations the host no longer has (unregistered while the
+        // engine was down, or a removal that failed to commit) are removed, not restored.
+        let mut dead: Vec<SwRegistrationId> = records
+            .iter()
+            .map(|r| r.sw)
+            .filter(|sw| self.host.registration(*sw).is_none())
+            .collect();
+        dead.sort();
+        dead.dedup();
+        if !dead.is_empty() {
+            let ops: Vec<StoreOp> = dead
+                .iter()
+                .map(|sw| StoreOp::DeleteServiceWorker(*sw))
+                .collect();
+            match self.store.commit(&ops) {
+                Ok(()) => records.retain(|r| !dead.contains(&r.sw)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not remove rows of unregistered service workers")
+                }
+            }
+        }
         let now = self.clock.now();
         let mut core = Scheduler::new(self.params);
         // Online state and permissions first, so nothing fires that may not.

@@ -327,6 +327,27 @@ async fn registrations_survive_a_restart_and_fire_when_due() {
 }
 
 #[tokio::test]
+async fn rows_of_service_workers_gone_while_down_are_removed_at_start_up() {
+    let store = MemoryStore::new();
+    let f = Fixture::with(store.clone(), false);
+    f.sync.register(&f.origin, SW, "t").await.unwrap();
+    f.sync.shutdown();
+    assert_eq!(store.snapshot().len(), 1);
+
+    let origin = f.origin.clone();
+    let host = Arc::new(ScriptedHost::new()); // SW is not registered any more
+    let sync = BackgroundSync::builder(host.clone(), Arc::new(OpenWindows::with([origin.clone()])))
+        .clock(Arc::new(VirtualClock::default()))
+        .store(Box::new(store.clone()))
+        .start()
+        .unwrap();
+    sync.settle().await;
+    assert!(store.snapshot().is_empty());
+    assert!(host.fired().is_empty());
+    assert_eq!(sync.get_tags(&origin, SW).await.unwrap(), Vec::<Tag>::new());
+}
+
+#[tokio::test]
 async fn many_concurrent_registers_share_commits() {
     let f = Fixture::with(MemoryStore::new(), false);
     let calls: Vec<_> = (0..64)

@@ -624,44 +624,21 @@ impl Scheduler {
             self.try_fire(key);
             return;
         }
-        if outcome.is_success() {
+        let (op, next) = if outcome.is_success() {
             // 4.2 Otherwise remove the registration from the list (once that is durable).
-            let record_key = store_key(&key);
-            self.stage(
-                Some(key),
-                vec![StoreOp::Delete(record_key)],
-                Staged::Completion {
-                    outcome,
-                    next: NextStep::Removed,
-                },
-            );
+            (StoreOp::Delete(store_key(&key)), NextStep::Removed)
         } else if !last_chance {
             // 5.2 If lastChance was false: set the state to waiting and, after the retry delay,
             //     run the retry wait (once the new attempt count is durable).
             reg.attempts = reg.attempts.saturating_add(1);
             let delay = self.params.retry_delay(reg.attempts);
             reg.next_fire = self.now.saturating_add(delay);
-            let record = reg.record(&key);
-            self.stage(
-                Some(key),
-                vec![StoreOp::Put(record)],
-                Staged::Completion {
-                    outcome,
-                    next: NextStep::RetryAfter(delay),
-                },
-            );
+            (StoreOp::Put(reg.record(&key)), NextStep::RetryAfter(delay))
         } else {
             // 5.3 Otherwise (lastChance was true) remove the registration from the list.
-            let record_key = store_key(&key);
-            self.stage(
-                Some(key),
-                vec![StoreOp::Delete(record_key)],
-                Staged::Completion {
-                    outcome,
-                    next: NextStep::GaveUp,
-                },
-            );
-        }
+            (StoreOp::Delete(store_key(&key)), NextStep::GaveUp)
+        };
+        self.stage(Some(key), vec![op], Staged::Completion { outcome, next });
     }
 
     /// The retry wait of step 5.2 of
@@ -807,13 +784,10 @@ impl Scheduler {
                 self.completion_committed(key.clone(), outcome, next);
                 self.release(key);
             }
-            Staged::Removal => {
-                if let Err(cause) = result {
-                    // Nothing to roll back: the registrations are gone from memory and the
-                    // store still holding them is harmless (their worker is gone too).
-                    let _ = cause;
-                }
-            }
+            // Nothing to roll back or release: the registrations are already gone from memory.
+            // Rows a failed removal leaves behind belong to a service worker registration the
+            // embedder no longer has; the facade removes such rows at start-up.
+            Staged::Removal => {}
         }
     }
 
