@@ -27,12 +27,15 @@
 //! ```
 
 mod memory;
+mod sqlite;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
 
 pub use memory::{FaultSwitch, MemoryStore};
+pub use sqlite::{decode_row, RawRow, Recovery, SqliteStore, DB_FILE, LOCK_FILE, SCHEMA_VERSION};
 
 /// What identifies a registration in the store: one-shot and periodic registrations may share a
 /// tag, so the kind is part of the key.
@@ -92,12 +95,15 @@ pub enum StoreOp {
     DeleteServiceWorker(SwRegistrationId),
     /// Remove every registration of an origin (clear-site-data).
     DeleteOrigin(Origin),
+    /// Remove every registration.
+    DeleteAll,
 }
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A write could not be made durable; nothing of the batch was applied.
+    /// A write could not be made durable; nothing of the batch was applied and everything
+    /// committed before is still there.
     #[error("could not commit {ops} registration change(s): {cause}")]
     WriteFailed {
         /// How many operations the failed batch held.
@@ -109,6 +115,39 @@ pub enum StoreError {
     #[error("could not read the stored registrations: {cause}")]
     ReadFailed {
         /// What the backend reported.
+        cause: String,
+    },
+    /// The database file is damaged (truncated, overwritten, not a database, or a row that does
+    /// not decode). `SqliteStore::open_or_recover` moves such a file aside and starts empty.
+    #[error("the sync registration database {} is corrupt ({cause}); move it aside or open the store with recovery to start afresh", path.display())]
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// What was found wrong.
+        cause: String,
+    },
+    /// Another process (or another store in this one) has the database open.
+    #[error("the sync registration database {} is already in use by another process; only one user agent may open a profile's data directory at a time", path.display())]
+    InUse {
+        /// The database's lock file.
+        path: PathBuf,
+    },
+    /// The database was written by a newer version of this component.
+    #[error("the sync registration database {} has schema version {found}, newer than the {supported} this build understands; upgrade, or open it with a newer build", path.display())]
+    NewerSchema {
+        /// The database file.
+        path: PathBuf,
+        /// The version found in the file.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// The database could not be opened for another reason (permissions, missing directory…).
+    #[error("could not open the sync registration database {}: {cause}", path.display())]
+    Open {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the system reported.
         cause: String,
     },
 }

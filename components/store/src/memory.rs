@@ -79,6 +79,7 @@ impl RegistrationStore for MemoryStore {
                 }
                 StoreOp::DeleteServiceWorker(sw) => records.retain(|k, _| k.sw != *sw),
                 StoreOp::DeleteOrigin(origin) => records.retain(|_, r| r.origin != *origin),
+                StoreOp::DeleteAll => records.clear(),
             }
         }
         self.commits.fetch_add(1, Ordering::SeqCst);

@@ -1,0 +1,369 @@
+//! The durable backend: round trips, atomic batches, and every failure the storage issue names.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bgsync_store::{
+    decode_row, RawRow, RegistrationStore, SqliteStore, StoreError, StoreOp, StoredRegistration,
+    DB_FILE,
+};
+use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
+
+fn record(origin: &str, sw: u64, tag: Tag) -> StoredRegistration {
+    StoredRegistration {
+        origin: Origin::parse(origin).unwrap(),
+        sw: SwRegistrationId(sw),
+        tag,
+        kind: SyncKind::OneShot,
+        attempts: 0,
+        max_attempts: 3,
+        next_fire: Timestamp(1_700_000_000_000),
+        periodic_interval: None,
+    }
+}
+
+fn sorted(mut v: Vec<StoredRegistration>) -> Vec<StoredRegistration> {
+    v.sort_by_key(|r| r.key());
+    v
+}
+
+fn reopen(dir: &Path) -> Vec<StoredRegistration> {
+    sorted(SqliteStore::open(dir).unwrap().load_all().unwrap())
+}
+
+#[test]
+fn rows_round_trip_across_reopen_with_every_field_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows = vec![
+        record("https://a.example", 1, Tag::from("send-mail")),
+        record("https://a.example", 1, Tag::from_utf16(vec![0xD800])),
+        record("https://a.example", 1, Tag::from_utf16(vec![0xDC00])),
+        record("http://localhost:8080", u64::MAX, Tag::from("📧\0x")),
+        record("file:///", 2, Tag::from("")),
+    ];
+    rows[1].attempts = 2;
+    rows[1].next_fire = Timestamp(123);
+    let mut periodic = record("https://a.example", 1, Tag::from("send-mail"));
+    periodic.kind = SyncKind::Periodic;
+    periodic.periodic_interval = Some(Duration::from_secs(12 * 3600));
+    rows.push(periodic);
+    {
+        let mut store = SqliteStore::open(dir.path()).unwrap();
+        assert!(store.load_all().unwrap().is_empty());
+        let ops: Vec<StoreOp> = rows.iter().cloned().map(StoreOp::Put).collect();
+        store.commit(&ops).unwrap();
+    }
+    assert_eq!(reopen(dir.path()), sorted(rows));
+}
+
+#[test]
+fn deletes_by_key_service_worker_origin_and_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let a1 = record("https://a.example", 1, Tag::from("x"));
+    let a2 = record("https://a.example", 2, Tag::from("y"));
+    let b3 = record("https://b.example", 3, Tag::from("x"));
+    let b4 = record("https://b.example", 4, Tag::from("z"));
+    let mut store = SqliteStore::open(dir.path()).unwrap();
+    store
+        .commit(&[a1.clone(), a2.clone(), b3.clone(), b4.clone()].map(StoreOp::Put))
+        .unwrap();
+    store.commit(&[StoreOp::Delete(b4.key())]).unwrap();
+    store
+        .commit(&[StoreOp::DeleteServiceWorker(SwRegistrationId(1))])
+        .unwrap();
+    assert_eq!(store.count().unwrap(), 2);
+    store
+        .commit(&[StoreOp::DeleteOrigin(b3.origin.clone())])
+        .unwrap();
+    drop(store);
+    assert_eq!(reopen(dir.path()), vec![a2]);
+    let mut store = SqliteStore::open(dir.path()).unwrap();
+    store.commit(&[StoreOp::DeleteAll]).unwrap();
+    drop(store);
+    assert!(reopen(dir.path()).is_empty());
+}
+
+#[test]
+fn a_second_opener_is_told_the_store_is_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = SqliteStore::open(dir.path()).unwrap();
+    let err = SqliteStore::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::InUse { .. }), "{err}");
+    assert!(err.to_string().contains("already in use"), "{err}");
+    let err = SqliteStore::open_or_recover(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::InUse { .. }), "{err}");
+    drop(first);
+    SqliteStore::open(dir.path()).unwrap();
+}
+
+fn filled(dir: &Path, n: u64) -> Vec<StoredRegistration> {
+    let rows: Vec<StoredRegistration> = (0..n)
+        .map(|i| {
+            record(
+                "https://a.example",
+                i,
+                Tag::from(format!("tag-{i:06}-{}", "p".repeat(64))),
+            )
+        })
+        .collect();
+    let mut store = SqliteStore::open(dir).unwrap();
+    store
+        .commit(&rows.iter().cloned().map(StoreOp::Put).collect::<Vec<_>>())
+        .unwrap();
+    rows
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_a_typed_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(DB_FILE),
+        b"this is not an SQLite database, just text. ".repeat(200),
+    )
+    .unwrap();
+    let err = SqliteStore::open(dir.path()).unwrap_err();
+    let StoreError::Corrupt { path, cause } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(path, &dir.path().join(DB_FILE));
+    assert!(!cause.is_empty());
+    assert!(err.to_string().contains(DB_FILE), "{err}");
+}
+
+#[test]
+fn a_truncated_database_is_corrupt_and_recovery_moves_it_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    filled(dir.path(), 2_000);
+    let db = dir.path().join(DB_FILE);
+    let len = std::fs::metadata(&db).unwrap().len();
+    assert!(
+        len > 100_000,
+        "the rows must be in the main file, not only the WAL ({len} bytes)"
+    );
+    let file = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+    file.set_len(len / 2).unwrap();
+    drop(file);
+    let damaged = std::fs::read(&db).unwrap();
+
+    let err = SqliteStore::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    // Refusing changed nothing on disk.
+    assert_eq!(std::fs::read(&db).unwrap(), damaged);
+
+    let (mut store, recovery) = SqliteStore::open_or_recover(dir.path()).unwrap();
+    let recovery = recovery.expect("recovered");
+    assert!(recovery
+        .moved_to
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .starts_with("background-sync.sqlite.corrupt-"));
+    assert_eq!(
+        std::fs::read(&recovery.moved_to).unwrap(),
+        damaged,
+        "the damaged file is kept"
+    );
+    assert!(store.load_all().unwrap().is_empty());
+    let r = record("https://a.example", 1, Tag::from("after"));
+    store.commit(&[StoreOp::Put(r.clone())]).unwrap();
+    drop(store);
+    assert_eq!(reopen(dir.path()), vec![r]);
+}
+
+#[test]
+fn a_row_that_does_not_decode_is_corruption_naming_the_row() {
+    let dir = tempfile::tempdir().unwrap();
+    filled(dir.path(), 3);
+    {
+        let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+        conn.execute(
+            "UPDATE registrations SET origin = 'data:,x' WHERE sw = 1",
+            [],
+        )
+        .unwrap();
+    }
+    let err = SqliteStore::open(dir.path()).unwrap_err();
+    let StoreError::Corrupt { cause, .. } = &err else {
+        panic!("{err}")
+    };
+    assert!(cause.contains("service worker registration 1"), "{cause}");
+}
+
+#[test]
+fn a_full_disk_fails_the_batch_keeps_earlier_rows_and_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let kept = filled(dir.path(), 10);
+    let mut store = SqliteStore::open(dir.path()).unwrap();
+    store.simulate_disk_full(true).unwrap();
+    let big: Vec<StoreOp> = (100..2_100)
+        .map(|i| StoreOp::Put(record("https://b.example", i, Tag::from("x".repeat(200)))))
+        .collect();
+    let err = store.commit(&big).unwrap_err();
+    let StoreError::WriteFailed { ops, cause } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(*ops, 2_000);
+    assert!(cause.contains("full"), "{cause}");
+    // Nothing of the batch landed, everything before is there, and reads still work.
+    assert_eq!(store.count().unwrap(), 10);
+    assert_eq!(sorted(store.load_all().unwrap()), sorted(kept.clone()));
+    store.simulate_disk_full(false).unwrap();
+    store.commit(&big).unwrap();
+    assert_eq!(store.count().unwrap(), 2_010);
+}
+
+#[test]
+fn a_read_only_file_system_fails_writes_and_keeps_serving_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let kept = filled(dir.path(), 5);
+    let mut store = SqliteStore::open(dir.path()).unwrap();
+    store.simulate_read_only(true).unwrap();
+    let err = store
+        .commit(&[
+            StoreOp::Delete(kept[0].key()),
+            StoreOp::Put(record("https://a.example", 9, Tag::from("n"))),
+        ])
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::WriteFailed { ops: 2, .. }),
+        "{err}"
+    );
+    assert_eq!(store.count().unwrap(), 5);
+    store.simulate_read_only(false).unwrap();
+    drop(store);
+    assert_eq!(reopen(dir.path()), sorted(kept));
+}
+
+#[test]
+fn a_newer_schema_is_refused_not_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    filled(dir.path(), 1);
+    {
+        let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+        conn.execute("UPDATE schema_version SET version = 99", [])
+            .unwrap();
+    }
+    let err = SqliteStore::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::NewerSchema {
+                found: 99,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Not corruption: recovery must not move a newer build's data aside.
+    assert!(SqliteStore::open_or_recover(dir.path()).is_err());
+    assert!(dir.path().join(DB_FILE).exists());
+}
+
+#[test]
+fn a_version_1_database_written_by_hand_still_loads() {
+    // The on-disk format of schema version 1, spelled out independently of the migration code,
+    // so that a change to the first migration cannot silently orphan existing profiles.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL);
+             INSERT INTO schema_version VALUES (1);
+             CREATE TABLE registrations (sw INTEGER NOT NULL, kind INTEGER NOT NULL,
+               tag BLOB NOT NULL, origin TEXT NOT NULL, attempts INTEGER NOT NULL,
+               max_attempts INTEGER NOT NULL, next_fire INTEGER NOT NULL,
+               periodic_interval_ms INTEGER, PRIMARY KEY (sw, kind, tag)) WITHOUT ROWID;
+             INSERT INTO registrations VALUES (7, 0, X'D800', 'https://a.example', 1, 3, 42, NULL);",
+        )
+        .unwrap();
+    }
+    let rows = reopen(dir.path());
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].tag, Tag::from_utf16(vec![0xD800]));
+    assert_eq!(rows[0].attempts, 1);
+    assert_eq!(rows[0].next_fire, Timestamp(42));
+}
+
+#[test]
+fn the_lookups_use_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    filled(dir.path(), 1);
+    drop(SqliteStore::open(dir.path()).unwrap());
+    let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let plan = |sql: &str| -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+    };
+    for (sql, index) in [
+        ("SELECT * FROM registrations WHERE sw = 1", "PRIMARY KEY"),
+        (
+            "DELETE FROM registrations WHERE origin = 'https://a.example'",
+            "registrations_by_origin",
+        ),
+        (
+            "SELECT min(next_fire) FROM registrations",
+            "registrations_by_next_fire",
+        ),
+    ] {
+        let p = plan(sql);
+        assert!(p.contains(index), "{sql}: {p}");
+    }
+}
+
+#[test]
+fn decode_row_refuses_what_this_build_never_writes() {
+    let good = RawRow {
+        sw: 1,
+        kind: 0,
+        tag: vec![0, b'a'],
+        origin: "https://a.example".into(),
+        attempts: 0,
+        max_attempts: 3,
+        next_fire: 0,
+        periodic_interval_ms: None,
+    };
+    assert_eq!(decode_row(good.clone()).unwrap().tag, Tag::from("a"));
+    let bad = [
+        RawRow {
+            kind: 2,
+            ..good.clone()
+        },
+        RawRow {
+            tag: vec![0],
+            ..good.clone()
+        },
+        RawRow {
+            origin: "data:,x".into(),
+            ..good.clone()
+        },
+        RawRow {
+            origin: "https://A.example/".into(),
+            ..good.clone()
+        },
+        RawRow {
+            attempts: -1,
+            ..good.clone()
+        },
+        RawRow {
+            max_attempts: 0,
+            ..good.clone()
+        },
+        RawRow {
+            next_fire: -5,
+            ..good.clone()
+        },
+        RawRow {
+            periodic_interval_ms: Some(5),
+            ..good.clone()
+        },
+        RawRow {
+            kind: 1,
+            ..good.clone()
+        },
+    ];
+    for row in bad {
+        assert!(decode_row(row.clone()).is_err(), "{row:?}");
+    }
+}
