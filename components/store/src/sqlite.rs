@@ -355,7 +355,7 @@ pub fn decode_row(row: RawRow) -> Result<StoredRegistration, String> {
         1 => SyncKind::Periodic,
         k => return Err(format!("unknown kind {k}")),
     };
-    if row.tag.len() % 2 != 0 {
+    if !row.tag.len().is_multiple_of(2) {
         return Err(format!("tag of {} bytes is not UTF-16", row.tag.len()));
     }
     let units: Vec<u16> = row
