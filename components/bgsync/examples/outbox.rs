@@ -131,6 +131,7 @@ fn describe(entry: &LogEntry) -> String {
             format!("attempt {outcome:?}: {next}")
         }
         LogEvent::Unregistered => "service worker unregistered".to_owned(),
+        LogEvent::Cleared => "site data cleared".to_owned(),
         LogEvent::StoreFailed { cause } => format!("store failed: {cause}"),
     }
 }

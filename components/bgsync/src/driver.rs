@@ -52,6 +52,8 @@ pub(crate) enum Msg {
     Network(bool),
     Permission(Origin, PermissionState),
     SwUnregistered(SwRegistrationId),
+    ClearOrigin(Origin, Reply<Result<(), DomException>>),
+    ClearAll(Reply<Result<(), DomException>>),
     Settle(Reply<()>),
     Log(Reply<Vec<LogEntry>>),
     WakeUp(Reply<Option<Timestamp>>),
@@ -60,6 +62,7 @@ pub(crate) enum Msg {
 
 enum Pending {
     Register(Reply<Result<(), DomException>>),
+    Clear(Reply<Result<(), DomException>>),
     Tags(Reply<Result<Vec<Tag>, DomException>>),
 }
 
@@ -154,7 +157,7 @@ impl Driver {
                 "Background Sync shut down before the call completed",
             );
             match pending {
-                Pending::Register(r) => r.send(Err(gone)),
+                Pending::Register(r) | Pending::Clear(r) => r.send(Err(gone)),
                 Pending::Tags(r) => r.send(Err(gone)),
             }
         }
@@ -227,6 +230,18 @@ impl Driver {
                 let _entered = tracing::info_span!("service_worker_unregistered", %sw).entered();
                 self.core.service_worker_unregistered(now, sw);
             }
+            Msg::ClearOrigin(origin, reply) => {
+                let _entered = tracing::info_span!("clear_origin", %origin).entered();
+                let request = self.request_id();
+                self.pending.insert(request, Pending::Clear(reply));
+                self.core.clear_origin(now, request, &origin);
+            }
+            Msg::ClearAll(reply) => {
+                let _entered = tracing::info_span!("clear_all").entered();
+                let request = self.request_id();
+                self.pending.insert(request, Pending::Clear(reply));
+                self.core.clear_all(now, request);
+            }
             Msg::Settle(reply) => self.settle_waiters.push(reply),
             Msg::Log(reply) => reply.send(self.log.iter().cloned().collect()),
             Msg::WakeUp(reply) => reply.send(self.core.wake_up_time()),
@@ -290,10 +305,10 @@ impl Driver {
 
     fn settle(&mut self, request: RequestId, result: Result<Response, DomException>) {
         match (self.pending.remove(&request), result) {
-            (Some(Pending::Register(reply)), Ok(_)) => reply.send(Ok(())),
-            (Some(Pending::Register(reply)), Err(e)) => reply.send(Err(e)),
+            (Some(Pending::Register(reply) | Pending::Clear(reply)), Ok(_)) => reply.send(Ok(())),
+            (Some(Pending::Register(reply) | Pending::Clear(reply)), Err(e)) => reply.send(Err(e)),
             (Some(Pending::Tags(reply)), Ok(Response::Tags(tags))) => reply.send(Ok(tags)),
-            (Some(Pending::Tags(reply)), Ok(Response::Registered)) => reply.send(Ok(Vec::new())),
+            (Some(Pending::Tags(reply)), Ok(_)) => reply.send(Ok(Vec::new())),
             (Some(Pending::Tags(reply)), Err(e)) => reply.send(Err(e)),
             (None, _) => {}
         }

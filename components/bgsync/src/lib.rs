@@ -35,12 +35,13 @@ mod driver;
 pub mod embedder;
 pub mod testing;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use bgsync_dispatcher::{Dispatcher, OutcomeSink};
 use bgsync_scheduler::Scheduler;
-use bgsync_store::{MemoryStore, RegistrationStore, StoreError, StoreOp};
+use bgsync_store::{MemoryStore, RegistrationStore, SqliteStore, StoreError, StoreOp};
 use bgsync_types::{
     DomException, DomExceptionName, Origin, PermissionState, SwRegistrationId, Tag, Timestamp,
 };
@@ -78,6 +79,7 @@ pub struct Builder {
     clock: Arc<dyn Clock>,
     params: Parameters,
     store: Box<dyn RegistrationStore>,
+    data_dir: Option<PathBuf>,
     log_capacity: usize,
 }
 
@@ -106,9 +108,21 @@ impl Builder {
         self
     }
 
-    /// The registration store (default: an in-memory [`MemoryStore`]).
+    /// The registration store (default: an in-memory [`MemoryStore`]; see also
+    /// [`data_dir`](Builder::data_dir)).
     pub fn store(mut self, store: Box<dyn RegistrationStore>) -> Self {
         self.store = store;
+        self.data_dir = None;
+        self
+    }
+
+    /// Keep registrations durably in `dir` (a [`SqliteStore`] in
+    /// `dir/background-sync.sqlite`), so they survive restarts and crashes. Without it they are
+    /// kept in memory. A damaged database is moved aside and the engine starts empty (logged as
+    /// a warning); another process using `dir` makes [`start`](Builder::start) fail with
+    /// "already in use".
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
         self
     }
 
@@ -121,6 +135,17 @@ impl Builder {
     /// Loads the stored registrations and starts the Background Sync thread. Registrations that
     /// are due fire as soon as the engine is online.
     pub fn start(mut self) -> Result<BackgroundSync, StartError> {
+        if let Some(dir) = &self.data_dir {
+            let (store, recovery) = SqliteStore::open_or_recover(dir)?;
+            if let Some(r) = recovery {
+                tracing::warn!(
+                    moved_to = %r.moved_to.display(), cause = %r.cause,
+                    "the sync registration database was damaged; it was moved aside and \
+                     Background Sync starts with no registrations"
+                );
+            }
+            self.store = Box::new(store);
+        }
         let mut records = self.store.load_all()?;
         // Rows of service worker registrations the host no longer has (unregistered while the
         // engine was down, or a removal that failed to commit) are removed, not restored.
@@ -216,6 +241,7 @@ impl BackgroundSync {
             clock: Arc::new(SystemClock),
             params: Parameters::default(),
             store: Box::new(MemoryStore::new()),
+            data_dir: None,
             log_capacity: 1_000,
         }
     }
@@ -306,6 +332,23 @@ impl BackgroundSync {
     /// event in flight is terminated and its outcome ignored.
     pub fn service_worker_unregistered(&self, sw: SwRegistrationId) {
         self.send(Msg::SwUnregistered(sw));
+    }
+
+    /// Clear-site-data: removes every sync registration of `origin` (events in flight are
+    /// terminated and their outcomes ignored). Returns once the removal is committed; an
+    /// `UnknownError` means the store failed and the rows are still on disk (call again).
+    pub async fn clear_origin(&self, origin: &Origin) -> Result<(), DomException> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Msg::ClearOrigin(origin.clone(), Reply::Async(tx)));
+        rx.await.unwrap_or_else(|_| Err(shut_down()))
+    }
+
+    /// Removes every sync registration of every origin; returns as
+    /// [`clear_origin`](BackgroundSync::clear_origin) does.
+    pub async fn clear_all(&self) -> Result<(), DomException> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Msg::ClearAll(Reply::Async(tx)));
+        rx.await.unwrap_or_else(|_| Err(shut_down()))
     }
 
     /// Waits until the engine has handled every call made before, done everything that is due

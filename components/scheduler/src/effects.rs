@@ -45,6 +45,8 @@ pub enum Response {
     Registered,
     /// `getTags()` resolved with these tags, in code-unit order.
     Tags(Vec<Tag>),
+    /// A clear (site data, or everything) is durable.
+    Cleared,
 }
 
 /// One `sync` event to fire.
@@ -127,6 +129,8 @@ pub enum LogEvent {
     },
     /// The registration was dropped because its service worker registration was unregistered.
     Unregistered,
+    /// The registration was dropped because the site's data was cleared.
+    Cleared,
     /// The store failed to commit a change to this registration.
     StoreFailed {
         /// The store's message.

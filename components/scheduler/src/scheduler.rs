@@ -99,6 +99,9 @@ enum Staged {
     NewRegistration {
         request: RequestId,
         record: StoredRegistration,
+        /// Set when the registration's data was removed (unregistration, clear-site-data)
+        /// while the write was in flight: the call is then rejected with this.
+        cancelled: Option<DomException>,
     },
     /// `register()` on a firing registration: the record was rewritten with its attempts reset.
     ReregisterWhileFiring { request: RequestId },
@@ -107,8 +110,8 @@ enum Staged {
         outcome: DispatchOutcome,
         next: NextStep,
     },
-    /// A bulk removal that has nothing to release.
-    Removal,
+    /// A bulk removal; `request`, if any, is settled with the write's result.
+    Removal { request: Option<RequestId> },
 }
 
 /// An input that touched a key whose previous change is not yet durable; it runs once it is.
@@ -431,7 +434,11 @@ impl Scheduler {
         self.stage(
             Some(key),
             vec![StoreOp::Put(record.clone())],
-            Staged::NewRegistration { request, record },
+            Staged::NewRegistration {
+                request,
+                record,
+                cancelled: None,
+            },
         );
         Ok(())
     }
@@ -549,6 +556,67 @@ impl Scheduler {
     pub fn service_worker_unregistered(&mut self, now: Timestamp, sw: SwRegistrationId) {
         self.advance(now);
         self.unregistered.insert(sw);
+        let held = self.drop_service_worker(sw, unregistered_error(sw), LogEvent::Unregistered);
+        if held {
+            self.stage(
+                None,
+                vec![StoreOp::DeleteServiceWorker(sw)],
+                Staged::Removal { request: None },
+            );
+        }
+    }
+
+    /// Clear-site-data for `origin`: every registration of the origin is removed, events in
+    /// flight are abandoned, and calls still being stored are rejected.
+    /// `request` resolves with [`Response::Cleared`] once the removal is durable, or rejects with
+    /// an `UnknownError` if the store failed (the rows then remain on disk: retry).
+    pub fn clear_origin(&mut self, now: Timestamp, request: RequestId, origin: &Origin) {
+        self.advance(now);
+        let sws: Vec<SwRegistrationId> = self
+            .sw_origins
+            .iter()
+            .filter(|(_, o)| *o == origin)
+            .map(|(sw, _)| *sw)
+            .collect();
+        for sw in sws {
+            self.drop_service_worker(sw, cleared_error(), LogEvent::Cleared);
+        }
+        self.stage(
+            None,
+            vec![StoreOp::DeleteOrigin(origin.clone())],
+            Staged::Removal {
+                request: Some(request),
+            },
+        );
+    }
+
+    /// Removes every registration of every origin (the user cleared all browsing data);
+    /// `request` settles as for [`clear_origin`](Scheduler::clear_origin).
+    pub fn clear_all(&mut self, now: Timestamp, request: RequestId) {
+        self.advance(now);
+        let sws: Vec<SwRegistrationId> = self.sw_origins.keys().copied().collect();
+        for sw in sws {
+            self.drop_service_worker(sw, cleared_error(), LogEvent::Cleared);
+        }
+        self.stage(
+            None,
+            vec![StoreOp::DeleteAll],
+            Staged::Removal {
+                request: Some(request),
+            },
+        );
+    }
+
+    /// Removes everything held for `sw`: its registrations (abandoning events in flight), the
+    /// calls queued behind its writes (rejected with `error`) and its new registrations still
+    /// being written (rejected with `error` when acknowledged). Returns whether anything of it
+    /// was held.
+    fn drop_service_worker(
+        &mut self,
+        sw: SwRegistrationId,
+        error: DomException,
+        event: LogEvent,
+    ) -> bool {
         let keys: Vec<Key> = self
             .registrations
             .range((sw, Tag::default())..)
@@ -564,27 +632,32 @@ impl Scheduler {
                     self.effects.push_back(Effect::AbandonDispatch { id: f.id });
                 }
                 self.decrement_origin(&reg.origin);
-                self.log_for(&key, &reg.origin, LogEvent::Unregistered);
+                self.log_for(&key, &reg.origin, event.clone());
             }
         }
-        // Calls queued behind a store write of this registration can no longer succeed.
+        // Outcomes of events that ended but whose write is still in flight.
+        self.in_flight.retain(|_, k| k.0 != sw);
         let queued: Vec<Key> = self.busy.keys().filter(|k| k.0 == sw).cloned().collect();
         for key in queued {
             if let Some(queue) = self.busy.get_mut(&key) {
                 for item in std::mem::take(queue) {
                     if let Deferred::Register(request, _) = item {
-                        self.settle(request, Err(unregistered_error(sw)));
+                        self.settle(request, Err(error.clone()));
                     }
                 }
             }
         }
-        if self.sw_origins.remove(&sw).is_some() {
-            self.stage(
-                None,
-                vec![StoreOp::DeleteServiceWorker(sw)],
-                Staged::Removal,
-            );
+        for (_, staged) in self.staged.values_mut() {
+            if let Staged::NewRegistration {
+                record, cancelled, ..
+            } = staged
+            {
+                if record.sw == sw {
+                    *cancelled = Some(error.clone());
+                }
+            }
         }
+        self.sw_origins.remove(&sw).is_some()
     }
 
     /// The outcome of a dispatched event: steps 3-5 of
@@ -725,7 +798,11 @@ impl Scheduler {
             return;
         };
         match staged {
-            Staged::NewRegistration { request, record } => {
+            Staged::NewRegistration {
+                request,
+                record,
+                cancelled,
+            } => {
                 let key = key.unwrap_or_else(|| (record.sw, record.tag.clone()));
                 if let Err(cause) = result {
                     self.decrement_origin(&record.origin);
@@ -737,9 +814,9 @@ impl Scheduler {
                         },
                     );
                     self.settle(request, Err(storage_error(&cause)));
-                } else if self.unregistered.contains(&record.sw) {
+                } else if let Some(error) = cancelled {
                     self.decrement_origin(&record.origin);
-                    self.settle(request, Err(unregistered_error(record.sw)));
+                    self.settle(request, Err(error));
                 } else {
                     // 9.2 Add it to the list. 9.3 Resolve promise. 9.4 If online, fire.
                     self.registrations.insert(
@@ -785,9 +862,17 @@ impl Scheduler {
                 self.release(key);
             }
             // Nothing to roll back or release: the registrations are already gone from memory.
-            // Rows a failed removal leaves behind belong to a service worker registration the
-            // embedder no longer has; the facade removes such rows at start-up.
-            Staged::Removal => {}
+            // Rows a failed removal leaves behind belong to registrations the embedder no longer
+            // has (the facade removes such rows at start-up) or to a cleared origin, whose
+            // caller is told to retry.
+            Staged::Removal { request } => {
+                if let Some(request) = request {
+                    let result = result
+                        .map(|()| Response::Cleared)
+                        .map_err(|cause| storage_error(&cause));
+                    self.settle(request, result);
+                }
+            }
         }
     }
 
@@ -893,6 +978,13 @@ fn storage_error(cause: &str) -> DomException {
     DomException::new(
         DomExceptionName::UnknownError,
         format!("Background Sync could not store the registration ({cause}); try again later"),
+    )
+}
+
+fn cleared_error() -> DomException {
+    DomException::new(
+        DomExceptionName::UnknownError,
+        "Registration failed: the site's data was cleared while the registration was being stored",
     )
 }
 

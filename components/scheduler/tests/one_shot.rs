@@ -817,3 +817,66 @@ fn the_log_reads_like_devtools() {
         ]
     );
 }
+
+#[test]
+fn clearing_an_origin_removes_only_its_registrations_and_abandons_its_events() {
+    let mut h = Harness::new();
+    let a = origin("https://a.example");
+    let b = origin("https://b.example");
+    h.register(&a, 1, "x");
+    h.register(&a, 2, "y");
+    h.register(&b, 3, "x");
+    let x = h.dispatched()[0].clone();
+    h.core.clear_origin(h.now, bgsync_types::RequestId(900), &a);
+    h.run();
+    assert_eq!(
+        h.result(bgsync_types::RequestId(900)),
+        Some(Ok(Response::Cleared))
+    );
+    assert!(h.seen.contains(&Seen::Abandoned(x.id)));
+    assert_eq!(h.get_tags(&a, 1).unwrap(), Vec::<String>::new());
+    assert_eq!(h.get_tags(&a, 2).unwrap(), Vec::<String>::new());
+    assert_eq!(h.get_tags(&b, 3).unwrap(), ["x"]);
+    let stored: Vec<u64> = h.store.snapshot().iter().map(|r| r.sw.0).collect();
+    assert_eq!(stored, [3]);
+    // The origin may register again afterwards: clearing data is not unregistering.
+    h.register_ok(&a, 1, "x");
+}
+
+#[test]
+fn a_register_being_stored_when_the_origin_is_cleared_is_rejected_and_leaves_nothing() {
+    let mut h = Harness::new();
+    h.auto_ack = false;
+    let a = origin("https://a.example");
+    let req = h.register(&a, 1, "x");
+    h.core.clear_origin(h.now, bgsync_types::RequestId(900), &a);
+    h.run();
+    h.ack_held(); // the Put and the DeleteOrigin, in order, in one commit
+    assert_eq!(h.rejection(req), DomExceptionName::UnknownError);
+    assert!(h.core.is_empty());
+    assert!(h.store.snapshot().is_empty());
+    assert!(h.dispatched().is_empty());
+}
+
+#[test]
+fn a_failed_clear_is_reported_so_the_embedder_can_retry() {
+    let mut h = Harness::new();
+    let a = origin("https://a.example");
+    h.set_online(false);
+    h.register(&a, 1, "x");
+    h.store.faults().fail_next_commits(1);
+    h.core.clear_all(h.now, bgsync_types::RequestId(900));
+    h.run();
+    let Some(Err(e)) = h.result(bgsync_types::RequestId(900)) else {
+        panic!()
+    };
+    assert_eq!(e.name, DomExceptionName::UnknownError);
+    assert_eq!(h.store.snapshot().len(), 1);
+    h.core.clear_all(h.now, bgsync_types::RequestId(901));
+    h.run();
+    assert_eq!(
+        h.result(bgsync_types::RequestId(901)),
+        Some(Ok(Response::Cleared))
+    );
+    assert!(h.store.snapshot().is_empty());
+}
