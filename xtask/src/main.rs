@@ -2,12 +2,17 @@
 
 use std::process::{Command, ExitCode};
 
+mod crash;
+
 const HELP: &str = "\
 usage: cargo xtask <command>
 
 commands:
   ci        what CI runs: cargo fmt --check, clippy with warnings denied, the test suite
   example   runs the e-mail outbox example (the timeline on virtual time)
+  crash-test [--runs N] [--seed S]
+            SIGKILLs a process registering through the durable store at random
+            moments (N times, default 50) and checks nothing acknowledged was lost
   help      this text
 ";
 
@@ -16,6 +21,11 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("example") => cargo(&["run", "-p", "bgsync", "--example", "outbox"]),
+        Some("crash-test") => {
+            crash_test_args(&args[1..]).and_then(|(runs, seed)| crash::crash_test(runs, seed))
+        }
+        Some("crash-child") => crash::crash_child_args(&args[1..])
+            .and_then(|(dir, seed)| crash::crash_child(&dir, seed)),
         None | Some("help" | "-h" | "--help") => {
             print!("{HELP}");
             Ok(())
@@ -29,6 +39,31 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn crash_test_args(args: &[String]) -> Result<(u32, Option<u64>), String> {
+    let mut runs = 50;
+    let mut seed = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{a} needs a value"))?;
+        match a.as_str() {
+            "--runs" => {
+                runs = value
+                    .parse()
+                    .map_err(|_| format!("--runs {value}: not a number"))?
+            }
+            "--seed" => {
+                seed = Some(
+                    value
+                        .parse()
+                        .map_err(|_| format!("--seed {value}: not a number"))?,
+                )
+            }
+            other => return Err(format!("crash-test: unknown argument {other}")),
+        }
+    }
+    Ok((runs, seed))
 }
 
 /// The checks CI runs, in the order that fails fastest.

@@ -56,6 +56,7 @@ pub(crate) enum Msg {
     ClearAll(Reply<Result<(), DomException>>),
     Settle(Reply<()>),
     Log(Reply<Vec<LogEntry>>),
+    SubscribeLog(crossbeam_channel::Sender<LogEntry>),
     WakeUp(Reply<Option<Timestamp>>),
     Shutdown,
 }
@@ -83,6 +84,7 @@ pub(crate) struct Driver {
     pending: HashMap<RequestId, Pending>,
     next_request: u64,
     log: VecDeque<LogEntry>,
+    log_subscribers: Vec<crossbeam_channel::Sender<LogEntry>>,
     settle_waiters: Vec<Reply<()>>,
     shutting_down: bool,
 }
@@ -106,6 +108,7 @@ impl Driver {
             pending: HashMap::new(),
             next_request: 1,
             log: VecDeque::new(),
+            log_subscribers: Vec::new(),
             settle_waiters: Vec::new(),
             shutting_down: false,
         }
@@ -244,6 +247,7 @@ impl Driver {
             }
             Msg::Settle(reply) => self.settle_waiters.push(reply),
             Msg::Log(reply) => reply.send(self.log.iter().cloned().collect()),
+            Msg::SubscribeLog(tx) => self.log_subscribers.push(tx),
             Msg::WakeUp(reply) => reply.send(self.core.wake_up_time()),
             Msg::Shutdown => self.shutting_down = true,
         }
@@ -326,6 +330,9 @@ impl Driver {
                     "background sync"
                 ),
             }
+            // Subscribers that went away are forgotten.
+            self.log_subscribers
+                .retain(|tx| tx.send(entry.clone()).is_ok());
             if self.log.len() == self.log_capacity {
                 self.log.pop_front();
             }

@@ -375,6 +375,15 @@ impl BackgroundSync {
         rx.await.unwrap_or_default()
     }
 
+    /// Streams the DevTools log from now on: each line arrives on the returned channel as it is
+    /// written (lines about committed changes are written after the commit). Dropping the
+    /// receiver ends the subscription.
+    pub fn subscribe_log(&self) -> crossbeam_channel::Receiver<LogEntry> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        self.send(Msg::SubscribeLog(tx));
+        rx
+    }
+
     /// The soonest time the user agent must be woken, for an OS wake-up: the end of the soonest
     /// back-off, and no later than the recovery time while events are in flight.
     pub async fn next_wake_up(&self) -> Option<Timestamp> {
