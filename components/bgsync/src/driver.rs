@@ -58,6 +58,7 @@ pub(crate) enum Msg {
     Log(Reply<Vec<LogEntry>>),
     SubscribeLog(crossbeam_channel::Sender<LogEntry>),
     WakeUp(Reply<Option<Timestamp>>),
+    Status(Reply<crate::EngineStatus>),
     Shutdown,
 }
 
@@ -249,6 +250,14 @@ impl Driver {
             Msg::Log(reply) => reply.send(self.log.iter().cloned().collect()),
             Msg::SubscribeLog(tx) => self.log_subscribers.push(tx),
             Msg::WakeUp(reply) => reply.send(self.core.wake_up_time()),
+            Msg::Status(reply) => reply.send(crate::EngineStatus {
+                next_timer: match (self.core.poll_timeout(), self.dispatcher.poll_timeout()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                },
+                in_flight: self.dispatcher.in_flight(),
+                registrations: self.core.len(),
+            }),
             Msg::Shutdown => self.shutting_down = true,
         }
     }

@@ -59,6 +59,17 @@ pub use embedder::{
 
 use driver::{Driver, Embedder, Msg, Reply};
 
+/// What the engine is waiting for, for drivers that step a [`VirtualClock`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EngineStatus {
+    /// The soonest internal deadline: the end of a back-off or an event's time limit.
+    pub next_timer: Option<Timestamp>,
+    /// Events dispatched whose outcome has not been reported.
+    pub in_flight: usize,
+    /// Registrations held.
+    pub registrations: usize,
+}
+
 /// Why the engine could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -390,6 +401,15 @@ impl BackgroundSync {
         let (tx, rx) = oneshot::channel();
         self.send(Msg::WakeUp(Reply::Async(tx)));
         rx.await.unwrap_or_default()
+    }
+
+    /// The engine's timers and work in flight, once everything queued before has been handled
+    /// (it settles first). For engine threads that drive a [`VirtualClock`] step by step.
+    pub fn status_blocking(&self) -> EngineStatus {
+        self.settle_blocking();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.send(Msg::Status(Reply::Channel(tx)));
+        rx.recv().unwrap_or_default()
     }
 
     /// Stops the Background Sync thread and waits for it. Calls still in progress are rejected
