@@ -18,6 +18,10 @@
 //! assert!(SyncEventInit::from_members(None, Some(true)).is_err());
 //! ```
 
+mod extendable;
+
+pub use extendable::{EventOutcome, ExtendableEventLifetime};
+
 use bgsync::SyncEventDispatch;
 use bgsync_types::Tag;
 

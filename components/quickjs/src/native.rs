@@ -1,0 +1,416 @@
+//! The Rust functions a realm's prelude calls (`native.*` in prelude.js).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bgsync_types::{Origin, SwRegistrationId, Tag};
+use rquickjs::{Ctx, Exception, Function, Object, Value};
+use url::Url;
+
+use crate::ua::{options, ErrOut, Out, RealmId, UaState, UaTask};
+
+type Shared = Rc<RefCell<UaState>>;
+
+fn err(name: &str, message: impl Into<String>) -> ErrOut {
+    ErrOut::new(name, message)
+}
+
+/// Builds the `native` object of realm `realm`.
+pub(crate) fn make<'js>(
+    ctx: &Ctx<'js>,
+    realm: RealmId,
+    state: Shared,
+) -> rquickjs::Result<Object<'js>> {
+    let o = Object::new(ctx.clone())?;
+    macro_rules! native {
+        ($name:literal, $f:expr) => {
+            o.set($name, Function::new(ctx.clone(), $f)?)?;
+        };
+    }
+
+    let st = state.clone();
+    native!("print", move |level: String, text: String| st
+        .borrow_mut()
+        .print(&level, text));
+    let st = state.clone();
+    native!("uncaught", move |text: String| st
+        .borrow_mut()
+        .report_uncaught(text));
+    native!("parseUrl", move |ctx: Ctx<'js>,
+                              input: String,
+                              base: Option<String>|
+          -> rquickjs::Result<Value<'js>> {
+        let parsed = match base {
+            Some(b) => Url::parse(&b).and_then(|b| b.join(&input)),
+            None => Url::parse(&input),
+        };
+        match parsed {
+            Ok(url) => crate::ua::to_js(&ctx, url_parts(&url)),
+            Err(_) => Ok(Value::new_null(ctx)),
+        }
+    });
+    let st = state.clone();
+    native!("online", move || st.borrow().online());
+    let st = state.clone();
+    native!("permissionState", move |name: String| -> String {
+        if name == "background-sync" {
+            st.borrow().permission(realm).to_owned()
+        } else {
+            "denied".to_owned()
+        }
+    });
+
+    // SyncManager.register(tag) and getTags().
+    let st = state.clone();
+    native!("register", move |call: f64, sw: f64, units: Vec<u32>| {
+        let (engine, origin) = {
+            let s = st.borrow();
+            (s.engine().clone(), s.realm_origin(realm))
+        };
+        let tag = Tag::from_utf16(units.into_iter().map(|u| u as u16).collect::<Vec<u16>>());
+        let reply = engine.register_with_reply(&origin, SwRegistrationId(sw as u64), tag);
+        let result = match reply.recv() {
+            Ok(Ok(())) => Ok(Out::Undefined),
+            Ok(Err(e)) => Err(ErrOut::from(e)),
+            Err(_) => Err(err("UnknownError", "Background Sync has shut down")),
+        };
+        st.borrow_mut().deliver(realm, call as u64, result);
+    });
+    let st = state.clone();
+    native!("getTags", move |call: f64, sw: f64| {
+        let (engine, origin) = {
+            let s = st.borrow();
+            (s.engine().clone(), s.realm_origin(realm))
+        };
+        let reply = engine.get_tags_with_reply(&origin, SwRegistrationId(sw as u64));
+        let result = match reply.recv() {
+            Ok(Ok(tags)) => Ok(Out::List(
+                tags.iter()
+                    .map(|t| Out::Units(t.as_utf16().to_vec()))
+                    .collect(),
+            )),
+            Ok(Err(e)) => Err(ErrOut::from(e)),
+            Err(_) => Err(err("UnknownError", "Background Sync has shut down")),
+        };
+        st.borrow_mut().deliver(realm, call as u64, result);
+    });
+
+    // navigator.serviceWorker.*
+    let st = state.clone();
+    native!(
+        "registerServiceWorker",
+        move |call: f64, url: String, scope: Option<String>| {
+            let mut s = st.borrow_mut();
+            let result =
+                register_service_worker(&mut s, realm, call as u64, &url, scope.as_deref());
+            if let Err(e) = result {
+                s.deliver(realm, call as u64, Err(e));
+            }
+        }
+    );
+    let st = state.clone();
+    native!("getRegistration", move |call: f64, url: String| {
+        let mut s = st.borrow_mut();
+        let result = s
+            .realm_url(realm)
+            .join(&url)
+            .map_err(|e| {
+                err(
+                    "TypeError",
+                    format!("Failed to execute 'getRegistration': invalid URL: {e}"),
+                )
+            })
+            .and_then(|client| {
+                if Origin::from_url(&client).ok() != Some(s.realm_origin(realm)) {
+                    return Err(err(
+                        "SecurityError",
+                        "The URL is not of the caller's origin.",
+                    ));
+                }
+                Ok(s.match_scope(client.as_str())
+                    .map_or(Out::Undefined, |sw| s.registration_out(sw)))
+            });
+        s.deliver(realm, call as u64, result);
+    });
+    let st = state.clone();
+    native!("getRegistrations", move |call: f64| {
+        let mut s = st.borrow_mut();
+        let origin = s.realm_origin(realm);
+        let list = s
+            .registrations_of(&origin)
+            .into_iter()
+            .map(|sw| s.registration_out(sw))
+            .collect();
+        s.deliver(realm, call as u64, Ok(Out::List(list)));
+    });
+    let st = state.clone();
+    native!("unregister", move |call: f64, sw: f64| {
+        let mut s = st.borrow_mut();
+        let sw = SwRegistrationId(sw as u64);
+        let ok = s.registrations_of(&s.realm_origin(realm)).contains(&sw) && s.unregister_sw(sw);
+        s.deliver(realm, call as u64, Ok(Out::Bool(ok)));
+    });
+    let st = state.clone();
+    native!("watchReady", move || {
+        let mut s = st.borrow_mut();
+        let url = s.realm_url(realm);
+        if let Some(sw) = s.match_scope(url.as_str()).filter(|sw| s.is_active(*sw)) {
+            let out = s.registration_out(sw);
+            s.hook(realm, "ready", vec![out]);
+        }
+    });
+    let st = state.clone();
+    native!("skipWaiting", move |call: f64| st.borrow_mut().deliver(
+        realm,
+        call as u64,
+        Ok(Out::Undefined)
+    ));
+    let st = state.clone();
+    native!("postToWorker", move |sw: f64, json: String| {
+        let mut s = st.borrow_mut();
+        let url = s.realm_url(realm);
+        let source = Out::Obj(vec![
+            ("url", Out::Str(url.to_string())),
+            ("id", Out::Str(format!("client-{realm}"))),
+            ("realm", Out::Num(realm as f64)),
+        ]);
+        s.push_task(UaTask::PostToWorker {
+            sw: SwRegistrationId(sw as u64),
+            json,
+            source,
+        });
+    });
+    let st = state.clone();
+    native!("postToClient", move |target: f64, json: String| {
+        let mut s = st.borrow_mut();
+        let origin = s.realm_origin(realm);
+        let sw = s
+            .registrations_of(&origin)
+            .into_iter()
+            .find(|sw| s.sw_realm(*sw) == Some(realm));
+        let source = sw.map_or(Out::Null, |sw| s.registration_out(sw));
+        s.hook(target as usize, "message", vec![Out::Str(json), source]);
+    });
+    let st = state.clone();
+    native!(
+        "windowClients",
+        move |ctx: Ctx<'js>| -> rquickjs::Result<Value<'js>> {
+            let s = st.borrow();
+            let list = s
+                .windows_of(&s.realm_origin(realm))
+                .into_iter()
+                .map(|(r, url)| {
+                    Out::Obj(vec![
+                        ("url", Out::Str(url.to_string())),
+                        ("id", Out::Str(format!("client-{r}"))),
+                        ("realm", Out::Num(r as f64)),
+                    ])
+                })
+                .collect();
+            crate::ua::to_js(&ctx, Out::List(list))
+        }
+    );
+
+    // Timers (real time).
+    let st = state.clone();
+    native!("setTimer", move |id: f64, ms: f64, repeat: bool| {
+        let after = Duration::from_millis(if ms.is_finite() {
+            ms.max(0.0) as u64
+        } else {
+            0
+        });
+        st.borrow_mut().add_timer(
+            realm,
+            id as u64,
+            after,
+            repeat.then_some(after.max(Duration::from_millis(1))),
+        );
+    });
+    let st = state.clone();
+    native!("clearTimer", move |id: f64| st
+        .borrow_mut()
+        .clear_timer(realm, id as u64));
+
+    // ExtendableEvent lifetimes (the rules live in bgsync-idl).
+    let st = state.clone();
+    native!("waitUntil", move |ctx: Ctx<'js>,
+                               lifetime: f64|
+          -> rquickjs::Result<Value<'js>> {
+        match st.borrow_mut().wait_until(lifetime as u64) {
+            Ok(()) => Ok(Value::new_null(ctx)),
+            Err(e) => crate::ua::to_js(
+                &ctx,
+                Out::Obj(vec![
+                    ("name", Out::Str(e.name.as_str().into())),
+                    ("message", Out::Str(e.message)),
+                ]),
+            ),
+        }
+    });
+    let st = state.clone();
+    native!("lifetimeSettled", move |lifetime: f64, fulfilled: bool| st
+        .borrow_mut()
+        .lifetime_settled(lifetime as u64, fulfilled));
+    let st = state.clone();
+    native!("dispatchFinished", move |lifetime: f64, threw: bool| st
+        .borrow_mut()
+        .dispatch_finished(lifetime as u64, threw));
+
+    // importScripts(), synchronously, in this realm.
+    let st = state.clone();
+    native!("importScript", move |ctx: Ctx<'js>,
+                                  url: String|
+          -> rquickjs::Result<()> {
+        let (path, name) = {
+            let s = st.borrow();
+            let resolved = s
+                .realm_url(realm)
+                .join(&url)
+                .map_err(|e| Exception::throw_type(&ctx, &format!("importScripts: {e}")))?;
+            let rel = resolved
+                .as_str()
+                .strip_prefix(s.base_url().as_str())
+                .unwrap_or("")
+                .to_owned();
+            if rel.is_empty() || rel.split('/').any(|c| c == "..") {
+                return Err(Exception::throw_type(
+                    &ctx,
+                    &format!("importScripts: {resolved} is not served"),
+                ));
+            }
+            (
+                s.root().join(rel.split(['?', '#']).next().unwrap_or("")),
+                resolved.to_string(),
+            )
+        };
+        let source = std::fs::read_to_string(&path).map_err(|e| {
+            Exception::throw_type(&ctx, &format!("importScripts: {}: {e}", path.display()))
+        })?;
+        ctx.eval_with_options::<(), _>(source, options(&name))
+    });
+
+    // The control surface.
+    let st = state.clone();
+    native!("control", move |call: f64, op: String, arg: Value<'js>| {
+        let arg = if let Some(b) = arg.as_bool() {
+            Out::Bool(b)
+        } else if let Some(n) = arg.as_number() {
+            Out::Num(n)
+        } else if let Some(a) = arg.as_array() {
+            Out::List(
+                a.iter::<String>()
+                    .filter_map(Result::ok)
+                    .map(Out::Str)
+                    .collect(),
+            )
+        } else {
+            Out::Undefined
+        };
+        st.borrow_mut().push_task(UaTask::Control {
+            realm,
+            call: call as u64,
+            op,
+            arg,
+        });
+    });
+    Ok(o)
+}
+
+fn url_parts(url: &Url) -> Out {
+    let port = url.port().map(|p| p.to_string()).unwrap_or_default();
+    let host = match url.host_str() {
+        Some(h) if !port.is_empty() => format!("{h}:{port}"),
+        Some(h) => h.to_owned(),
+        None => String::new(),
+    };
+    let search = url
+        .query()
+        .filter(|q| !q.is_empty())
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    let hash = url
+        .fragment()
+        .filter(|f| !f.is_empty())
+        .map(|f| format!("#{f}"))
+        .unwrap_or_default();
+    Out::Obj(vec![
+        ("href", Out::Str(url.to_string())),
+        ("origin", Out::Str(url.origin().ascii_serialization())),
+        ("protocol", Out::Str(format!("{}:", url.scheme()))),
+        ("username", Out::Str(url.username().to_owned())),
+        (
+            "password",
+            Out::Str(url.password().unwrap_or("").to_owned()),
+        ),
+        ("host", Out::Str(host)),
+        (
+            "hostname",
+            Out::Str(url.host_str().unwrap_or("").to_owned()),
+        ),
+        ("port", Out::Str(port)),
+        ("pathname", Out::Str(url.path().to_owned())),
+        ("search", Out::Str(search)),
+        ("hash", Out::Str(hash)),
+    ])
+}
+
+/// `navigator.serviceWorker.register(url, {scope})`: checks, then installs in a task.
+fn register_service_worker(
+    s: &mut UaState,
+    realm: RealmId,
+    call: u64,
+    url: &str,
+    scope: Option<&str>,
+) -> Result<(), ErrOut> {
+    let base = s.realm_url(realm);
+    let origin = s.realm_origin(realm);
+    let script = base.join(url).map_err(|e| {
+        err(
+            "TypeError",
+            format!("Failed to register a ServiceWorker: invalid script URL: {e}"),
+        )
+    })?;
+    if !matches!(script.scheme(), "https" | "http") {
+        return Err(err(
+            "TypeError",
+            "Failed to register a ServiceWorker: the script URL must be http(s).",
+        ));
+    }
+    let scope = match scope {
+        Some(sc) => base.join(sc).map_err(|e| {
+            err(
+                "TypeError",
+                format!("Failed to register a ServiceWorker: invalid scope: {e}"),
+            )
+        })?,
+        None => script
+            .join("./")
+            .map_err(|e| err("TypeError", e.to_string()))?,
+    };
+    if Origin::from_url(&script).ok() != Some(origin.clone())
+        || Origin::from_url(&scope).ok() != Some(origin.clone())
+    {
+        return Err(err("SecurityError", "Failed to register a ServiceWorker: the script and scope must be of the caller's origin."));
+    }
+    if !origin.is_potentially_trustworthy() {
+        return Err(err(
+            "SecurityError",
+            "Failed to register a ServiceWorker: the origin is not a secure context.",
+        ));
+    }
+    let max_scope = script
+        .join("./")
+        .map_err(|e| err("TypeError", e.to_string()))?;
+    if !scope.as_str().starts_with(max_scope.as_str()) {
+        return Err(err("SecurityError", format!("Failed to register a ServiceWorker: the scope {scope} is not under the script's directory {max_scope}.")));
+    }
+    if let Some(existing) = s.scope_registration(&scope) {
+        let out = s.registration_out(existing);
+        s.deliver(realm, call, Ok(out));
+        return Ok(());
+    }
+    let sw = s.new_sw(scope, script, origin);
+    s.push_task(UaTask::Install { sw, realm, call });
+    Ok(())
+}

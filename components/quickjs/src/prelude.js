@@ -1,0 +1,574 @@
+// The minimal service-worker environment of bgsync's QuickJS binding: WebIDL-shaped interfaces
+// for one global (a Window, a DedicatedWorkerGlobalScope or a ServiceWorkerGlobalScope).
+// Written for this project. Called once per realm as prelude(native, kind, info); `native` holds
+// the Rust functions, and the returned object holds the hooks Rust calls back.
+(function prelude(native, kind, info) {
+  'use strict';
+  const G = globalThis;
+  const INTERNAL = Symbol('internal construction');
+  const slots = new WeakMap();
+  const exposure = {
+    window: ['Window', '*'],
+    worker: ['Worker', 'DedicatedWorker', '*'],
+    serviceworker: ['Worker', 'ServiceWorker', '*'],
+  }[kind];
+
+  function slot(obj) { return slots.get(obj); }
+  function brandCheck(obj, iface, member) {
+    const s = slots.get(obj);
+    if (!s || !s.brands.has(iface)) {
+      throw new TypeError(`'${member}' called on an object that does not implement interface ${iface}.`);
+    }
+    return s;
+  }
+  function setName(fn, name) { Object.defineProperty(fn, 'name', { value: name, configurable: true }); return fn; }
+  function setLength(fn, n) { Object.defineProperty(fn, 'length', { value: n, configurable: true }); return fn; }
+  function toDOMString(v) { return typeof v === 'symbol' ? (() => { throw new TypeError('Cannot convert a Symbol value to a string'); })() : `${v}`; }
+  function units(s) { const u = new Array(s.length); for (let i = 0; i < s.length; i++) u[i] = s.charCodeAt(i); return u; }
+  function fromUnits(u) { let s = ''; for (let i = 0; i < u.length; i += 4096) s += String.fromCharCode.apply(null, u.slice(i, i + 4096)); return s; }
+  function missing(iface, op, required, given) {
+    return new TypeError(`Failed to execute '${op}' on '${iface}': ${required} argument${required === 1 ? '' : 's'} required, but only ${given} present.`);
+  }
+
+  const interfaces = {};
+  // Defines an interface object and its prototype with WebIDL's shapes.
+  function define(name, spec) {
+    const parent = spec.parent ? interfaces[spec.parent] : null;
+    const exposed = spec.exposed || ['Window', 'Worker'];
+    const iface = setLength(setName(function (...args) {
+      if (!new.target) throw new TypeError(`Failed to construct '${name}': Please use the 'new' operator, this DOM object constructor cannot be called as a function.`);
+      if (args[0] === INTERNAL) return;
+      if (!spec.construct) throw new TypeError(`Failed to construct '${name}': Illegal constructor`);
+      if (args.length < (spec.length || 0)) throw missing(name, 'constructor', spec.length, args.length);
+      return spec.construct(new.target, ...args);
+    }, name), spec.length || 0);
+    if (parent) Object.setPrototypeOf(iface, parent);
+    const proto = Object.create(parent ? parent.prototype : (spec.protoParent || Object.prototype));
+    Object.defineProperty(iface, 'prototype', { value: proto, writable: false, enumerable: false, configurable: false });
+    Object.defineProperty(proto, 'constructor', { value: iface, writable: true, enumerable: false, configurable: true });
+    Object.defineProperty(proto, Symbol.toStringTag, { value: name, writable: false, enumerable: false, configurable: true });
+    for (const [c, v] of Object.entries(spec.consts || {})) {
+      Object.defineProperty(iface, c, { value: v, enumerable: true });
+      Object.defineProperty(proto, c, { value: v, enumerable: true });
+    }
+    const home = spec.global && exposure.includes(spec.global) ? G : proto;
+    for (const [a, d] of Object.entries(spec.attrs || {})) {
+      const thisOf = (t) => (spec.global && (t === undefined || t === null) ? G : t);
+      const get = function () { const t = thisOf(this); return d.get.call(t, brandCheck(t, name, a)); };
+      const desc = { get: setName(get, `get ${a}`), enumerable: true, configurable: true };
+      if (d.set) desc.set = setName(function (v) { const t = thisOf(this); d.set.call(t, brandCheck(t, name, a), v); }, `set ${a}`);
+      Object.defineProperty(home, a, desc);
+    }
+    for (const [o, d] of Object.entries(spec.ops || {})) {
+      const thisOf = (t) => (spec.global && (t === undefined || t === null) ? G : t);
+      const op = d.promise
+        ? function (...args) {
+            try { const t = thisOf(this); const s = brandCheck(t, name, o); if (args.length < d.length) throw missing(name, o, d.length, args.length); return Promise.resolve(d.fn.call(t, s, ...args)); } catch (e) { return Promise.reject(e); }
+          }
+        : function (...args) {
+            const t = thisOf(this); const s = brandCheck(t, name, o); if (args.length < d.length) throw missing(name, o, d.length, args.length); return d.fn.call(t, s, ...args);
+          };
+      Object.defineProperty(home, o, { value: setLength(setName(op, o), d.length), writable: true, enumerable: true, configurable: true });
+    }
+    for (const [o, d] of Object.entries(spec.statics || {})) {
+      Object.defineProperty(iface, o, { value: setLength(setName(d.fn, o), d.length), writable: true, enumerable: true, configurable: true });
+    }
+    interfaces[name] = iface;
+    if (exposed.some((e) => exposure.includes(e))) {
+      Object.defineProperty(G, name, { value: iface, writable: true, enumerable: false, configurable: true });
+    }
+    return iface;
+  }
+  // Makes `obj` an instance of `name` (and its ancestors) with the given internal state.
+  function adopt(obj, name, state) {
+    const brands = new Set();
+    for (let i = interfaces[name]; i && i !== Function.prototype; i = Object.getPrototypeOf(i)) brands.add(i.name);
+    slots.set(obj, Object.assign(state || {}, { brands }));
+    return obj;
+  }
+  function create(name, state) { return adopt(Object.create(interfaces[name].prototype), name, state); }
+
+  // ---- DOMException -------------------------------------------------------------------------
+  const legacyCodes = {
+    IndexSizeError: 1, HierarchyRequestError: 3, WrongDocumentError: 4, InvalidCharacterError: 5,
+    NoModificationAllowedError: 7, NotFoundError: 8, NotSupportedError: 9, InvalidStateError: 11,
+    SyntaxError: 12, InvalidModificationError: 13, NamespaceError: 14, InvalidAccessError: 15,
+    TypeMismatchError: 17, SecurityError: 18, NetworkError: 19, AbortError: 20, URLMismatchError: 21,
+    QuotaExceededError: 22, TimeoutError: 23, InvalidNodeTypeError: 24, DataCloneError: 25,
+  };
+  const codeConsts = {
+    INDEX_SIZE_ERR: 1, DOMSTRING_SIZE_ERR: 2, HIERARCHY_REQUEST_ERR: 3, WRONG_DOCUMENT_ERR: 4,
+    INVALID_CHARACTER_ERR: 5, NO_DATA_ALLOWED_ERR: 6, NO_MODIFICATION_ALLOWED_ERR: 7, NOT_FOUND_ERR: 8,
+    NOT_SUPPORTED_ERR: 9, INUSE_ATTRIBUTE_ERR: 10, INVALID_STATE_ERR: 11, SYNTAX_ERR: 12,
+    INVALID_MODIFICATION_ERR: 13, NAMESPACE_ERR: 14, INVALID_ACCESS_ERR: 15, VALIDATION_ERR: 16,
+    TYPE_MISMATCH_ERR: 17, SECURITY_ERR: 18, NETWORK_ERR: 19, ABORT_ERR: 20, URL_MISMATCH_ERR: 21,
+    QUOTA_EXCEEDED_ERR: 22, TIMEOUT_ERR: 23, INVALID_NODE_TYPE_ERR: 24, DATA_CLONE_ERR: 25,
+  };
+  define('DOMException', {
+    exposed: ['*'], length: 0, protoParent: Error.prototype, consts: codeConsts,
+    construct(nt, message = '', name = 'Error') {
+      const o = adopt(Object.create(nt.prototype), 'DOMException', { message: toDOMString(message), name: toDOMString(name) });
+      const stack = new Error(slot(o).message).stack;
+      Object.defineProperty(o, 'stack', { value: stack, writable: true, configurable: true });
+      return o;
+    },
+    attrs: {
+      name: { get: (s) => s.name },
+      message: { get: (s) => s.message },
+      code: { get: (s) => legacyCodes[s.name] || 0 },
+    },
+  });
+  function domException(name, message) { return new interfaces.DOMException(message, name); }
+  function engineError(e) { return e.name === 'TypeError' ? new TypeError(e.message) : domException(e.name, e.message); }
+
+  // ---- pending native calls -------------------------------------------------------------------
+  let nextCall = 1;
+  const calls = new Map();
+  function call(fn, ...args) {
+    return new Promise((resolve, reject) => {
+      const id = nextCall++;
+      calls.set(id, { resolve, reject });
+      fn(id, ...args);
+    });
+  }
+
+  // ---- Events --------------------------------------------------------------------------------
+  define('Event', {
+    exposed: ['*'], length: 1,
+    consts: { NONE: 0, CAPTURING_PHASE: 1, AT_TARGET: 2, BUBBLING_PHASE: 3 },
+    construct(nt, type, init) { return initEvent(Object.create(nt.prototype), 'Event', type, init, false); },
+    attrs: {
+      type: { get: (s) => s.type }, target: { get: (s) => s.target }, srcElement: { get: (s) => s.target },
+      currentTarget: { get: (s) => s.currentTarget }, eventPhase: { get: (s) => s.phase },
+      bubbles: { get: (s) => s.bubbles }, cancelable: { get: (s) => s.cancelable },
+      defaultPrevented: { get: (s) => s.canceled }, composed: { get: (s) => s.composed },
+      timeStamp: { get: (s) => s.timeStamp },
+      cancelBubble: { get: (s) => s.stop, set: (s, v) => { if (v) s.stop = true; } },
+      returnValue: { get: (s) => !s.canceled, set: (s, v) => { if (!v && s.cancelable) s.canceled = true; } },
+    },
+    ops: {
+      composedPath: { length: 0, fn: (s) => (s.currentTarget ? [s.currentTarget] : []) },
+      stopPropagation: { length: 0, fn: (s) => { s.stop = true; } },
+      stopImmediatePropagation: { length: 0, fn: (s) => { s.stop = s.stopImmediate = true; } },
+      preventDefault: { length: 0, fn: (s) => { if (s.cancelable) s.canceled = true; } },
+      initEvent: { length: 1, fn: (s, type, bubbles = false, cancelable = false) => { if (!s.dispatching) { s.type = toDOMString(type); s.bubbles = !!bubbles; s.cancelable = !!cancelable; } } },
+    },
+  });
+  function dictionary(init, iface) {
+    if (init === undefined || init === null) return {};
+    if (typeof init !== 'object' && typeof init !== 'function') throw new TypeError(`Failed to construct '${iface}': The provided value is not of type '${iface}Init'.`);
+    return init;
+  }
+  function initEvent(obj, iface, type, init, trusted, extra) {
+    const d = dictionary(init, iface);
+    adopt(obj, iface, Object.assign({
+      type: toDOMString(type), bubbles: !!d.bubbles, cancelable: !!d.cancelable, composed: !!d.composed,
+      target: null, currentTarget: null, phase: 0, canceled: false, stop: false, stopImmediate: false,
+      dispatching: false, trusted, timeStamp: Date.now(),
+    }, extra || {}));
+    const isTrusted = setName(function () { return slot(this).trusted; }, 'get isTrusted');
+    Object.defineProperty(obj, 'isTrusted', { get: isTrusted, enumerable: true, configurable: false });
+    return obj;
+  }
+
+  define('EventTarget', {
+    exposed: ['*'], length: 0,
+    construct(nt) { return adopt(Object.create(nt.prototype), 'EventTarget', { listeners: new Map() }); },
+    ops: {
+      addEventListener: { length: 2, fn(s, type, callback, options) {
+        if (callback === null || callback === undefined) return;
+        type = toDOMString(type);
+        const capture = typeof options === 'boolean' ? options : !!(options && options.capture);
+        const once = !!(options && typeof options === 'object' && options.once);
+        const list = s.listeners.get(type) || [];
+        if (list.some((l) => l.callback === callback && l.capture === capture)) return;
+        list.push({ callback, capture, once, removed: false });
+        s.listeners.set(type, list);
+      } },
+      removeEventListener: { length: 2, fn(s, type, callback, options) {
+        const capture = typeof options === 'boolean' ? options : !!(options && options.capture);
+        const list = s.listeners.get(toDOMString(type)) || [];
+        const i = list.findIndex((l) => l.callback === callback && l.capture === capture);
+        if (i >= 0) { list[i].removed = true; list.splice(i, 1); }
+      } },
+      dispatchEvent: { length: 1, fn(s, event) {
+        const e = brandCheck(event, 'Event', 'dispatchEvent');
+        if (e.dispatching) throw domException('InvalidStateError', 'The event is already being dispatched.');
+        e.trusted = false;
+        return dispatch(this, event).notCanceled;
+      } },
+    },
+  });
+  // Dispatches `event` at `target` (no tree: the target is the whole path). Returns whether a
+  // listener threw and whether the event was not canceled.
+  function dispatch(target, event) {
+    const e = slot(event);
+    const t = slot(target);
+    e.dispatching = true; e.target = target; e.currentTarget = target; e.phase = 2;
+    let threw = false;
+    const list = (t.listeners.get(e.type) || []).slice();
+    for (const l of list) {
+      if (l.removed) continue;
+      if (l.once) { const all = t.listeners.get(e.type); const i = all.indexOf(l); if (i >= 0) all.splice(i, 1); }
+      try {
+        if (typeof l.callback === 'function') l.callback.call(target, event);
+        else if (l.callback && typeof l.callback.handleEvent === 'function') l.callback.handleEvent(event);
+        else if (l.callback) throw new TypeError('handleEvent is not a function');
+      } catch (err) {
+        threw = true;
+        reportError(err);
+      }
+      if (e.stopImmediate) break;
+    }
+    e.dispatching = false; e.phase = 0; e.currentTarget = null; e.stop = false; e.stopImmediate = false;
+    return { threw, notCanceled: !e.canceled };
+  }
+  function reportError(err) {
+    const msg = err && err.stack ? `${err}\n${err.stack}` : `${err}`;
+    native.print('error', `Uncaught ${msg}`);
+    if (typeof G.onerror === 'function') { try { G.onerror(`${err}`, '', 0, 0, err); } catch (_) { /* ignored */ } }
+    native.uncaught(`${err}`);
+  }
+  // `on<type>` event handler attributes.
+  function handlerAttr(type) {
+    return {
+      get: (s) => (s.handlers && s.handlers[type]) || null,
+      set(s, v) {
+        s.handlers = s.handlers || {};
+        const had = s.handlers[type] !== undefined;
+        s.handlers[type] = typeof v === 'function' || (v && typeof v === 'object') ? v : null;
+        if (!had) {
+          const self = this;
+          interfaces.EventTarget.prototype.addEventListener.call(self, type, function (ev) {
+            const h = s.handlers[type];
+            if (typeof h === 'function') return h.call(self, ev);
+          });
+        }
+      },
+    };
+  }
+
+  define('ExtendableEvent', {
+    parent: 'Event', exposed: ['ServiceWorker'], length: 1,
+    construct(nt, type, init) { return initEvent(Object.create(nt.prototype), 'ExtendableEvent', type, init, false, { lifetime: 0 }); },
+    ops: {
+      waitUntil: { length: 1, fn(s, f) {
+        if (!s.trusted || !s.lifetime) throw domException('InvalidStateError', 'The event is not trusted: waitUntil() may only be called on events the user agent dispatched.');
+        const err = native.waitUntil(s.lifetime);
+        if (err) throw engineError(err);
+        const id = s.lifetime;
+        Promise.resolve(f).then(() => native.lifetimeSettled(id, true), () => native.lifetimeSettled(id, false));
+      } },
+    },
+  });
+  define('SyncEvent', {
+    parent: 'ExtendableEvent', exposed: ['ServiceWorker'], length: 2,
+    construct(nt, type, init) {
+      type = toDOMString(type);
+      if (init === undefined || init === null) throw new TypeError("Failed to construct 'SyncEvent': required member tag is undefined.");
+      const d = dictionary(init, 'SyncEvent');
+      if (d.tag === undefined) throw new TypeError("Failed to construct 'SyncEvent': required member tag is undefined.");
+      return initEvent(Object.create(nt.prototype), 'SyncEvent', type, d, false, { lifetime: 0, tag: toDOMString(d.tag), lastChance: !!d.lastChance });
+    },
+    attrs: { tag: { get: (s) => s.tag }, lastChance: { get: (s) => s.lastChance } },
+  });
+  define('MessageEvent', {
+    parent: 'Event', exposed: ['Window', 'Worker'], length: 1,
+    construct(nt, type, init) {
+      const d = dictionary(init, 'MessageEvent');
+      return initEvent(Object.create(nt.prototype), 'MessageEvent', type, d, false, {
+        data: d.data === undefined ? null : d.data, origin: toDOMString(d.origin === undefined ? '' : d.origin),
+        lastEventId: toDOMString(d.lastEventId === undefined ? '' : d.lastEventId), source: d.source === undefined ? null : d.source, ports: Object.freeze([]),
+      });
+    },
+    attrs: {
+      data: { get: (s) => s.data }, origin: { get: (s) => s.origin }, lastEventId: { get: (s) => s.lastEventId },
+      source: { get: (s) => s.source }, ports: { get: (s) => s.ports },
+    },
+  });
+  function trustedEvent(iface, type, extra) {
+    return initEvent(Object.create(interfaces[iface].prototype), iface, type, undefined, true, extra);
+  }
+
+  // ---- URL and location -----------------------------------------------------------------------
+  const urlParts = ['href', 'origin', 'protocol', 'username', 'password', 'host', 'hostname', 'port', 'pathname', 'search', 'hash'];
+  const urlAttrs = {};
+  for (const p of urlParts) urlAttrs[p] = { get: (s) => s.parts[p] };
+  define('URL', {
+    exposed: ['*'], length: 1,
+    construct(nt, url, base) {
+      const parts = native.parseUrl(toDOMString(url), base === undefined ? null : toDOMString(base));
+      if (!parts) throw new TypeError(`Failed to construct 'URL': Invalid URL`);
+      return adopt(Object.create(nt.prototype), 'URL', { parts });
+    },
+    attrs: urlAttrs,
+    ops: { toString: { length: 0, fn: (s) => s.parts.href }, toJSON: { length: 0, fn: (s) => s.parts.href } },
+    statics: { canParse: { length: 1, fn: (url, base) => !!native.parseUrl(toDOMString(url), base === undefined ? null : toDOMString(base)) } },
+  });
+  const locationIface = kind === 'window' ? 'Location' : 'WorkerLocation';
+  define(locationIface, {
+    exposed: kind === 'window' ? ['Window'] : ['Worker'], attrs: urlAttrs,
+    ops: { toString: { length: 0, fn: (s) => s.parts.href } },
+  });
+  const location = create(locationIface, { parts: native.parseUrl(info.href, null) });
+
+  // ---- Permissions --------------------------------------------------------------------------
+  define('PermissionStatus', {
+    parent: 'EventTarget', exposed: ['Window', 'Worker'],
+    attrs: { state: { get: (s) => s.state() }, name: { get: (s) => s.name }, onchange: handlerAttr('change') },
+  });
+  define('Permissions', {
+    exposed: ['Window', 'Worker'],
+    ops: { query: { length: 1, promise: true, fn(s, descriptor) {
+      if (!descriptor || typeof descriptor !== 'object') throw new TypeError("Failed to execute 'query' on 'Permissions': parameter 1 is not of type 'PermissionDescriptor'.");
+      const name = toDOMString(descriptor.name);
+      if (name !== 'background-sync' && name !== 'periodic-background-sync') throw new TypeError(`Failed to execute 'query' on 'Permissions': The provided value '${name}' is not a valid enum value of type PermissionName.`);
+      return create('PermissionStatus', { listeners: new Map(), name, state: () => native.permissionState(name) });
+    } } },
+  });
+
+  // ---- Service workers ------------------------------------------------------------------------
+  const workers = new Map();        // registration id -> ServiceWorker object
+  const registrations = new Map();  // registration id -> ServiceWorkerRegistration object
+  function workerFor(d) {
+    if (!d) return null;
+    let w = workers.get(d.id);
+    if (!w) {
+      w = create('ServiceWorker', { listeners: new Map(), id: d.id, scriptURL: d.scriptURL, state: d.state });
+      workers.set(d.id, w);
+    }
+    return w;
+  }
+  function registrationFor(d) {
+    let r = registrations.get(d.id);
+    if (!r) {
+      r = create('ServiceWorkerRegistration', { listeners: new Map(), id: d.id, scope: d.scope, scriptURL: d.scriptURL, state: d.state, sync: null });
+      registrations.set(d.id, r);
+    }
+    const s = slot(r);
+    s.state = d.state; s.scriptURL = d.scriptURL;
+    workerFor(d);
+    return r;
+  }
+  function regWorker(s, which) {
+    const w = workers.get(s.id);
+    if (!w || slot(w).state === 'redundant') return null;
+    const st = slot(w).state;
+    if (which === 'installing') return st === 'parsed' || st === 'installing' ? w : null;
+    if (which === 'waiting') return st === 'installed' ? w : null;
+    return st === 'activating' || st === 'activated' ? w : null;
+  }
+  define('ServiceWorkerRegistration', {
+    parent: 'EventTarget', exposed: ['Window', 'Worker'],
+    attrs: {
+      installing: { get: (s) => regWorker(s, 'installing') },
+      waiting: { get: (s) => regWorker(s, 'waiting') },
+      active: { get: (s) => regWorker(s, 'active') },
+      scope: { get: (s) => s.scope },
+      updateViaCache: { get: () => 'imports' },
+      sync: { get: (s) => s.sync || (s.sync = create('SyncManager', { id: s.id })) },
+      onupdatefound: handlerAttr('updatefound'),
+    },
+    ops: {
+      update: { length: 0, promise: true, fn() { return this; } },
+      unregister: { length: 0, promise: true, fn: (s) => call(native.unregister, s.id) },
+    },
+  });
+  define('ServiceWorker', {
+    parent: 'EventTarget', exposed: ['Window', 'Worker'],
+    attrs: { scriptURL: { get: (s) => s.scriptURL }, state: { get: (s) => s.state }, onstatechange: handlerAttr('statechange'), onerror: handlerAttr('error') },
+    ops: { postMessage: { length: 1, fn(s, message) { native.postToWorker(s.id, JSON.stringify(message === undefined ? null : message)); } } },
+  });
+  let ready = null;
+  let readyResolve = null;
+  define('ServiceWorkerContainer', {
+    parent: 'EventTarget', exposed: ['Window', 'Worker'],
+    attrs: {
+      controller: { get: () => null },
+      ready: { get() { if (!ready) { ready = new Promise((r) => { readyResolve = r; }); native.watchReady(); } return ready; } },
+      oncontrollerchange: handlerAttr('controllerchange'), onmessage: handlerAttr('message'), onmessageerror: handlerAttr('messageerror'),
+    },
+    ops: {
+      register: { length: 1, promise: true, fn(s, url, options) {
+        const scope = options && options.scope !== undefined ? toDOMString(options.scope) : null;
+        return call(native.registerServiceWorker, toDOMString(url), scope).then(registrationFor);
+      } },
+      getRegistration: { length: 0, promise: true, fn(s, url = '') {
+        return call(native.getRegistration, toDOMString(url)).then((d) => (d ? registrationFor(d) : undefined));
+      } },
+      getRegistrations: { length: 0, promise: true, fn() {
+        return call(native.getRegistrations).then((list) => list.map(registrationFor));
+      } },
+      startMessages: { length: 0, fn() {} },
+    },
+  });
+
+  // ---- SyncManager (https://wicg.github.io/background-sync/spec/#syncmanager-interface) -------
+  define('SyncManager', {
+    exposed: ['Window', 'Worker'],
+    ops: {
+      register: { length: 1, promise: true, fn(s, tag) { return call(native.register, s.id, units(toDOMString(tag))).then(() => undefined); } },
+      getTags: { length: 0, promise: true, fn(s) { return call(native.getTags, s.id).then((tags) => tags.map(fromUnits)); } },
+    },
+  });
+
+  // ---- Clients (service worker) ---------------------------------------------------------------
+  define('Client', {
+    exposed: ['ServiceWorker'],
+    attrs: { url: { get: (s) => s.url }, id: { get: (s) => s.id }, type: { get: () => 'window' }, frameType: { get: () => 'top-level' } },
+    ops: { postMessage: { length: 1, fn(s, message) { native.postToClient(s.realm, JSON.stringify(message === undefined ? null : message)); } } },
+  });
+  define('WindowClient', { parent: 'Client', exposed: ['ServiceWorker'], attrs: { focused: { get: () => true }, visibilityState: { get: () => 'visible' } } });
+  define('Clients', {
+    exposed: ['ServiceWorker'],
+    ops: {
+      matchAll: { length: 0, promise: true, fn(s, options) {
+        const all = !!(options && options.includeUncontrolled);
+        return all ? native.windowClients().map((c) => create('WindowClient', c)) : [];
+      } },
+      get: { length: 1, promise: true, fn: () => undefined },
+      claim: { length: 0, promise: true, fn: () => undefined },
+    },
+  });
+
+  // ---- Navigator ------------------------------------------------------------------------------
+  const navIface = kind === 'window' ? 'Navigator' : 'WorkerNavigator';
+  let permissions = null;
+  let container = null;
+  define(navIface, {
+    exposed: kind === 'window' ? ['Window'] : ['Worker'],
+    attrs: {
+      onLine: { get: () => native.online() },
+      userAgent: { get: () => 'bgsync-quickjs' },
+      permissions: { get: () => permissions || (permissions = create('Permissions', {})) },
+      serviceWorker: { get: () => container || (container = create('ServiceWorkerContainer', { listeners: new Map() })) },
+    },
+  });
+  const navigator = create(navIface, {});
+
+  // ---- Globals --------------------------------------------------------------------------------
+  const globalAttrs = {
+    self: { get: () => G },
+    location: { get: () => location },
+    navigator: { get: () => navigator },
+    origin: { get: () => info.origin },
+    isSecureContext: { get: () => info.isSecureContext },
+    onerror: { get: (s) => s.onerror || null, set: (s, v) => { s.onerror = v; } },
+    ononline: handlerAttr('online'), onoffline: handlerAttr('offline'),
+  };
+  const timers = new Map();
+  let nextTimer = 1;
+  function setTimer(handler, timeout, args, repeat) {
+    const id = nextTimer++;
+    timers.set(id, { handler, args, repeat });
+    native.setTimer(id, Math.max(0, Number(timeout) || 0), repeat);
+    return id;
+  }
+  const globalOps = {
+    setTimeout: { length: 1, fn: (s, h, t, ...a) => setTimer(h, t, a, false) },
+    setInterval: { length: 1, fn: (s, h, t, ...a) => setTimer(h, t, a, true) },
+    clearTimeout: { length: 0, fn(s, id = 0) { if (timers.delete(id)) native.clearTimer(id); } },
+    clearInterval: { length: 0, fn(s, id = 0) { if (timers.delete(id)) native.clearTimer(id); } },
+    queueMicrotask: { length: 1, fn(s, cb) {
+      if (typeof cb !== 'function') throw new TypeError("Failed to execute 'queueMicrotask': parameter 1 is not of type 'Function'.");
+      Promise.resolve().then(() => { try { cb(); } catch (e) { reportError(e); } });
+    } },
+    reportError: { length: 1, fn: (s, e) => reportError(e) },
+  };
+  define('WindowOrWorkerGlobalScope', { exposed: [] });
+  if (kind === 'window') {
+    define('Window', { parent: 'EventTarget', exposed: ['Window'], global: 'Window', attrs: Object.assign({ window: { get: () => G } }, globalAttrs), ops: globalOps });
+  } else {
+    define('WorkerGlobalScope', { parent: 'EventTarget', exposed: ['Worker'], global: 'Worker', attrs: globalAttrs, ops: Object.assign({ importScripts: { length: 0, fn(s, ...urls) { for (const u of urls) native.importScript(toDOMString(u)); } } }, globalOps) });
+    if (kind === 'worker') {
+      define('DedicatedWorkerGlobalScope', { parent: 'WorkerGlobalScope', exposed: ['DedicatedWorker'], global: 'DedicatedWorker', attrs: { name: { get: () => '' }, onmessage: handlerAttr('message') }, ops: { postMessage: { length: 1, fn() {} }, close: { length: 0, fn() {} } } });
+    } else {
+      define('ServiceWorkerGlobalScope', {
+        parent: 'WorkerGlobalScope', exposed: ['ServiceWorker'], global: 'ServiceWorker',
+        attrs: {
+          clients: { get: (s) => s.clients || (s.clients = create('Clients', {})) },
+          registration: { get: () => registrationFor(info.registration) },
+          serviceWorker: { get: () => workerFor(info.registration) },
+          oninstall: handlerAttr('install'), onactivate: handlerAttr('activate'),
+          onmessage: handlerAttr('message'), onsync: handlerAttr('sync'),
+        },
+        ops: { skipWaiting: { length: 0, promise: true, fn: () => call(native.skipWaiting) } },
+      });
+    }
+  }
+  const globalIface = { window: 'Window', worker: 'DedicatedWorkerGlobalScope', serviceworker: 'ServiceWorkerGlobalScope' }[kind];
+  Object.setPrototypeOf(G, interfaces[globalIface].prototype);
+  // QuickJS names its global object 'global'; the interface's tag must show through.
+  if (Object.getOwnPropertyDescriptor(G, Symbol.toStringTag)) delete G[Symbol.toStringTag];
+  adopt(G, globalIface, { listeners: new Map() });
+  Object.defineProperty(G, 'console', {
+    value: Object.fromEntries(['log', 'info', 'warn', 'error', 'debug'].map((l) => [l, (...a) => native.print(l, a.map((x) => (typeof x === 'string' ? x : String(x))).join(' '))])),
+    writable: true, enumerable: false, configurable: true,
+  });
+
+  // ---- The conformance-test control surface (docs/testing.md) --------------------------------
+  function logEntry(e) { const o = { type: e.type, tag: fromUnits(e.tag), time: e.time }; if (e.type === 'dispatched') o.lastChance = e.lastChance; if (e.type === 'completed') o.outcome = e.outcome; return o; }
+  Object.defineProperty(G, 'bgsyncTest', {
+    value: Object.freeze({
+      setOnline: (online) => call(native.control, 'setOnline', !!online),
+      advanceTime: (ms) => call(native.control, 'advanceTime', Math.max(0, Number(ms) || 0)),
+      setWindowClient: (present) => call(native.control, 'setWindowClient', !!present),
+      terminateWorker: () => call(native.control, 'terminateWorker', null),
+      restart: () => call(native.control, 'restart', null),
+      idle: () => call(native.control, 'idle', null),
+      log: () => call(native.control, 'log', null).then((l) => l.map(logEntry)),
+    }),
+    writable: false, enumerable: false, configurable: false,
+  });
+  function setPermission(descriptor, state) {
+    const name = descriptor && toDOMString(descriptor.name);
+    if (name !== 'background-sync' && name !== 'periodic-background-sync') return Promise.reject(new TypeError(`unsupported permission ${name}`));
+    if (!['granted', 'denied', 'prompt'].includes(state)) return Promise.reject(new TypeError(`invalid permission state ${state}`));
+    return call(native.control, 'setPermission', [name, state]).then(() => undefined);
+  }
+  Object.defineProperty(G, 'test_driver_internal', { value: { set_permission: setPermission, in_automation: true }, writable: true, configurable: true });
+  if (!G.test_driver) Object.defineProperty(G, 'test_driver', { value: { set_permission: (d, s) => setPermission(d, s) }, writable: true, configurable: true });
+
+  // ---- Hooks Rust calls ----------------------------------------------------------------------
+  function fireLifetimeEvent(iface, type, lifetime, extra) {
+    const ev = trustedEvent(iface, type, Object.assign({ lifetime }, extra || {}));
+    const { threw } = dispatch(G, ev);
+    native.dispatchFinished(lifetime, threw);
+  }
+  return {
+    deliver(id, ok, value) {
+      const c = calls.get(id);
+      if (!c) return;
+      calls.delete(id);
+      if (ok) c.resolve(value); else c.reject(engineError(value));
+    },
+    timer(id) {
+      const t = timers.get(id);
+      if (!t) return;
+      if (!t.repeat) timers.delete(id);
+      try { if (typeof t.handler === 'function') t.handler(...t.args); else (0, eval)(`${t.handler}`); } catch (e) { reportError(e); }
+    },
+    sync(lifetime, tagUnits, lastChance) { fireLifetimeEvent('SyncEvent', 'sync', lifetime, { tag: fromUnits(tagUnits), lastChance }); },
+    lifecycle(type, lifetime) { fireLifetimeEvent('ExtendableEvent', type, lifetime); },
+    message(json, source) {
+      const data = JSON.parse(json);
+      if (kind === 'serviceworker') {
+        const client = create('WindowClient', source);
+        dispatch(G, trustedEvent('MessageEvent', 'message', { data, origin: info.origin, lastEventId: '', source: client, ports: Object.freeze([]) }));
+      } else {
+        const target = G.navigator.serviceWorker;
+        dispatch(target, trustedEvent('MessageEvent', 'message', { data, origin: info.origin, lastEventId: '', source: workerFor(source), ports: Object.freeze([]) }));
+      }
+    },
+    workerState(d) {
+      const w = workerFor(d);
+      const s = slot(w);
+      if (s.state === d.state) return;
+      s.state = d.state;
+      registrationFor(d);
+      dispatch(w, trustedEvent('Event', 'statechange'));
+    },
+    ready(d) { if (readyResolve) { readyResolve(registrationFor(d)); readyResolve = null; } },
+    network(online) { dispatch(G, trustedEvent('Event', online ? 'online' : 'offline')); },
+  };
+})

@@ -1,0 +1,1380 @@
+//! The user agent: one QuickJS runtime, one realm per global, one Background Sync engine, and
+//! the event loop that ties them together.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bgsync::{
+    BackgroundSync, DispatchOutcome, LogEntry, LogEvent, OutcomeReporter, Parameters,
+    RegistrationInfo, SyncEventDispatch, VirtualClock,
+};
+use bgsync_idl::{EventOutcome, ExtendableEventLifetime};
+use bgsync_store::MemoryStore;
+use bgsync_types::{
+    DispatchId, DomException, Origin, PermissionState, SwRegistrationId, Tag, Timestamp,
+};
+use crossbeam_channel::{Receiver, Sender};
+use rquickjs::function::Rest;
+use rquickjs::{
+    Array, CatchResultExt, CaughtError, Context, Ctx, Function, Object, Persistent, Runtime, Value,
+};
+use url::Url;
+
+use crate::host::{Host, HostCall, Shared};
+use crate::UaError;
+
+const PRELUDE: &str = include_str!("prelude.js");
+
+/// Identifies a realm (one global) of a [`UserAgent`].
+pub type RealmId = usize;
+
+/// The kind of global a realm has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GlobalKind {
+    /// A `Window` (a page; no DOM).
+    Window,
+    /// A `DedicatedWorkerGlobalScope`.
+    DedicatedWorker,
+    /// A `ServiceWorkerGlobalScope`.
+    ServiceWorker,
+}
+
+impl GlobalKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            GlobalKind::Window => "window",
+            GlobalKind::DedicatedWorker => "worker",
+            GlobalKind::ServiceWorker => "serviceworker",
+        }
+    }
+}
+
+/// How a [`UserAgent`] is set up.
+#[derive(Debug, Clone)]
+pub struct UserAgentConfig {
+    /// The directory URLs under `base_url` are served from (pages, worker scripts).
+    pub root: PathBuf,
+    /// The URL `root` is served at, e.g. `https://web-platform.test:8443/`.
+    pub base_url: Url,
+    /// The engine's parameters.
+    pub params: Parameters,
+    /// Keep registrations durably here; in memory when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// How long one script run (a task, a callback) may take before the watchdog stops it.
+    pub watchdog: Duration,
+}
+
+impl UserAgentConfig {
+    /// Serves `root` at `https://web-platform.test:8443/`, with Chromium's parameters, an
+    /// in-memory store and a 10 s watchdog.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        UserAgentConfig {
+            root: root.into(),
+            base_url: Url::parse("https://web-platform.test:8443/").expect("static URL"),
+            params: Parameters::default(),
+            data_dir: None,
+            watchdog: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A value handed to script.
+#[derive(Debug, Clone)]
+pub(crate) enum Out {
+    Undefined,
+    Null,
+    Bool(bool),
+    Num(f64),
+    Str(String),
+    Units(Vec<u16>),
+    List(Vec<Out>),
+    Obj(Vec<(&'static str, Out)>),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ErrOut {
+    name: String,
+    message: String,
+}
+
+impl From<DomException> for ErrOut {
+    fn from(e: DomException) -> Self {
+        ErrOut {
+            name: e.name.as_str().to_owned(),
+            message: e.message,
+        }
+    }
+}
+
+impl ErrOut {
+    pub(crate) fn new(name: &str, message: impl Into<String>) -> Self {
+        ErrOut {
+            name: name.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+fn type_error(message: impl Into<String>) -> ErrOut {
+    ErrOut {
+        name: "TypeError".into(),
+        message: message.into(),
+    }
+}
+
+pub(crate) enum Task {
+    Deliver {
+        realm: RealmId,
+        call: u64,
+        result: Result<Out, ErrOut>,
+    },
+    Timer {
+        realm: RealmId,
+        id: u64,
+    },
+    FireSync(SyncEventDispatch, OutcomeReporter),
+    Install {
+        sw: SwRegistrationId,
+        realm: RealmId,
+        call: u64,
+    },
+    Activate(SwRegistrationId),
+    Hook {
+        realm: RealmId,
+        hook: &'static str,
+        args: Vec<Out>,
+    },
+    Control {
+        realm: RealmId,
+        call: u64,
+        op: String,
+        arg: Out,
+    },
+    PostToWorker {
+        sw: SwRegistrationId,
+        json: String,
+        source: Out,
+    },
+}
+
+pub(crate) enum Purpose {
+    Sync(OutcomeReporter),
+    Install(SwRegistrationId),
+    Activate(SwRegistrationId),
+}
+
+#[derive(Clone, Copy)]
+enum Waiting {
+    Idle,
+    Advance(Timestamp),
+    Settled,
+}
+
+struct Waiter {
+    realm: RealmId,
+    call: u64,
+    what: Waiting,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WorkerState {
+    Parsed,
+    Installing,
+    Installed,
+    Activating,
+    Activated,
+    Redundant,
+}
+
+impl WorkerState {
+    fn as_str(self) -> &'static str {
+        match self {
+            WorkerState::Parsed => "parsed",
+            WorkerState::Installing => "installing",
+            WorkerState::Installed => "installed",
+            WorkerState::Activating => "activating",
+            WorkerState::Activated => "activated",
+            WorkerState::Redundant => "redundant",
+        }
+    }
+}
+
+struct SwReg {
+    scope: Url,
+    script: Url,
+    origin: Origin,
+    state: WorkerState,
+    realm: Option<RealmId>,
+}
+
+struct RealmInfo {
+    kind: GlobalKind,
+    url: Url,
+    origin: Origin,
+    alive: bool,
+}
+
+/// One line of the engine's log as `bgsyncTest.log()` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogRecord {
+    /// `registered`, `reregistered`, `dispatched` or `completed`.
+    pub kind: &'static str,
+    /// The tag.
+    pub tag: Tag,
+    /// The engine's clock, in ms.
+    pub time: u64,
+    /// For `dispatched`.
+    pub last_chance: bool,
+    /// For `completed`: `fulfilled`, `rejected`, `timeout` or `terminated`.
+    pub outcome: &'static str,
+}
+
+pub(crate) struct State {
+    config: UserAgentConfig,
+    engine: BackgroundSync,
+    clock: VirtualClock,
+    store: MemoryStore,
+    shared: Arc<Shared>,
+    host_tx: Sender<HostCall>,
+    host_rx: Receiver<HostCall>,
+    log_rx: Receiver<LogEntry>,
+    tasks: VecDeque<Task>,
+    waiters: Vec<Waiter>,
+    timers: BTreeMap<(Instant, u64), (RealmId, u64, Option<Duration>)>,
+    timer_index: HashMap<(RealmId, u64), (Instant, u64)>,
+    timer_seq: u64,
+    lifetimes: HashMap<u64, (ExtendableEventLifetime, Purpose)>,
+    next_lifetime: u64,
+    realms: Vec<RealmInfo>,
+    sws: BTreeMap<SwRegistrationId, SwReg>,
+    next_sw: u64,
+    online: bool,
+    permissions: HashMap<Origin, &'static str>,
+    log: Vec<LogRecord>,
+    console: Vec<String>,
+    uncaught: Vec<String>,
+}
+
+/// A user agent: pages, dedicated workers and service workers on one QuickJS runtime, and one
+/// Background Sync engine on a virtual clock.
+pub struct UserAgent {
+    rt: Runtime,
+    contexts: Vec<Option<(Context, Persistent<Object<'static>>)>>,
+    state: Rc<RefCell<State>>,
+    watchdog: Arc<AtomicU64>,
+    started: Instant,
+}
+
+fn start_engine(
+    config: &UserAgentConfig,
+    clock: &VirtualClock,
+    store: &MemoryStore,
+    shared: &Arc<Shared>,
+    tx: &Sender<HostCall>,
+    online: bool,
+) -> Result<(BackgroundSync, Receiver<LogEntry>), UaError> {
+    let host = Arc::new(Host {
+        shared: shared.clone(),
+        tx: tx.clone(),
+    });
+    let mut builder = BackgroundSync::builder(host.clone(), host.clone())
+        .permissions(host)
+        .network(Arc::new(bgsync::testing::FixedNetwork(online)))
+        .clock(Arc::new(clock.clone()))
+        .params(config.params.clone());
+    builder = match &config.data_dir {
+        Some(dir) => builder.data_dir(dir),
+        None => builder.store(Box::new(store.clone())),
+    };
+    let engine = builder
+        .start()
+        .map_err(|e| UaError::Engine(e.to_string()))?;
+    let log = engine.subscribe_log();
+    Ok((engine, log))
+}
+
+impl UserAgent {
+    /// A fresh user agent: online, "background-sync" granted, no realms yet.
+    pub fn new(config: UserAgentConfig) -> Result<UserAgent, UaError> {
+        let rt = Runtime::new().map_err(|e| UaError::Script(e.to_string()))?;
+        rt.set_max_stack_size(4 * 1024 * 1024);
+        let watchdog = Arc::new(AtomicU64::new(u64::MAX));
+        let started = Instant::now();
+        let deadline = watchdog.clone();
+        rt.set_interrupt_handler(Some(Box::new(move || {
+            let now = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            now > deadline.load(Ordering::Relaxed)
+        })));
+        let clock = VirtualClock::new(Timestamp(0));
+        let store = MemoryStore::new();
+        let shared = Arc::new(Shared::default());
+        let (host_tx, host_rx) = crossbeam_channel::unbounded();
+        let (engine, log_rx) = start_engine(&config, &clock, &store, &shared, &host_tx, true)?;
+        let state = State {
+            config,
+            engine,
+            clock,
+            store,
+            shared,
+            host_tx,
+            host_rx,
+            log_rx,
+            tasks: VecDeque::new(),
+            waiters: Vec::new(),
+            timers: BTreeMap::new(),
+            timer_index: HashMap::new(),
+            timer_seq: 0,
+            lifetimes: HashMap::new(),
+            next_lifetime: 1,
+            realms: Vec::new(),
+            sws: BTreeMap::new(),
+            next_sw: 1,
+            online: true,
+            permissions: HashMap::new(),
+            log: Vec::new(),
+            console: Vec::new(),
+            uncaught: Vec::new(),
+        };
+        Ok(UserAgent {
+            rt,
+            contexts: Vec::new(),
+            state: Rc::new(RefCell::new(state)),
+            watchdog,
+            started,
+        })
+    }
+
+    /// Maps a URL under the base URL to its file.
+    fn file_for(&self, url: &Url) -> Result<PathBuf, UaError> {
+        let st = self.state.borrow();
+        let base = &st.config.base_url;
+        let rel = url
+            .as_str()
+            .strip_prefix(base.as_str())
+            .ok_or_else(|| UaError::NotFound(url.to_string()))?;
+        let rel = rel.split(['?', '#']).next().unwrap_or("");
+        let path = st.config.root.join(rel);
+        if rel.split('/').any(|c| c == "..") {
+            return Err(UaError::NotFound(url.to_string()));
+        }
+        Ok(path)
+    }
+
+    /// Resolves `path` (relative to the root) to its URL.
+    pub fn url_for(&self, path: &str) -> Result<Url, UaError> {
+        self.state
+            .borrow()
+            .config
+            .base_url
+            .join(path.trim_start_matches('/'))
+            .map_err(|e| UaError::NotFound(format!("{path}: {e}")))
+    }
+
+    /// Creates a realm of `kind` for the document or worker at `url` (nothing runs yet).
+    pub fn open(&mut self, kind: GlobalKind, url: &Url) -> Result<RealmId, UaError> {
+        self.open_realm(kind, url, None)
+    }
+
+    fn open_realm(
+        &mut self,
+        kind: GlobalKind,
+        url: &Url,
+        sw: Option<SwRegistrationId>,
+    ) -> Result<RealmId, UaError> {
+        let origin = Origin::from_url(url).map_err(|e| UaError::Script(e.to_string()))?;
+        let id = self.contexts.len();
+        {
+            let mut st = self.state.borrow_mut();
+            st.realms.push(RealmInfo {
+                kind,
+                url: url.clone(),
+                origin: origin.clone(),
+                alive: true,
+            });
+            if kind == GlobalKind::Window {
+                st.shared.windows().insert(origin.clone());
+            }
+        }
+        let ctx = Context::full(&self.rt).map_err(|e| UaError::Script(e.to_string()))?;
+        let registration = sw.map(|sw| self.state.borrow().registration_out(sw));
+        let state = self.state.clone();
+        let hooks = ctx.with(|ctx| -> Result<Persistent<Object<'static>>, UaError> {
+            let native = crate::native::make(&ctx, id, state).map_err(|e| js_error(&ctx, e))?;
+            let info = (|| -> rquickjs::Result<Object> {
+                let info = Object::new(ctx.clone())?;
+                info.set("href", url.as_str())?;
+                info.set("origin", origin.serialize())?;
+                info.set("isSecureContext", origin.is_potentially_trustworthy())?;
+                if let Some(r) = registration {
+                    info.set("registration", to_js(&ctx, r)?)?;
+                }
+                Ok(info)
+            })()
+            .map_err(|e| js_error(&ctx, e))?;
+            let prelude: Function = ctx
+                .eval_with_options(PRELUDE, options("bgsync-prelude.js"))
+                .catch(&ctx)
+                .map_err(|e| UaError::Script(e.to_string()))?;
+            let hooks: Object = prelude
+                .call((native, kind.as_str(), info))
+                .catch(&ctx)
+                .map_err(|e| UaError::Script(e.to_string()))?;
+            Ok(Persistent::save(&ctx, hooks))
+        })?;
+        self.contexts.push(Some((ctx, hooks)));
+        Ok(id)
+    }
+
+    /// Runs a classic script in `realm`. An exception is returned as text (`Name: message`).
+    pub fn eval(&mut self, realm: RealmId, source: &str, name: &str) -> Result<(), UaError> {
+        let Some((ctx, _)) = self.contexts.get(realm).and_then(Option::as_ref) else {
+            return Err(UaError::Script(format!("realm {realm} is gone")));
+        };
+        self.arm_watchdog();
+        let result = ctx.with(|ctx| {
+            ctx.eval_with_options::<(), _>(source, options(name))
+                .catch(&ctx)
+                .map_err(|e| UaError::Script(describe(&e)))
+        });
+        self.disarm_watchdog();
+        self.run_microtasks();
+        result
+    }
+
+    /// Loads `url` from disk and runs it in `realm`.
+    pub fn run_script(&mut self, realm: RealmId, url: &Url) -> Result<(), UaError> {
+        let path = self.file_for(url)?;
+        let source = std::fs::read_to_string(&path)
+            .map_err(|e| UaError::NotFound(format!("{}: {e}", path.display())))?;
+        self.eval(realm, &source, url.as_str())
+    }
+
+    /// Evaluates `expression` in `realm`, runs the event loop until the promise it gives
+    /// settles (or `timeout` passes), and returns the settled value as JSON, or the rejection
+    /// as `Name: message`.
+    pub fn eval_async(
+        &mut self,
+        realm: RealmId,
+        expression: &str,
+        timeout: Duration,
+    ) -> Result<String, String> {
+        let source = format!(
+            "globalThis.__bgsyncResult = undefined; Promise.resolve((async () => ({expression}))()).then(\
+             v => {{ globalThis.__bgsyncResult = {{ ok: true, v: JSON.stringify(v === undefined ? null : v) }}; }},\
+             e => {{ globalThis.__bgsyncResult = {{ ok: false, v: (e && e.name ? e.name + ': ' + e.message : String(e)) }}; }});"
+        );
+        self.eval(realm, &source, "eval_async")
+            .map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + timeout;
+        let mut result = None;
+        self.run_until(deadline, |ua| {
+            result = ua.read_result(realm);
+            result.is_some()
+        });
+        match result {
+            Some((true, v)) => Ok(v),
+            Some((false, e)) => Err(e),
+            None => Err("Timeout: the promise did not settle".into()),
+        }
+    }
+
+    fn read_result(&self, realm: RealmId) -> Option<(bool, String)> {
+        let (ctx, _) = self.contexts.get(realm)?.as_ref()?;
+        ctx.with(|ctx| {
+            let r: Value = ctx.globals().get("__bgsyncResult").ok()?;
+            let o = r.as_object()?;
+            Some((o.get("ok").ok()?, o.get("v").ok()?))
+        })
+    }
+
+    /// Console lines written so far (`level: text`).
+    pub fn console(&self) -> Vec<String> {
+        self.state.borrow().console.clone()
+    }
+
+    /// Uncaught exceptions reported so far.
+    pub fn uncaught(&self) -> Vec<String> {
+        self.state.borrow().uncaught.clone()
+    }
+
+    /// The engine's log since this user agent started.
+    pub fn log(&self) -> Vec<LogRecord> {
+        self.state.borrow_mut().pump_log();
+        self.state.borrow().log.clone()
+    }
+
+    /// The kind of `realm`'s global.
+    pub fn kind(&self, realm: RealmId) -> Option<GlobalKind> {
+        self.state.borrow().realms.get(realm).map(|r| r.kind)
+    }
+
+    fn arm_watchdog(&self) {
+        let limit = self.state.borrow().config.watchdog;
+        let at = self.started.elapsed() + limit;
+        self.watchdog.store(
+            u64::try_from(at.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn disarm_watchdog(&self) {
+        self.watchdog.store(u64::MAX, Ordering::Relaxed);
+    }
+
+    fn run_microtasks(&mut self) {
+        self.arm_watchdog();
+        loop {
+            match self.rt.execute_pending_job() {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    let msg = e.0.with(|ctx| {
+                        describe(&CaughtError::from_error(&ctx, rquickjs::Error::Exception))
+                    });
+                    let mut st = self.state.borrow_mut();
+                    st.console
+                        .push(format!("error: Uncaught (in promise job) {msg}"));
+                    st.uncaught.push(msg);
+                }
+            }
+        }
+        self.disarm_watchdog();
+    }
+
+    /// Runs the event loop until `done` says so or `deadline` passes. Returns whether `done`.
+    pub fn run_until(&mut self, deadline: Instant, mut done: impl FnMut(&Self) -> bool) -> bool {
+        loop {
+            self.run_microtasks();
+            self.state.borrow_mut().pump_host();
+            let task = self.state.borrow_mut().tasks.pop_front();
+            if let Some(task) = task {
+                self.run_task(task);
+                continue;
+            }
+            if self.fire_due_timer() {
+                continue;
+            }
+            if self.step_waiters() {
+                continue;
+            }
+            if done(self) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            let next_timer = self.state.borrow().timers.keys().next().map(|k| k.0);
+            let mut wait = deadline - now;
+            if let Some(t) = next_timer {
+                wait = wait.min(t.saturating_duration_since(now));
+            }
+            if !self.state.borrow().waiters.is_empty() {
+                // Waiters poll the engine; do not sleep long while they wait.
+                wait = wait.min(Duration::from_millis(1));
+            }
+            let rx = self.state.borrow().host_rx.clone();
+            if let Ok(call) = rx.recv_timeout(wait) {
+                self.state.borrow_mut().host_call(call);
+            }
+        }
+    }
+
+    fn fire_due_timer(&mut self) -> bool {
+        let due = {
+            let mut st = self.state.borrow_mut();
+            let Some((&key, _)) = st.timers.iter().next() else {
+                return false;
+            };
+            if key.0 > Instant::now() {
+                return false;
+            }
+            let Some((realm, id, repeat)) = st.timers.remove(&key) else {
+                return false;
+            };
+            st.timer_index.remove(&(realm, id));
+            if let Some(every) = repeat {
+                st.add_timer(realm, id, every, Some(every));
+            }
+            (realm, id)
+        };
+        self.run_task(Task::Timer {
+            realm: due.0,
+            id: due.1,
+        });
+        true
+    }
+
+    /// Steps the waiters of the control surface; true if one made progress.
+    fn step_waiters(&mut self) -> bool {
+        let waiters = std::mem::take(&mut self.state.borrow_mut().waiters);
+        if waiters.is_empty() {
+            return false;
+        }
+        let mut progressed = false;
+        let mut keep = Vec::new();
+        for w in waiters {
+            let engine = self.state.borrow().engine.clone();
+            let status = engine.status_blocking();
+            self.state.borrow_mut().pump_host();
+            if !self.state.borrow().tasks.is_empty() {
+                keep.push(w);
+                progressed = true;
+                continue;
+            }
+            let now = self.state.borrow().clock_now();
+            let lifetimes_busy = self
+                .state
+                .borrow()
+                .lifetimes
+                .values()
+                .any(|(_, p)| matches!(p, Purpose::Sync(_)));
+            let finished = match w.what {
+                Waiting::Settled => true,
+                Waiting::Idle => {
+                    status.in_flight == 0
+                        && !lifetimes_busy
+                        && status.next_timer.is_none_or(|t| t > now)
+                }
+                Waiting::Advance(target) => {
+                    if now >= target {
+                        true
+                    } else {
+                        let next = status
+                            .next_timer
+                            .filter(|t| *t > now)
+                            .map_or(target, |t| t.min(target));
+                        self.state.borrow().clock.set(next);
+                        engine.settle_blocking();
+                        self.state.borrow_mut().pump_host();
+                        progressed = true;
+                        false
+                    }
+                }
+            };
+            if finished {
+                self.state.borrow_mut().tasks.push_back(Task::Deliver {
+                    realm: w.realm,
+                    call: w.call,
+                    result: Ok(Out::Undefined),
+                });
+                progressed = true;
+            } else {
+                keep.push(w);
+            }
+        }
+        self.state.borrow_mut().waiters.extend(keep);
+        progressed
+    }
+
+    fn hooks_call(&mut self, realm: RealmId, hook: &str, args: Vec<Out>) {
+        let Some((ctx, hooks)) = self.contexts.get(realm).and_then(Option::as_ref) else {
+            return;
+        };
+        self.arm_watchdog();
+        let result = ctx.with(|ctx| -> Result<(), String> {
+            let hooks = hooks.clone().restore(&ctx).map_err(|e| e.to_string())?;
+            let f: Function = hooks.get(hook).map_err(|e| e.to_string())?;
+            let mut values = Vec::new();
+            for a in args {
+                values.push(to_js(&ctx, a).map_err(|e| e.to_string())?);
+            }
+            f.call::<_, ()>((Rest(values),))
+                .catch(&ctx)
+                .map_err(|e| describe(&e))
+        });
+        self.disarm_watchdog();
+        if let Err(e) = result {
+            let mut st = self.state.borrow_mut();
+            st.console.push(format!("error: Uncaught {e}"));
+            st.uncaught.push(e);
+        }
+    }
+
+    fn run_task(&mut self, task: Task) {
+        match task {
+            Task::Deliver {
+                realm,
+                call,
+                result,
+            } => {
+                let (ok, value) = match result {
+                    Ok(v) => (true, v),
+                    Err(e) => (
+                        false,
+                        Out::Obj(vec![
+                            ("name", Out::Str(e.name)),
+                            ("message", Out::Str(e.message)),
+                        ]),
+                    ),
+                };
+                self.hooks_call(
+                    realm,
+                    "deliver",
+                    vec![Out::Num(call as f64), Out::Bool(ok), value],
+                );
+            }
+            Task::Timer { realm, id } => self.hooks_call(realm, "timer", vec![Out::Num(id as f64)]),
+            Task::Hook { realm, hook, args } => self.hooks_call(realm, hook, args),
+            Task::Control {
+                realm,
+                call,
+                op,
+                arg,
+            } => self.control(realm, call, &op, arg),
+            Task::FireSync(event, reporter) => self.fire_sync(event, reporter),
+            Task::PostToWorker { sw, json, source } => {
+                if let Some(realm) = self.ensure_worker(sw) {
+                    self.hooks_call(realm, "message", vec![Out::Str(json), source]);
+                }
+            }
+            Task::Install { sw, realm, call } => self.install(sw, realm, call),
+            Task::Activate(sw) => self.activate(sw),
+        }
+    }
+
+    /// Starts the worker of `sw` in a fresh realm if it is not running. Returns its realm.
+    fn ensure_worker(&mut self, sw: SwRegistrationId) -> Option<RealmId> {
+        let (script, running) = {
+            let st = self.state.borrow();
+            let reg = st.sws.get(&sw)?;
+            (
+                reg.script.clone(),
+                reg.realm.filter(|r| st.realms[*r].alive),
+            )
+        };
+        if running.is_some() {
+            return running;
+        }
+        let realm = match self.open_realm(GlobalKind::ServiceWorker, &script, Some(sw)) {
+            Ok(r) => r,
+            Err(e) => {
+                self.state.borrow_mut().console.push(format!("error: {e}"));
+                return None;
+            }
+        };
+        if let Some(reg) = self.state.borrow_mut().sws.get_mut(&sw) {
+            reg.realm = Some(realm);
+        }
+        if let Err(e) = self.run_script(realm, &script) {
+            let mut st = self.state.borrow_mut();
+            st.console.push(format!("error: worker script failed: {e}"));
+            st.uncaught.push(e.to_string());
+        }
+        Some(realm)
+    }
+
+    fn fire_sync(&mut self, event: SyncEventDispatch, reporter: OutcomeReporter) {
+        let Some(realm) = self.ensure_worker(event.sw) else {
+            reporter.report(DispatchOutcome::WorkerFailedToStart);
+            return;
+        };
+        let lifetime = self
+            .state
+            .borrow_mut()
+            .new_lifetime(Purpose::Sync(reporter));
+        let units = event.tag.as_utf16().to_vec();
+        self.hooks_call(
+            realm,
+            "sync",
+            vec![
+                Out::Num(lifetime as f64),
+                Out::Units(units),
+                Out::Bool(event.last_chance),
+            ],
+        );
+        self.state.borrow_mut().check_lifetime(lifetime);
+    }
+
+    fn install(&mut self, sw: SwRegistrationId, caller: RealmId, call: u64) {
+        let Some(realm) = self.ensure_worker(sw) else {
+            self.state.borrow_mut().sws.remove(&sw);
+            self.state.borrow_mut().tasks.push_back(Task::Deliver {
+                realm: caller,
+                call,
+                result: Err(type_error(
+                    "Failed to register a ServiceWorker: the script could not be loaded",
+                )),
+            });
+            return;
+        };
+        let failed = self.state.borrow().uncaught.len();
+        let _ = failed;
+        self.set_worker_state(sw, WorkerState::Installing);
+        let reg = self.state.borrow().registration_out(sw);
+        self.state.borrow_mut().tasks.push_back(Task::Deliver {
+            realm: caller,
+            call,
+            result: Ok(reg),
+        });
+        let lifetime = self.state.borrow_mut().new_lifetime(Purpose::Install(sw));
+        self.hooks_call(
+            realm,
+            "lifecycle",
+            vec![Out::Str("install".into()), Out::Num(lifetime as f64)],
+        );
+        self.state.borrow_mut().check_lifetime(lifetime);
+    }
+
+    fn activate(&mut self, sw: SwRegistrationId) {
+        let Some(realm) = self.ensure_worker(sw) else {
+            return;
+        };
+        self.set_worker_state(sw, WorkerState::Activating);
+        let lifetime = self.state.borrow_mut().new_lifetime(Purpose::Activate(sw));
+        self.hooks_call(
+            realm,
+            "lifecycle",
+            vec![Out::Str("activate".into()), Out::Num(lifetime as f64)],
+        );
+        self.state.borrow_mut().check_lifetime(lifetime);
+    }
+
+    fn set_worker_state(&mut self, sw: SwRegistrationId, state: WorkerState) {
+        self.state.borrow_mut().set_worker_state(sw, state);
+    }
+}
+
+impl Drop for UserAgent {
+    fn drop(&mut self) {
+        // Contexts must go before the runtime.
+        self.contexts.clear();
+        self.state.borrow().engine.shutdown();
+    }
+}
+
+impl State {
+    pub(crate) fn clock_now(&self) -> Timestamp {
+        bgsync::Clock::now(&self.clock)
+    }
+
+    fn pump_host(&mut self) {
+        while let Ok(call) = self.host_rx.try_recv() {
+            self.host_call(call);
+        }
+        self.pump_log();
+    }
+
+    fn host_call(&mut self, call: HostCall) {
+        match call {
+            HostCall::Fire(event, reporter) => {
+                self.tasks.push_back(Task::FireSync(event, reporter))
+            }
+            HostCall::Terminate(id) => self.forget_dispatch(id),
+        }
+    }
+
+    /// The engine gave up on an event (time limit): its outcome no longer matters.
+    fn forget_dispatch(&mut self, id: DispatchId) {
+        self.lifetimes.retain(|_, (_, p)| match p {
+            Purpose::Sync(r) => r.id() != id,
+            _ => true,
+        });
+    }
+
+    fn pump_log(&mut self) {
+        while let Ok(entry) = self.log_rx.try_recv() {
+            let (kind, last_chance, outcome) = match entry.event {
+                LogEvent::Registered => ("registered", false, ""),
+                LogEvent::Reregistered { .. } => ("reregistered", false, ""),
+                LogEvent::Dispatched { last_chance, .. } => ("dispatched", last_chance, ""),
+                LogEvent::Completed { outcome, .. } => (
+                    "completed",
+                    false,
+                    match outcome {
+                        DispatchOutcome::Fulfilled => "fulfilled",
+                        DispatchOutcome::Rejected => "rejected",
+                        DispatchOutcome::TimedOut => "timeout",
+                        DispatchOutcome::WorkerTerminated
+                        | DispatchOutcome::WorkerFailedToStart => "terminated",
+                    },
+                ),
+                _ => continue,
+            };
+            self.log.push(LogRecord {
+                kind,
+                tag: entry.tag,
+                time: entry.time.0,
+                last_chance,
+                outcome,
+            });
+        }
+    }
+
+    pub(crate) fn add_timer(
+        &mut self,
+        realm: RealmId,
+        id: u64,
+        after: Duration,
+        repeat: Option<Duration>,
+    ) {
+        self.timer_seq += 1;
+        let key = (Instant::now() + after, self.timer_seq);
+        self.timers.insert(key, (realm, id, repeat));
+        self.timer_index.insert((realm, id), key);
+    }
+
+    pub(crate) fn clear_timer(&mut self, realm: RealmId, id: u64) {
+        if let Some(key) = self.timer_index.remove(&(realm, id)) {
+            self.timers.remove(&key);
+        }
+    }
+
+    fn new_lifetime(&mut self, purpose: Purpose) -> u64 {
+        let id = self.next_lifetime;
+        self.next_lifetime += 1;
+        self.lifetimes
+            .insert(id, (ExtendableEventLifetime::new(true), purpose));
+        id
+    }
+
+    pub(crate) fn wait_until(&mut self, lifetime: u64) -> Result<(), DomException> {
+        match self.lifetimes.get_mut(&lifetime) {
+            Some((l, _)) => l.wait_until(),
+            None => Err(DomException::new(
+                bgsync_types::DomExceptionName::InvalidStateError,
+                "The event handler is already finished and no extend lifetime promises are outstanding.",
+            )),
+        }
+    }
+
+    pub(crate) fn lifetime_settled(&mut self, lifetime: u64, fulfilled: bool) {
+        if let Some((l, _)) = self.lifetimes.get_mut(&lifetime) {
+            l.promise_settled(fulfilled);
+        }
+        self.check_lifetime(lifetime);
+    }
+
+    pub(crate) fn dispatch_finished(&mut self, lifetime: u64, threw: bool) {
+        if let Some((l, _)) = self.lifetimes.get_mut(&lifetime) {
+            l.dispatch_finished(threw);
+        }
+    }
+
+    fn check_lifetime(&mut self, lifetime: u64) {
+        let Some(outcome) = self.lifetimes.get(&lifetime).and_then(|(l, _)| l.outcome()) else {
+            return;
+        };
+        let Some((_, purpose)) = self.lifetimes.remove(&lifetime) else {
+            return;
+        };
+        let ok = matches!(outcome, EventOutcome::Fulfilled);
+        match purpose {
+            Purpose::Sync(reporter) => reporter.report(if ok {
+                DispatchOutcome::Fulfilled
+            } else {
+                DispatchOutcome::Rejected
+            }),
+            Purpose::Install(sw) => {
+                if ok {
+                    self.set_worker_state(sw, WorkerState::Installed);
+                    self.tasks.push_back(Task::Activate(sw));
+                } else {
+                    self.set_worker_state(sw, WorkerState::Redundant);
+                    self.sws.remove(&sw);
+                }
+            }
+            Purpose::Activate(sw) => self.set_worker_state(sw, WorkerState::Activated),
+        }
+    }
+
+    fn set_worker_state(&mut self, sw: SwRegistrationId, state: WorkerState) {
+        let Some(reg) = self.sws.get_mut(&sw) else {
+            return;
+        };
+        reg.state = state;
+        let info = RegistrationInfo {
+            origin: reg.origin.clone(),
+            has_active_worker: state == WorkerState::Activated,
+        };
+        let scope = reg.scope.as_str().to_owned();
+        self.shared.registrations().insert(sw, info);
+        let out = self.registration_out(sw);
+        let realms: Vec<(RealmId, bool)> = (0..self.realms.len())
+            .filter(|r| self.realms[*r].alive)
+            .map(|r| (r, self.realms[r].url.as_str().starts_with(&scope)))
+            .collect();
+        for (realm, in_scope) in realms {
+            self.hook(realm, "workerState", vec![out.clone()]);
+            if state == WorkerState::Activated && in_scope {
+                self.hook(realm, "ready", vec![out.clone()]);
+            }
+        }
+    }
+
+    pub(crate) fn hook(&mut self, realm: RealmId, hook: &'static str, args: Vec<Out>) {
+        self.tasks.push_back(Task::Hook { realm, hook, args });
+    }
+
+    pub(crate) fn deliver(&mut self, realm: RealmId, call: u64, result: Result<Out, ErrOut>) {
+        self.tasks.push_back(Task::Deliver {
+            realm,
+            call,
+            result,
+        });
+    }
+
+    pub(crate) fn registration_out(&self, sw: SwRegistrationId) -> Out {
+        match self.sws.get(&sw) {
+            Some(reg) => Out::Obj(vec![
+                ("id", Out::Num(sw.0 as f64)),
+                ("scope", Out::Str(reg.scope.to_string())),
+                ("scriptURL", Out::Str(reg.script.to_string())),
+                ("state", Out::Str(reg.state.as_str().into())),
+            ]),
+            None => Out::Null,
+        }
+    }
+}
+
+impl UserAgent {
+    /// The conformance-test control surface (`bgsyncTest.*`, `test_driver.set_permission`).
+    fn control(&mut self, realm: RealmId, call: u64, op: &str, arg: Out) {
+        let wait = |ua: &mut Self, what: Waiting| {
+            ua.state
+                .borrow_mut()
+                .waiters
+                .push(Waiter { realm, call, what });
+        };
+        match (op, arg) {
+            ("setOnline", Out::Bool(online)) => {
+                let mut st = self.state.borrow_mut();
+                st.engine.network_changed(online);
+                if st.online != online {
+                    st.online = online;
+                    let realms: Vec<RealmId> = (0..st.realms.len())
+                        .filter(|r| st.realms[*r].alive)
+                        .collect();
+                    for r in realms {
+                        st.hook(r, "network", vec![Out::Bool(online)]);
+                    }
+                }
+                drop(st);
+                wait(self, Waiting::Settled);
+            }
+            ("advanceTime", Out::Num(ms)) => {
+                let st = self.state.borrow();
+                let target = Timestamp(st.clock_now().0.saturating_add(ms as u64));
+                drop(st);
+                wait(self, Waiting::Advance(target));
+            }
+            ("setWindowClient", Out::Bool(present)) => {
+                let st = self.state.borrow();
+                let origin = st.realms[realm].origin.clone();
+                if present {
+                    st.shared.windows().insert(origin);
+                } else {
+                    st.shared.windows().remove(&origin);
+                }
+                drop(st);
+                wait(self, Waiting::Settled);
+            }
+            ("setPermission", Out::List(v)) => {
+                let (Some(Out::Str(name)), Some(Out::Str(value))) = (v.first(), v.get(1)) else {
+                    return;
+                };
+                let mut st = self.state.borrow_mut();
+                let origin = st.realms[realm].origin.clone();
+                let value: &'static str = match value.as_str() {
+                    "granted" => "granted",
+                    "denied" => "denied",
+                    _ => "prompt",
+                };
+                if name == "background-sync" {
+                    st.permissions.insert(origin.clone(), value);
+                    let state = if value == "granted" {
+                        PermissionState::Granted
+                    } else {
+                        PermissionState::Denied
+                    };
+                    match state {
+                        PermissionState::Denied => st.shared.denied().insert(origin.clone()),
+                        PermissionState::Granted => st.shared.denied().remove(&origin),
+                    };
+                    st.engine.permission_changed(&origin, state);
+                }
+                drop(st);
+                wait(self, Waiting::Settled);
+            }
+            ("terminateWorker", _) => {
+                self.terminate_workers();
+                wait(self, Waiting::Settled);
+            }
+            ("restart", _) => {
+                if let Err(e) = self.restart() {
+                    self.state.borrow_mut().deliver(
+                        realm,
+                        call,
+                        Err(ErrOut {
+                            name: "UnknownError".into(),
+                            message: e.to_string(),
+                        }),
+                    );
+                    return;
+                }
+                wait(self, Waiting::Settled);
+            }
+            ("idle", _) => wait(self, Waiting::Idle),
+            ("log", _) => {
+                let mut st = self.state.borrow_mut();
+                st.pump_log();
+                let list = st
+                    .log
+                    .iter()
+                    .map(|r| {
+                        Out::Obj(vec![
+                            ("type", Out::Str(r.kind.into())),
+                            ("tag", Out::Units(r.tag.as_utf16().to_vec())),
+                            ("time", Out::Num(r.time as f64)),
+                            ("lastChance", Out::Bool(r.last_chance)),
+                            ("outcome", Out::Str(r.outcome.into())),
+                        ])
+                    })
+                    .collect();
+                st.deliver(realm, call, Ok(Out::List(list)));
+            }
+            (op, _) => self.state.borrow_mut().deliver(
+                realm,
+                call,
+                Err(type_error(format!("bgsyncTest: bad call {op}"))),
+            ),
+        }
+    }
+
+    /// Kills every running service worker; events in flight count as failed.
+    fn terminate_workers(&mut self) {
+        let realms: Vec<RealmId> = {
+            let st = self.state.borrow();
+            st.sws.values().filter_map(|r| r.realm).collect()
+        };
+        {
+            let mut st = self.state.borrow_mut();
+            // Dropping the reporters reports the events as terminated.
+            st.lifetimes
+                .retain(|_, (_, p)| !matches!(p, Purpose::Sync(_)));
+            for reg in st.sws.values_mut() {
+                reg.realm = None;
+            }
+            for &r in &realms {
+                st.realms[r].alive = false;
+                let timers: Vec<(RealmId, u64)> = st
+                    .timer_index
+                    .keys()
+                    .filter(|k| k.0 == r)
+                    .copied()
+                    .collect();
+                for (realm, id) in timers {
+                    st.clear_timer(realm, id);
+                }
+            }
+        }
+        for r in realms {
+            self.contexts[r] = None;
+        }
+    }
+
+    /// A user-agent restart: the engine is rebuilt from its store; events in flight are lost
+    /// (not counted) and workers start afresh when next needed.
+    fn restart(&mut self) -> Result<(), UaError> {
+        {
+            let mut st = self.state.borrow_mut();
+            st.engine.settle_blocking();
+            st.pump_log();
+            st.engine.shutdown();
+            // The old engine is gone: its events' reporters lead nowhere.
+            while st.host_rx.try_recv().is_ok() {}
+            st.lifetimes
+                .retain(|_, (_, p)| !matches!(p, Purpose::Sync(_)));
+            st.tasks.retain(|t| !matches!(t, Task::FireSync(..)));
+        }
+        self.terminate_workers();
+        let mut st = self.state.borrow_mut();
+        let (engine, log_rx) = start_engine(
+            &st.config,
+            &st.clock,
+            &st.store,
+            &st.shared,
+            &st.host_tx,
+            st.online,
+        )?;
+        st.engine = engine;
+        st.log_rx = log_rx;
+        Ok(())
+    }
+}
+
+pub(crate) fn options(name: &str) -> rquickjs::context::EvalOptions {
+    let mut o = rquickjs::context::EvalOptions::default();
+    o.strict = false;
+    o.filename = Some(name.to_owned());
+    o
+}
+
+/// `Name: message` (and the stack, when there is one) of a caught exception.
+pub(crate) fn describe(e: &CaughtError<'_>) -> String {
+    match e {
+        CaughtError::Exception(ex) => {
+            let name: String = ex
+                .as_object()
+                .get::<_, Option<String>>("name")
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| "Error".into());
+            let msg = ex.message().unwrap_or_default();
+            match ex.stack() {
+                Some(stack) if !stack.is_empty() => format!("{name}: {msg}\n{stack}"),
+                _ => format!("{name}: {msg}"),
+            }
+        }
+        CaughtError::Value(v) => format!("{v:?}"),
+        CaughtError::Error(e) => e.to_string(),
+    }
+}
+
+fn js_error(ctx: &Ctx<'_>, e: rquickjs::Error) -> UaError {
+    UaError::Script(describe(&CaughtError::from_error(ctx, e)))
+}
+
+pub(crate) fn to_js<'js>(ctx: &Ctx<'js>, out: Out) -> rquickjs::Result<Value<'js>> {
+    Ok(match out {
+        Out::Undefined => Value::new_undefined(ctx.clone()),
+        Out::Null => Value::new_null(ctx.clone()),
+        Out::Bool(b) => Value::new_bool(ctx.clone(), b),
+        Out::Num(n) => Value::new_float(ctx.clone(), n),
+        Out::Str(s) => rquickjs::String::from_str(ctx.clone(), &s)?.into_value(),
+        Out::Units(u) => {
+            let a = Array::new(ctx.clone())?;
+            for (i, unit) in u.into_iter().enumerate() {
+                a.set(i, i32::from(unit))?;
+            }
+            a.into_value()
+        }
+        Out::List(items) => {
+            let a = Array::new(ctx.clone())?;
+            for (i, item) in items.into_iter().enumerate() {
+                a.set(i, to_js(ctx, item)?)?;
+            }
+            a.into_value()
+        }
+        Out::Obj(fields) => {
+            let o = Object::new(ctx.clone())?;
+            for (k, v) in fields {
+                o.set(k, to_js(ctx, v)?)?;
+            }
+            o.into_value()
+        }
+    })
+}
+
+pub(crate) use self::State as UaState;
+pub(crate) use self::Task as UaTask;
+
+impl State {
+    pub(crate) fn engine(&self) -> &BackgroundSync {
+        &self.engine
+    }
+    pub(crate) fn realm_origin(&self, realm: RealmId) -> Origin {
+        self.realms[realm].origin.clone()
+    }
+    pub(crate) fn realm_url(&self, realm: RealmId) -> Url {
+        self.realms[realm].url.clone()
+    }
+    pub(crate) fn online(&self) -> bool {
+        self.online
+    }
+    pub(crate) fn permission(&self, realm: RealmId) -> &'static str {
+        self.permissions
+            .get(&self.realms[realm].origin)
+            .copied()
+            .unwrap_or("granted")
+    }
+    pub(crate) fn print(&mut self, level: &str, text: String) {
+        tracing::debug!(target: "bgsync_quickjs::console", "{level}: {text}");
+        self.console.push(format!("{level}: {text}"));
+    }
+    pub(crate) fn report_uncaught(&mut self, text: String) {
+        self.uncaught.push(text);
+    }
+    pub(crate) fn push_task(&mut self, task: Task) {
+        self.tasks.push_back(task);
+    }
+    pub(crate) fn new_sw(&mut self, scope: Url, script: Url, origin: Origin) -> SwRegistrationId {
+        let id = SwRegistrationId(self.next_sw);
+        self.next_sw += 1;
+        self.sws.insert(
+            id,
+            SwReg {
+                scope,
+                script,
+                origin,
+                state: WorkerState::Parsed,
+                realm: None,
+            },
+        );
+        id
+    }
+    /// The registration whose scope is the longest prefix of `url`.
+    pub(crate) fn match_scope(&self, url: &str) -> Option<SwRegistrationId> {
+        self.sws
+            .iter()
+            .filter(|(_, r)| r.state != WorkerState::Redundant && url.starts_with(r.scope.as_str()))
+            .max_by_key(|(_, r)| r.scope.as_str().len())
+            .map(|(id, _)| *id)
+    }
+    pub(crate) fn scope_registration(&self, scope: &Url) -> Option<SwRegistrationId> {
+        self.sws
+            .iter()
+            .find(|(_, r)| r.scope == *scope && r.state != WorkerState::Redundant)
+            .map(|(id, _)| *id)
+    }
+    pub(crate) fn registrations_of(&self, origin: &Origin) -> Vec<SwRegistrationId> {
+        self.sws
+            .iter()
+            .filter(|(_, r)| r.origin == *origin && r.state != WorkerState::Redundant)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+    pub(crate) fn sw_realm(&self, sw: SwRegistrationId) -> Option<RealmId> {
+        self.sws
+            .get(&sw)
+            .and_then(|r| r.realm)
+            .filter(|r| self.realms[*r].alive)
+    }
+    pub(crate) fn is_active(&self, sw: SwRegistrationId) -> bool {
+        self.sws
+            .get(&sw)
+            .is_some_and(|r| r.state == WorkerState::Activated)
+    }
+    pub(crate) fn unregister_sw(&mut self, sw: SwRegistrationId) -> bool {
+        if self
+            .sws
+            .get(&sw)
+            .is_none_or(|r| r.state == WorkerState::Redundant)
+        {
+            return false;
+        }
+        self.set_worker_state(sw, WorkerState::Redundant);
+        self.shared.registrations().remove(&sw);
+        self.engine.service_worker_unregistered(sw);
+        true
+    }
+    pub(crate) fn windows_of(&self, origin: &Origin) -> Vec<(RealmId, Url)> {
+        self.realms
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.alive && r.kind == GlobalKind::Window && r.origin == *origin)
+            .map(|(i, r)| (i, r.url.clone()))
+            .collect()
+    }
+    pub(crate) fn base_url(&self) -> Url {
+        self.config.base_url.clone()
+    }
+    pub(crate) fn root(&self) -> PathBuf {
+        self.config.root.clone()
+    }
+}

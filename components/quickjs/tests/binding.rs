@@ -1,0 +1,335 @@
+//! JS snippets through the globals: the register → sync → waitUntil path, every refusal, WebIDL
+//! shapes, global identities and the worker lifecycle.
+
+use std::time::Duration;
+
+use bgsync_quickjs::{GlobalKind, RealmId, UserAgent, UserAgentConfig};
+
+const T: Duration = Duration::from_secs(10);
+
+/// A worker that records its events and settles `sync` as the tag says.
+const WORKER: &str = r#"
+self.seen = [];
+self.addEventListener('install', e => e.waitUntil(Promise.resolve()));
+self.addEventListener('activate', e => e.waitUntil(Promise.resolve()));
+self.onsync = e => {
+  const tag = e.tag;
+  if (tag.startsWith('reject')) e.waitUntil(Promise.reject(new Error('server down')));
+  else if (tag.startsWith('throw')) throw new Error('handler threw');
+  else if (tag.startsWith('hang')) e.waitUntil(new Promise(() => {}));
+  else e.waitUntil(new Promise(r => setTimeout(r, 1)));
+};
+"#;
+
+struct Page {
+    _dir: tempfile::TempDir,
+    ua: UserAgent,
+    page: RealmId,
+}
+
+fn page_with(worker: &str) -> Page {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sw.js"), worker).unwrap();
+    let mut ua = UserAgent::new(UserAgentConfig::new(dir.path())).unwrap();
+    let url = ua.url_for("app/index.html").unwrap();
+    let page = ua.open(GlobalKind::Window, &url).unwrap();
+    Page {
+        _dir: dir,
+        ua,
+        page,
+    }
+}
+
+impl Page {
+    fn run(&mut self, js: &str) -> Result<String, String> {
+        self.ua.eval_async(self.page, js, T)
+    }
+    fn ok(&mut self, js: &str) -> String {
+        self.run(js)
+            .unwrap_or_else(|e| panic!("{js}\n=> {e}\nconsole: {:#?}", self.ua.console()))
+    }
+    /// Registers ../sw.js and waits for it to be active; `self.reg` is the registration.
+    fn ready(&mut self) {
+        self.ok("navigator.serviceWorker.register('/sw.js', {scope: '/'}).then(() => navigator.serviceWorker.ready).then(r => { self.reg = r; })");
+    }
+    fn log(&mut self) -> String {
+        self.ok("bgsyncTest.log().then(l => l.map(e => e.type + ':' + e.tag + (e.type === 'dispatched' ? ':' + e.lastChance : '') + (e.outcome ? ':' + e.outcome : '') + '@' + e.time).join(' '))")
+    }
+}
+
+#[test]
+fn register_fires_sync_and_a_fulfilled_wait_until_completes_it() {
+    let mut p = page_with(WORKER);
+    p.ready();
+    p.ok("reg.sync.register('send-mail')");
+    p.ok("bgsyncTest.idle()");
+    assert_eq!(
+        p.log(),
+        r#""registered:send-mail@0 dispatched:send-mail:false@0 completed:send-mail:fulfilled@0""#
+    );
+    assert_eq!(p.ok("reg.sync.getTags()"), "[]");
+}
+
+#[test]
+fn rejection_and_throw_back_off_and_last_chance_comes_third() {
+    for tag in ["reject-1", "throw-1"] {
+        let mut p = page_with(WORKER);
+        p.ready();
+        p.ok(&format!("reg.sync.register('{tag}')"));
+        p.ok("bgsyncTest.idle()");
+        assert_eq!(p.ok("reg.sync.getTags()"), format!(r#"["{tag}"]"#));
+        p.ok("bgsyncTest.advanceTime(5 * 60 * 1000 - 1)");
+        assert_eq!(
+            p.ok("bgsyncTest.log().then(l => l.filter(e => e.type === 'dispatched').length)"),
+            "1"
+        );
+        p.ok("bgsyncTest.advanceTime(1).then(() => bgsyncTest.idle())");
+        p.ok("bgsyncTest.advanceTime(15 * 60 * 1000).then(() => bgsyncTest.idle())");
+        let log = p.log();
+        assert_eq!(
+            log,
+            format!(
+                r#""registered:{tag}@0 dispatched:{tag}:false@0 completed:{tag}:rejected@0 dispatched:{tag}:false@300000 completed:{tag}:rejected@300000 dispatched:{tag}:true@1200000 completed:{tag}:rejected@1200000""#
+            ),
+            "{tag}"
+        );
+        assert_eq!(p.ok("reg.sync.getTags()"), "[]");
+    }
+}
+
+#[test]
+fn a_wait_until_that_never_settles_times_out_after_3_minutes() {
+    let mut p = page_with(WORKER);
+    p.ready();
+    p.ok("reg.sync.register('hang')");
+    p.ok("bgsyncTest.advanceTime(3 * 60 * 1000 - 1)");
+    assert!(!p.log().contains("completed"), "{}", p.log());
+    p.ok("bgsyncTest.advanceTime(1)");
+    assert!(
+        p.log().contains("completed:hang:timeout@180000"),
+        "{}",
+        p.log()
+    );
+}
+
+#[test]
+fn terminating_the_worker_fails_the_event_in_flight() {
+    let mut p = page_with(WORKER);
+    p.ready();
+    p.ok("reg.sync.register('hang')");
+    p.ok("bgsyncTest.terminateWorker()");
+    assert!(
+        p.log().contains("completed:hang:terminated@0"),
+        "{}",
+        p.log()
+    );
+    // The worker starts again for the retry.
+    p.ok("bgsyncTest.advanceTime(5 * 60 * 1000)");
+    assert!(
+        p.log().contains("dispatched:hang:false@300000"),
+        "{}",
+        p.log()
+    );
+}
+
+#[test]
+fn restart_keeps_registrations_and_the_pages_objects() {
+    let mut p = page_with(WORKER);
+    p.ready();
+    p.ok("bgsyncTest.setOnline(false)");
+    p.ok("reg.sync.register('after-restart')");
+    p.ok("bgsyncTest.restart()");
+    assert_eq!(p.ok("reg.sync.getTags()"), r#"["after-restart"]"#);
+    p.ok("bgsyncTest.setOnline(true).then(() => bgsyncTest.idle())");
+    assert!(
+        p.log().contains("completed:after-restart:fulfilled"),
+        "{}",
+        p.log()
+    );
+}
+
+#[test]
+fn every_refusal_has_its_exception() {
+    let mut p = page_with(WORKER);
+    let name = |p: &mut Page, js: &str| {
+        p.run(js)
+            .map(|_| "resolved".to_owned())
+            .unwrap_or_else(|e| e.split(':').next().unwrap().to_owned())
+    };
+    // No active worker yet: the registration resolves while the worker is installing.
+    let installing = p.ok("navigator.serviceWorker.register('/sw.js', {scope: '/'}).then(r => [r.installing && r.installing.state, r.active, r.sync.register('x').then(() => 'resolved', e => e.name)]).then(([s, a, p]) => p.then(n => [s, a, n]))");
+    assert_eq!(installing, r#"["installing",null,"InvalidStateError"]"#);
+    p.ready();
+    assert_eq!(
+        name(&mut p, "reg.sync.register('x'.repeat(10241))"),
+        "InvalidAccessError"
+    );
+    assert_eq!(
+        name(&mut p, "reg.sync.register('x'.repeat(10240))"),
+        "resolved"
+    );
+    assert_eq!(name(&mut p, "reg.sync.register(Symbol('x'))"), "TypeError");
+    assert_eq!(name(&mut p, "reg.sync.register()"), "TypeError");
+    assert_eq!(
+        name(&mut p, "SyncManager.prototype.register.call({}, 'x')"),
+        "TypeError"
+    );
+    assert_eq!(
+        name(&mut p, "SyncManager.prototype.getTags.call(null)"),
+        "TypeError"
+    );
+    assert_eq!(
+        name(&mut p, "(async () => new SyncManager())()"),
+        "TypeError"
+    );
+    assert_eq!(
+        name(
+            &mut p,
+            "reg.sync.register({ toString() { return 'converted'; } })"
+        ),
+        "resolved"
+    );
+    assert_eq!(name(&mut p, "reg.sync.register(42)"), "resolved");
+    p.ok("bgsyncTest.setWindowClient(false)");
+    assert_eq!(name(&mut p, "reg.sync.register('x')"), "InvalidAccessError");
+    p.ok("bgsyncTest.setWindowClient(true)");
+    p.ok("test_driver.set_permission({name: 'background-sync'}, 'denied')");
+    assert_eq!(
+        p.ok("navigator.permissions.query({name: 'background-sync'}).then(s => s.state)"),
+        r#""denied""#
+    );
+    assert_eq!(name(&mut p, "reg.sync.register('x')"), "NotAllowedError");
+    p.ok("test_driver.set_permission({name: 'background-sync'}, 'granted')");
+    p.ok("reg.unregister()");
+    assert_eq!(name(&mut p, "reg.sync.register('x')"), "InvalidStateError");
+    assert_eq!(p.ok("[String(42), 'converted'].length"), "2");
+}
+
+#[test]
+fn lone_surrogate_tags_survive_the_round_trip() {
+    let mut p = page_with("self.onsync = e => { self.lastTag = e.tag; };");
+    p.ready();
+    p.ok("bgsyncTest.setOnline(false)");
+    p.ok("reg.sync.register('\\uD800').then(() => reg.sync.register('\\uDC00'))");
+    assert_eq!(
+        p.ok("reg.sync.getTags().then(t => t.map(s => s.charCodeAt(0)))"),
+        "[55296,56320]"
+    );
+    assert_eq!(
+        p.ok("reg.sync.getTags().then(t => t.map(s => s.length))"),
+        "[1,1]"
+    );
+}
+
+#[test]
+fn webidl_shapes() {
+    let mut p = page_with(WORKER);
+    p.ready();
+    let checks = [
+        "SyncManager.prototype.register.length === 1",
+        "SyncManager.prototype.getTags.length === 0",
+        "SyncManager.name === 'SyncManager' && SyncManager.length === 0",
+        "Object.prototype.toString.call(reg.sync) === '[object SyncManager]'",
+        "reg.sync === reg.sync",
+        "Object.getOwnPropertyDescriptor(SyncManager, 'prototype').writable === false",
+        "Object.getOwnPropertyDescriptor(SyncManager.prototype, 'register').enumerable",
+        "Object.getOwnPropertyDescriptor(SyncManager.prototype, Symbol.toStringTag).value === 'SyncManager'",
+        "SyncManager.prototype.constructor === SyncManager",
+        "Object.getOwnPropertyDescriptor(ServiceWorkerRegistration.prototype, 'sync').get.name === 'get sync'",
+        "Object.getOwnPropertyDescriptor(ServiceWorkerRegistration.prototype, 'sync').set === undefined",
+        "Object.getPrototypeOf(ServiceWorkerRegistration.prototype) === EventTarget.prototype",
+        "typeof SyncEvent === 'undefined' && typeof ExtendableEvent === 'undefined'",
+        "self instanceof Window && self instanceof EventTarget && Object.prototype.toString.call(self) === '[object Window]'",
+        "typeof document === 'undefined' && isSecureContext === true",
+        "location.pathname === '/app/index.html' && location.origin === 'https://web-platform.test:8443'",
+        "new DOMException('m', 'InvalidStateError').code === 11 && DOMException.INVALID_STATE_ERR === 11",
+        "Object.getPrototypeOf(DOMException.prototype) === Error.prototype",
+        "new URL('b?c#d', 'https://a.example/x/').href === 'https://a.example/x/b?c#d'",
+        "navigator.onLine === true",
+        "(() => { try { Window(); return false; } catch (e) { return e instanceof TypeError; } })()",
+    ];
+    for c in checks {
+        assert_eq!(p.ok(c), "true", "{c}");
+    }
+}
+
+#[test]
+fn the_service_worker_global_has_its_identity_and_sync_event() {
+    let mut p = page_with(
+        r#"
+        self.checks = {
+          identity: self instanceof ServiceWorkerGlobalScope && self instanceof WorkerGlobalScope && typeof DedicatedWorkerGlobalScope === 'undefined',
+          chain: Object.getPrototypeOf(SyncEvent.prototype) === ExtendableEvent.prototype && Object.getPrototypeOf(ExtendableEvent.prototype) === Event.prototype,
+          noWindow: typeof Window === 'undefined',
+          ctorThrows: (() => { try { new SyncEvent('sync'); return false; } catch (e) { return e instanceof TypeError; } })(),
+          defaults: new SyncEvent('sync', {tag: 'x'}).lastChance === false && new SyncEvent('sync', {tag: 'x', lastChance: true}).lastChance === true,
+          untrusted: (() => { try { new ExtendableEvent('x').waitUntil(Promise.resolve()); return false; } catch (e) { return e.name === 'InvalidStateError'; } })(),
+        };
+        self.onsync = e => {
+          e.waitUntil(Promise.resolve());
+          const late = () => { try { e.waitUntil(Promise.resolve()); return 'accepted'; } catch (err) { return err.name; } };
+          setTimeout(() => clients.matchAll({includeUncontrolled: true}).then(cs => cs.forEach(c => c.postMessage({checks: self.checks, late: late(), tag: e.tag, lastChance: e.lastChance, trusted: e.isTrusted}))), 5);
+        };
+        "#,
+    );
+    p.ready();
+    let got = p.ok(
+        "new Promise(resolve => { navigator.serviceWorker.onmessage = e => resolve(e.data); reg.sync.register('t'); })",
+    );
+    assert_eq!(
+        got,
+        r#"{"checks":{"identity":true,"chain":true,"noWindow":true,"ctorThrows":true,"defaults":true,"untrusted":true},"late":"InvalidStateError","tag":"t","lastChance":false,"trusted":true}"#
+    );
+}
+
+#[test]
+fn a_dedicated_worker_global_has_its_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ua = UserAgent::new(UserAgentConfig::new(dir.path())).unwrap();
+    let w = ua
+        .open(GlobalKind::DedicatedWorker, &ua.url_for("w.js").unwrap())
+        .unwrap();
+    let r = ua.eval_async(w, "self instanceof DedicatedWorkerGlobalScope && self instanceof WorkerGlobalScope && typeof SyncManager === 'function' && typeof SyncEvent === 'undefined' && typeof Window === 'undefined'", T);
+    assert_eq!(r.unwrap(), "true");
+}
+
+#[test]
+fn the_worker_runs_through_its_lifecycle_with_statechange() {
+    let mut p = page_with("self.oninstall = e => e.waitUntil(new Promise(r => setTimeout(r, 5)));");
+    let states = p.ok(
+        "navigator.serviceWorker.register('/sw.js', {scope: '/'}).then(r => new Promise(resolve => {
+            const w = r.installing; const seen = [w.state];
+            w.onstatechange = () => { seen.push(w.state); if (w.state === 'activated') resolve([seen, r.active === w, r.installing]); };
+        }))",
+    );
+    assert_eq!(
+        states,
+        r#"[["installing","installed","activating","activated"],true,null]"#
+    );
+    assert_eq!(
+        p.ok("navigator.serviceWorker.getRegistration('/app/x').then(r => r.scope)"),
+        r#""https://web-platform.test:8443/""#
+    );
+}
+
+#[test]
+fn network_state_reaches_navigator_and_fires_events() {
+    let mut p = page_with(WORKER);
+    let r = p.ok("new Promise(resolve => { self.onoffline = () => resolve(navigator.onLine); bgsyncTest.setOnline(false); })");
+    assert_eq!(r, "false");
+}
+
+#[test]
+fn the_watchdog_stops_a_runaway_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = UserAgentConfig::new(dir.path());
+    cfg.watchdog = Duration::from_millis(200);
+    let mut ua = UserAgent::new(cfg).unwrap();
+    let page = ua
+        .open(GlobalKind::Window, &ua.url_for("index.html").unwrap())
+        .unwrap();
+    let err = ua.eval(page, "for (;;) {}", "loop.js").unwrap_err();
+    assert!(err.to_string().contains("interrupted"), "{err}");
+    // The realm is still usable.
+    assert_eq!(ua.eval_async(page, "1 + 1", T).unwrap(), "2");
+}
