@@ -18,8 +18,15 @@
 //! assert!(SyncEventInit::from_members(None, Some(true)).is_err());
 //! ```
 
+mod dom_string;
+mod errors;
 mod extendable;
 
+pub use dom_string::{number_to_string, to_dom_string, IdlValue};
+pub use errors::{
+    exception_for_engine_error, illegal_constructor, illegal_invocation, missing_arguments,
+    BindingError,
+};
 pub use extendable::{EventOutcome, ExtendableEventLifetime};
 
 use bgsync::SyncEventDispatch;
