@@ -333,3 +333,38 @@ fn the_watchdog_stops_a_runaway_script() {
     // The realm is still usable.
     assert_eq!(ua.eval_async(page, "1 + 1", T).unwrap(), "2");
 }
+
+#[test]
+fn messages_flow_both_ways_with_their_sources() {
+    let mut p = page_with(
+        "self.onmessage = e => e.source.postMessage({echo: e.data, from: e.source.url, type: e.source.type, isMessageEvent: e instanceof MessageEvent});",
+    );
+    p.ready();
+    let got = p.ok(
+        "new Promise(resolve => {
+            navigator.serviceWorker.onmessage = e => resolve([e.data, e.source === reg.active, e.source.scriptURL]);
+            reg.active.postMessage('ping');
+        })",
+    );
+    assert_eq!(
+        got,
+        r#"[{"echo":"ping","from":"https://web-platform.test:8443/app/index.html","type":"window","isMessageEvent":true},true,"https://web-platform.test:8443/sw.js"]"#
+    );
+}
+
+#[test]
+fn timers_and_microtasks_run_on_real_time_independent_of_the_engine_clock() {
+    let mut p = page_with(WORKER);
+    let got = p.ok(
+        "new Promise(resolve => {
+            const order = [];
+            queueMicrotask(() => order.push('micro'));
+            const i = setInterval(() => { order.push('interval'); if (order.filter(x => x === 'interval').length === 2) { clearInterval(i); resolve(order); } }, 1);
+            setTimeout(() => order.push('timeout'), 0);
+            const never = setTimeout(() => order.push('cleared'), 0);
+            clearTimeout(never);
+        })",
+    );
+    assert_eq!(got, r#"["micro","timeout","interval","interval"]"#);
+    assert_eq!(p.ok("bgsyncTest.log().then(l => l.length)"), "0");
+}

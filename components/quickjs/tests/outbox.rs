@@ -9,15 +9,20 @@ use bgsync_quickjs::{GlobalKind, UserAgent, UserAgentConfig};
 fn the_outbox_is_sent_on_the_last_chance() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/outbox");
     let mut ua = UserAgent::new(UserAgentConfig::new(root)).unwrap();
-    let page = ua.open(GlobalKind::Window, &ua.url_for("index.html").unwrap()).unwrap();
+    let page = ua
+        .open(GlobalKind::Window, &ua.url_for("index.html").unwrap())
+        .unwrap();
     ua.run_script(page, &ua.url_for("app.js").unwrap()).unwrap();
     let t = Duration::from_secs(10);
     // The page starts offline, composes, and the network comes back later.
-    ua.eval_async(page, "bgsyncTest.setOnline(false)", t).unwrap();
+    ua.eval_async(page, "bgsyncTest.setOnline(false)", t)
+        .unwrap();
     ua.eval(page, "self.result = main();", "start").unwrap();
     ua.eval_async(page, "bgsyncTest.idle()", t).unwrap();
-    ua.eval_async(page, "bgsyncTest.setOnline(true)", t).unwrap();
-    ua.eval_async(page, "bgsyncTest.advanceTime(20 * 60 * 1000)", t).unwrap();
+    ua.eval_async(page, "bgsyncTest.setOnline(true)", t)
+        .unwrap();
+    ua.eval_async(page, "bgsyncTest.advanceTime(20 * 60 * 1000)", t)
+        .unwrap();
     let result = ua.eval_async(page, "self.result", t).unwrap();
     assert_eq!(
         result,
