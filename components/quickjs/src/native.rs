@@ -262,33 +262,46 @@ pub(crate) fn make<'js>(
     native!("importScript", move |ctx: Ctx<'js>,
                                   url: String|
           -> rquickjs::Result<()> {
-        let (path, name) = {
+        let (source, name) = {
             let s = st.borrow();
             let resolved = s
                 .realm_url(realm)
                 .join(&url)
                 .map_err(|e| Exception::throw_type(&ctx, &format!("importScripts: {e}")))?;
-            let rel = resolved
-                .as_str()
-                .strip_prefix(s.base_url().as_str())
-                .unwrap_or("")
-                .to_owned();
-            if rel.is_empty() || rel.split('/').any(|c| c == "..") {
-                return Err(Exception::throw_type(
-                    &ctx,
-                    &format!("importScripts: {resolved} is not served"),
-                ));
-            }
-            (
-                s.root().join(rel.split(['?', '#']).next().unwrap_or("")),
-                resolved.to_string(),
-            )
+            let source = s
+                .load(&resolved)
+                .map_err(|e| Exception::throw_type(&ctx, &format!("importScripts: {e}")))?;
+            (source, resolved.to_string())
         };
-        let source = std::fs::read_to_string(&path).map_err(|e| {
-            Exception::throw_type(&ctx, &format!("importScripts: {}: {e}", path.display()))
-        })?;
         ctx.eval_with_options::<(), _>(source, options(&name))
     });
+
+    // fetch() of same-origin paths, served like scripts.
+    let st = state.clone();
+    native!("fetch", move |call: f64, url: String| {
+        let mut s = st.borrow_mut();
+        let result = match s.realm_url(realm).join(&url) {
+            Ok(resolved) => match s.load(&resolved) {
+                Ok(body) => Out::Obj(vec![
+                    ("status", Out::Num(200.0)),
+                    ("url", Out::Str(resolved.to_string())),
+                    ("body", Out::Str(body)),
+                ]),
+                Err(_) => Out::Obj(vec![
+                    ("status", Out::Num(404.0)),
+                    ("url", Out::Str(resolved.to_string())),
+                    ("body", Out::Str(String::new())),
+                ]),
+            },
+            Err(e) => {
+                s.deliver(realm, call as u64, Err(err("TypeError", format!("Failed to fetch: {e}"))));
+                return;
+            }
+        };
+        s.deliver(realm, call as u64, Ok(result));
+    });
+    let st = state.clone();
+    native!("hostReport", move |text: String| st.borrow_mut().host_report(text));
 
     // The control surface.
     let st = state.clone();

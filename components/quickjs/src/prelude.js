@@ -506,6 +506,22 @@
     writable: true, enumerable: false, configurable: true,
   });
 
+  // ---- fetch() of same-origin resources (enough for harnesses that load .idl files) ----------
+  function response(r) {
+    return {
+      ok: r.status >= 200 && r.status < 300, status: r.status, url: r.url,
+      text: () => Promise.resolve(r.body), json: () => Promise.resolve().then(() => JSON.parse(r.body)),
+    };
+  }
+  Object.defineProperty(G, 'fetch', {
+    value: setLength(setName(function fetch(input) {
+      const url = typeof input === 'object' && input !== null && 'url' in input ? input.url : toDOMString(input);
+      return call(native.fetch, url).then(response);
+    }, 'fetch'), 1),
+    writable: true, enumerable: true, configurable: true,
+  });
+  Object.defineProperty(G, '__bgsyncHostReport', { value: (text) => native.hostReport(toDOMString(text)), writable: false, enumerable: false, configurable: false });
+
   // ---- The conformance-test control surface (docs/testing.md) --------------------------------
   function logEntry(e) { const o = { type: e.type, tag: fromUnits(e.tag), time: e.time }; if (e.type === 'dispatched') o.lastChance = e.lastChance; if (e.type === 'completed') o.outcome = e.outcome; return o; }
   Object.defineProperty(G, 'bgsyncTest', {

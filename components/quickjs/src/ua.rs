@@ -67,6 +67,18 @@ pub struct UserAgentConfig {
     pub data_dir: Option<PathBuf>,
     /// How long one script run (a task, a callback) may take before the watchdog stops it.
     pub watchdog: Duration,
+    /// URL paths (`/resources/testharness.js`) served from somewhere other than `root`:
+    /// fixed text, or another file. Checked before `root`.
+    pub served: HashMap<String, Served>,
+}
+
+/// What a URL path in [`UserAgentConfig::served`] serves.
+#[derive(Debug, Clone)]
+pub enum Served {
+    /// This text.
+    Text(String),
+    /// This file.
+    File(PathBuf),
 }
 
 impl UserAgentConfig {
@@ -79,6 +91,7 @@ impl UserAgentConfig {
             params: Parameters::default(),
             data_dir: None,
             watchdog: Duration::from_secs(10),
+            served: HashMap::new(),
         }
     }
 }
@@ -258,6 +271,7 @@ pub(crate) struct State {
     log: Vec<LogRecord>,
     console: Vec<String>,
     uncaught: Vec<String>,
+    host_reports: Vec<String>,
 }
 
 /// A user agent: pages, dedicated workers and service workers on one QuickJS runtime, and one
@@ -339,6 +353,7 @@ impl UserAgent {
             log: Vec::new(),
             console: Vec::new(),
             uncaught: Vec::new(),
+            host_reports: Vec::new(),
         };
         Ok(UserAgent {
             rt,
@@ -347,22 +362,6 @@ impl UserAgent {
             watchdog,
             started,
         })
-    }
-
-    /// Maps a URL under the base URL to its file.
-    fn file_for(&self, url: &Url) -> Result<PathBuf, UaError> {
-        let st = self.state.borrow();
-        let base = &st.config.base_url;
-        let rel = url
-            .as_str()
-            .strip_prefix(base.as_str())
-            .ok_or_else(|| UaError::NotFound(url.to_string()))?;
-        let rel = rel.split(['?', '#']).next().unwrap_or("");
-        let path = st.config.root.join(rel);
-        if rel.split('/').any(|c| c == "..") {
-            return Err(UaError::NotFound(url.to_string()));
-        }
-        Ok(path)
     }
 
     /// Resolves `path` (relative to the root) to its URL.
@@ -378,6 +377,23 @@ impl UserAgent {
     /// Creates a realm of `kind` for the document or worker at `url` (nothing runs yet).
     pub fn open(&mut self, kind: GlobalKind, url: &Url) -> Result<RealmId, UaError> {
         self.open_realm(kind, url, None)
+    }
+
+    /// Starts a service worker for `script` with scope `scope`, already activated, without
+    /// running the script (the caller runs what it wants in the returned realm). Its global has
+    /// `registration`, and `registration.sync` works as for any registration.
+    pub fn open_service_worker(&mut self, script: &Url, scope: &Url) -> Result<RealmId, UaError> {
+        let origin = Origin::from_url(script).map_err(|e| UaError::Script(e.to_string()))?;
+        let sw = self
+            .state
+            .borrow_mut()
+            .new_sw(scope.clone(), script.clone(), origin);
+        self.state.borrow_mut().set_worker_state(sw, WorkerState::Activated);
+        let realm = self.open_realm(GlobalKind::ServiceWorker, script, Some(sw))?;
+        if let Some(reg) = self.state.borrow_mut().sws.get_mut(&sw) {
+            reg.realm = Some(realm);
+        }
+        Ok(realm)
     }
 
     fn open_realm(
@@ -448,9 +464,7 @@ impl UserAgent {
 
     /// Loads `url` from disk and runs it in `realm`.
     pub fn run_script(&mut self, realm: RealmId, url: &Url) -> Result<(), UaError> {
-        let path = self.file_for(url)?;
-        let source = std::fs::read_to_string(&path)
-            .map_err(|e| UaError::NotFound(format!("{}: {e}", path.display())))?;
+        let source = self.state.borrow().load(url)?;
         self.eval(realm, &source, url.as_str())
     }
 
@@ -495,6 +509,11 @@ impl UserAgent {
     /// Console lines written so far (`level: text`).
     pub fn console(&self) -> Vec<String> {
         self.state.borrow().console.clone()
+    }
+
+    /// Takes what scripts sent with `__bgsyncHostReport(text)` (a test harness's results).
+    pub fn take_host_reports(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.state.borrow_mut().host_reports)
     }
 
     /// Uncaught exceptions reported so far.
@@ -849,6 +868,30 @@ impl Drop for UserAgent {
 }
 
 impl State {
+    /// The text served at `url`: a [`Served`] entry, else the file under the root.
+    pub(crate) fn load(&self, url: &Url) -> Result<String, UaError> {
+        let not_found = || UaError::NotFound(url.to_string());
+        let base = &self.config.base_url;
+        if Origin::from_url(url).ok() != Origin::from_url(base).ok() {
+            return Err(not_found());
+        }
+        let path = url.path();
+        let path = match self.config.served.get(path) {
+            Some(Served::Text(t)) => return Ok(t.clone()),
+            Some(Served::File(f)) => f.clone(),
+            None => {
+                let rel = path.strip_prefix(base.path()).ok_or_else(not_found)?;
+                let rel = percent_decode(rel);
+                if rel.split('/').any(|c| c == "..") {
+                    return Err(not_found());
+                }
+                self.config.root.join(rel)
+            }
+        };
+        std::fs::read_to_string(&path)
+            .map_err(|e| UaError::NotFound(format!("{url} ({}: {e})", path.display())))
+    }
+
     pub(crate) fn clock_now(&self) -> Timestamp {
         bgsync::Clock::now(&self.clock)
     }
@@ -1208,6 +1251,25 @@ impl UserAgent {
     }
 }
 
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 pub(crate) fn options(name: &str) -> rquickjs::context::EvalOptions {
     let mut o = rquickjs::context::EvalOptions::default();
     o.strict = false;
@@ -1297,6 +1359,9 @@ impl State {
         tracing::debug!(target: "bgsync_quickjs::console", "{level}: {text}");
         self.console.push(format!("{level}: {text}"));
     }
+    pub(crate) fn host_report(&mut self, text: String) {
+        self.host_reports.push(text);
+    }
     pub(crate) fn report_uncaught(&mut self, text: String) {
         self.uncaught.push(text);
     }
@@ -1370,11 +1435,5 @@ impl State {
             .filter(|(_, r)| r.alive && r.kind == GlobalKind::Window && r.origin == *origin)
             .map(|(i, r)| (i, r.url.clone()))
             .collect()
-    }
-    pub(crate) fn base_url(&self) -> Url {
-        self.config.base_url.clone()
-    }
-    pub(crate) fn root(&self) -> PathBuf {
-        self.config.root.clone()
     }
 }
