@@ -98,6 +98,7 @@ impl Driver {
         embedder: Embedder,
         rx: mpsc::UnboundedReceiver<Msg>,
         log_capacity: usize,
+        log_subscribers: Vec<crossbeam_channel::Sender<LogEntry>>,
     ) -> Self {
         Driver {
             core,
@@ -109,7 +110,7 @@ impl Driver {
             pending: HashMap::new(),
             next_request: 1,
             log: VecDeque::new(),
-            log_subscribers: Vec::new(),
+            log_subscribers,
             settle_waiters: Vec::new(),
             shutting_down: false,
         }

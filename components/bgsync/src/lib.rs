@@ -92,9 +92,18 @@ pub struct Builder {
     store: Box<dyn RegistrationStore>,
     data_dir: Option<PathBuf>,
     log_capacity: usize,
+    log_subscribers: Vec<crossbeam_channel::Sender<LogEntry>>,
 }
 
 impl Builder {
+    /// Streams every DevTools log line, from start-up on (unlike
+    /// [`BackgroundSync::subscribe_log`], which misses what start-up itself logs, such as the
+    /// dispatch of registrations that were due).
+    pub fn log_to(mut self, subscriber: crossbeam_channel::Sender<LogEntry>) -> Self {
+        self.log_subscribers.push(subscriber);
+        self
+    }
+
     /// The permission source (default: [`AlwaysGranted`]).
     pub fn permissions(mut self, permissions: Arc<dyn Permissions>) -> Self {
         self.permissions = permissions;
@@ -211,6 +220,7 @@ impl Builder {
             },
             rx,
             self.log_capacity,
+            self.log_subscribers,
         );
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -254,6 +264,7 @@ impl BackgroundSync {
             store: Box::new(MemoryStore::new()),
             data_dir: None,
             log_capacity: 1_000,
+            log_subscribers: Vec::new(),
         }
     }
 

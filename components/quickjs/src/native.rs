@@ -294,14 +294,20 @@ pub(crate) fn make<'js>(
                 ]),
             },
             Err(e) => {
-                s.deliver(realm, call as u64, Err(err("TypeError", format!("Failed to fetch: {e}"))));
+                s.deliver(
+                    realm,
+                    call as u64,
+                    Err(err("TypeError", format!("Failed to fetch: {e}"))),
+                );
                 return;
             }
         };
         s.deliver(realm, call as u64, Ok(result));
     });
     let st = state.clone();
-    native!("hostReport", move |text: String| st.borrow_mut().host_report(text));
+    native!("hostReport", move |text: String| st
+        .borrow_mut()
+        .host_report(text));
 
     // The control surface.
     let st = state.clone();

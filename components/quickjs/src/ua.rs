@@ -296,7 +296,9 @@ fn start_engine(
         shared: shared.clone(),
         tx: tx.clone(),
     });
+    let (log_tx, log_rx) = crossbeam_channel::unbounded();
     let mut builder = BackgroundSync::builder(host.clone(), host.clone())
+        .log_to(log_tx)
         .permissions(host)
         .network(Arc::new(bgsync::testing::FixedNetwork(online)))
         .clock(Arc::new(clock.clone()))
@@ -308,8 +310,7 @@ fn start_engine(
     let engine = builder
         .start()
         .map_err(|e| UaError::Engine(e.to_string()))?;
-    let log = engine.subscribe_log();
-    Ok((engine, log))
+    Ok((engine, log_rx))
 }
 
 impl UserAgent {
@@ -388,7 +389,9 @@ impl UserAgent {
             .state
             .borrow_mut()
             .new_sw(scope.clone(), script.clone(), origin);
-        self.state.borrow_mut().set_worker_state(sw, WorkerState::Activated);
+        self.state
+            .borrow_mut()
+            .set_worker_state(sw, WorkerState::Activated);
         let realm = self.open_realm(GlobalKind::ServiceWorker, script, Some(sw))?;
         if let Some(reg) = self.state.borrow_mut().sws.get_mut(&sw) {
             reg.realm = Some(realm);
@@ -509,6 +512,11 @@ impl UserAgent {
     /// Console lines written so far (`level: text`).
     pub fn console(&self) -> Vec<String> {
         self.state.borrow().console.clone()
+    }
+
+    /// Whether a script sent something with `__bgsyncHostReport` not yet taken.
+    pub fn has_host_reports(&self) -> bool {
+        !self.state.borrow().host_reports.is_empty()
     }
 
     /// Takes what scripts sent with `__bgsyncHostReport(text)` (a test harness's results).

@@ -1,0 +1,37 @@
+// The service worker of the Background Sync spec-tests. How it settles a `sync` event depends
+// on the tag's prefix:
+//   reject-…  waitUntil() with a promise that rejects
+//   throw-…   the listener throws
+//   hang-…    waitUntil() with a promise that never settles
+//   slow-…    waitUntil() with a promise that fulfils after 20 ms of real time
+//   anything else: waitUntil() with a promise that fulfils at once
+// Every event is reported to the pages of the origin as {type: 'sync', …}.
+self.addEventListener('install', (e) => e.waitUntil(self.skipWaiting()));
+self.addEventListener('activate', (e) => e.waitUntil(Promise.resolve()));
+
+async function report(data) {
+  const clients = await self.clients.matchAll({ includeUncontrolled: true });
+  for (const c of clients) c.postMessage(data);
+}
+
+self.addEventListener('sync', (e) => {
+  report({
+    type: 'sync',
+    tag: e.tag,
+    lastChance: e.lastChance,
+    isTrusted: e.isTrusted,
+    isSyncEvent: e instanceof SyncEvent,
+    isExtendableEvent: e instanceof ExtendableEvent,
+    scope: self.registration.scope,
+  });
+  const tag = e.tag;
+  if (tag.startsWith('throw-')) throw new Error('the handler threw');
+  if (tag.startsWith('reject-')) e.waitUntil(Promise.reject(new Error('the server is down')));
+  else if (tag.startsWith('hang-')) e.waitUntil(new Promise(() => {}));
+  else if (tag.startsWith('slow-')) e.waitUntil(new Promise((r) => setTimeout(r, 20)));
+  else e.waitUntil(Promise.resolve());
+});
+
+self.addEventListener('message', (e) => {
+  if (e.data === 'ping') e.source.postMessage({ type: 'pong', scope: self.registration.scope });
+});

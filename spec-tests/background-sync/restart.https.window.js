@@ -1,0 +1,52 @@
+// META: title=User-agent restarts
+// META: script=/resources/testdriver.js
+// META: script=/resources/testdriver-vendor.js
+// META: script=resources/helpers.js
+'use strict';
+
+// Registrations are durable: a restart keeps them; an attempt cut short by a restart is not a
+// failed attempt.
+
+promise_test(async (t) => {
+  const reg = await registerWorker();
+  await bgsyncTest.setOnline(false);
+  t.add_cleanup(resetUserAgent);
+  const tag = uniqueTag();
+  await reg.sync.register(tag);
+  await bgsyncTest.restart();
+  assert_true((await reg.sync.getTags()).includes(tag), 'still registered');
+  await bgsyncTest.setOnline(true);
+  await settle();
+  assert_equals((await logFor(tag, 'completed'))[0].outcome, 'fulfilled');
+}, 'a pending registration survives a restart and fires after it');
+
+promise_test(async () => {
+  const reg = await registerWorker();
+  const tag = uniqueTag('hang-');
+  await reg.sync.register(tag);
+  await settle();
+  await bgsyncTest.restart();
+  await settle();
+  const dispatched = await logFor(tag, 'dispatched');
+  assert_equals((await logFor(tag, 'completed')).length, 0, 'the lost attempt completed nowhere');
+  assert_equals(dispatched.length, 2, 'fired again after the restart');
+  assert_false(dispatched[1].lastChance);
+}, 'an event in flight at a restart fires again without counting an attempt');
+
+promise_test(async () => {
+  const reg = await registerWorker();
+  const tag = uniqueTag('reject-');
+  await reg.sync.register(tag);
+  await settle();
+  await bgsyncTest.restart();
+  await bgsyncTest.advanceTime(5 * MINUTE - 1);
+  assert_equals((await logFor(tag, 'dispatched')).length, 1, 'the back-off survived the restart');
+  await bgsyncTest.advanceTime(1);
+  await settle();
+  assert_equals((await logFor(tag, 'dispatched')).length, 2);
+}, 'a back-off survives a restart');
+
+promise_test(async () => {
+  const log = await bgsyncTest.log();
+  for (let i = 1; i < log.length; i++) assert_greater_than_equal(log[i].time, log[i - 1].time, `entry ${i}`);
+}, 'the log is kept, in time order, across restarts');
