@@ -53,14 +53,14 @@
     }
     const home = spec.global && exposure.includes(spec.global) ? G : proto;
     for (const [a, d] of Object.entries(spec.attrs || {})) {
-      const thisOf = (t) => (spec.global && (t === undefined || t === null) ? G : t);
+      const thisOf = (t) => (t === undefined || t === null ? G : t);
       const get = function () { const t = thisOf(this); return d.get.call(t, brandCheck(t, name, a)); };
       const desc = { get: setName(get, `get ${a}`), enumerable: true, configurable: true };
       if (d.set) desc.set = setName(function (v) { const t = thisOf(this); d.set.call(t, brandCheck(t, name, a), v); }, `set ${a}`);
       Object.defineProperty(home, a, desc);
     }
     for (const [o, d] of Object.entries(spec.ops || {})) {
-      const thisOf = (t) => (spec.global && (t === undefined || t === null) ? G : t);
+      const thisOf = (t) => (t === undefined || t === null ? G : t);
       const op = d.promise
         ? function (...args) {
             try { const t = thisOf(this); const s = brandCheck(t, name, o); if (args.length < d.length) throw missing(name, o, d.length, args.length); return Promise.resolve(d.fn.call(t, s, ...args)); } catch (e) { return Promise.reject(e); }
