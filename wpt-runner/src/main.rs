@@ -20,7 +20,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use report::{verdict, Expectations};
 use run::{FileStatus, Outcome, Setup};
 
-const USAGE: &str = "usage: wpt-runner [PATH...] [--wpt-root DIR] [--json FILE] [--expectations FILE] [--update-expectations] [--filter SUBSTR] [--jobs N]";
+const USAGE: &str = "usage: wpt-runner [PATH...] [--wpt-root DIR] [--json FILE] [--expectations FILE] [--update-expectations] [--filter SUBSTR] [--jobs N] [--timeout-multiplier F]";
 
 struct Args {
     paths: Vec<PathBuf>,
@@ -30,6 +30,7 @@ struct Args {
     update: bool,
     filter: Option<String>,
     jobs: usize,
+    timeout_multiplier: f64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -43,6 +44,7 @@ fn parse_args() -> Result<Args, String> {
         jobs: std::thread::available_parallelism()
             .map_or(2, |n| n.get())
             .min(4),
+        timeout_multiplier: 1.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -60,6 +62,15 @@ fn parse_args() -> Result<Args, String> {
                 a.jobs = value("--jobs")?
                     .parse()
                     .map_err(|_| format!("--jobs takes a number\n{USAGE}"))?
+            }
+            "--timeout-multiplier" => {
+                a.timeout_multiplier = value("--timeout-multiplier")?
+                    .parse()
+                    .ok()
+                    .filter(|m: &f64| *m > 0.0 && m.is_finite())
+                    .ok_or_else(|| {
+                        format!("--timeout-multiplier takes a positive number\n{USAGE}")
+                    })?
             }
             "-h" | "--help" => return Err(USAGE.to_owned()),
             s if s.starts_with("--") => return Err(format!("unknown option {s}\n{USAGE}")),
@@ -122,6 +133,7 @@ fn real_main() -> Result<bool, String> {
     let setup = Setup {
         root: root.clone(),
         wpt_checkout,
+        timeout_multiplier: args.timeout_multiplier,
     };
     let started = Instant::now();
     let time_start = now_ms();

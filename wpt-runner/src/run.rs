@@ -22,6 +22,8 @@ pub struct Setup {
     /// True when `root` is a WPT checkout: its own testharness.js, idlharness.js and
     /// testdriver.js are used.
     pub wpt_checkout: bool,
+    /// Scales the harness timeouts (10 s, 60 s long) and the script watchdog (5 s).
+    pub timeout_multiplier: f64,
 }
 
 /// A file's status, as wptreport names them.
@@ -196,7 +198,7 @@ fn run_inner(setup: &Setup, v: &Variant) -> Result<Outcome, Failure> {
     let mut config = UserAgentConfig::new(&setup.root);
     config.data_dir = Some(data.path().to_owned());
     config.served = served(setup);
-    config.watchdog = Duration::from_secs(5);
+    config.watchdog = Duration::from_secs(5).mul_f64(setup.timeout_multiplier);
     let mut ua = UserAgent::new(config).map_err(|e| (FileStatus::Crash, e.to_string()))?;
     let base = ua
         .url_for("")
@@ -285,15 +287,12 @@ fn run_inner(setup: &Setup, v: &Variant) -> Result<Outcome, Failure> {
     if let Err(e) = ua.eval(realm, &source, test_url.as_str()) {
         error.get_or_insert(watchdog_words(e.to_string()));
     }
-    // The file has loaded: WPT's worker wrappers call done(); our harness is told directly.
-    let finish = if setup.wpt_checkout {
-        if is_window {
-            ""
-        } else {
-            "done();"
-        }
+    // The file has loaded: our harness is told directly; with WPT's, a worker wrapper calls
+    // done() (a window-less page completes when its tests do).
+    let finish = if is_window {
+        "if (typeof __bgsyncHarnessLoaded === 'function') __bgsyncHarnessLoaded();"
     } else {
-        "__bgsyncHarnessLoaded();"
+        "if (typeof __bgsyncHarnessLoaded === 'function') __bgsyncHarnessLoaded(); else done();"
     };
     if let Err(e) = ua.eval(realm, finish, "runner-loaded.js") {
         error.get_or_insert(e.to_string());
@@ -303,7 +302,8 @@ fn run_inner(setup: &Setup, v: &Variant) -> Result<Outcome, Failure> {
         Duration::from_secs(60)
     } else {
         Duration::from_secs(10)
-    };
+    }
+    .mul_f64(setup.timeout_multiplier);
     let deadline = Instant::now() + limit;
     if !ua.run_until(deadline, UserAgent::has_host_reports) {
         // Time is up: ask the harness to time out and report what it has.
@@ -318,7 +318,7 @@ fn run_inner(setup: &Setup, v: &Variant) -> Result<Outcome, Failure> {
         ) {
             return Err((
                 FileStatus::Timeout,
-                format!("no result within {} s", limit.as_secs()),
+                format!("no result within {:.1} s", limit.as_secs_f64()),
             ));
         }
     }

@@ -9,6 +9,9 @@ usage: cargo xtask <command>
 
 commands:
   ci        what CI runs: cargo fmt --check, clippy with warnings denied, the test suite
+  wpt [ARGS...]
+            the conformance runner over spec-tests/ (ARGS go to wpt-runner, e.g.
+            --wpt-root DIR, --json FILE)
   example   runs the e-mail outbox example (the timeline on virtual time)
   crash-test [--runs N] [--seed S]
             SIGKILLs a process registering through the durable store at random
@@ -20,6 +23,11 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("wpt") => {
+            let mut a = vec!["run", "--release", "-p", "wpt-runner", "--"];
+            a.extend(args[1..].iter().map(String::as_str));
+            cargo(&a)
+        }
         Some("example") => cargo(&["run", "-p", "bgsync", "--example", "outbox"]),
         Some("crash-test") => {
             crash_test_args(&args[1..]).and_then(|(runs, seed)| crash::crash_test(runs, seed))

@@ -1,0 +1,227 @@
+//! The runner and our testharness implementation report what happened: passes, failures,
+//! time-outs, errors, runaway scripts and skips, in the summary, the JSON and against
+//! expectations.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn write(root: &Path, path: &str, text: &str) {
+    let p = root.join(path);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+struct Run {
+    ok: bool,
+    stdout: String,
+    json: Value,
+}
+
+fn run(root: &Path, extra: &[&str]) -> Run {
+    let json = root.join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_wpt-runner"))
+        .arg(root.join("t"))
+        .args(["--wpt-root"])
+        .arg(root)
+        .args(["--json"])
+        .arg(&json)
+        .args(["--timeout-multiplier", "0.1"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let json = std::fs::read_to_string(&json)
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap_or(Value::Null);
+    Run {
+        ok: out.status.success(),
+        stdout,
+        json,
+    }
+}
+
+fn result<'a>(r: &'a Run, id: &str) -> &'a Value {
+    r.json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["test"] == id)
+        .unwrap_or_else(|| panic!("{id} missing:\n{}", r.stdout))
+}
+
+fn statuses(v: &Value) -> Vec<(String, String)> {
+    v["subtests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                s["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Our harness served as /resources/testharness.js inside a fake checkout.
+fn fixture() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(
+        root,
+        "resources/testharness.js",
+        include_str!("../js/harness.js"),
+    );
+    write(root, "t/pass.any.js", "test(() => assert_true(true), 'sync pass');\npromise_test(async () => { assert_equals(await Promise.resolve(1), 1); }, 'promise pass');\nasync_test(t => t.step_timeout(t.step_func_done(() => {}), 1), 'async pass');\n");
+    write(root, "t/fail.window.js", "test(() => assert_equals(1, 2, 'one is two'), 'equals fails');\ntest(() => assert_throws_dom('InvalidStateError', () => { throw new DOMException('m', 'SyntaxError'); }), 'wrong exception');\npromise_test(t => promise_rejects_js(t, TypeError, Promise.resolve()), 'resolves instead');\ntest(() => assert_array_equals([1, 2], [1, 3]), 'arrays differ');\ntest(() => {}, 'passes');\n");
+    write(root, "t/timeout.window.js", "async_test(() => {}, 'never done');\npromise_test(() => new Promise(() => {}), 'never settles');\npromise_test(async () => {}, 'queued behind');\n");
+    write(
+        root,
+        "t/throws.window.js",
+        "test(() => {}, 'before');\nthrow new Error('top-level failure');\n",
+    );
+    write(root, "t/loop.window.js", "for (;;) {}\n");
+    write(
+        root,
+        "t/lone.window.js",
+        "test(() => {}, 'name with \\uD800 lone');\n",
+    );
+    write(root, "t/page.html", "<!doctype html>");
+    dir
+}
+
+#[test]
+fn every_status_is_reported() {
+    let dir = fixture();
+    let r = run(dir.path(), &[]);
+    assert!(
+        !r.ok,
+        "unexpected failures must fail the run:\n{}",
+        r.stdout
+    );
+
+    let pass = result(&r, "/t/pass.any.html");
+    assert_eq!(pass["status"], "OK");
+    assert!(statuses(pass).iter().all(|(_, s)| s == "PASS"), "{pass}");
+    assert_eq!(statuses(result(&r, "/t/pass.any.worker.html")).len(), 3);
+
+    let fail = result(&r, "/t/fail.window.html");
+    assert_eq!(fail["status"], "OK");
+    assert_eq!(
+        statuses(fail),
+        [
+            ("equals fails".into(), "FAIL".into()),
+            ("wrong exception".into(), "FAIL".into()),
+            ("resolves instead".into(), "FAIL".into()),
+            ("arrays differ".into(), "FAIL".into()),
+            ("passes".into(), "PASS".into()),
+        ]
+    );
+    assert!(fail["subtests"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("one is two"));
+    assert_eq!(fail["subtests"][0]["expected"], "PASS");
+
+    let timeout = result(&r, "/t/timeout.window.html");
+    assert_eq!(timeout["status"], "TIMEOUT");
+    assert_eq!(
+        statuses(timeout),
+        [
+            ("never done".into(), "TIMEOUT".into()),
+            ("never settles".into(), "TIMEOUT".into()),
+            ("queued behind".into(), "NOTRUN".into()),
+        ]
+    );
+
+    let throws = result(&r, "/t/throws.window.html");
+    assert_eq!(throws["status"], "ERROR");
+    assert!(
+        throws["message"]
+            .as_str()
+            .unwrap()
+            .contains("top-level failure"),
+        "{throws}"
+    );
+
+    let lp = result(&r, "/t/loop.window.html");
+    assert_eq!(lp["status"], "ERROR");
+    assert!(lp["message"].as_str().unwrap().contains("watchdog"), "{lp}");
+
+    let lone = result(&r, "/t/lone.window.html");
+    assert_eq!(lone["subtests"][0]["name"], "name with U+D800 lone");
+
+    let page = result(&r, "/t/page.html");
+    assert_eq!(page["status"], "SKIP");
+    assert!(page["message"].as_str().unwrap().contains("DOM"));
+
+    let last = r.stdout.lines().last().unwrap();
+    assert!(last.ends_with("skipped"), "{last}");
+    assert!(
+        last.contains(" passed, ") && last.contains(" failed"),
+        "{last}"
+    );
+    for k in [
+        "product",
+        "browser_version",
+        "os",
+        "processor",
+        "bits",
+        "debug",
+        "revision",
+    ] {
+        assert!(r.json["run_info"].get(k).is_some(), "{k}");
+    }
+    assert!(r.json["time_end"].as_u64() >= r.json["time_start"].as_u64());
+}
+
+#[test]
+fn expectations_make_known_failures_expected_and_catch_unexpected_passes() {
+    let dir = fixture();
+    let exp = dir.path().join("expectations.json");
+    let r = run(
+        dir.path(),
+        &[
+            "--expectations",
+            exp.to_str().unwrap(),
+            "--update-expectations",
+        ],
+    );
+    assert!(exp.exists(), "{}", r.stdout);
+    let text = std::fs::read_to_string(&exp).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["t"]["pass.any.html"], true);
+    assert_eq!(v["t"]["timeout.window.html"], false);
+    assert_eq!(v["t"]["fail.window.html"][0], "equals fails");
+
+    let again = run(dir.path(), &["--expectations", exp.to_str().unwrap()]);
+    assert!(again.ok, "everything is expected now:\n{}", again.stdout);
+    assert!(again.json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|x| x.get("expected").is_none()));
+
+    // Fix a failing subtest: an unexpected pass fails the run.
+    write(
+        dir.path(),
+        "t/fail.window.js",
+        "test(() => {}, 'equals fails');\n",
+    );
+    let fixed = run(
+        dir.path(),
+        &[
+            "--expectations",
+            exp.to_str().unwrap(),
+            "--filter",
+            "fail.window",
+        ],
+    );
+    assert!(!fixed.ok, "{}", fixed.stdout);
+    assert_eq!(
+        result(&fixed, "/t/fail.window.html")["subtests"][0]["expected"],
+        "FAIL"
+    );
+}
