@@ -1,0 +1,28 @@
+//! The reference model of Background Sync and the differential harness.
+//!
+//! [`Model`] is the oracle: the one-shot algorithms of the
+//! [spec](https://wicg.github.io/background-sync/spec/) with our documented parameters, written
+//! with lists and linear scans so that a reader can hold it against the spec. It is not the
+//! product. [`run_scenario`] runs a sequence of [`Op`]s on the engine (the scheduler, the
+//! dispatcher with its time limits, a store) and on the model, and returns the first step after
+//! which what script could observe differs: a promise's outcome, the events fired (tag,
+//! lastChance), any registration's tags, or the wake-up time.
+//!
+//! ```
+//! use bgsync_model::{run_scenario, Op};
+//!
+//! let scenario = [
+//!     Op::Online(false),
+//!     Op::Register { origin: 0, sw: 0, tag: 0 },
+//!     Op::Online(true),
+//!     Op::Settle { n: 0, fulfilled: false },
+//!     Op::Advance(300_000),
+//! ];
+//! assert_eq!(run_scenario(&scenario), Ok(()));
+//! ```
+
+mod diff;
+mod model;
+
+pub use diff::{origins, params, run_scenario, tags, Divergence, Op, WORKERS};
+pub use model::{Fired, Model, Registration, ServiceWorker, Settled, State};
