@@ -375,9 +375,8 @@ impl Model {
     /// pending again (or still backing off) and fire when they can.
     pub fn restart(&mut self) {
         for r in &mut self.registrations {
-            if r.event.take().is_some() {
-                r.state = State::Pending;
-            } else if r.state == State::ReregisteredWhileFiring {
+            // A firing (or re-registered while firing) registration lost its event.
+            if r.event.take().is_some() || r.state == State::ReregisteredWhileFiring {
                 r.state = State::Pending;
             }
             if r.state == State::Waiting && r.retry_at <= self.now {
