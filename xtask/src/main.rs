@@ -3,6 +3,7 @@
 use std::process::{Command, ExitCode};
 
 mod crash;
+mod fuzz;
 
 const HELP: &str = "\
 usage: cargo xtask <command>
@@ -13,6 +14,9 @@ commands:
             the conformance runner over spec-tests/ (ARGS go to wpt-runner, e.g.
             --wpt-root DIR, --json FILE)
   example   runs the e-mail outbox example (the timeline on virtual time)
+  fuzz --cases N | --target NAME --seconds S | --all --seconds S
+            the differential test with N random scenarios; or libFuzzer targets
+            (store_open, decode_row, idl_conversions, differential) via cargo-fuzz
   crash-test [--runs N] [--seed S]
             SIGKILLs a process registering through the durable store at random
             moments (N times, default 50) and checks nothing acknowledged was lost
@@ -29,6 +33,7 @@ fn main() -> ExitCode {
             cargo(&a)
         }
         Some("example") => cargo(&["run", "-p", "bgsync", "--example", "outbox"]),
+        Some("fuzz") => fuzz::main(&args[1..]),
         Some("crash-test") => {
             crash_test_args(&args[1..]).and_then(|(runs, seed)| crash::crash_test(runs, seed))
         }

@@ -1,0 +1,36 @@
+//! Decoding stored rows: any field values must decode or be refused, never panic.
+#![no_main]
+
+use bgsync_store::{decode_row, RawRow};
+use libfuzzer_sys::fuzz_target;
+
+fn i64_at(data: &[u8], i: usize) -> i64 {
+    let mut b = [0u8; 8];
+    for (k, byte) in b.iter_mut().enumerate() {
+        *byte = data.get(i + k).copied().unwrap_or(0);
+    }
+    i64::from_le_bytes(b)
+}
+
+fuzz_target!(|data: &[u8]| {
+    if data.len() < 48 {
+        return;
+    }
+    let (fixed, rest) = data.split_at(48);
+    let split = rest.len() / 2;
+    let row = RawRow {
+        sw: i64_at(fixed, 0),
+        kind: i64_at(fixed, 8) % 4,
+        tag: rest[..split].to_vec(),
+        origin: String::from_utf8_lossy(&rest[split..]).into_owned(),
+        attempts: i64_at(fixed, 16),
+        max_attempts: i64_at(fixed, 24),
+        next_fire: i64_at(fixed, 32),
+        periodic_interval_ms: if fixed[40] % 2 == 0 { None } else { Some(i64_at(fixed, 40)) },
+    };
+    if let Ok(r) = decode_row(row) {
+        // What decodes re-encodes to a valid origin and an even-length tag.
+        assert!(r.max_attempts > 0);
+        let _ = r.origin.serialize();
+    }
+});
