@@ -150,7 +150,7 @@ pub fn target(name: &str, seconds: u64) -> Result<TargetRun, String> {
                 .and_then(|r| r.split_whitespace().next())
                 .and_then(|n| n.parse().ok())
         })
-        .last()
+        .next_back()
         .unwrap_or(0);
     let findings = count(&artifacts).saturating_sub(before);
     if !output.status.success() && findings == 0 {
