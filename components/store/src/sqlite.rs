@@ -417,15 +417,7 @@ fn load(conn: &Connection, path: &Path) -> Result<Vec<StoredRegistration>, Store
         .map_err(failed)?;
     let mut out = Vec::new();
     for row in rows {
-        let row = row.map_err(|e| match e {
-            // A column of the wrong type is damage, not an I/O problem.
-            rusqlite::Error::FromSqlConversionFailure(..)
-            | rusqlite::Error::InvalidColumnType(..) => StoreError::Corrupt {
-                path: path.to_owned(),
-                cause: format!("a row does not decode: {e}"),
-            },
-            e => failed(e),
-        })?;
+        let row = row.map_err(failed)?;
         let sw = row.sw;
         out.push(decode_row(row).map_err(|cause| StoreError::Corrupt {
             path: path.to_owned(),
@@ -435,19 +427,43 @@ fn load(conn: &Connection, path: &Path) -> Result<Vec<StoredRegistration>, Store
     Ok(out)
 }
 
-/// Damage (corrupt pages, not a database) becomes [`StoreError::Corrupt`]; anything else is
-/// built by `other`.
+/// Damage becomes [`StoreError::Corrupt`]; anything else is built by `other`. Damage is what a
+/// healthy file of ours can never produce: corrupt pages, a file that is not a database, a
+/// column of the wrong type, or a schema that does not match its version (a missing table or
+/// column). Trouble of the environment — I/O errors, a full disk, permissions, locks, memory —
+/// is not damage: the file is left where it is.
 fn classify(
     path: &Path,
     e: rusqlite::Error,
     other: impl FnOnce(String) -> StoreError,
 ) -> StoreError {
-    match e.sqlite_error_code() {
-        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreError::Corrupt {
+    let damaged = match &e {
+        rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::InvalidColumnIndex(..)
+        | rusqlite::Error::InvalidColumnName(..) => true,
+        _ => matches!(
+            e.sqlite_error_code(),
+            Some(
+                ErrorCode::DatabaseCorrupt
+                    | ErrorCode::NotADatabase
+                    | ErrorCode::Unknown
+                    | ErrorCode::SchemaChanged
+                    | ErrorCode::ConstraintViolation
+                    | ErrorCode::TypeMismatch
+                    | ErrorCode::TooBig
+                    | ErrorCode::ParameterOutOfRange
+            )
+        ),
+    };
+    if damaged {
+        StoreError::Corrupt {
             path: path.to_owned(),
             cause: e.to_string(),
-        },
-        _ => other(e.to_string()),
+        }
+    } else {
+        other(e.to_string())
     }
 }
 

@@ -367,3 +367,24 @@ fn decode_row_refuses_what_this_build_never_writes() {
         assert!(decode_row(row.clone()).is_err(), "{row:?}");
     }
 }
+
+#[test]
+fn a_schema_that_does_not_match_its_version_is_corruption() {
+    for damage in [
+        "UPDATE schema_version SET version = NULL",
+        "DROP TABLE registrations",
+        "ALTER TABLE registrations DROP COLUMN periodic_interval_ms",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        filled(dir.path(), 2);
+        {
+            let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+            conn.execute_batch(damage).unwrap();
+        }
+        let err = SqliteStore::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{damage}: {err}");
+        let (mut store, recovery) = SqliteStore::open_or_recover(dir.path()).unwrap();
+        assert!(recovery.is_some(), "{damage}");
+        store.commit(&[StoreOp::DeleteAll]).unwrap();
+    }
+}
