@@ -371,7 +371,7 @@ fn decode_row_refuses_what_this_build_never_writes() {
 #[test]
 fn a_schema_that_does_not_match_its_version_is_corruption() {
     for damage in [
-        "UPDATE schema_version SET version = NULL",
+        "DROP TABLE schema_version; CREATE TABLE schema_version (version); INSERT INTO schema_version VALUES (NULL);",
         "DROP TABLE registrations",
         "ALTER TABLE registrations DROP COLUMN periodic_interval_ms",
     ] {
