@@ -442,7 +442,9 @@ fn classify(
         | rusqlite::Error::FromSqlConversionFailure(..)
         | rusqlite::Error::IntegralValueOutOfRange(..)
         | rusqlite::Error::InvalidColumnIndex(..)
-        | rusqlite::Error::InvalidColumnName(..) => true,
+        | rusqlite::Error::InvalidColumnName(..)
+        // Our own statements failing to compile means the schema is not ours.
+        | rusqlite::Error::SqlInputError { .. } => true,
         _ => matches!(
             e.sqlite_error_code(),
             Some(
