@@ -2,6 +2,7 @@
 
 use std::process::{Command, ExitCode};
 
+mod bench;
 mod crash;
 mod fuzz;
 
@@ -14,6 +15,9 @@ commands:
             the conformance runner over spec-tests/ (ARGS go to wpt-runner, e.g.
             --wpt-root DIR, --json FILE)
   example   runs the e-mail outbox example (the timeline on virtual time)
+  bench [--quick]
+            benchmarks as ratios against limits measured in the same run
+            (--quick: a smoke run of under a minute)
   fuzz --cases N | --target NAME --seconds S | --all --seconds S
             the differential test with N random scenarios; or libFuzzer targets
             (store_open, decode_row, idl_conversions, differential) via cargo-fuzz
@@ -34,6 +38,17 @@ fn main() -> ExitCode {
         }
         Some("example") => cargo(&["run", "-p", "bgsync", "--example", "outbox"]),
         Some("fuzz") => fuzz::main(&args[1..]),
+        // Benchmarks measure optimised code: a debug xtask hands over to a release build.
+        Some("bench") if cfg!(debug_assertions) => {
+            let mut a = vec!["run", "--release", "--quiet", "-p", "xtask", "--", "bench"];
+            a.extend(args[1..].iter().map(String::as_str));
+            cargo(&a)
+        }
+        Some("bench") => bench::main(&args[1..]),
+        Some("bench-cold-child") => match args.get(1) {
+            Some(dir) => bench::cold_child(std::path::Path::new(dir)),
+            None => Err("bench-cold-child DIR".into()),
+        },
         Some("crash-test") => {
             crash_test_args(&args[1..]).and_then(|(runs, seed)| crash::crash_test(runs, seed))
         }
