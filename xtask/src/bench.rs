@@ -77,7 +77,7 @@ fn durable_engine(dir: &Path) -> Result<BackgroundSync, String> {
         .map_err(|e| e.to_string())
 }
 
-/// 1. fdatasync per 100-byte record, and per 64 records, in `dir`.
+/// Benchmark 1: fdatasync per 100-byte record, and per 64 records, in `dir`.
 fn fsync_limits(dir: &Path, n: usize) -> Result<(f64, f64), String> {
     let path = dir.join("fsync-probe");
     let mut f = OpenOptions::new()
@@ -104,7 +104,7 @@ fn fsync_limits(dir: &Path, n: usize) -> Result<(f64, f64), String> {
     Ok((per_record, grouped))
 }
 
-/// 2. Durable register latency, one caller.
+/// Benchmark 2: durable register latency, one caller.
 fn register_latency(dir: &Path, n: usize) -> Result<(Duration, Duration), String> {
     let sync = durable_engine(dir)?;
     let o = origin(0);
@@ -122,7 +122,7 @@ fn register_latency(dir: &Path, n: usize) -> Result<(Duration, Duration), String
     Ok((lat[n / 2], lat[(n * 99 / 100).min(n - 1)]))
 }
 
-/// 3. Durable register throughput, 64 concurrent callers.
+/// Benchmark 3: durable register throughput, 64 concurrent callers.
 fn register_throughput(dir: &Path, per_caller: usize) -> Result<f64, String> {
     let sync = durable_engine(dir)?;
     let t = Instant::now();
@@ -144,7 +144,7 @@ fn register_throughput(dir: &Path, per_caller: usize) -> Result<f64, String> {
     Ok(rate)
 }
 
-/// 4. The naive baseline: one SQLite transaction per register, same schema, same durability.
+/// Benchmark 4: the naive baseline: one SQLite transaction per register, same schema, same durability.
 fn naive_baseline(dir: &Path, n: usize) -> Result<f64, String> {
     let conn = rusqlite::Connection::open(dir.join("naive.sqlite")).map_err(|e| e.to_string())?;
     conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
@@ -201,8 +201,8 @@ fn register_core(
     drain(core, store, Timestamp(0));
 }
 
-/// 5. register and getTags with n registrations in one service worker registration (core,
-/// in-memory store). Returns (ns per register, ns per getTags, ns per tag returned).
+/// Benchmark 5: register and getTags with n registrations in one service worker registration
+/// (core, in-memory store). Returns (ns per register, ns per getTags, ns per tag returned).
 fn per_op(n: usize, samples: usize) -> (f64, f64, f64) {
     let params = Parameters {
         max_registrations_per_origin: None,
@@ -250,8 +250,8 @@ fn per_op(n: usize, samples: usize) -> (f64, f64, f64) {
     (reg, tags, tags / (n + samples) as f64)
 }
 
-/// 6. Online fan-out: `n` pending registrations over n/10 origins, offline → online, a host that
-/// settles at once. Returns ns per registration (core + dispatcher, in-memory store).
+/// Benchmark 6, online fan-out: `n` pending registrations over n/10 origins, offline → online,
+/// a host that settles at once. Returns ns per registration (core + dispatcher, in-memory store).
 fn fanout(n: usize) -> f64 {
     let params = Parameters {
         max_registrations_per_origin: None,
@@ -359,7 +359,7 @@ pub fn cold_child(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// 7. Cold start with `n` stored registrations: (seconds, bytes of peak RSS per registration).
+/// Benchmark 7: cold start with `n` stored registrations: (seconds, bytes of peak RSS per registration).
 fn cold_start(dir: &Path, n: usize) -> Result<(f64, f64), String> {
     let full = dir.join("cold");
     let empty = dir.join("cold-empty");
