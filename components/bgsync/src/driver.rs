@@ -8,6 +8,7 @@ use bgsync_scheduler::{
     DispatchOutcome, Effect, LogEntry, LogEvent, RegisterCall, RegisterContext, Response, Scheduler,
 };
 use bgsync_store::{RegistrationStore, StoreOp};
+use bgsync_types::PersistId;
 use bgsync_types::{
     DispatchId, DomException, DomExceptionName, Origin, PermissionState, RequestId,
     SwRegistrationId, Tag, Timestamp,
@@ -58,6 +59,8 @@ pub(crate) enum Msg {
     Log(Reply<Vec<LogEntry>>),
     SubscribeLog(crossbeam_channel::Sender<LogEntry>),
     WakeUp(Reply<Option<Timestamp>>),
+    /// The store thread finished a commit.
+    Committed(Vec<PersistId>, Result<(), String>),
     Status(Reply<crate::EngineStatus>),
     Shutdown,
 }
@@ -75,10 +78,70 @@ pub(crate) struct Embedder {
     pub clock: Arc<dyn Clock>,
 }
 
+/// The writes of one commit.
+struct Batch {
+    ids: Vec<PersistId>,
+    ops: Vec<StoreOp>,
+}
+
+/// The store's own thread: commits one batch at a time and reports back. While a commit is in
+/// flight (an fsync), the driver keeps taking calls and gathers their writes into the next batch:
+/// that is what makes concurrent callers share fsyncs.
+struct StoreThread {
+    tx: Option<crossbeam_channel::Sender<Batch>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StoreThread {
+    fn start(mut store: Box<dyn RegistrationStore>, done: mpsc::WeakUnboundedSender<Msg>) -> StoreThread {
+        let (tx, rx) = crossbeam_channel::unbounded::<Batch>();
+        let thread = std::thread::Builder::new()
+            .name("background-sync-store".into())
+            .spawn(move || {
+                for batch in rx {
+                    let result = {
+                        let _entered = tracing::debug_span!("commit", ops = batch.ops.len()).entered();
+                        store.commit(&batch.ops).map_err(|e| {
+                            tracing::error!(error = %e, "store commit failed");
+                            e.to_string()
+                        })
+                    };
+                    match done.upgrade() {
+                        Some(tx) => {
+                            let _ = tx.send(Msg::Committed(batch.ids, result));
+                        }
+                        None => break,
+                    }
+                }
+            })
+            .ok();
+        StoreThread { tx: Some(tx), thread }
+    }
+
+    fn send(&self, batch: Batch) -> Result<(), Batch> {
+        match &self.tx {
+            Some(tx) => tx.send(batch).map_err(|e| e.0),
+            None => Err(batch),
+        }
+    }
+
+    /// Lets the last commit finish and closes the store.
+    fn stop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 pub(crate) struct Driver {
     pub core: Scheduler,
     pub dispatcher: Dispatcher,
-    pub store: Box<dyn RegistrationStore>,
+    store: StoreThread,
+    /// Writes waiting for the next commit.
+    queued: Vec<(PersistId, Vec<StoreOp>)>,
+    /// Whether a commit is in flight.
+    committing: bool,
     pub embedder: Embedder,
     pub rx: mpsc::UnboundedReceiver<Msg>,
     pub log_capacity: usize,
@@ -96,14 +159,16 @@ impl Driver {
         dispatcher: Dispatcher,
         store: Box<dyn RegistrationStore>,
         embedder: Embedder,
-        rx: mpsc::UnboundedReceiver<Msg>,
+        (tx, rx): (mpsc::WeakUnboundedSender<Msg>, mpsc::UnboundedReceiver<Msg>),
         log_capacity: usize,
         log_subscribers: Vec<crossbeam_channel::Sender<LogEntry>>,
     ) -> Self {
         Driver {
             core,
             dispatcher,
-            store,
+            store: StoreThread::start(store, tx),
+            queued: Vec::new(),
+            committing: false,
             embedder,
             rx,
             log_capacity,
@@ -152,10 +217,16 @@ impl Driver {
                     break;
                 }
             }
-            for waiter in self.settle_waiters.drain(..) {
-                waiter.send(());
+            // Settled means written too: wait for the commit in flight.
+            if !self.committing {
+                for waiter in self.settle_waiters.drain(..) {
+                    waiter.send(());
+                }
             }
         }
+        // The commit in flight, if any, completes before the store closes; its callers are
+        // answered below with the others (it is durable, but the engine is going away).
+        self.store.stop();
         for (_, pending) in self.pending.drain() {
             let gone = DomException::new(
                 DomExceptionName::UnknownError,
@@ -247,6 +318,12 @@ impl Driver {
                 self.pending.insert(request, Pending::Clear(reply));
                 self.core.clear_all(now, request);
             }
+            Msg::Committed(ids, result) => {
+                self.committing = false;
+                for id in ids {
+                    self.core.persist_completed(now, id, result.clone());
+                }
+            }
             Msg::Settle(reply) => self.settle_waiters.push(reply),
             Msg::Log(reply) => reply.send(self.log.iter().cloned().collect()),
             Msg::SubscribeLog(tx) => self.log_subscribers.push(tx),
@@ -273,8 +350,8 @@ impl Driver {
         self.core.handle_timeout(now);
     }
 
-    /// Carries out the core's effects until it has none left. The writes that are ready together
-    /// go to the store as one commit (group commit).
+    /// Carries out the core's effects until it has none left. Their writes are queued and go to
+    /// the store thread as one commit as soon as no other commit is in flight (group commit).
     fn flush(&mut self) {
         loop {
             let now = self.now();
@@ -300,19 +377,39 @@ impl Driver {
                 }
             }
             self.drain_log();
-            if persists.is_empty() {
+            let wrote = !persists.is_empty();
+            self.queued.extend(persists);
+            self.commit_queued();
+            // A commit that could not even be sent is answered at once, which may have queued
+            // more effects; otherwise everything left waits for the store.
+            if !wrote || self.committing {
                 return;
             }
-            let batch: Vec<StoreOp> = persists.iter().flat_map(|(_, ops)| ops.clone()).collect();
-            let result = {
-                let _entered = tracing::debug_span!("commit", ops = batch.len()).entered();
-                self.store.commit(&batch).map_err(|e| {
-                    tracing::error!(error = %e, "store commit failed");
-                    e.to_string()
-                })
-            };
-            for (id, _) in persists {
-                self.core.persist_completed(now, id, result.clone());
+        }
+    }
+
+    /// Sends the queued writes as one commit, unless one is already in flight (then they go
+    /// with the next).
+    fn commit_queued(&mut self) {
+        if self.committing || self.queued.is_empty() {
+            return;
+        }
+        let queued = std::mem::take(&mut self.queued);
+        let mut batch = Batch {
+            ids: Vec::with_capacity(queued.len()),
+            ops: Vec::new(),
+        };
+        for (id, ops) in queued {
+            batch.ids.push(id);
+            batch.ops.extend(ops);
+        }
+        match self.store.send(batch) {
+            Ok(()) => self.committing = true,
+            Err(batch) => {
+                let now = self.now();
+                for id in batch.ids {
+                    self.core.persist_completed(now, id, Err("the store thread is gone".into()));
+                }
             }
         }
     }

@@ -218,7 +218,7 @@ impl Builder {
                 permissions: self.permissions,
                 clock: self.clock,
             },
-            rx,
+            (tx.downgrade(), rx),
             self.log_capacity,
             self.log_subscribers,
         );
