@@ -93,14 +93,18 @@ struct StoreThread {
 }
 
 impl StoreThread {
-    fn start(mut store: Box<dyn RegistrationStore>, done: mpsc::WeakUnboundedSender<Msg>) -> StoreThread {
+    fn start(
+        mut store: Box<dyn RegistrationStore>,
+        done: mpsc::WeakUnboundedSender<Msg>,
+    ) -> StoreThread {
         let (tx, rx) = crossbeam_channel::unbounded::<Batch>();
         let thread = std::thread::Builder::new()
             .name("background-sync-store".into())
             .spawn(move || {
                 for batch in rx {
                     let result = {
-                        let _entered = tracing::debug_span!("commit", ops = batch.ops.len()).entered();
+                        let _entered =
+                            tracing::debug_span!("commit", ops = batch.ops.len()).entered();
                         store.commit(&batch.ops).map_err(|e| {
                             tracing::error!(error = %e, "store commit failed");
                             e.to_string()
@@ -115,7 +119,10 @@ impl StoreThread {
                 }
             })
             .ok();
-        StoreThread { tx: Some(tx), thread }
+        StoreThread {
+            tx: Some(tx),
+            thread,
+        }
     }
 
     fn send(&self, batch: Batch) -> Result<(), Batch> {
@@ -408,7 +415,8 @@ impl Driver {
             Err(batch) => {
                 let now = self.now();
                 for id in batch.ids {
-                    self.core.persist_completed(now, id, Err("the store thread is gone".into()));
+                    self.core
+                        .persist_completed(now, id, Err("the store thread is gone".into()));
                 }
             }
         }

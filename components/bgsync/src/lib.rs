@@ -192,9 +192,8 @@ impl Builder {
         let mut core = Scheduler::new(self.params);
         // Online state and permissions first, so nothing fires that may not.
         core.set_online(now, self.network.is_online());
-        let mut origins: Vec<&Origin> = records.iter().map(|r| &r.origin).collect();
-        origins.sort_by_key(|o| o.serialize());
-        origins.dedup();
+        let origins: std::collections::HashSet<&Origin> =
+            records.iter().map(|r| &r.origin).collect();
         for origin in origins {
             core.set_permission(now, origin, self.permissions.background_sync(origin));
         }

@@ -134,8 +134,6 @@ pub struct Scheduler {
     registrations: BTreeMap<Key, SyncRegistration>,
     /// Waiting registrations by the end of their back-off.
     retry_timers: BTreeSet<(Timestamp, Key)>,
-    /// Pending registrations that could not fire yet (offline or permission denied).
-    ready: BTreeSet<Key>,
     /// Events in flight.
     in_flight: HashMap<DispatchId, Key>,
     /// The origin of every service worker registration we hold registrations for.
@@ -165,7 +163,6 @@ impl Scheduler {
             online: true,
             registrations: BTreeMap::new(),
             retry_timers: BTreeSet::new(),
-            ready: BTreeSet::new(),
             in_flight: HashMap::new(),
             sw_origins: HashMap::new(),
             unregistered: HashSet::new(),
@@ -518,15 +515,13 @@ impl Scheduler {
     /// [When the user agent goes online](https://wicg.github.io/background-sync/spec/#online):
     /// fire a sync event for each pending registration (of the origins `filter` selects).
     fn fire_pending_registrations(&mut self, filter: impl Fn(&Origin) -> bool) {
+        // One pass over the registrations: this happens once per network or permission change,
+        // and keeping no index of blocked registrations saves memory on every one of them.
         let keys: Vec<Key> = self
-            .ready
+            .registrations
             .iter()
-            .filter(|k| {
-                self.registrations
-                    .get(*k)
-                    .is_some_and(|r| filter(&r.origin))
-            })
-            .cloned()
+            .filter(|(_, r)| r.state == RegistrationState::Pending && filter(&r.origin))
+            .map(|(k, _)| k.clone())
             .collect();
         for key in keys {
             self.try_fire(key);
@@ -625,7 +620,6 @@ impl Scheduler {
             .collect();
         for key in keys {
             if let Some(reg) = self.registrations.remove(&key) {
-                self.ready.remove(&key);
                 self.retry_timers.remove(&(reg.next_fire, key.clone()));
                 if let Some(f) = reg.in_flight {
                     self.in_flight.remove(&f.id);
@@ -741,11 +735,9 @@ impl Scheduler {
         if reg.state != RegistrationState::Pending {
             return;
         }
+        // Otherwise it stays pending; going online or a grant fires it.
         if self.online && !self.denied.contains(&reg.origin) {
-            self.ready.remove(&key);
             self.fire_sync_event(key);
-        } else {
-            self.ready.insert(key);
         }
     }
 

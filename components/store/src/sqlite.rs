@@ -1,5 +1,6 @@
 //! The durable backend: SQLite in WAL mode, one row per registration.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -350,6 +351,20 @@ pub struct RawRow {
 
 /// Decodes a stored row, refusing anything this build would not have written.
 pub fn decode_row(row: RawRow) -> Result<StoredRegistration, String> {
+    let origin = decode_origin(&row.origin)?;
+    decode_with_origin(row, origin)
+}
+
+fn decode_origin(text: &str) -> Result<Origin, String> {
+    let origin = Origin::parse(text).map_err(|e| format!("origin: {e}"))?;
+    if origin.serialize() != text {
+        return Err(format!("origin {text:?} is not serialized"));
+    }
+    Ok(origin)
+}
+
+/// Decodes a row whose origin column was already decoded as `origin`.
+fn decode_with_origin(row: RawRow, origin: Origin) -> Result<StoredRegistration, String> {
     let kind = match row.kind {
         0 => SyncKind::OneShot,
         1 => SyncKind::Periodic,
@@ -363,10 +378,6 @@ pub fn decode_row(row: RawRow) -> Result<StoredRegistration, String> {
         .chunks_exact(2)
         .map(|b| u16::from_be_bytes([b[0], b[1]]))
         .collect();
-    let origin = Origin::parse(&row.origin).map_err(|e| format!("origin: {e}"))?;
-    if origin.serialize() != row.origin {
-        return Err(format!("origin {:?} is not serialized", row.origin));
-    }
     let attempts = u32::try_from(row.attempts).map_err(|_| format!("attempts {}", row.attempts))?;
     let max_attempts = u32::try_from(row.max_attempts)
         .ok()
@@ -415,14 +426,29 @@ fn load(conn: &Connection, path: &Path) -> Result<Vec<StoredRegistration>, Store
             })
         })
         .map_err(failed)?;
-    let mut out = Vec::new();
+    // Sized up front: a million rows must not pay for Vec's doubling at start-up.
+    let count: i64 = conn
+        .query_row("SELECT count(*) FROM registrations", [], |r| r.get(0))
+        .map_err(failed)?;
+    let mut out = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    // Many rows share an origin: decode each origin once and share it.
+    let mut origins: HashMap<String, Origin> = HashMap::new();
     for row in rows {
         let row = row.map_err(failed)?;
         let sw = row.sw;
-        out.push(decode_row(row).map_err(|cause| StoreError::Corrupt {
+        let corrupt = |cause: String| StoreError::Corrupt {
             path: path.to_owned(),
             cause: format!("row of service worker registration {sw}: {cause}"),
-        })?);
+        };
+        let origin = match origins.get(&row.origin) {
+            Some(o) => o.clone(),
+            None => {
+                let o = decode_origin(&row.origin).map_err(corrupt)?;
+                origins.insert(row.origin.clone(), o.clone());
+                o
+            }
+        };
+        out.push(decode_with_origin(row, origin).map_err(corrupt)?);
     }
     Ok(out)
 }

@@ -1,5 +1,6 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use url::{Host, Url};
 
@@ -11,9 +12,9 @@ use crate::{DomException, DomExceptionName};
 /// documents, unparseable schemes) cannot be represented: constructing one from them fails with
 /// [`OriginError::Opaque`], which callers report as a `SecurityError`. `file:` URLs, whose origin
 /// the URL standard leaves to the implementation, are all treated as one origin, `file://`, because
-/// the Secure Contexts spec counts them as potentially trustworthy.
+/// the Secure Contexts spec counts them as potentially trustworthy. Clones share one allocation.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
-pub struct Origin(Repr);
+pub struct Origin(Arc<Repr>);
 
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 enum Repr {
@@ -59,10 +60,10 @@ impl Origin {
     /// The origin of `url`.
     pub fn from_url(url: &Url) -> Result<Origin, OriginError> {
         if url.scheme() == "file" {
-            return Ok(Origin(Repr::File));
+            return Ok(Origin(Arc::new(Repr::File)));
         }
         match url.origin() {
-            o @ url::Origin::Tuple(..) => Ok(Origin(Repr::Tuple(o))),
+            o @ url::Origin::Tuple(..) => Ok(Origin(Arc::new(Repr::Tuple(o)))),
             url::Origin::Opaque(_) => Err(OriginError::Opaque {
                 input: url.as_str().to_owned(),
             }),
@@ -71,7 +72,7 @@ impl Origin {
 
     /// The ASCII serialization of the origin (`https://example.com`, `http://localhost:8000`).
     pub fn serialize(&self) -> String {
-        match &self.0 {
+        match &*self.0 {
             Repr::Tuple(o) => o.ascii_serialization(),
             Repr::File => "file://".to_owned(),
         }
@@ -82,7 +83,7 @@ impl Origin {
     /// True for `https`, `wss` and `file`, for the loopback hosts 127.0.0.0/8 and `::1`, and for
     /// `localhost` and names under `.localhost`.
     pub fn is_potentially_trustworthy(&self) -> bool {
-        let (scheme, host) = match &self.0 {
+        let (scheme, host) = match &*self.0 {
             Repr::File => return true,
             Repr::Tuple(url::Origin::Tuple(scheme, host, _)) => (scheme.as_str(), host),
             Repr::Tuple(url::Origin::Opaque(_)) => return false,
@@ -120,7 +121,7 @@ impl Origin {
 
     /// The loopback IP address of the origin's host, if it has one (used by tests and docs).
     pub fn ip(&self) -> Option<IpAddr> {
-        match &self.0 {
+        match &*self.0 {
             Repr::Tuple(url::Origin::Tuple(_, Host::Ipv4(a), _)) => Some(IpAddr::V4(*a)),
             Repr::Tuple(url::Origin::Tuple(_, Host::Ipv6(a), _)) => Some(IpAddr::V6(*a)),
             _ => None,

@@ -1,16 +1,18 @@
 use std::fmt;
+use std::sync::Arc;
 
 /// A sync registration's tag: a DOMString, held as UTF-16 code units.
 ///
 /// Holding code units rather than a Rust `String` means lone surrogates survive a round trip
 /// through the engine, and `"\uD800"` and `"\uDC00"` stay two different tags, as they are to
-/// script. Tags order by code units, which is the order `getTags()` returns them in.
+/// script. Tags order by code units, which is the order `getTags()` returns them in. The units
+/// are shared, so the copies the engine keeps in its indexes and log cost no allocation.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Tag(Box<[u16]>);
+pub struct Tag(Arc<[u16]>);
 
 impl Tag {
     /// A tag from UTF-16 code units, lone surrogates allowed.
-    pub fn from_utf16(units: impl Into<Box<[u16]>>) -> Self {
+    pub fn from_utf16(units: impl Into<Arc<[u16]>>) -> Self {
         Tag(units.into())
     }
 
