@@ -45,6 +45,7 @@ fn main() -> ExitCode {
             cargo(&a)
         }
         Some("bench") => bench::main(&args[1..]),
+        Some("bench-one") => bench::one(&args[1..]),
         Some("bench-cold-child") => match args.get(1) {
             Some(dir) => bench::cold_child(std::path::Path::new(dir)),
             None => Err("bench-cold-child DIR".into()),

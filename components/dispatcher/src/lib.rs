@@ -39,8 +39,10 @@
 //! assert_eq!(dispatcher.outcome_reported(id, outcome), Some(DispatchOutcome::Fulfilled));
 //! ```
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
+
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 use bgsync_scheduler::{DispatchOutcome, DispatchRequest};
 use bgsync_types::{DispatchId, Origin, SwRegistrationId, Tag, Timestamp};
@@ -169,7 +171,7 @@ impl Dispatcher {
         Dispatcher {
             host,
             sink,
-            in_flight: HashMap::new(),
+            in_flight: HashMap::default(),
             deadlines: BTreeSet::new(),
         }
     }

@@ -1,4 +1,9 @@
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+// The core's hash maps are keyed by ids and origins; foldhash is several times faster than
+// SipHash on them and keeps per-map random seeds.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 use bgsync_store::{RegistrationKey, StoreOp, StoredRegistration};
 use bgsync_types::{
@@ -163,13 +168,13 @@ impl Scheduler {
             online: true,
             registrations: BTreeMap::new(),
             retry_timers: BTreeSet::new(),
-            in_flight: HashMap::new(),
-            sw_origins: HashMap::new(),
-            unregistered: HashSet::new(),
-            origin_counts: HashMap::new(),
-            denied: HashSet::new(),
-            busy: HashMap::new(),
-            staged: HashMap::new(),
+            in_flight: HashMap::default(),
+            sw_origins: HashMap::default(),
+            unregistered: HashSet::default(),
+            origin_counts: HashMap::default(),
+            denied: HashSet::default(),
+            busy: HashMap::default(),
+            staged: HashMap::default(),
             effects: VecDeque::new(),
             log: Vec::new(),
             next_dispatch: 1,
