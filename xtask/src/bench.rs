@@ -452,6 +452,17 @@ pub fn one(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
         Some("fanout") => println!("fan-out: {:.1} ns/registration", fanout(n)),
         Some("register") => println!("register: {:.1} ns/op", per_op(n, 2_000).0),
+        Some("cold") => {
+            let base = std::env::temp_dir().join(format!("bgsync-cold-{}", std::process::id()));
+            let (s, b) = cold_start(&base, n)?;
+            let dir = base.join("cold");
+            let t = Instant::now();
+            let mut store = SqliteStore::open(&dir).map_err(|e| e.to_string())?;
+            let open = t.elapsed();
+            let rows = store.load_all().map_err(|e| e.to_string())?.len();
+            println!("cold start: {s:.2} s, {b:.0} B/registration; SqliteStore::open alone (reads and decodes all {rows} rows): {:.2} s", open.as_secs_f64());
+            let _ = std::fs::remove_dir_all(&base);
+        }
         _ => return Err("bench-one fanout|register [N]".into()),
     }
     Ok(())

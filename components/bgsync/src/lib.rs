@@ -169,13 +169,12 @@ impl Builder {
         let mut records = self.store.load_all()?;
         // Rows of service worker registrations the host no longer has (unregistered while the
         // engine was down, or a removal that failed to commit) are removed, not restored.
-        let mut dead: Vec<SwRegistrationId> = records
-            .iter()
-            .map(|r| r.sw)
+        let sws: std::collections::BTreeSet<SwRegistrationId> =
+            records.iter().map(|r| r.sw).collect();
+        let dead: Vec<SwRegistrationId> = sws
+            .into_iter()
             .filter(|sw| self.host.registration(*sw).is_none())
             .collect();
-        dead.sort();
-        dead.dedup();
         if !dead.is_empty() {
             let ops: Vec<StoreOp> = dead
                 .iter()

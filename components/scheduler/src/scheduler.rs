@@ -263,8 +263,15 @@ impl Scheduler {
             }
             let key = (r.sw, r.tag);
             let waiting = r.next_fire > self.now;
-            self.sw_origins.insert(r.sw, r.origin.clone());
-            *self.origin_counts.entry(r.origin.clone()).or_default() += 1;
+            self.sw_origins
+                .entry(r.sw)
+                .or_insert_with(|| r.origin.clone());
+            match self.origin_counts.get_mut(&r.origin) {
+                Some(n) => *n += 1,
+                None => {
+                    self.origin_counts.insert(r.origin.clone(), 1);
+                }
+            }
             let reg = SyncRegistration {
                 origin: r.origin,
                 state: if waiting {
