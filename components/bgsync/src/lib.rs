@@ -41,7 +41,7 @@ use std::thread::JoinHandle;
 
 use bgsync_dispatcher::{Dispatcher, OutcomeSink};
 use bgsync_scheduler::Scheduler;
-use bgsync_store::{MemoryStore, RegistrationStore, SqliteStore, StoreError, StoreOp};
+use bgsync_store::{MemoryStore, RegistrationStore, SqliteStore, StoreError};
 use bgsync_types::{
     DomException, DomExceptionName, Origin, PermissionState, SwRegistrationId, Tag, Timestamp,
 };
@@ -155,48 +155,42 @@ impl Builder {
     /// Loads the stored registrations and starts the Background Sync thread. Registrations that
     /// are due fire as soon as the engine is online.
     pub fn start(mut self) -> Result<BackgroundSync, StartError> {
+        let now = self.clock.now();
+        // Registrations are restored offline, so nothing fires before the permissions and the
+        // network are known; they fire below, once both are.
+        let fresh = |params: &Parameters| {
+            let mut core = Scheduler::new(params.clone());
+            core.set_online(now, false);
+            core
+        };
+        let mut core = fresh(&self.params);
         if let Some(dir) = &self.data_dir {
-            let (store, recovery) = SqliteStore::open_or_recover(dir)?;
+            // Streamed from the database straight into the scheduler: never held twice.
+            let (store, recovery) =
+                SqliteStore::open_or_recover_each(dir, &mut |r| core.restore_one(now, r))?;
             if let Some(r) = recovery {
                 tracing::warn!(
                     moved_to = %r.moved_to.display(), cause = %r.cause,
                     "the sync registration database was damaged; it was moved aside and \
                      Background Sync starts with no registrations"
                 );
+                core = fresh(&self.params);
             }
             self.store = Box::new(store);
+        } else {
+            core.restore(now, self.store.load_all()?);
         }
-        let mut records = self.store.load_all()?;
-        // Rows of service worker registrations the host no longer has (unregistered while the
-        // engine was down, or a removal that failed to commit) are removed, not restored.
-        let sws: std::collections::BTreeSet<SwRegistrationId> =
-            records.iter().map(|r| r.sw).collect();
-        let dead: Vec<SwRegistrationId> = sws
-            .into_iter()
-            .filter(|sw| self.host.registration(*sw).is_none())
-            .collect();
-        if !dead.is_empty() {
-            let ops: Vec<StoreOp> = dead
-                .iter()
-                .map(|sw| StoreOp::DeleteServiceWorker(*sw))
-                .collect();
-            match self.store.commit(&ops) {
-                Ok(()) => records.retain(|r| !dead.contains(&r.sw)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not remove rows of unregistered service workers")
-                }
+        // Registrations of service worker registrations the host no longer has (unregistered
+        // while the engine was down, or a removal that failed to commit) go, durably.
+        for sw in core.service_worker_registrations() {
+            if self.host.registration(sw).is_none() {
+                core.service_worker_unregistered(now, sw);
             }
         }
-        let now = self.clock.now();
-        let mut core = Scheduler::new(self.params);
-        // Online state and permissions first, so nothing fires that may not.
-        core.set_online(now, self.network.is_online());
-        let origins: std::collections::HashSet<&Origin> =
-            records.iter().map(|r| &r.origin).collect();
-        for origin in origins {
-            core.set_permission(now, origin, self.permissions.background_sync(origin));
+        for origin in core.origins() {
+            core.set_permission(now, &origin, self.permissions.background_sync(&origin));
         }
-        core.restore(now, records);
+        core.set_online(now, self.network.is_online());
 
         let (tx, rx) = mpsc::unbounded_channel();
         let weak = tx.downgrade();

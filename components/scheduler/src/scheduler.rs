@@ -256,44 +256,61 @@ impl Scheduler {
         now: Timestamp,
         records: impl IntoIterator<Item = StoredRegistration>,
     ) {
-        self.advance(now);
         for r in records {
-            if r.kind != SyncKind::OneShot || self.unregistered.contains(&r.sw) {
-                continue;
-            }
-            let key = (r.sw, r.tag);
-            let waiting = r.next_fire > self.now;
-            self.sw_origins
-                .entry(r.sw)
-                .or_insert_with(|| r.origin.clone());
-            match self.origin_counts.get_mut(&r.origin) {
-                Some(n) => *n += 1,
-                None => {
-                    self.origin_counts.insert(r.origin.clone(), 1);
-                }
-            }
-            let reg = SyncRegistration {
-                origin: r.origin,
-                state: if waiting {
-                    RegistrationState::Waiting
-                } else {
-                    RegistrationState::Pending
-                },
-                attempts: r.attempts,
-                max_attempts: r.max_attempts.max(1),
-                next_fire: r.next_fire,
-                in_flight: None,
-            };
-            if let Some(old) = self.registrations.insert(key.clone(), reg) {
-                // A store never yields a key twice; if one did, keep the count honest.
-                self.decrement_origin(&old.origin);
-            }
-            if waiting {
-                self.retry_timers.insert((r.next_fire, key));
-            } else {
-                self.try_fire(key);
+            self.restore_one(now, r);
+        }
+    }
+
+    /// [`restore`](Scheduler::restore) for one record, for drivers that stream the store.
+    pub fn restore_one(&mut self, now: Timestamp, r: StoredRegistration) {
+        self.advance(now);
+        if r.kind != SyncKind::OneShot || self.unregistered.contains(&r.sw) {
+            return;
+        }
+        let key = (r.sw, r.tag);
+        let waiting = r.next_fire > self.now;
+        self.sw_origins
+            .entry(r.sw)
+            .or_insert_with(|| r.origin.clone());
+        match self.origin_counts.get_mut(&r.origin) {
+            Some(n) => *n += 1,
+            None => {
+                self.origin_counts.insert(r.origin.clone(), 1);
             }
         }
+        let reg = SyncRegistration {
+            origin: r.origin,
+            state: if waiting {
+                RegistrationState::Waiting
+            } else {
+                RegistrationState::Pending
+            },
+            attempts: r.attempts,
+            max_attempts: r.max_attempts.max(1),
+            next_fire: r.next_fire,
+            in_flight: None,
+        };
+        if let Some(old) = self.registrations.insert(key.clone(), reg) {
+            // A store never yields a key twice; if one did, keep the count honest.
+            self.decrement_origin(&old.origin);
+        }
+        if waiting {
+            self.retry_timers.insert((r.next_fire, key));
+        } else {
+            self.try_fire(key);
+        }
+    }
+
+    /// The origins the scheduler holds registrations for.
+    pub fn origins(&self) -> Vec<Origin> {
+        self.origin_counts.keys().cloned().collect()
+    }
+
+    /// The service worker registrations the scheduler holds registrations for, in id order.
+    pub fn service_worker_registrations(&self) -> Vec<SwRegistrationId> {
+        let mut v: Vec<SwRegistrationId> = self.sw_origins.keys().copied().collect();
+        v.sort();
+        v
     }
 
     /// Lets time advance to `now`: every back-off that ended runs its retry wait.

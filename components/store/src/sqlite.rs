@@ -120,6 +120,43 @@ impl SqliteStore {
         ))
     }
 
+    /// [`open_or_recover`](SqliteStore::open_or_recover), handing each stored registration to
+    /// `f` as it is read instead of keeping them all: a start-up of a million registrations
+    /// never holds them twice. When the returned recovery is `Some`, the file was damaged and
+    /// moved aside, and what `f` received before the damage was found must be discarded: the
+    /// store is empty.
+    pub fn open_or_recover_each(
+        dir: &Path,
+        f: &mut dyn FnMut(StoredRegistration),
+    ) -> Result<(SqliteStore, Option<Recovery>), StoreError> {
+        let lock = lock_dir(dir)?;
+        let path = dir.join(DB_FILE);
+        let attempt = open_conn(&path).and_then(|conn| load_each(&conn, &path, f).map(|()| conn));
+        let (conn, recovery) = match attempt {
+            Ok(conn) => (conn, None),
+            Err(StoreError::Corrupt { cause, .. }) => {
+                let moved_to = move_aside(&path)?;
+                tracing::warn!(
+                    file = %path.display(),
+                    moved_to = %moved_to.display(),
+                    %cause,
+                    "sync registration database was corrupt; moved it aside and started empty"
+                );
+                (open_conn(&path)?, Some(Recovery { moved_to, cause }))
+            }
+            Err(e) => return Err(e),
+        };
+        Ok((
+            SqliteStore {
+                conn,
+                path,
+                _lock: lock,
+                loaded: None,
+            },
+            recovery,
+        ))
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -252,6 +289,13 @@ fn lock_dir(dir: &Path) -> Result<File, StoreError> {
 
 /// Opens the database, sets it up, migrates it and reads every row (which validates it).
 fn open_db(path: &Path) -> Result<(Connection, Vec<StoredRegistration>), StoreError> {
+    let conn = open_conn(path)?;
+    let rows = load(&conn, path)?;
+    Ok((conn, rows))
+}
+
+/// Opens the database, sets it up and migrates it; reads no row.
+fn open_conn(path: &Path) -> Result<Connection, StoreError> {
     let open_failed = |e| {
         classify(path, e, |cause| StoreError::Open {
             path: path.to_owned(),
@@ -275,8 +319,7 @@ fn open_db(path: &Path) -> Result<(Connection, Vec<StoredRegistration>), StoreEr
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(open_failed)?;
     migrate(&conn, path)?;
-    let rows = load(&conn, path)?;
-    Ok((conn, rows))
+    Ok(conn)
 }
 
 /// Brings the schema to [`SCHEMA_VERSION`], one migration at a time, in one transaction.
@@ -406,6 +449,22 @@ fn decode_with_origin(row: RawRow, origin: Origin) -> Result<StoredRegistration,
 
 fn load(conn: &Connection, path: &Path) -> Result<Vec<StoredRegistration>, StoreError> {
     let failed = |e| classify(path, e, |cause| StoreError::ReadFailed { cause });
+    // Sized up front: a million rows must not pay for Vec's doubling at start-up.
+    let count: i64 = conn
+        .query_row("SELECT count(*) FROM registrations", [], |r| r.get(0))
+        .map_err(failed)?;
+    let mut out = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    load_each(conn, path, &mut |r| out.push(r))?;
+    Ok(out)
+}
+
+/// Reads and decodes every row, handing each to `f` as it goes (nothing is kept here).
+fn load_each(
+    conn: &Connection,
+    path: &Path,
+    f: &mut dyn FnMut(StoredRegistration),
+) -> Result<(), StoreError> {
+    let failed = |e| classify(path, e, |cause| StoreError::ReadFailed { cause });
     let mut stmt = conn
         .prepare(
             "SELECT sw, kind, tag, origin, attempts, max_attempts, next_fire, periodic_interval_ms
@@ -426,11 +485,6 @@ fn load(conn: &Connection, path: &Path) -> Result<Vec<StoredRegistration>, Store
             })
         })
         .map_err(failed)?;
-    // Sized up front: a million rows must not pay for Vec's doubling at start-up.
-    let count: i64 = conn
-        .query_row("SELECT count(*) FROM registrations", [], |r| r.get(0))
-        .map_err(failed)?;
-    let mut out = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
     // Many rows share an origin: decode each origin once and share it.
     let mut origins: HashMap<String, Origin> = HashMap::new();
     for row in rows {
@@ -448,9 +502,9 @@ fn load(conn: &Connection, path: &Path) -> Result<Vec<StoredRegistration>, Store
                 o
             }
         };
-        out.push(decode_with_origin(row, origin).map_err(corrupt)?);
+        f(decode_with_origin(row, origin).map_err(corrupt)?);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Damage becomes [`StoreError::Corrupt`]; anything else is built by `other`. Damage is what a
