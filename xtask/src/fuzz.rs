@@ -143,13 +143,12 @@ pub fn target(name: &str, seconds: u64) -> Result<TargetRun, String> {
         .output()
         .map_err(|e| format!("cargo fuzz: {e}"))?;
     let stderr = String::from_utf8_lossy(&output.stderr);
+    // libFuzzer's status lines start with "#<executions>"; the last one is the total (the
+    // closing "Done" line is missing when a crash stops the run).
     let executions = stderr
         .lines()
-        .filter_map(|l| {
-            l.strip_prefix("Done ")
-                .and_then(|r| r.split_whitespace().next())
-                .and_then(|n| n.parse().ok())
-        })
+        .filter_map(|l| l.strip_prefix('#'))
+        .filter_map(|r| r.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
         .next_back()
         .unwrap_or(0);
     let findings = count(&artifacts).saturating_sub(before);
