@@ -148,7 +148,11 @@ pub fn target(name: &str, seconds: u64) -> Result<TargetRun, String> {
     let executions = stderr
         .lines()
         .filter_map(|l| l.strip_prefix('#'))
-        .filter_map(|r| r.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
+        .filter_map(|r| {
+            r.split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+        })
         .next_back()
         .unwrap_or(0);
     let findings = count(&artifacts).saturating_sub(before);

@@ -544,16 +544,29 @@ impl Scheduler {
     /// [When the user agent goes online](https://wicg.github.io/background-sync/spec/#online):
     /// fire a sync event for each pending registration (of the origins `filter` selects).
     fn fire_pending_registrations(&mut self, filter: impl Fn(&Origin) -> bool) {
+        if !self.online {
+            return;
+        }
         // One pass over the registrations: this happens once per network or permission change,
         // and keeping no index of blocked registrations saves memory on every one of them.
-        let keys: Vec<Key> = self
-            .registrations
-            .iter()
-            .filter(|(_, r)| r.state == RegistrationState::Pending && filter(&r.origin))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in keys {
-            self.try_fire(key);
+        for (key, reg) in self.registrations.iter_mut() {
+            if reg.state == RegistrationState::Pending
+                && filter(&reg.origin)
+                && !self.denied.contains(&reg.origin)
+            {
+                let id = DispatchId(self.next_dispatch);
+                self.next_dispatch += 1;
+                Self::fire_sync_event(
+                    reg,
+                    key.clone(),
+                    id,
+                    self.now,
+                    self.params.max_sync_event_duration,
+                    &mut self.in_flight,
+                    &mut self.log,
+                    &mut self.effects,
+                );
+            }
         }
     }
 
@@ -758,51 +771,69 @@ impl Scheduler {
     /// Fires `key` now if the user agent is online and its origin has permission; otherwise it
     /// stays pending until one of those changes.
     fn try_fire(&mut self, key: Key) {
-        let Some(reg) = self.registrations.get(&key) else {
+        let Some(reg) = self.registrations.get_mut(&key) else {
             return;
         };
-        if reg.state != RegistrationState::Pending {
-            return;
-        }
         // Otherwise it stays pending; going online or a grant fires it.
-        if self.online && !self.denied.contains(&reg.origin) {
-            self.fire_sync_event(key);
+        if reg.state == RegistrationState::Pending
+            && self.online
+            && !self.denied.contains(&reg.origin)
+        {
+            let id = DispatchId(self.next_dispatch);
+            self.next_dispatch += 1;
+            Self::fire_sync_event(
+                reg,
+                key,
+                id,
+                self.now,
+                self.params.max_sync_event_duration,
+                &mut self.in_flight,
+                &mut self.log,
+                &mut self.effects,
+            );
         }
     }
 
     /// Steps 1-2 of [fire a sync event](https://wicg.github.io/background-sync/spec/#fire-a-sync-event);
-    /// the caller checked that the registration is pending and may fire.
-    fn fire_sync_event(&mut self, key: Key) {
-        let id = DispatchId(self.next_dispatch);
-        let Some(reg) = self.registrations.get_mut(&key) else {
-            return;
-        };
-        self.next_dispatch += 1;
+    /// the caller checked that the registration is pending and may fire. (It takes the fields it
+    /// needs rather than `self`, so the registration is looked up once.)
+    #[allow(clippy::too_many_arguments)]
+    fn fire_sync_event(
+        reg: &mut SyncRegistration,
+        key: Key,
+        id: DispatchId,
+        now: Timestamp,
+        time_limit: std::time::Duration,
+        in_flight: &mut HashMap<DispatchId, Key>,
+        log: &mut Vec<LogEntry>,
+        effects: &mut VecDeque<Effect>,
+    ) {
         // 1. Assert: the state is pending. 2. Set it to firing.
         reg.state = RegistrationState::Firing;
         // 3. lastChance is true iff the user agent will not retry after this attempt — decided
         //    now, at dispatch.
         let last_chance = reg.attempts.saturating_add(1) >= reg.max_attempts;
         reg.in_flight = Some(InFlight { id, last_chance });
-        let previous_attempts = reg.attempts;
-        let origin = reg.origin.clone();
-        self.in_flight.insert(id, key.clone());
-        self.log(
-            &key,
-            LogEvent::Dispatched {
+        in_flight.insert(id, key.clone());
+        log.push(LogEntry {
+            time: now,
+            origin: reg.origin.clone(),
+            sw: key.0,
+            tag: key.1.clone(),
+            event: LogEvent::Dispatched {
                 last_chance,
-                previous_attempts,
+                previous_attempts: reg.attempts,
             },
-        );
+        });
         // 4. Fire functional event "sync" using SyncEvent on the registration with tag and
         //    lastChance; the outcome comes back through dispatch_completed.
-        self.effects.push_back(Effect::Dispatch(DispatchRequest {
+        effects.push_back(Effect::Dispatch(DispatchRequest {
             id,
             sw: key.0,
-            origin,
+            origin: reg.origin.clone(),
             tag: key.1,
             last_chance,
-            time_limit: self.params.max_sync_event_duration,
+            time_limit,
         }));
     }
 
@@ -898,15 +929,16 @@ impl Scheduler {
     }
 
     fn completion_committed(&mut self, key: Key, outcome: DispatchOutcome, next: NextStep) {
-        let Some(reg) = self.registrations.get_mut(&key) else {
-            return;
-        };
         match next {
             NextStep::RetryAfter(_) => {
+                let Some(reg) = self.registrations.get_mut(&key) else {
+                    return;
+                };
                 reg.state = RegistrationState::Waiting;
                 let at = reg.next_fire;
+                let origin = reg.origin.clone();
                 self.retry_timers.insert((at, key.clone()));
-                self.log(&key, LogEvent::Completed { outcome, next });
+                self.log_for(&key, &origin, LogEvent::Completed { outcome, next });
                 // A zero delay ends the wait at once.
                 self.advance(self.now);
             }
