@@ -13,11 +13,23 @@ use libfuzzer_sys::fuzz_target;
 
 thread_local! {
     static UA: RefCell<Option<(UserAgent, RealmId, tempfile::TempDir)>> = const { RefCell::new(None) };
+    static RUNS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
+
+/// Every input adds a tag and getTags() returns them all, so a long-lived user agent would make
+/// each run slower than the last; a fresh one every 200 runs keeps runs cheap.
+const RUNS_PER_USER_AGENT: u32 = 200;
 
 fn with_page<R>(f: impl FnOnce(&mut UserAgent, RealmId) -> R) -> R {
     UA.with(|cell| {
         let mut slot = cell.borrow_mut();
+        let runs = RUNS.with(|r| {
+            r.set(r.get() + 1);
+            r.get()
+        });
+        if runs % RUNS_PER_USER_AGENT == 0 {
+            *slot = None;
+        }
         if slot.is_none() {
             let dir = tempfile::tempdir().expect("temporary directory");
             std::fs::write(dir.path().join("sw.js"), "self.onsync = e => e.waitUntil(Promise.resolve());").expect("worker");
