@@ -178,7 +178,17 @@ fn count(dir: &Path) -> usize {
 
 fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| {
+            if l.len() > 300 {
+                format!("{}… ({} bytes)", &l[..l.floor_char_boundary(300)], l.len())
+            } else {
+                (*l).to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `cargo xtask fuzz ...`

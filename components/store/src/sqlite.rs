@@ -523,6 +523,8 @@ fn classify(
         | rusqlite::Error::IntegralValueOutOfRange(..)
         | rusqlite::Error::InvalidColumnIndex(..)
         | rusqlite::Error::InvalidColumnName(..)
+        | rusqlite::Error::Utf8Error(..)
+        | rusqlite::Error::NulError(..)
         // Our own statements failing to compile means the schema is not ours.
         | rusqlite::Error::SqlInputError { .. } => true,
         _ => matches!(

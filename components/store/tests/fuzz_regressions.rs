@@ -22,3 +22,8 @@ fn open_any(bytes: &[u8]) {
 fn store_open_1() {
     open_any(include_bytes!("fuzz-regressions/store_open-1.sqlite"));
 }
+
+#[test]
+fn store_open_2() {
+    open_any(include_bytes!("fuzz-regressions/store_open-2.sqlite"));
+}
