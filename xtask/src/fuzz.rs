@@ -182,7 +182,11 @@ fn tail(s: &str, n: usize) -> String {
         .iter()
         .map(|l| {
             if l.len() > 300 {
-                format!("{}… ({} bytes)", &l[..l.floor_char_boundary(300)], l.len())
+                format!(
+                    "{}… ({} bytes)",
+                    l.chars().take(300).collect::<String>(),
+                    l.len()
+                )
             } else {
                 (*l).to_owned()
             }
