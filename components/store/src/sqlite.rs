@@ -92,32 +92,14 @@ impl SqliteStore {
     /// it, and starts with an empty database. The damaged file is kept for inspection: nothing
     /// readable is deleted.
     pub fn open_or_recover(dir: &Path) -> Result<(SqliteStore, Option<Recovery>), StoreError> {
-        let lock = lock_dir(dir)?;
-        let path = dir.join(DB_FILE);
-        let (conn, rows, recovery) = match open_db(&path) {
-            Ok((conn, rows)) => (conn, rows, None),
-            Err(StoreError::Corrupt { cause, .. }) => {
-                let moved_to = move_aside(&path)?;
-                tracing::warn!(
-                    file = %path.display(),
-                    moved_to = %moved_to.display(),
-                    %cause,
-                    "sync registration database was corrupt; moved it aside and started empty"
-                );
-                let (conn, rows) = open_db(&path)?;
-                (conn, rows, Some(Recovery { moved_to, cause }))
-            }
-            Err(e) => return Err(e),
-        };
-        Ok((
-            SqliteStore {
-                conn,
-                path,
-                _lock: lock,
-                loaded: Some(rows),
-            },
-            recovery,
-        ))
+        let mut rows = Vec::new();
+        let (mut store, recovery) = SqliteStore::open_or_recover_each(dir, &mut |r| rows.push(r))?;
+        if recovery.is_some() {
+            // What was read before the damage was found belongs to the file moved aside.
+            rows.clear();
+        }
+        store.loaded = Some(rows);
+        Ok((store, recovery))
     }
 
     /// [`open_or_recover`](SqliteStore::open_or_recover), handing each stored registration to
