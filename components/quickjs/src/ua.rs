@@ -830,8 +830,6 @@ impl UserAgent {
             });
             return;
         };
-        let failed = self.state.borrow().uncaught.len();
-        let _ = failed;
         self.set_worker_state(sw, WorkerState::Installing);
         let reg = self.state.borrow().registration_out(sw);
         self.state.borrow_mut().tasks.push_back(Task::Deliver {
