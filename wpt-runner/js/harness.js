@@ -11,8 +11,10 @@
   const promiseQueue = [];
   let promiseRunning = false;
   const settings = { explicitDone: false, explicitTimeout: false, allowUncaught: false, singleTest: false };
+  // The harness completes once the file has loaded (see the end), nothing holds it open
+  // (explicit_done, single_test, a dedicated worker: until done()), and every test is done.
   let loaded = false;
-  let explicitDoneCalled = false;
+  let waitForFinish = false;
   let complete = false;
   const harness = { status: HARNESS_STATUS.OK, message: null, stack: null };
 
@@ -309,16 +311,25 @@
       (e) => asserts.assert_throws_exactly(exception, () => { throw e; }, d));
   }
   let nameCounter = 0;
+  // The page's <title>, else the worker wrapper's META_TITLE, else the file name up to its first dot.
   function defaultName() {
-    const title = G.META_TITLE || (G.location ? G.location.pathname : 'test');
+    const path = G.location ? G.location.pathname : '';
+    const file = path.substring(path.lastIndexOf('/') + 1);
+    const title = (G.document && G.document.title) || G.META_TITLE || (file ? file.substring(0, file.indexOf('.') < 0 ? file.length : file.indexOf('.')) : 'Untitled');
     return nameCounter++ === 0 ? title : `${title} ${nameCounter - 1}`;
   }
   function setup(fnOrProps, maybeProps) {
     const props = typeof fnOrProps === 'function' ? maybeProps || {} : fnOrProps || {};
-    if (props.explicit_done) settings.explicitDone = true;
+    if (props.explicit_done) { settings.explicitDone = true; waitForFinish = true; }
     if (props.explicit_timeout) settings.explicitTimeout = true;
     if (props.allow_uncaught_exception) settings.allowUncaught = true;
-    if (props.single_test) settings.singleTest = true;
+    if (props.single_test && !settings.singleTest) {
+      // The whole file is one test, named by its title, that done() completes.
+      if (tests.length) throw new Error('Tried to set file as test after creating a test');
+      settings.singleTest = true;
+      waitForFinish = true;
+      async_test(defaultName());
+    }
     if (typeof fnOrProps === 'function') {
       try { fnOrProps(); } catch (e) {
         if (e instanceof PreconditionFailedError) { harness.status = HARNESS_STATUS.PRECONDITION_FAILED; harness.message = e.message; } else harnessError(`setup failed: ${e}`);
@@ -333,13 +344,21 @@
     runPromiseTests();
     return t;
   }
-  function done() { explicitDoneCalled = true; maybeComplete(); }
+  function done() {
+    if (!tests.length) {
+      harnessError('done() was called without first defining any tests');
+      finishAll();
+      return;
+    }
+    if (settings.singleTest) tests[0].done();
+    waitForFinish = false;
+    maybeComplete();
+  }
   function add_result_callback(cb) { resultCallbacks.push(cb); }
   function add_completion_callback(cb) { completionCallbacks.push(cb); }
   function add_start_callback() {}
   function maybeComplete() {
-    if (complete) return;
-    if (settings.explicitDone ? !explicitDoneCalled : !(loaded || explicitDoneCalled)) return;
+    if (complete || !tests.length || !loaded || waitForFinish) return;
     if (promiseRunning || promiseQueue.length) return;
     if (tests.some((t) => !t._done)) return;
     finishAll();
@@ -350,6 +369,21 @@
     complete = true;
     const status = { status: harness.status, message: harness.message, stack: harness.stack };
     for (const cb of completionCallbacks) { try { cb(tests, status, []); } catch (e) { /* keep reporting */ } }
+    post({ type: 'complete', tests: tests.map((t) => ({ name: t.name, status: t.status, message: t.message, stack: t.stack })), status });
+  }
+  // A worker's results go to whoever connects, as the message the page's harness reads
+  // (fetch_tests_from_worker): a dedicated worker posts to its owner, a service worker to each
+  // client that sent {type: 'connect'}; messages sent before a client connects are replayed.
+  const sent = [];
+  const ports = [];
+  function post(message) {
+    if (!isWorker) return;
+    sent.push(message);
+    for (const p of ports) p.postMessage(message);
+  }
+  function connect(port) {
+    ports.push(port);
+    for (const m of sent) port.postMessage(m);
   }
   // Harness timeout: the runner calls timeout() when the file's time is up.
   function timeout() {
@@ -360,17 +394,42 @@
     finishAll();
   }
   function step_timeout(fn, ms, ...args) { return G.setTimeout(fn, ms, ...args); }
-  G.addEventListener && G.addEventListener('error', () => {});
-  const previousOnError = G.onerror;
-  G.onerror = function (message, source, line, col, error) {
-    if (!settings.allowUncaught) {
-      const running = tests.find((t) => t.phase === 'started' && !t._done);
-      if (running) running._fail(error || new Error(message));
-      else harnessError(`Uncaught ${error && error.name ? error.name + ': ' + error.message : message}`);
+  // An uncaught exception (the global's error event) fails a single-test file's test, and
+  // otherwise makes the harness status ERROR; either way it ends the file's explicit wait (done()).
+  G.addEventListener('error', (e) => {
+    const error = e.error;
+    if (settings.singleTest && tests[0]) {
+      tests[0]._fail(error === undefined ? new Error(e.message) : error);
+    } else if (!settings.allowUncaught) {
+      harnessError(`Uncaught ${error && error.name ? error.name + ': ' + error.message : e.message}`);
+    } else {
+      return;
     }
-    if (typeof previousOnError === 'function') previousOnError(message, source, line, col, error);
-    return false;
-  };
+    done();
+  });
+
+  // When the file has loaded — a browser's lifecycle, as WPT's wrappers give it:
+  // - a window: the load event (after the wrapper page's scripts, the test file the last), then
+  //   one more task, so that what the file queued has started;
+  // - a service worker: its install event or the first message, which come after its script;
+  // - a dedicated worker: the wrapper's closing done().
+  const isWindow = 'document' in G;
+  const isServiceWorker = typeof G.ServiceWorkerGlobalScope === 'function' && G instanceof G.ServiceWorkerGlobalScope;
+  const isWorker = !isWindow && typeof G.WorkerGlobalScope === 'function' && G instanceof G.WorkerGlobalScope;
+  const onLoaded = () => { loaded = true; maybeComplete(); };
+  if (isWindow) {
+    G.addEventListener('load', () => G.setTimeout(onLoaded, 0));
+  } else if (isServiceWorker) {
+    G.addEventListener('install', () => { if (!loaded) onLoaded(); });
+    G.addEventListener('message', (e) => {
+      if (e.data && e.data.type === 'connect' && e.source) connect(e.source);
+      if (!loaded) onLoaded();
+    });
+  } else if (isWorker) {
+    loaded = true;
+    waitForFinish = true;
+    connect(G);
+  }
 
   const api = Object.assign({
     test, async_test, promise_test, setup, promise_setup, done, add_result_callback, add_completion_callback,
@@ -379,6 +438,4 @@
   }, asserts);
   for (const [k, v] of Object.entries(api)) G[k] = v;
   G.Test = Test;
-  // The runner tells the harness that every script of the file has run.
-  Object.defineProperty(G, '__bgsyncHarnessLoaded', { value: () => { loaded = true; maybeComplete(); } });
 })(globalThis);

@@ -1,13 +1,15 @@
-// Served at /resources/testharnessreport.js: sends the harness's results to the runner, with
-// lone surrogates written as U+XXXX so the report is valid Unicode.
+// Served at /resources/testharnessreport.js (a page loads it right after testharness.js): hands
+// the harness's results to the runner, in the shape of the message a worker's harness posts
+// ({type: 'complete', tests, status}). Like wptrunner's own report script, it turns the
+// harness's on-page output off and leaves time-outs to the runner.
 (function () {
   'use strict';
-  const escape = (s) => (s === null || s === undefined ? null : String(s).replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, (c) => `U+${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`));
+  setup({ output: false, explicit_timeout: true });
   add_completion_callback((tests, status) => {
-    __bgsyncHostReport(JSON.stringify({
-      status: status.status,
-      message: escape(status.message),
-      tests: tests.map((t) => ({ name: escape(t.name), status: t.status, message: escape(t.message) })),
-    }));
+    __bgsyncHostReport({
+      type: 'complete',
+      tests: tests.map((t) => ({ name: t.name, status: t.status, message: t.message })),
+      status: { status: status.status, message: status.message },
+    });
   });
 })();

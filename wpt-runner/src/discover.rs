@@ -33,8 +33,6 @@ pub struct Meta {
 pub struct Variant {
     /// The wpt.fyi test id, e.g. `/background-sync/idlharness.https.any.worker.html`.
     pub id: String,
-    /// The test file on disk.
-    pub file: PathBuf,
     /// Its URL path, e.g. `/background-sync/idlharness.https.any.js`.
     pub url_path: String,
     /// The global.
@@ -154,7 +152,6 @@ fn variants_of(file: &Path, url_path: &str, out: &mut Vec<Variant>) -> Result<()
     let name = url_path.rsplit('/').next().unwrap_or("");
     let base = Variant {
         id: String::new(),
-        file: file.to_owned(),
         url_path: url_path.to_owned(),
         kind: Kind::Window,
         query: String::new(),

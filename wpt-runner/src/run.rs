@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use bgsync_quickjs::{GlobalKind, Served, UserAgent, UserAgentConfig};
+use bgsync_quickjs::{GlobalKind, PageElement, Served, UserAgent, UserAgentConfig};
 use serde::Deserialize;
 use url::Url;
 
@@ -94,11 +94,21 @@ pub struct Outcome {
     pub duration: Duration,
 }
 
+/// The harness's `complete` message (testharness.js's worker message shape).
 #[derive(Deserialize)]
 struct Report {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    status: ReportStatus,
+    #[serde(default)]
+    tests: Vec<ReportTest>,
+}
+
+#[derive(Deserialize, Default)]
+struct ReportStatus {
     status: u32,
     message: Option<String>,
-    tests: Vec<ReportTest>,
 }
 
 #[derive(Deserialize)]
@@ -178,19 +188,74 @@ fn served(setup: &Setup) -> HashMap<String, Served> {
     s
 }
 
-/// `.sub.` substitution of the values a server would fill in.
-fn substitute(source: &str, base: &Url) -> String {
-    let host = base.host_str().unwrap_or("web-platform.test");
+/// What a server substitutes in `.sub.` files, for the origin `base`.
+fn substitutions(base: &Url) -> Vec<(String, String)> {
+    let host = base.host_str().unwrap_or("web-platform.test").to_owned();
     let port = base.port_or_known_default().unwrap_or(443).to_string();
-    source
-        .replace("{{host}}", host)
-        .replace("{{domains[]}}", host)
-        .replace("{{ports[https][0]}}", &port)
-        .replace("{{ports[http][0]}}", "8000")
-        .replace("{{location[host]}}", &format!("{host}:{port}"))
+    vec![
+        ("{{host}}".into(), host.clone()),
+        ("{{domains[]}}".into(), host.clone()),
+        ("{{ports[https][0]}}".into(), port.clone()),
+        ("{{ports[http][0]}}".into(), "8000".into()),
+        ("{{location[host]}}".into(), format!("{host}:{port}")),
+    ]
 }
 
 type Failure = (FileStatus, String);
+
+fn crash(e: impl std::fmt::Display) -> Failure {
+    (FileStatus::Crash, e.to_string())
+}
+
+/// A JavaScript string literal of `s`.
+fn js_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// The wrapper page of a window test, element for element as wptserve writes it for
+/// `.window.html` and `.any.html`: the title and timeout `<meta>`, for `.any.js` the inline
+/// script that defines `GLOBAL`, the harness and its report script, each `META: script`, the
+/// log `<div>`, and the test file last.
+fn window_page(v: &Variant, harness: &[Url], scripts: &[Url], test: &Url) -> Vec<PageElement> {
+    let mut page = vec![PageElement::Meta(vec![("charset".into(), "utf-8".into())])];
+    if let Some(t) = &v.meta.title {
+        page.push(PageElement::Title(t.clone()));
+    }
+    if v.meta.long {
+        page.push(PageElement::Meta(vec![
+            ("name".into(), "timeout".into()),
+            ("content".into(), "long".into()),
+        ]));
+    }
+    if v.url_path.ends_with(".any.js") {
+        page.push(PageElement::InlineScript(
+            "self.GLOBAL = { isWindow: function() { return true; }, isWorker: function() { return false; }, isShadowRealm: function() { return false; } };"
+                .into(),
+        ));
+    }
+    page.extend(harness.iter().cloned().map(PageElement::Script));
+    page.extend(scripts.iter().cloned().map(PageElement::Script));
+    page.push(PageElement::Div(vec![("id".into(), "log".into())]));
+    page.push(PageElement::Script(test.clone()));
+    page
+}
+
+/// The worker script wptserve generates for `.any.worker.js` (a dedicated worker's, and a
+/// service worker's, main script): the title, `GLOBAL`, the harness, each `META: script`, the
+/// test file, and `done()`.
+fn worker_wrapper(v: &Variant, harness: &Url, scripts: &[Url], test: &Url) -> String {
+    let mut w = String::new();
+    if let Some(t) = &v.meta.title {
+        w += &format!("self.META_TITLE = {};\n", js_string(t));
+    }
+    w += "self.GLOBAL = { isWindow: function() { return false; }, isWorker: function() { return true; }, isShadowRealm: function() { return false; } };\n";
+    w += &format!("importScripts({});\n", js_string(harness.as_str()));
+    for s in scripts {
+        w += &format!("importScripts({});\n", js_string(s.as_str()));
+    }
+    w += &format!("importScripts({});\ndone();\n", js_string(test.as_str()));
+    w
+}
 
 fn run_inner(setup: &Setup, v: &Variant) -> Result<Outcome, Failure> {
     let data = tempfile::tempdir()
@@ -198,72 +263,13 @@ fn run_inner(setup: &Setup, v: &Variant) -> Result<Outcome, Failure> {
     let mut config = UserAgentConfig::new(&setup.root);
     config.data_dir = Some(data.path().to_owned());
     config.served = served(setup);
+    config.substitutions = substitutions(&config.base_url);
     config.watchdog = Duration::from_secs(5).mul_f64(setup.timeout_multiplier);
-    let mut ua = UserAgent::new(config).map_err(|e| (FileStatus::Crash, e.to_string()))?;
-    let base = ua
-        .url_for("")
-        .map_err(|e| (FileStatus::Crash, e.to_string()))?;
-    let stem = v.url_path.strip_suffix(".js").unwrap_or(&v.url_path);
-    let (kind, location) = match v.kind {
-        Kind::Window => (
-            GlobalKind::Window,
-            format!(
-                "{}{}",
-                v.id.split(['?', '#']).next().unwrap_or(&v.id),
-                v.query
-            ),
-        ),
-        Kind::DedicatedWorker if stem.ends_with(".worker") => {
-            (GlobalKind::DedicatedWorker, format!("{stem}.js{}", v.query))
-        }
-        Kind::DedicatedWorker => (
-            GlobalKind::DedicatedWorker,
-            format!("{stem}.worker.js{}", v.query),
-        ),
-        Kind::ServiceWorker => (
-            GlobalKind::ServiceWorker,
-            format!("{}.serviceworker.js{}", stem, v.query),
-        ),
-    };
-    let url = ua
-        .url_for(&location)
-        .map_err(|e| (FileStatus::Crash, e.to_string()))?;
-    let realm = match kind {
-        GlobalKind::ServiceWorker => {
-            let scope = url
-                .join("./")
-                .map_err(|e| (FileStatus::Crash, e.to_string()))?;
-            ua.open_service_worker(&url, &scope)
-        }
-        k => ua.open(k, &url),
-    }
-    .map_err(|e| (FileStatus::Crash, e.to_string()))?;
-    let is_window = kind == GlobalKind::Window;
-    let title = v
-        .meta
-        .title
-        .clone()
-        .map(|t| {
-            format!(
-                "self.META_TITLE = {};",
-                serde_json::to_string(&t).unwrap_or_default()
-            )
-        })
-        .unwrap_or_default();
-    let prefix = format!(
-        "self.GLOBAL = {{ isWindow: () => {is_window}, isWorker: () => {}, isShadowRealm: () => false }}; {title}",
-        !is_window
-    );
-    ua.eval(realm, &prefix, "runner-prefix.js")
-        .map_err(|e| (FileStatus::Crash, e.to_string()))?;
 
-    let mut scripts: Vec<Url> = vec![
-        url_of(&ua, "/resources/testharness.js")?,
-        url_of(&ua, "/resources/testharnessreport.js")?,
-    ];
-    let test_url = ua
-        .url_for(&v.url_path)
-        .map_err(|e| (FileStatus::Crash, e.to_string()))?;
+    let base = config.base_url.clone();
+    let at = |path: &str| base.join(path.trim_start_matches('/')).map_err(crash);
+    let test_url = at(&v.url_path)?;
+    let mut scripts = Vec::new();
     for s in &v.meta.scripts {
         scripts.push(
             test_url
@@ -271,32 +277,62 @@ fn run_inner(setup: &Setup, v: &Variant) -> Result<Outcome, Failure> {
                 .map_err(|e| (FileStatus::Error, format!("META: script={s}: {e}")))?,
         );
     }
+    let harness = at("/resources/testharness.js")?;
+    let report = at("/resources/testharnessreport.js")?;
+    let stem = v.url_path.strip_suffix(".js").unwrap_or(&v.url_path);
+    // A worker's main script: a `.worker.js` file is its own; an `.any.js` file is wrapped.
+    let worker_script = if stem.ends_with(".worker") {
+        format!("{stem}.js{}", v.query)
+    } else {
+        format!("{stem}.worker.js{}", v.query)
+    };
+    if v.kind != Kind::Window && !stem.ends_with(".worker") {
+        config.served.insert(
+            format!("{stem}.worker.js"),
+            Served::Text(worker_wrapper(v, &harness, &scripts, &test_url)),
+        );
+    }
+    let mut ua = UserAgent::new(config).map_err(crash)?;
+
+    // Load the test as a browser loads WPT's wrapper for its global; `error` keeps the first
+    // script that failed to load or threw.
     let mut error = None;
-    for s in &scripts {
-        if let Err(e) = ua.run_script(realm, s) {
-            error.get_or_insert(format!("{s}: {e}"));
+    let realm = match v.kind {
+        Kind::Window => {
+            let page = format!(
+                "{}{}",
+                v.id.split(['?', '#']).next().unwrap_or(&v.id),
+                v.query
+            );
+            let realm = ua.open(GlobalKind::Window, &at(&page)?).map_err(crash)?;
+            let elements = window_page(v, &[harness, report], &scripts, &test_url);
+            error = ua.load_page(realm, &elements).into_iter().next();
+            realm
         }
-    }
-    let source = std::fs::read_to_string(&v.file)
-        .map_err(|e| (FileStatus::Error, format!("{}: {e}", v.file.display())))?;
-    let source = if v.url_path.contains(".sub.") {
-        substitute(&source, &base)
-    } else {
-        source
+        Kind::DedicatedWorker => {
+            let url = at(&worker_script)?;
+            let realm = ua.open(GlobalKind::DedicatedWorker, &url).map_err(crash)?;
+            if let Err(e) = ua.run_main_script(realm, &url) {
+                error = Some(format!("{url}: {e}"));
+            }
+            realm
+        }
+        Kind::ServiceWorker => {
+            // As `.any.serviceworker.html` does: register the wrapper as a service worker
+            // (its script runs), and connect to its harness while it installs.
+            let url = at(&worker_script)?;
+            let scope = url.join("./").map_err(crash)?;
+            let realm = ua.open_service_worker(&url, &scope).map_err(crash)?;
+            if let Err(e) = ua.run_main_script(realm, &url) {
+                error = Some(format!("{url}: {e}"));
+            }
+            ua.install_service_worker(realm).map_err(crash)?;
+            ua.post_to_service_worker_from_host(realm, r#"{"type":"connect"}"#)
+                .map_err(crash)?;
+            realm
+        }
     };
-    if let Err(e) = ua.eval(realm, &source, test_url.as_str()) {
-        error.get_or_insert(watchdog_words(e.to_string()));
-    }
-    // The file has loaded: our harness is told directly; with WPT's, a worker wrapper calls
-    // done() (a window-less page completes when its tests do).
-    let finish = if is_window {
-        "if (typeof __bgsyncHarnessLoaded === 'function') __bgsyncHarnessLoaded();"
-    } else {
-        "if (typeof __bgsyncHarnessLoaded === 'function') __bgsyncHarnessLoaded(); else done();"
-    };
-    if let Err(e) = ua.eval(realm, finish, "runner-loaded.js") {
-        error.get_or_insert(e.to_string());
-    }
+    let error = error.map(watchdog_words);
 
     let limit = if v.meta.long {
         Duration::from_secs(60)
@@ -305,35 +341,37 @@ fn run_inner(setup: &Setup, v: &Variant) -> Result<Outcome, Failure> {
     }
     .mul_f64(setup.timeout_multiplier);
     let deadline = Instant::now() + limit;
-    if !ua.run_until(deadline, UserAgent::has_host_reports) {
+    let mut reader = Completion::default();
+    if !ua.run_until(deadline, |ua| reader.scan(ua)) {
         // Time is up: ask the harness to time out and report what it has.
         let _ = ua.eval(
             realm,
             "typeof timeout === 'function' && timeout();",
             "runner-timeout.js",
         );
-        if !ua.run_until(
-            Instant::now() + Duration::from_millis(500),
-            UserAgent::has_host_reports,
-        ) {
+        if !ua.run_until(Instant::now() + Duration::from_millis(500), |ua| {
+            reader.scan(ua)
+        }) {
             return Err((
                 FileStatus::Timeout,
                 format!("no result within {:.1} s", limit.as_secs_f64()),
             ));
         }
     }
-    let reports = ua.take_host_reports();
-    let report: Report = serde_json::from_str(&reports[0])
-        .map_err(|e| (FileStatus::Crash, format!("unreadable harness report: {e}")))?;
-    let mut status = match report.status {
+    let report = reader
+        .report
+        .take()
+        .ok_or_else(|| crash("no harness report"))?;
+    let mut status = match report.status.status {
         0 => FileStatus::Ok,
         1 => FileStatus::Error,
         2 => FileStatus::Timeout,
         _ => FileStatus::PreconditionFailed,
     };
-    let mut message = report.message;
+    let mut message = report.status.message;
+    // A script that failed to load or threw makes the file an ERROR, named by the script.
     if let Some(e) = error {
-        if status == FileStatus::Ok {
+        if matches!(status, FileStatus::Ok | FileStatus::Error) {
             status = FileStatus::Error;
             message = Some(e);
         }
@@ -355,17 +393,35 @@ fn run_inner(setup: &Setup, v: &Variant) -> Result<Outcome, Failure> {
     })
 }
 
+/// Reads what the harness sent the host — the page's report script, or a worker's harness
+/// posting its messages — until the `complete` message. Each message is read once.
+#[derive(Default)]
+struct Completion {
+    seen: usize,
+    report: Option<Report>,
+}
+
+impl Completion {
+    fn scan(&mut self, ua: &UserAgent) -> bool {
+        let messages = ua.host_reports();
+        for m in &messages[self.seen.min(messages.len())..] {
+            if let Ok(r) = serde_json::from_str::<Report>(m) {
+                if r.kind == "complete" && self.report.is_none() {
+                    self.report = Some(r);
+                }
+            }
+        }
+        self.seen = messages.len();
+        self.report.is_some()
+    }
+}
+
 fn watchdog_words(e: String) -> String {
     if e.contains("interrupted") {
         format!("the script ran too long and was stopped by the watchdog: {e}")
     } else {
         e
     }
-}
-
-fn url_of(ua: &UserAgent, path: &str) -> Result<Url, Failure> {
-    ua.url_for(path)
-        .map_err(|e| (FileStatus::Crash, e.to_string()))
 }
 
 /// The spec-tests directory of this repository.

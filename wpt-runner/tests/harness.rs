@@ -7,6 +7,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
+mod common;
+use common::statuses;
+
 fn write(root: &Path, path: &str, text: &str) {
     let p = root.join(path);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -49,20 +52,6 @@ fn result<'a>(r: &'a Run, id: &str) -> &'a Value {
         .iter()
         .find(|x| x["test"] == id)
         .unwrap_or_else(|| panic!("{id} missing:\n{}", r.stdout))
-}
-
-fn statuses(v: &Value) -> Vec<(String, String)> {
-    v["subtests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["name"].as_str().unwrap().to_owned(),
-                s["status"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
 }
 
 /// Our harness served as /resources/testharness.js inside a fake checkout.

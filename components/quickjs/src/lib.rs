@@ -29,7 +29,7 @@ mod host;
 mod native;
 mod ua;
 
-pub use ua::{GlobalKind, LogRecord, RealmId, Served, UserAgent, UserAgentConfig};
+pub use ua::{GlobalKind, LogRecord, PageElement, RealmId, Served, UserAgent, UserAgentConfig};
 
 /// Why the user agent could not do what was asked.
 #[derive(Debug, thiserror::Error)]

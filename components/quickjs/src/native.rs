@@ -430,6 +430,9 @@ fn register_service_worker(
         return Ok(());
     }
     let sw = s.new_sw(scope, script, origin);
-    s.push_task(UaTask::Install { sw, realm, call });
+    s.push_task(UaTask::Install {
+        sw,
+        caller: Some((realm, call)),
+    });
     Ok(())
 }

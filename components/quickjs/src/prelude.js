@@ -132,6 +132,14 @@
     });
   }
 
+  // A message to the host as JSON, with lone surrogates written as U+XXXX so that the text is
+  // valid Unicode for the Rust side.
+  const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+  function hostJSON(value) {
+    return JSON.stringify(value === undefined ? null : value, (k, v) => (typeof v === 'string'
+      ? v.replace(loneSurrogate, (c) => `U+${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`) : v));
+  }
+
   // ---- Events --------------------------------------------------------------------------------
   define('Event', {
     exposed: ['*'], length: 1,
@@ -201,7 +209,7 @@
   });
   // Dispatches `event` at `target` (no tree: the target is the whole path). Returns whether a
   // listener threw and whether the event was not canceled.
-  function dispatch(target, event) {
+  function dispatch(target, event, reportingError) {
     const e = slot(event);
     const t = slot(target);
     e.dispatching = true; e.target = target; e.currentTarget = target; e.phase = 2;
@@ -216,17 +224,27 @@
         else if (l.callback) throw new TypeError('handleEvent is not a function');
       } catch (err) {
         threw = true;
-        reportError(err);
+        if (reportingError) native.print('error', `Uncaught in an error listener: ${err}`); else reportError(err);
       }
       if (e.stopImmediate) break;
     }
     e.dispatching = false; e.phase = 0; e.currentTarget = null; e.stop = false; e.stopImmediate = false;
     return { threw, notCanceled: !e.canceled };
   }
+  // HTML's "report an exception": an ErrorEvent at the global (listeners, then `onerror` with
+  // its five arguments); unless a handler canceled it, the console and the runner hear of it.
   function reportError(err) {
+    const message = err && typeof err === 'object' && 'message' in err ? `${err.name || 'Error'}: ${err.message}` : `${err}`;
+    const ev = trustedEvent('ErrorEvent', 'error', { message, filename: info.href, lineno: 0, colno: 0, error: err });
+    slot(ev).cancelable = true;
+    let canceled = false;
+    try { canceled = !dispatch(G, ev, true).notCanceled; } catch (_) { /* a listener cannot stop the report */ }
+    if (typeof G.onerror === 'function') {
+      try { if (G.onerror(message, info.href, 0, 0, err) === true) canceled = true; } catch (_) { /* ignored */ }
+    }
+    if (canceled) return;
     const msg = err && err.stack ? `${err}\n${err.stack}` : `${err}`;
     native.print('error', `Uncaught ${msg}`);
-    if (typeof G.onerror === 'function') { try { G.onerror(`${err}`, '', 0, 0, err); } catch (_) { /* ignored */ } }
     native.uncaught(`${err}`);
   }
   // `on<type>` event handler attributes.
@@ -284,6 +302,20 @@
     attrs: {
       data: { get: (s) => s.data }, origin: { get: (s) => s.origin }, lastEventId: { get: (s) => s.lastEventId },
       source: { get: (s) => s.source }, ports: { get: (s) => s.ports },
+    },
+  });
+  define('ErrorEvent', {
+    parent: 'Event', exposed: ['Window', 'Worker'], length: 1,
+    construct(nt, type, init) {
+      const d = dictionary(init, 'ErrorEvent');
+      return initEvent(Object.create(nt.prototype), 'ErrorEvent', type, d, false, {
+        message: toDOMString(d.message === undefined ? '' : d.message), filename: toDOMString(d.filename === undefined ? '' : d.filename),
+        lineno: d.lineno >>> 0, colno: d.colno >>> 0, error: d.error,
+      });
+    },
+    attrs: {
+      message: { get: (s) => s.message }, filename: { get: (s) => s.filename }, lineno: { get: (s) => s.lineno },
+      colno: { get: (s) => s.colno }, error: { get: (s) => s.error },
     },
   });
   function trustedEvent(iface, type, extra) {
@@ -416,7 +448,10 @@
   define('Client', {
     exposed: ['ServiceWorker'],
     attrs: { url: { get: (s) => s.url }, id: { get: (s) => s.id }, type: { get: () => 'window' }, frameType: { get: () => 'top-level' } },
-    ops: { postMessage: { length: 1, fn(s, message) { native.postToClient(s.realm, JSON.stringify(message === undefined ? null : message)); } } },
+    ops: { postMessage: { length: 1, fn(s, message) {
+      if (s.realm < 0) native.hostReport(hostJSON(message));
+      else native.postToClient(s.realm, JSON.stringify(message === undefined ? null : message));
+    } } },
   });
   define('WindowClient', { parent: 'Client', exposed: ['ServiceWorker'], attrs: { focused: { get: () => true }, visibilityState: { get: () => 'visible' } } });
   define('Clients', {
@@ -445,6 +480,67 @@
     },
   });
   const navigator = create(navIface, {});
+
+  // ---- The document of a window: the elements of its markup, its loading state ---------------
+  // No tree and no rendering: a page is its elements in markup order (what a harness looks up
+  // by tag or id), the script that is running, and HTML's loading lifecycle (readyState,
+  // DOMContentLoaded, load), which the user agent drives as it loads the page.
+  let document = null;
+  if (kind === 'window') {
+    define('Node', {
+      parent: 'EventTarget', exposed: ['Window'],
+      attrs: {
+        nodeName: { get: (s) => s.nodeName },
+        ownerDocument: { get: (s) => (s.nodeName === '#document' ? null : document) },
+        firstChild: { get: (s) => (s.text ? s.text : null) },
+        textContent: { get: (s) => (s.nodeName === '#document' ? null : s.text ? slot(s.text).data : '') },
+      },
+    });
+    define('Text', { parent: 'Node', exposed: ['Window'], attrs: { data: { get: (s) => s.data }, nodeValue: { get: (s) => s.data } } });
+    const attr = (name) => ({ get: (s) => (s.attrs[name] === undefined ? '' : s.attrs[name]) });
+    define('Element', {
+      parent: 'Node', exposed: ['Window'],
+      attrs: { localName: { get: (s) => s.localName }, tagName: { get: (s) => s.localName.toUpperCase() }, id: attr('id') },
+      ops: {
+        getAttribute: { length: 1, fn: (s, n) => { const v = s.attrs[toDOMString(n).toLowerCase()]; return v === undefined ? null : v; } },
+        hasAttribute: { length: 1, fn: (s, n) => s.attrs[toDOMString(n).toLowerCase()] !== undefined },
+      },
+    });
+    define('HTMLElement', { parent: 'Element', exposed: ['Window'], attrs: { title: attr('title') } });
+    define('HTMLScriptElement', {
+      parent: 'HTMLElement', exposed: ['Window'],
+      attrs: {
+        src: { get: (s) => (s.attrs.src === undefined ? '' : native.parseUrl(s.attrs.src, info.href).href) },
+        text: { get: (s) => (s.text ? slot(s.text).data : '') }, onerror: handlerAttr('error'), onload: handlerAttr('load'),
+      },
+    });
+    define('HTMLMetaElement', { parent: 'HTMLElement', exposed: ['Window'], attrs: { name: attr('name'), content: attr('content') } });
+    define('HTMLTitleElement', { parent: 'HTMLElement', exposed: ['Window'], attrs: { text: { get: (s) => (s.text ? slot(s.text).data : '') } } });
+    define('HTMLDivElement', { parent: 'HTMLElement', exposed: ['Window'] });
+    const elementsOf = (s, tag) => s.elements.filter((e) => tag === '*' || slot(e).localName === tag);
+    define('Document', {
+      parent: 'Node', exposed: ['Window'],
+      attrs: {
+        readyState: { get: (s) => s.readyState },
+        currentScript: { get: (s) => s.currentScript },
+        title: { get: (s) => { const t = elementsOf(s, 'title')[0]; return t ? slot(t).text ? slot(slot(t).text).data.trim() : '' : ''; } },
+        URL: { get: () => info.href }, documentURI: { get: () => info.href },
+        defaultView: { get: () => G },
+        documentElement: { get: () => null }, head: { get: () => null }, body: { get: () => null },
+        onreadystatechange: handlerAttr('readystatechange'),
+      },
+      ops: {
+        getElementsByTagName: { length: 1, fn: (s, tag) => Object.freeze(elementsOf(s, toDOMString(tag).toLowerCase())) },
+        getElementById: { length: 1, fn: (s, id) => s.elements.find((e) => slot(e).attrs.id === toDOMString(id)) || null },
+      },
+    });
+    document = create('Document', { listeners: new Map(), nodeName: '#document', readyState: 'loading', currentScript: null, elements: [] });
+  }
+  const elementInterface = { script: 'HTMLScriptElement', meta: 'HTMLMetaElement', title: 'HTMLTitleElement', div: 'HTMLDivElement' };
+  function setReadyState(state) {
+    slot(document).readyState = state;
+    dispatch(document, trustedEvent('Event', 'readystatechange'));
+  }
 
   // ---- Globals --------------------------------------------------------------------------------
   const globalAttrs = {
@@ -477,11 +573,20 @@
   };
   define('WindowOrWorkerGlobalScope', { exposed: [] });
   if (kind === 'window') {
-    define('Window', { parent: 'EventTarget', exposed: ['Window'], global: 'Window', attrs: Object.assign({ window: { get: () => G } }, globalAttrs), ops: globalOps });
+    // A top-level browsing context of its own: no parent, no opener.
+    define('Window', {
+      parent: 'EventTarget', exposed: ['Window'], global: 'Window',
+      attrs: Object.assign({
+        window: { get: () => G }, document: { get: () => document }, parent: { get: () => G }, top: { get: () => G },
+        frames: { get: () => G }, opener: { get: () => null }, length: { get: () => 0 },
+        onload: handlerAttr('load'), onmessage: handlerAttr('message'),
+      }, globalAttrs),
+      ops: globalOps,
+    });
   } else {
     define('WorkerGlobalScope', { parent: 'EventTarget', exposed: ['Worker'], global: 'Worker', attrs: globalAttrs, ops: Object.assign({ importScripts: { length: 0, fn(s, ...urls) { for (const u of urls) native.importScript(toDOMString(u)); } } }, globalOps) });
     if (kind === 'worker') {
-      define('DedicatedWorkerGlobalScope', { parent: 'WorkerGlobalScope', exposed: ['DedicatedWorker'], global: 'DedicatedWorker', attrs: { name: { get: () => '' }, onmessage: handlerAttr('message') }, ops: { postMessage: { length: 1, fn() {} }, close: { length: 0, fn() {} } } });
+      define('DedicatedWorkerGlobalScope', { parent: 'WorkerGlobalScope', exposed: ['DedicatedWorker'], global: 'DedicatedWorker', attrs: { name: { get: () => '' }, onmessage: handlerAttr('message') }, ops: { postMessage: { length: 1, fn(s, message) { native.hostReport(hostJSON(message)); } }, close: { length: 0, fn() {} } } });
     } else {
       define('ServiceWorkerGlobalScope', {
         parent: 'WorkerGlobalScope', exposed: ['ServiceWorker'], global: 'ServiceWorker',
@@ -520,7 +625,7 @@
     }, 'fetch'), 1),
     writable: true, enumerable: true, configurable: true,
   });
-  Object.defineProperty(G, '__bgsyncHostReport', { value: (text) => native.hostReport(toDOMString(text)), writable: false, enumerable: false, configurable: false });
+  Object.defineProperty(G, '__bgsyncHostReport', { value: (message) => native.hostReport(hostJSON(message)), writable: false, enumerable: false, configurable: false });
 
   // ---- The conformance-test control surface (docs/testing.md) --------------------------------
   function logEntry(e) { const o = { type: e.type, tag: fromUnits(e.tag), time: e.time }; if (e.type === 'dispatched') o.lastChance = e.lastChance; if (e.type === 'completed') o.outcome = e.outcome; return o; }
@@ -586,5 +691,19 @@
     },
     ready(d) { if (readyResolve) { readyResolve(registrationFor(d)); readyResolve = null; } },
     network(online) { dispatch(G, trustedEvent('Event', online ? 'online' : 'offline')); },
+    // Page loading (UserAgent::load_page).
+    insertElement(tag, attrs, text) {
+      const s = { listeners: new Map(), nodeName: tag.toUpperCase(), localName: tag, attrs, text: null };
+      if (text !== null && text !== undefined) s.text = create('Text', { listeners: new Map(), nodeName: '#text', data: text });
+      const e = create(elementInterface[tag] || 'HTMLElement', s);
+      slot(document).elements.push(e);
+      return slot(document).elements.length - 1;
+    },
+    setCurrentScript(index) { slot(document).currentScript = index < 0 ? null : slot(document).elements[index]; },
+    scriptFailed(index) { const e = slot(document).elements[index]; if (e) dispatch(e, trustedEvent('Event', 'error')); },
+    reportException(err) { reportError(err); },
+    documentParsed() { setReadyState('interactive'); },
+    domContentLoaded() { dispatch(document, trustedEvent('Event', 'DOMContentLoaded')); },
+    windowLoaded() { setReadyState('complete'); dispatch(G, trustedEvent('Event', 'load')); },
   };
 })

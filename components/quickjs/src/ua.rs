@@ -70,6 +70,24 @@ pub struct UserAgentConfig {
     /// URL paths (`/resources/testharness.js`) served from somewhere other than `root`:
     /// fixed text, or another file. Checked before `root`.
     pub served: HashMap<String, Served>,
+    /// What a server substitutes in files with `.sub.` in their name (WPT's `{{host}}` and
+    /// the like): each `(from, to)` pair is replaced in order.
+    pub substitutions: Vec<(String, String)>,
+}
+
+/// One element of a page's markup, in markup order, as [`UserAgent::load_page`] loads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageElement {
+    /// `<meta>` with these attributes (`charset`, or `name` and `content`).
+    Meta(Vec<(String, String)>),
+    /// `<title>` with this text.
+    Title(String),
+    /// `<div>` with these attributes (`id=log`).
+    Div(Vec<(String, String)>),
+    /// `<script src=URL>`: a classic script fetched from the URL.
+    Script(Url),
+    /// `<script>` with this text.
+    InlineScript(String),
 }
 
 /// What a URL path in [`UserAgentConfig::served`] serves.
@@ -92,6 +110,7 @@ impl UserAgentConfig {
             data_dir: None,
             watchdog: Duration::from_secs(10),
             served: HashMap::new(),
+            substitutions: Vec::new(),
         }
     }
 }
@@ -107,6 +126,7 @@ pub(crate) enum Out {
     Units(Vec<u16>),
     List(Vec<Out>),
     Obj(Vec<(&'static str, Out)>),
+    Map(Vec<(String, Out)>),
 }
 
 #[derive(Debug, Clone)]
@@ -151,10 +171,10 @@ pub(crate) enum Task {
         id: u64,
     },
     FireSync(SyncEventDispatch, OutcomeReporter),
+    /// Install (then activate) `sw`; `caller` is the `register()` call to resolve, if any.
     Install {
         sw: SwRegistrationId,
-        realm: RealmId,
-        call: u64,
+        caller: Option<(RealmId, u64)>,
     },
     Activate(SwRegistrationId),
     Hook {
@@ -380,23 +400,66 @@ impl UserAgent {
         self.open_realm(kind, url, None)
     }
 
-    /// Starts a service worker for `script` with scope `scope`, already activated, without
-    /// running the script (the caller runs what it wants in the returned realm). Its global has
-    /// `registration`, and `registration.sync` works as for any registration.
+    /// Registers a service worker for `script` with scope `scope` and creates its realm without
+    /// running anything: the worker is `parsed` (not yet installing, no active worker), as while
+    /// a browser evaluates a new worker's script. Run its script with
+    /// [`run_main_script`](Self::run_main_script), then
+    /// [`install_service_worker`](Self::install_service_worker) fires `install` and `activate`.
     pub fn open_service_worker(&mut self, script: &Url, scope: &Url) -> Result<RealmId, UaError> {
         let origin = Origin::from_url(script).map_err(|e| UaError::Script(e.to_string()))?;
         let sw = self
             .state
             .borrow_mut()
             .new_sw(scope.clone(), script.clone(), origin);
-        self.state
-            .borrow_mut()
-            .set_worker_state(sw, WorkerState::Activated);
         let realm = self.open_realm(GlobalKind::ServiceWorker, script, Some(sw))?;
         if let Some(reg) = self.state.borrow_mut().sws.get_mut(&sw) {
             reg.realm = Some(realm);
         }
         Ok(realm)
+    }
+
+    /// Queues the installation of the service worker whose realm is `realm` (opened with
+    /// [`open_service_worker`](Self::open_service_worker)): `install`, then, once its
+    /// `waitUntil` promises settle, `activate`, as the service worker's lifecycle runs.
+    pub fn install_service_worker(&mut self, realm: RealmId) -> Result<(), UaError> {
+        let sw = self.sw_of(realm)?;
+        self.state
+            .borrow_mut()
+            .tasks
+            .push_back(Task::Install { sw, caller: None });
+        Ok(())
+    }
+
+    /// Queues a `message` event at the service worker of `realm` whose data is `json` and whose
+    /// source is a client that belongs to the host: what that client is sent goes to
+    /// [`take_host_reports`](Self::take_host_reports). This is how a page's
+    /// `fetch_tests_from_worker` connects to a service worker's harness (`{"type":"connect"}`).
+    pub fn post_to_service_worker_from_host(
+        &mut self,
+        realm: RealmId,
+        json: &str,
+    ) -> Result<(), UaError> {
+        let sw = self.sw_of(realm)?;
+        let url = self.state.borrow().realms[realm].url.clone();
+        self.state.borrow_mut().tasks.push_back(Task::PostToWorker {
+            sw,
+            json: json.to_owned(),
+            source: Out::Obj(vec![
+                ("url", Out::Str(url.to_string())),
+                ("id", Out::Str("client-host".into())),
+                ("realm", Out::Num(-1.0)),
+            ]),
+        });
+        Ok(())
+    }
+
+    fn sw_of(&self, realm: RealmId) -> Result<SwRegistrationId, UaError> {
+        let st = self.state.borrow();
+        st.sws
+            .iter()
+            .find(|(_, r)| r.realm == Some(realm))
+            .map(|(id, _)| *id)
+            .ok_or_else(|| UaError::Script(format!("realm {realm} is not a service worker")))
     }
 
     fn open_realm(
@@ -471,6 +534,124 @@ impl UserAgent {
         self.eval(realm, &source, url.as_str())
     }
 
+    /// Runs a worker's main script from `url` in `realm` as a browser does: an exception it
+    /// throws is reported at the global (an `error` event, then `onerror`) and returned.
+    pub fn run_main_script(&mut self, realm: RealmId, url: &Url) -> Result<(), UaError> {
+        let source = self.state.borrow().load(url)?;
+        self.eval_reporting(realm, &source, url.as_str())
+    }
+
+    /// Loads a page into the window `realm` as a browser loads its markup: each element is
+    /// added to the document in order; each script runs when it is reached, as
+    /// `document.currentScript`, with a microtask checkpoint after it; a script that cannot be
+    /// fetched gets an `error` event (the page goes on), and one that throws is reported at the
+    /// window. Then the document is `interactive`, and two queued tasks fire `DOMContentLoaded`
+    /// and then, with the document `complete`, `load` at the window. Returns what went wrong,
+    /// one line per failed script.
+    pub fn load_page(&mut self, realm: RealmId, elements: &[PageElement]) -> Vec<String> {
+        let mut failures = Vec::new();
+        let page = self.state.borrow().realms.get(realm).map(|r| r.url.clone());
+        let Some(page) = page.filter(|_| self.kind(realm) == Some(GlobalKind::Window)) else {
+            return vec![format!("realm {realm} is not a window")];
+        };
+        let attrs = |list: &[(String, String)]| {
+            Out::Map(
+                list.iter()
+                    .map(|(k, v)| (k.clone(), Out::Str(v.clone())))
+                    .collect(),
+            )
+        };
+        for element in elements {
+            let (tag, attributes, text) = match element {
+                PageElement::Meta(a) => ("meta", attrs(a), Out::Null),
+                PageElement::Title(t) => ("title", attrs(&[]), Out::Str(t.clone())),
+                PageElement::Div(a) => ("div", attrs(a), Out::Null),
+                PageElement::Script(url) => (
+                    "script",
+                    attrs(&[("src".to_owned(), url.to_string())]),
+                    Out::Null,
+                ),
+                PageElement::InlineScript(t) => ("script", attrs(&[]), Out::Str(t.clone())),
+            };
+            let index = self.hooks_call_value(
+                realm,
+                "insertElement",
+                vec![Out::Str(tag.into()), attributes, text],
+            );
+            let (source, name) = match element {
+                PageElement::Script(url) => match self.state.borrow().load(url) {
+                    Ok(source) => (Some(source), url.to_string()),
+                    Err(e) => {
+                        failures.push(format!("{url}: {e}"));
+                        (None, url.to_string())
+                    }
+                },
+                PageElement::InlineScript(t) => (Some(t.clone()), page.to_string()),
+                _ => continue,
+            };
+            let Some(source) = source else {
+                self.hooks_call(realm, "scriptFailed", vec![Out::Num(index)]);
+                continue;
+            };
+            self.hooks_call(realm, "setCurrentScript", vec![Out::Num(index)]);
+            if let Err(e) = self.eval_reporting(realm, &source, &name) {
+                failures.push(format!("{name}: {e}"));
+            }
+            self.hooks_call(realm, "setCurrentScript", vec![Out::Num(-1.0)]);
+        }
+        self.hooks_call(realm, "documentParsed", Vec::new());
+        let mut st = self.state.borrow_mut();
+        st.hook(realm, "domContentLoaded", Vec::new());
+        st.hook(realm, "windowLoaded", Vec::new());
+        failures
+    }
+
+    /// Runs `source` in `realm`, reporting an exception at the global (HTML's "report an
+    /// exception") as well as returning it.
+    fn eval_reporting(&mut self, realm: RealmId, source: &str, name: &str) -> Result<(), UaError> {
+        let Some((ctx, hooks)) = self.contexts.get(realm).and_then(Option::as_ref) else {
+            return Err(UaError::Script(format!("realm {realm} is gone")));
+        };
+        self.arm_watchdog();
+        let (watchdog, started) = (self.watchdog.clone(), self.started);
+        let limit = self.state.borrow().config.watchdog;
+        let result = ctx.with(|ctx| {
+            let caught = match ctx
+                .eval_with_options::<(), _>(source, options(name))
+                .catch(&ctx)
+            {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            let text = describe(&caught);
+            let value = match caught {
+                CaughtError::Exception(ex) => Some(ex.into_value()),
+                CaughtError::Value(v) => Some(v),
+                CaughtError::Error(_) => None,
+            };
+            // The handlers get a watchdog period of their own (an interrupted script used its up).
+            let at = started.elapsed() + limit;
+            watchdog.store(
+                u64::try_from(at.as_millis()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+            if let Some(v) = value {
+                let report = hooks
+                    .clone()
+                    .restore(&ctx)
+                    .and_then(|h| h.get::<_, Function>("reportException"))
+                    .and_then(|f| f.call::<_, ()>((v,)));
+                if let Err(e) = report {
+                    tracing::warn!("reporting an exception failed: {e}");
+                }
+            }
+            Err(UaError::Script(text))
+        });
+        self.disarm_watchdog();
+        self.run_microtasks();
+        result
+    }
+
     /// Evaluates `expression` in `realm`, runs the event loop until the promise it gives
     /// settles (or `timeout` passes), and returns the settled value as JSON, or the rejection
     /// as `Name: message`.
@@ -519,7 +700,14 @@ impl UserAgent {
         !self.state.borrow().host_reports.is_empty()
     }
 
-    /// Takes what scripts sent with `__bgsyncHostReport(text)` (a test harness's results).
+    /// What scripts sent the host so far, as JSON texts, not taken: `__bgsyncHostReport(value)`,
+    /// a dedicated worker's `postMessage`, and what a service worker posts to the host's client
+    /// (see [`post_to_service_worker_from_host`](Self::post_to_service_worker_from_host)).
+    pub fn host_reports(&self) -> std::cell::Ref<'_, [String]> {
+        std::cell::Ref::map(self.state.borrow(), |s| s.host_reports.as_slice())
+    }
+
+    /// Takes what scripts sent the host (see [`host_reports`](Self::host_reports)).
     pub fn take_host_reports(&mut self) -> Vec<String> {
         std::mem::take(&mut self.state.borrow_mut().host_reports)
     }
@@ -699,6 +887,30 @@ impl UserAgent {
         progressed
     }
 
+    /// Calls a hook that returns a number (an index); NaN when it fails.
+    fn hooks_call_value(&mut self, realm: RealmId, hook: &str, args: Vec<Out>) -> f64 {
+        let Some((ctx, hooks)) = self.contexts.get(realm).and_then(Option::as_ref) else {
+            return f64::NAN;
+        };
+        self.arm_watchdog();
+        let result = ctx.with(|ctx| -> Result<f64, String> {
+            let hooks = hooks.clone().restore(&ctx).map_err(|e| e.to_string())?;
+            let f: Function = hooks.get(hook).map_err(|e| e.to_string())?;
+            let mut values = Vec::new();
+            for a in args {
+                values.push(to_js(&ctx, a).map_err(|e| e.to_string())?);
+            }
+            f.call::<_, f64>((Rest(values),))
+                .catch(&ctx)
+                .map_err(|e| describe(&e))
+        });
+        self.disarm_watchdog();
+        result.unwrap_or_else(|e| {
+            self.state.borrow_mut().console.push(format!("error: {e}"));
+            f64::NAN
+        })
+    }
+
     fn hooks_call(&mut self, realm: RealmId, hook: &str, args: Vec<Out>) {
         let Some((ctx, hooks)) = self.contexts.get(realm).and_then(Option::as_ref) else {
             return;
@@ -760,7 +972,7 @@ impl UserAgent {
                     self.hooks_call(realm, "message", vec![Out::Str(json), source]);
                 }
             }
-            Task::Install { sw, realm, call } => self.install(sw, realm, call),
+            Task::Install { sw, caller } => self.install(sw, caller),
             Task::Activate(sw) => self.activate(sw),
         }
     }
@@ -818,25 +1030,29 @@ impl UserAgent {
         self.state.borrow_mut().check_lifetime(lifetime);
     }
 
-    fn install(&mut self, sw: SwRegistrationId, caller: RealmId, call: u64) {
+    fn install(&mut self, sw: SwRegistrationId, caller: Option<(RealmId, u64)>) {
         let Some(realm) = self.ensure_worker(sw) else {
             self.state.borrow_mut().sws.remove(&sw);
-            self.state.borrow_mut().tasks.push_back(Task::Deliver {
-                realm: caller,
-                call,
-                result: Err(type_error(
-                    "Failed to register a ServiceWorker: the script could not be loaded",
-                )),
-            });
+            if let Some((caller, call)) = caller {
+                self.state.borrow_mut().tasks.push_back(Task::Deliver {
+                    realm: caller,
+                    call,
+                    result: Err(type_error(
+                        "Failed to register a ServiceWorker: the script could not be loaded",
+                    )),
+                });
+            }
             return;
         };
         self.set_worker_state(sw, WorkerState::Installing);
-        let reg = self.state.borrow().registration_out(sw);
-        self.state.borrow_mut().tasks.push_back(Task::Deliver {
-            realm: caller,
-            call,
-            result: Ok(reg),
-        });
+        if let Some((caller, call)) = caller {
+            let reg = self.state.borrow().registration_out(sw);
+            self.state.borrow_mut().tasks.push_back(Task::Deliver {
+                realm: caller,
+                call,
+                result: Ok(reg),
+            });
+        }
         let lifetime = self.state.borrow_mut().new_lifetime(Purpose::Install(sw));
         self.hooks_call(
             realm,
@@ -894,8 +1110,16 @@ impl State {
                 self.config.root.join(rel)
             }
         };
-        std::fs::read_to_string(&path)
-            .map_err(|e| UaError::NotFound(format!("{url} ({}: {e})", path.display())))
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| UaError::NotFound(format!("{url} ({}: {e})", path.display())))?;
+        if url.path().contains(".sub.") && !self.config.substitutions.is_empty() {
+            let mut text = text;
+            for (from, to) in &self.config.substitutions {
+                text = text.replace(from.as_str(), to);
+            }
+            return Ok(text);
+        }
+        Ok(text)
     }
 
     pub(crate) fn clock_now(&self) -> Timestamp {
@@ -1330,6 +1554,13 @@ pub(crate) fn to_js<'js>(ctx: &Ctx<'js>, out: Out) -> rquickjs::Result<Value<'js
             a.into_value()
         }
         Out::Obj(fields) => {
+            let o = Object::new(ctx.clone())?;
+            for (k, v) in fields {
+                o.set(k, to_js(ctx, v)?)?;
+            }
+            o.into_value()
+        }
+        Out::Map(fields) => {
             let o = Object::new(ctx.clone())?;
             for (k, v) in fields {
                 o.set(k, to_js(ctx, v)?)?;

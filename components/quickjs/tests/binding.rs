@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bgsync_quickjs::{GlobalKind, RealmId, UserAgent, UserAgentConfig};
+use bgsync_quickjs::{GlobalKind, PageElement, RealmId, UserAgent, UserAgentConfig};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -240,7 +240,8 @@ fn webidl_shapes() {
         "Object.getPrototypeOf(ServiceWorkerRegistration.prototype) === EventTarget.prototype",
         "typeof SyncEvent === 'undefined' && typeof ExtendableEvent === 'undefined'",
         "self instanceof Window && self instanceof EventTarget && Object.prototype.toString.call(self) === '[object Window]'",
-        "typeof document === 'undefined' && isSecureContext === true",
+        "document instanceof Document && document.readyState === 'loading' && isSecureContext === true",
+        "parent === self && top === self && opener === null && document.currentScript === null",
         "location.pathname === '/app/index.html' && location.origin === 'https://web-platform.test:8443'",
         "new DOMException('m', 'InvalidStateError').code === 11 && DOMException.INVALID_STATE_ERR === 11",
         "Object.getPrototypeOf(DOMException.prototype) === Error.prototype",
@@ -367,4 +368,54 @@ fn timers_and_microtasks_run_on_real_time_independent_of_the_engine_clock() {
     );
     assert_eq!(got, r#"["micro","timeout","interval","interval"]"#);
     assert_eq!(p.ok("bgsyncTest.log().then(l => l.length)"), "0");
+}
+
+/// A page loads as a browser loads markup: scripts in order as `document.currentScript`, a
+/// microtask checkpoint after each, a script that cannot be fetched gets `error` and the page
+/// goes on, an exception is reported at the window, and only then `DOMContentLoaded` and `load`.
+#[test]
+fn a_page_loads_with_the_html_lifecycle() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.js"),
+        "self.steps = [`a:${document.readyState}:${document.currentScript.src}`];\n\
+         Promise.resolve().then(() => steps.push('a-microtask'));\n\
+         addEventListener('error', e => steps.push(`error-event:${e.message}:${e.error && e.error.message}`));\n\
+         self.onerror = (m) => { steps.push('onerror'); };\n\
+         document.addEventListener('DOMContentLoaded', () => steps.push(`dcl:${document.readyState}`));\n\
+         addEventListener('load', () => steps.push(`load:${document.readyState}`));",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("c.js"), "steps.push(`c:${document.title}:${document.getElementById('log').localName}`);\nthrow new TypeError('c threw');").unwrap();
+    let mut ua = UserAgent::new(UserAgentConfig::new(dir.path())).unwrap();
+    let page = ua
+        .open(GlobalKind::Window, &ua.url_for("index.html").unwrap())
+        .unwrap();
+    let failures = ua.load_page(
+        page,
+        &[
+            PageElement::Title("the page".into()),
+            PageElement::Script(ua.url_for("a.js").unwrap()),
+            PageElement::Script(ua.url_for("missing.js").unwrap()),
+            PageElement::Div(vec![("id".into(), "log".into())]),
+            PageElement::InlineScript(
+                "steps.push(`inline:${document.currentScript.src === ''}:${document.getElementsByTagName('script').length}`);".into(),
+            ),
+            PageElement::Script(ua.url_for("c.js").unwrap()),
+        ],
+    );
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    assert!(failures[0].contains("missing.js"), "{failures:?}");
+    assert!(failures[1].contains("c threw"), "{failures:?}");
+    let steps = ua
+        .eval_async(
+            page,
+            "new Promise(r => setTimeout(r, 0)).then(() => steps)",
+            T,
+        )
+        .unwrap();
+    assert_eq!(
+        steps,
+        r#"["a:loading:https://web-platform.test:8443/a.js","a-microtask","inline:true:3","c:the page:div","error-event:TypeError: c threw:c threw","onerror","dcl:interactive","load:complete"]"#
+    );
 }
