@@ -238,3 +238,36 @@ fn our_testharness_reports_every_subtest_in_every_global() {
     let wrong = check(&run(root.path()));
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// WPT's own testdriver.js loads (it reads `document.currentScript`), and our
+/// testdriver-vendor.js plugs the user agent's `set_permission` into it.
+#[test]
+fn wpt_testdriver_loads_and_sets_permissions() {
+    let Some(wpt) = wpt_root() else {
+        eprintln!(
+            "skipped: no WPT checkout (set WPT_ROOT, or place the minimal tree at ../shared/wpt)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::os::unix::fs::symlink(wpt.join("resources"), root.join("resources")).unwrap();
+    std::fs::create_dir_all(root.join("t")).unwrap();
+    std::fs::write(
+        root.join("t/driver.https.window.js"),
+        "// META: script=/resources/testdriver.js\n// META: script=/resources/testdriver-vendor.js\n\
+         promise_test(async () => {\n\
+           await test_driver.set_permission({ name: 'background-sync' }, 'denied');\n\
+           assert_equals((await navigator.permissions.query({ name: 'background-sync' })).state, 'denied');\n\
+         }, 'set_permission');\n",
+    )
+    .unwrap();
+    let report = run(root);
+    let r = &report["results"][0];
+    assert_eq!(r["status"], "OK", "{r}");
+    assert_eq!(
+        statuses(r),
+        [("set_permission".to_owned(), "PASS".to_owned())],
+        "{r}"
+    );
+}

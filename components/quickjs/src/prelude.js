@@ -647,7 +647,12 @@
     if (!['granted', 'denied', 'prompt'].includes(state)) return Promise.reject(new TypeError(`invalid permission state ${state}`));
     return call(native.control, 'setPermission', [name, state]).then(() => undefined);
   }
-  Object.defineProperty(G, 'test_driver_internal', { value: { set_permission: setPermission, in_automation: true }, writable: true, configurable: true });
+  const builtInDriver = { set_permission: setPermission, in_automation: true };
+  Object.defineProperty(builtInDriver, 'bgsyncBuiltIn', { value: true });
+  Object.defineProperty(G, 'test_driver_internal', { value: builtInDriver, writable: true, configurable: true });
+  // For /resources/testdriver-vendor.js after WPT's own testdriver.js: its internal
+  // set_permission takes {descriptor, state}.
+  Object.defineProperty(G, '__bgsyncSetPermission', { value: (params) => setPermission(params && params.descriptor, params && params.state), writable: false, enumerable: false, configurable: false });
   if (!G.test_driver) Object.defineProperty(G, 'test_driver', { value: { set_permission: (d, s) => setPermission(d, s) }, writable: true, configurable: true });
 
   // ---- Hooks Rust calls ----------------------------------------------------------------------
