@@ -3,7 +3,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use bgsync_dispatcher::{Dispatcher, ServiceWorkerHost};
+use bgsync_dispatcher::{contain, Dispatcher, EmbedderPanic, ServiceWorkerHost};
 use bgsync_scheduler::{
     DispatchOutcome, Effect, LogEntry, LogEvent, RegisterCall, RegisterContext, Response, Scheduler,
 };
@@ -101,14 +101,30 @@ impl StoreThread {
         let thread = std::thread::Builder::new()
             .name("background-sync-store".into())
             .spawn(move || {
+                // After a panic the store's state is unknown: nothing more is written.
+                let mut panicked: Option<String> = None;
                 for batch in rx {
                     let result = {
                         let _entered =
                             tracing::debug_span!("commit", ops = batch.ops.len()).entered();
-                        store.commit(&batch.ops).map_err(|e| {
-                            tracing::error!(error = %e, "store commit failed");
-                            e.to_string()
-                        })
+                        match &panicked {
+                            Some(fault) => Err(format!(
+                                "{fault}; no change has been written since (restart Background Sync)"
+                            )),
+                            None => match contain("RegistrationStore::commit", || {
+                                store.commit(&batch.ops)
+                            }) {
+                                Ok(r) => r.map_err(|e| {
+                                    tracing::error!(error = %e, "store commit failed");
+                                    e.to_string()
+                                }),
+                                Err(fault) => {
+                                    let fault = fault.to_string();
+                                    panicked = Some(fault.clone());
+                                    Err(fault)
+                                }
+                            },
+                        }
                     };
                     match done.upgrade() {
                         Some(tx) => {
@@ -263,12 +279,9 @@ impl Driver {
             } => {
                 let span = tracing::info_span!("register", origin = %caller, %sw, %tag);
                 let _entered = span.enter();
-                let info = self.embedder.host.registration(sw);
-                let context = RegisterContext {
-                    registration_origin: info.as_ref().map(|i| i.origin.clone()),
-                    has_active_worker: info.is_some_and(|i| i.has_active_worker),
-                    has_window_client: self.embedder.clients.has_window_client(&caller),
-                    permission: self.embedder.permissions.background_sync(&caller),
+                let context = match self.register_context(&caller, sw) {
+                    Ok(context) => context,
+                    Err(fault) => return reply.send(Err(embedder_fault(&fault))),
                 };
                 let request = self.request_id();
                 self.pending.insert(request, Pending::Register(reply));
@@ -286,7 +299,12 @@ impl Driver {
             Msg::GetTags { caller, sw, reply } => {
                 let span = tracing::info_span!("get_tags", origin = %caller, %sw);
                 let _entered = span.enter();
-                let owner = self.embedder.host.registration(sw).map(|i| i.origin);
+                let host = &self.embedder.host;
+                let owner =
+                    match contain("ServiceWorkerHost::registration", || host.registration(sw)) {
+                        Ok(info) => info.map(|i| i.origin),
+                        Err(fault) => return reply.send(Err(embedder_fault(&fault))),
+                    };
                 let request = self.request_id();
                 self.pending.insert(request, Pending::Tags(reply));
                 self.core
@@ -345,6 +363,28 @@ impl Driver {
             }),
             Msg::Shutdown => self.shutting_down = true,
         }
+    }
+
+    /// What `register()` needs to know from the embedder; a panic in any of it fails the call.
+    fn register_context(
+        &self,
+        caller: &Origin,
+        sw: SwRegistrationId,
+    ) -> Result<RegisterContext, EmbedderPanic> {
+        let e = &self.embedder;
+        let info = contain("ServiceWorkerHost::registration", || {
+            e.host.registration(sw)
+        })?;
+        Ok(RegisterContext {
+            registration_origin: info.as_ref().map(|i| i.origin.clone()),
+            has_active_worker: info.is_some_and(|i| i.has_active_worker),
+            has_window_client: contain("WindowClients::has_window_client", || {
+                e.clients.has_window_client(caller)
+            })?,
+            permission: contain("Permissions::background_sync", || {
+                e.permissions.background_sync(caller)
+            })?,
+        })
     }
 
     /// Gives the core and the dispatcher the time: time limits that ran out fail their attempts,
@@ -456,4 +496,12 @@ impl Driver {
             }
         }
     }
+}
+
+/// The exception a call gets when an embedder's trait method panicked while serving it.
+fn embedder_fault(fault: &EmbedderPanic) -> DomException {
+    DomException::new(
+        DomExceptionName::UnknownError,
+        format!("{fault}; the call was not carried out"),
+    )
 }

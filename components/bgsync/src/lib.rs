@@ -39,7 +39,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use bgsync_dispatcher::{Dispatcher, OutcomeSink};
+pub use bgsync_dispatcher::EmbedderPanic;
+use bgsync_dispatcher::{contain, Dispatcher, OutcomeSink};
 use bgsync_scheduler::Scheduler;
 use bgsync_store::{MemoryStore, RegistrationStore, SqliteStore, StoreError};
 use bgsync_types::{
@@ -182,15 +183,30 @@ impl Builder {
         }
         // Registrations of service worker registrations the host no longer has (unregistered
         // while the engine was down, or a removal that failed to commit) go, durably.
+        // A panicking embedder is contained: an unanswered registry keeps the rows, an
+        // unanswered permission holds them (as denied) until the embedder reports a change, an
+        // unanswered network counts as offline until it reports one.
+        let host = &self.host;
         for sw in core.service_worker_registrations() {
-            if self.host.registration(sw).is_none() {
+            let known = contain("ServiceWorkerHost::registration", || host.registration(sw))
+                .map_or(true, |info| info.is_some());
+            if !known {
                 core.service_worker_unregistered(now, sw);
             }
         }
+        let permissions = &self.permissions;
         for origin in core.origins() {
-            core.set_permission(now, &origin, self.permissions.background_sync(&origin));
+            let state = contain("Permissions::background_sync", || {
+                permissions.background_sync(&origin)
+            })
+            .unwrap_or(PermissionState::Denied);
+            core.set_permission(now, &origin, state);
         }
-        core.set_online(now, self.network.is_online());
+        let network = &self.network;
+        core.set_online(
+            now,
+            contain("NetworkState::is_online", || network.is_online()).unwrap_or(false),
+        );
 
         let (tx, rx) = mpsc::unbounded_channel();
         let weak = tx.downgrade();

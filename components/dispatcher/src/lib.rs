@@ -40,12 +40,48 @@
 //! ```
 
 use std::collections::BTreeSet;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 use bgsync_scheduler::{DispatchOutcome, DispatchRequest};
 use bgsync_types::{DispatchId, Origin, SwRegistrationId, Tag, Timestamp};
+
+/// An embedder's trait method panicked. The call it happened in fails with this; the engine
+/// goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbedderPanic {
+    /// The method, as `Trait::method`.
+    pub method: &'static str,
+    /// The panic's message.
+    pub message: String,
+}
+
+impl std::fmt::Display for EmbedderPanic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the embedder's {} panicked ({}); this is a fault of the embedder",
+            self.method, self.message
+        )
+    }
+}
+
+/// Runs `f`, an embedder's trait method `method`, turning a panic into an [`EmbedderPanic`]
+/// (logged as an error) so that a faulty embedder fails one call, not the engine.
+pub fn contain<T>(method: &'static str, f: impl FnOnce() -> T) -> Result<T, EmbedderPanic> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a non-text panic payload".into());
+        let fault = EmbedderPanic { method, message };
+        tracing::error!(%fault, "embedder fault contained");
+        fault
+    })
+}
 
 /// What the host knows about a service worker registration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,10 +229,13 @@ impl Dispatcher {
         now: Timestamp,
         request: DispatchRequest,
     ) -> Option<(DispatchId, DispatchOutcome)> {
-        let active = self
-            .host
-            .registration(request.sw)
-            .is_some_and(|r| r.has_active_worker && r.origin == request.origin);
+        let host = &self.host;
+        let active = contain("ServiceWorkerHost::registration", || {
+            host.registration(request.sw)
+        })
+        .ok()
+        .flatten()
+        .is_some_and(|r| r.has_active_worker && r.origin == request.origin);
         if !active {
             tracing::debug!(id = request.id.0, sw = %request.sw, "no active worker to receive sync");
             return Some((request.id, DispatchOutcome::WorkerFailedToStart));
@@ -214,17 +253,31 @@ impl Dispatcher {
             id: request.id,
             sink: Some(self.sink.clone()),
         };
-        self.host.fire_sync_event(
-            SyncEventDispatch {
-                id: request.id,
-                sw: request.sw,
-                origin: request.origin,
-                tag: request.tag,
-                last_chance: request.last_chance,
-            },
-            reply,
-        );
+        let event = SyncEventDispatch {
+            id: request.id,
+            sw: request.sw,
+            origin: request.origin,
+            tag: request.tag,
+            last_chance: request.last_chance,
+        };
+        let host = &self.host;
+        if contain("ServiceWorkerHost::fire_sync_event", || {
+            host.fire_sync_event(event, reply)
+        })
+        .is_err()
+        {
+            // The worker never got the event: a failed start. The reporter the panic dropped
+            // reports a termination, which finds nothing in flight and is ignored.
+            self.in_flight.remove(&request.id);
+            self.deadlines.remove(&(deadline, request.id));
+            return Some((request.id, DispatchOutcome::WorkerFailedToStart));
+        }
         None
+    }
+
+    fn terminate(&self, id: DispatchId, sw: SwRegistrationId) {
+        let host = &self.host;
+        let _ = contain("ServiceWorkerHost::terminate", || host.terminate(id, sw));
     }
 
     /// An outcome arrived from the host. Returns it if the event was still in flight; `None` if
@@ -243,7 +296,7 @@ impl Dispatcher {
     pub fn abandon(&mut self, id: DispatchId) {
         if let Some(f) = self.in_flight.remove(&id) {
             self.deadlines.remove(&(f.deadline, id));
-            self.host.terminate(id, f.sw);
+            self.terminate(id, f.sw);
         }
     }
 
@@ -263,7 +316,7 @@ impl Dispatcher {
             self.deadlines.pop_first();
             if let Some(f) = self.in_flight.remove(&id) {
                 tracing::info!(id = id.0, sw = %f.sw, "sync event ran past its time limit");
-                self.host.terminate(id, f.sw);
+                self.terminate(id, f.sw);
                 expired.push((id, DispatchOutcome::TimedOut));
             }
         }
