@@ -1,21 +1,36 @@
-//! Opening the durable store on arbitrary bytes: a typed error or a usable store, never a panic,
-//! and recovery always leaves a working, empty store.
+//! Opening the durable store on arbitrary bytes, as the engine does (open, recover, the
+//! background check): a typed error or a usable store, never a panic, and every write after it
+//! succeeds and is there on the next open.
 #![no_main]
 
-use bgsync_store::{RegistrationStore, SqliteStore, StoreOp, DB_FILE};
+use bgsync_store::{RegistrationStore, SqliteStore, StoreOp, StoredRegistration, DB_FILE};
+use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let dir = tempfile::tempdir().expect("temporary directory");
     std::fs::write(dir.path().join(DB_FILE), data).expect("write the database file");
-    match SqliteStore::open(dir.path()) {
-        Ok(mut store) => {
-            let _ = store.load_all();
-            let _ = store.commit(&[StoreOp::DeleteAll]);
-        }
-        Err(_) => {
-            let (mut store, _) = SqliteStore::open_or_recover(dir.path()).expect("recovery always opens a store");
-            store.commit(&[StoreOp::DeleteAll]).expect("the recovered store takes writes");
-        }
+    if let Ok(mut store) = SqliteStore::open(dir.path()) {
+        let _ = store.load_all();
+        // A plain open may miss damage; a commit that meets it recovers and still succeeds.
+        store.commit(&[StoreOp::DeleteAll]).expect("a commit on an opened store succeeds");
     }
+    let record = StoredRegistration {
+        origin: Origin::parse("https://fuzz.example").expect("origin"),
+        sw: SwRegistrationId(1),
+        tag: Tag::from("after"),
+        kind: SyncKind::OneShot,
+        attempts: 0,
+        max_attempts: 3,
+        next_fire: Timestamp(0),
+        periodic_interval: None,
+    };
+    {
+        let (mut store, _) = SqliteStore::open_or_recover(dir.path()).expect("recovery always opens a store");
+        store.verify().expect("the check recovers what it finds");
+        store.commit(&[StoreOp::DeleteAll]).expect("the recovered store takes writes");
+        store.commit(&[StoreOp::Put(record.clone())]).expect("the recovered store takes writes");
+    }
+    let mut again = SqliteStore::open(dir.path()).expect("the repaired store opens");
+    assert_eq!(again.load_all().expect("and reads"), vec![record], "the write is there");
 });

@@ -133,6 +133,9 @@ fn describe(entry: &LogEntry) -> String {
         LogEvent::Unregistered => "service worker unregistered".to_owned(),
         LogEvent::Cleared => "site data cleared".to_owned(),
         LogEvent::StoreFailed { cause } => format!("store failed: {cause}"),
+        LogEvent::StoreRecovered { cause, kept } => {
+            format!("store rebuilt after damage, {kept} kept: {cause}")
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use bgsync_dispatcher::{contain, Dispatcher, EmbedderPanic, ServiceWorkerHost};
 use bgsync_scheduler::{
     DispatchOutcome, Effect, LogEntry, LogEvent, RegisterCall, RegisterContext, Response, Scheduler,
 };
-use bgsync_store::{RegistrationStore, StoreOp};
+use bgsync_store::{Recovery, RegistrationStore, StoreOp, StoredRegistration};
 use bgsync_types::PersistId;
 use bgsync_types::{
     DispatchId, DomException, DomExceptionName, Origin, PermissionState, RequestId,
@@ -61,6 +61,9 @@ pub(crate) enum Msg {
     WakeUp(Reply<Option<Timestamp>>),
     /// The store thread finished a commit.
     Committed(Vec<PersistId>, Result<(), String>),
+    /// The store found damage (its check after start-up, or a commit) and rebuilt itself.
+    StoreRecovered(Recovery),
+    Recoveries(Reply<Vec<Recovery>>),
     Status(Reply<crate::EngineStatus>),
     Shutdown,
 }
@@ -84,6 +87,13 @@ struct Batch {
     ops: Vec<StoreOp>,
 }
 
+/// Sends a repair the store made to the driver.
+fn report_recovery(done: &mpsc::WeakUnboundedSender<Msg>, recovery: Option<Recovery>) {
+    if let (Some(r), Some(tx)) = (recovery, done.upgrade()) {
+        let _ = tx.send(Msg::StoreRecovered(r));
+    }
+}
+
 /// The store's own thread: commits one batch at a time and reports back. While a commit is in
 /// flight (an fsync), the driver keeps taking calls and gathers their writes into the next batch:
 /// that is what makes concurrent callers share fsyncs.
@@ -103,6 +113,13 @@ impl StoreThread {
             .spawn(move || {
                 // After a panic the store's state is unknown: nothing more is written.
                 let mut panicked: Option<String> = None;
+                // The full check of the whole store, before the first commit: start-up does not
+                // wait for it, only writes do.
+                match contain("RegistrationStore::verify", || store.verify()) {
+                    Ok(Ok(recovery)) => report_recovery(&done, recovery),
+                    Ok(Err(e)) => tracing::error!(error = %e, "the store's check failed"),
+                    Err(fault) => panicked = Some(fault.to_string()),
+                }
                 for batch in rx {
                     let result = {
                         let _entered =
@@ -131,6 +148,14 @@ impl StoreThread {
                             let _ = tx.send(Msg::Committed(batch.ids, result));
                         }
                         None => break,
+                    }
+                    if panicked.is_none() {
+                        let recovery = contain("RegistrationStore::take_recovery", || {
+                            store.take_recovery()
+                        })
+                        .ok()
+                        .flatten();
+                        report_recovery(&done, recovery);
                     }
                 }
             })
@@ -163,6 +188,11 @@ pub(crate) struct Driver {
     store: StoreThread,
     /// Writes waiting for the next commit.
     queued: Vec<(PersistId, Vec<StoreOp>)>,
+    /// After the store rebuilt itself: rewrite it from what the engine holds (plus these
+    /// records the engine does not own) before the next queued writes.
+    repair: Option<Vec<StoredRegistration>>,
+    /// Every repair the store made since start-up, the one at start-up first.
+    recoveries: Vec<Recovery>,
     /// Whether a commit is in flight.
     committing: bool,
     pub embedder: Embedder,
@@ -191,6 +221,8 @@ impl Driver {
             dispatcher,
             store: StoreThread::start(store, tx),
             queued: Vec::new(),
+            repair: None,
+            recoveries: Vec::new(),
             committing: false,
             embedder,
             rx,
@@ -201,6 +233,37 @@ impl Driver {
             log_subscribers,
             settle_waiters: Vec::new(),
             shutting_down: false,
+        }
+    }
+
+    /// Start-up rebuilt the store: log it and keep it with the later ones.
+    pub fn start_recovered(&mut self, r: Recovery) {
+        self.log_recovery(&r);
+        self.recoveries.push(r);
+    }
+
+    /// A DevTools log line per origin that had registrations in a rebuilt store.
+    fn log_recovery(&mut self, r: &Recovery) {
+        let now = self.now();
+        let mut per_origin: Vec<(Origin, SwRegistrationId, Tag, u64)> = Vec::new();
+        for rec in &r.kept {
+            match per_origin.iter_mut().find(|(o, ..)| *o == rec.origin) {
+                Some(entry) => entry.3 += 1,
+                None => per_origin.push((rec.origin.clone(), rec.sw, rec.tag.clone(), 1)),
+            }
+        }
+        let cause = r.to_string();
+        for (origin, sw, tag, kept) in per_origin {
+            self.push_log(LogEntry {
+                time: now,
+                origin,
+                sw,
+                tag,
+                event: LogEvent::StoreRecovered {
+                    cause: cause.clone(),
+                    kept,
+                },
+            });
         }
     }
 
@@ -349,6 +412,22 @@ impl Driver {
                     self.core.persist_completed(now, id, result.clone());
                 }
             }
+            Msg::StoreRecovered(r) => {
+                tracing::warn!(recovery = %r, "background sync: the store was rebuilt");
+                self.log_recovery(&r);
+                // What the store kept was read from the damaged file; the engine's own state is
+                // what callers were told, so the store is rewritten from it (keeping the records
+                // the engine does not own, such as periodic ones).
+                let foreign = r
+                    .kept
+                    .iter()
+                    .filter(|x| x.kind != bgsync_types::SyncKind::OneShot)
+                    .cloned()
+                    .collect();
+                self.repair = Some(foreign);
+                self.recoveries.push(r);
+            }
+            Msg::Recoveries(reply) => reply.send(self.recoveries.clone()),
             Msg::Settle(reply) => self.settle_waiters.push(reply),
             Msg::Log(reply) => reply.send(self.log.iter().cloned().collect()),
             Msg::SubscribeLog(tx) => self.log_subscribers.push(tx),
@@ -438,7 +517,7 @@ impl Driver {
     /// Sends the queued writes as one commit, unless one is already in flight (then they go
     /// with the next).
     fn commit_queued(&mut self) {
-        if self.committing || self.queued.is_empty() {
+        if self.committing || (self.queued.is_empty() && self.repair.is_none()) {
             return;
         }
         let queued = std::mem::take(&mut self.queued);
@@ -446,6 +525,17 @@ impl Driver {
             ids: Vec::with_capacity(queued.len()),
             ops: Vec::new(),
         };
+        if let Some(foreign) = self.repair.take() {
+            // Taken now, with no commit in flight: everything acknowledged is in it.
+            batch.ops.push(StoreOp::DeleteAll);
+            batch.ops.extend(
+                self.core
+                    .stored_registrations()
+                    .into_iter()
+                    .chain(foreign)
+                    .map(StoreOp::Put),
+            );
+        }
         for (id, ops) in queued {
             batch.ids.push(id);
             batch.ops.extend(ops);
@@ -485,15 +575,19 @@ impl Driver {
                     "background sync"
                 ),
             }
-            // Subscribers that went away are forgotten.
-            self.log_subscribers
-                .retain(|tx| tx.send(entry.clone()).is_ok());
-            if self.log.len() == self.log_capacity {
-                self.log.pop_front();
-            }
-            if self.log_capacity > 0 {
-                self.log.push_back(entry);
-            }
+            self.push_log(entry);
+        }
+    }
+
+    fn push_log(&mut self, entry: LogEntry) {
+        // Subscribers that went away are forgotten.
+        self.log_subscribers
+            .retain(|tx| tx.send(entry.clone()).is_ok());
+        if self.log.len() == self.log_capacity {
+            self.log.pop_front();
+        }
+        if self.log_capacity > 0 {
+            self.log.push_back(entry);
         }
     }
 }

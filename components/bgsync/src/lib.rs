@@ -42,6 +42,7 @@ use std::thread::JoinHandle;
 pub use bgsync_dispatcher::EmbedderPanic;
 use bgsync_dispatcher::{contain, Dispatcher, OutcomeSink};
 use bgsync_scheduler::Scheduler;
+pub use bgsync_store::Recovery;
 use bgsync_store::{MemoryStore, RegistrationStore, SqliteStore, StoreError};
 use bgsync_types::{
     DomException, DomExceptionName, Origin, PermissionState, SwRegistrationId, Tag, Timestamp,
@@ -165,22 +166,29 @@ impl Builder {
             core
         };
         let mut core = fresh(&self.params);
+        let mut start_recovery = None;
         if let Some(dir) = &self.data_dir {
             // Streamed from the database straight into the scheduler: never held twice.
             let (store, recovery) =
                 SqliteStore::open_or_recover_each(dir, &mut |r| core.restore_one(now, r))?;
             if let Some(r) = recovery {
                 tracing::warn!(
-                    moved_to = %r.moved_to.display(), cause = %r.cause,
-                    "the sync registration database was damaged; it was moved aside and \
-                     Background Sync starts with no registrations"
+                    recovery = %r,
+                    "the sync registration database was damaged; Background Sync starts with \
+                     what could be read"
                 );
                 core = fresh(&self.params);
+                core.restore(now, r.kept.iter().cloned());
+                start_recovery = Some(r);
             }
             self.store = Box::new(store);
         } else {
             core.restore(now, self.store.load_all()?);
         }
+        let report = StartReport {
+            restored: core.len(),
+            recovery: start_recovery.clone(),
+        };
         // Registrations of service worker registrations the host no longer has (unregistered
         // while the engine was down, or a removal that failed to commit) go, durably.
         // A panicking embedder is contained: an unanswered registry keeps the rows, an
@@ -216,7 +224,7 @@ impl Builder {
             }
         });
         let dispatcher = Dispatcher::new(self.host.clone(), sink);
-        let driver = Driver::new(
+        let mut driver = Driver::new(
             core,
             dispatcher,
             self.store,
@@ -230,6 +238,9 @@ impl Builder {
             self.log_capacity,
             self.log_subscribers,
         );
+        if let Some(r) = start_recovery {
+            driver.start_recovered(r);
+        }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()?;
@@ -239,6 +250,7 @@ impl Builder {
         Ok(BackgroundSync {
             tx,
             thread: Arc::new(Mutex::new(Some(thread))),
+            report: Arc::new(report),
         })
     }
 }
@@ -249,6 +261,19 @@ impl Builder {
 pub struct BackgroundSync {
     tx: mpsc::UnboundedSender<Msg>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+    report: Arc<StartReport>,
+}
+
+/// What start-up found: how many registrations were restored, and whether the database had to
+/// be rebuilt (the damaged file is kept; see [`Recovery`]). Damage found later, by the full
+/// check the store runs after start-up or by a commit, is in
+/// [`BackgroundSync::recoveries`] and the DevTools log ([`LogEvent::StoreRecovered`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StartReport {
+    /// Registrations restored from the store.
+    pub restored: usize,
+    /// The repair start-up made, if the database was damaged.
+    pub recovery: Option<Recovery>,
 }
 
 fn shut_down() -> DomException {
@@ -429,6 +454,19 @@ impl BackgroundSync {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.send(Msg::Status(Reply::Channel(tx)));
         rx.recv().unwrap_or_default()
+    }
+
+    /// What start-up found (restored registrations, a repaired database).
+    pub fn start_report(&self) -> &StartReport {
+        &self.report
+    }
+
+    /// Every repair of a damaged database since start-up, start-up's first: the damaged file's
+    /// new name, the cause, and what was kept.
+    pub async fn recoveries(&self) -> Vec<Recovery> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Msg::Recoveries(Reply::Async(tx)));
+        rx.await.unwrap_or_default()
     }
 
     /// Stops the Background Sync thread and waits for it. Calls still in progress are rejected

@@ -136,6 +136,14 @@ pub enum LogEvent {
         /// The store's message.
         cause: String,
     },
+    /// The registration database was found damaged, moved aside and rebuilt. Written once per
+    /// origin with registrations in it, naming that origin's first kept registration.
+    StoreRecovered {
+        /// What was wrong, where the damaged file went, and what could not be kept.
+        cause: String,
+        /// How many of this origin's registrations were kept.
+        kept: u64,
+    },
 }
 
 /// What happens to a registration after an event ends.

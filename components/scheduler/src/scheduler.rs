@@ -301,6 +301,15 @@ impl Scheduler {
         }
     }
 
+    /// Every registration the scheduler holds, as the store keeps it: what a store rebuilt
+    /// after damage is rewritten from (changes not yet acknowledged are not included).
+    pub fn stored_registrations(&self) -> Vec<StoredRegistration> {
+        self.registrations
+            .iter()
+            .map(|(key, reg)| reg.record(key))
+            .collect()
+    }
+
     /// The origins the scheduler holds registrations for.
     pub fn origins(&self) -> Vec<Origin> {
         self.origin_counts.keys().cloned().collect()

@@ -35,7 +35,7 @@ use std::time::Duration;
 use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
 
 pub use memory::{FaultSwitch, MemoryStore};
-pub use sqlite::{decode_row, RawRow, Recovery, SqliteStore, DB_FILE, LOCK_FILE, SCHEMA_VERSION};
+pub use sqlite::{decode_row, RawRow, SqliteStore, DB_FILE, LOCK_FILE, SCHEMA_VERSION};
 
 /// What identifies a registration in the store: one-shot and periodic registrations may share a
 /// tag, so the kind is part of the key.
@@ -152,6 +152,45 @@ pub enum StoreError {
     },
 }
 
+/// What a store did with a damaged database: the file is kept for inspection, and the store
+/// goes on with a fresh one holding what could be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Where the damaged file now is (its `-wal` and `-shm` companions moved beside it).
+    pub moved_to: PathBuf,
+    /// What was wrong with it.
+    pub cause: String,
+    /// Registrations read from the damaged file and kept in the fresh one.
+    pub kept: Vec<StoredRegistration>,
+    /// Rows that could not be decoded, and were dropped.
+    pub dropped: u64,
+    /// Whether reading stopped early at damage in the table itself (rows after it, if any,
+    /// are lost).
+    pub truncated: bool,
+}
+
+impl std::fmt::Display for Recovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the sync registration database was damaged ({}); it was moved to {} and rebuilt with the {} registration(s) that could be read",
+            self.cause,
+            self.moved_to.display(),
+            self.kept.len()
+        )?;
+        if self.dropped > 0 {
+            write!(f, "; {} undecodable row(s) were dropped", self.dropped)?;
+        }
+        if self.truncated {
+            write!(
+                f,
+                "; reading stopped at damage in the table, so later rows may be lost"
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// A registration store: durable (or not) storage for sync registrations.
 ///
 /// Implementations must make [`commit`](RegistrationStore::commit) atomic — all of the batch or
@@ -164,4 +203,18 @@ pub trait RegistrationStore: Send {
     /// Applies `batch` atomically and durably. On error nothing of the batch is applied and
     /// everything committed before stays.
     fn commit(&mut self, batch: &[StoreOp]) -> Result<(), StoreError>;
+
+    /// Checks the whole store for damage, repairing what it can, and reports a repair. The
+    /// engine calls it once after start-up, on the store's own thread, before its first commit
+    /// (a full check of a large store takes seconds; start-up does not wait for it). The
+    /// default has nothing to check.
+    fn verify(&mut self) -> Result<Option<Recovery>, StoreError> {
+        Ok(None)
+    }
+
+    /// A repair the store made on its own since it was last asked (a commit that found damage
+    /// recovers as start-up does, then retries). The default never repairs.
+    fn take_recovery(&mut self) -> Option<Recovery> {
+        None
+    }
 }

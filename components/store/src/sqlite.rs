@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 
-use crate::{RegistrationStore, StoreError, StoreOp, StoredRegistration};
+use crate::{Recovery, RegistrationStore, StoreError, StoreOp, StoredRegistration};
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "background-sync.sqlite";
@@ -38,15 +38,6 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX registrations_by_next_fire ON registrations (next_fire);",
 ];
 
-/// What [`SqliteStore::open_or_recover`] did with a damaged database.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Recovery {
-    /// Where the damaged file now is (its `-wal` and `-shm` companions moved beside it).
-    pub moved_to: PathBuf,
-    /// What was wrong with it.
-    pub cause: String,
-}
-
 /// A registration store on SQLite: durable, one row per registration, every commit one
 /// transaction fsynced before it returns.
 ///
@@ -61,6 +52,8 @@ pub struct SqliteStore {
     _lock: File,
     /// The rows read (and so validated) when the store was opened, handed out once.
     loaded: Option<Vec<StoredRegistration>>,
+    /// A repair made by a commit that found damage, until the engine takes it.
+    recovered: Option<Recovery>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -84,19 +77,23 @@ impl SqliteStore {
             path,
             _lock: lock,
             loaded: Some(rows),
+            recovered: None,
         })
     }
 
     /// Opens the store in `dir`; if the database is damaged, moves it aside as
     /// `background-sync.sqlite.corrupt-<unix millis>` (with its `-wal` and `-shm` files), logs
-    /// it, and starts with an empty database. The damaged file is kept for inspection: nothing
-    /// readable is deleted.
+    /// it, and starts a fresh database holding every registration that could still be read and
+    /// decoded from the damaged one ([`Recovery::kept`]). The damaged file is kept for
+    /// inspection. Damage this read cannot see (an index, an interior page, free space) is
+    /// found by [`verify`](RegistrationStore::verify).
     pub fn open_or_recover(dir: &Path) -> Result<(SqliteStore, Option<Recovery>), StoreError> {
         let mut rows = Vec::new();
         let (mut store, recovery) = SqliteStore::open_or_recover_each(dir, &mut |r| rows.push(r))?;
-        if recovery.is_some() {
-            // What was read before the damage was found belongs to the file moved aside.
-            rows.clear();
+        if let Some(r) = &recovery {
+            // What was read before the damage was found belongs to the file moved aside; the
+            // fresh file holds what the recovery kept.
+            rows = r.kept.clone();
         }
         store.loaded = Some(rows);
         Ok((store, recovery))
@@ -106,7 +103,7 @@ impl SqliteStore {
     /// `f` as it is read instead of keeping them all: a start-up of a million registrations
     /// never holds them twice. When the returned recovery is `Some`, the file was damaged and
     /// moved aside, and what `f` received before the damage was found must be discarded: the
-    /// store is empty.
+    /// store holds [`Recovery::kept`] instead.
     pub fn open_or_recover_each(
         dir: &Path,
         f: &mut dyn FnMut(StoredRegistration),
@@ -117,14 +114,8 @@ impl SqliteStore {
         let (conn, recovery) = match attempt {
             Ok(conn) => (conn, None),
             Err(StoreError::Corrupt { cause, .. }) => {
-                let moved_to = move_aside(&path)?;
-                tracing::warn!(
-                    file = %path.display(),
-                    moved_to = %moved_to.display(),
-                    %cause,
-                    "sync registration database was corrupt; moved it aside and started empty"
-                );
-                (open_conn(&path)?, Some(Recovery { moved_to, cause }))
+                let (conn, recovery) = salvage(&path, cause)?;
+                (conn, Some(recovery))
             }
             Err(e) => return Err(e),
         };
@@ -134,6 +125,7 @@ impl SqliteStore {
                 path,
                 _lock: lock,
                 loaded: None,
+                recovered: None,
             },
             recovery,
         ))
@@ -182,6 +174,71 @@ impl SqliteStore {
     fn read_error(&self, e: rusqlite::Error) -> StoreError {
         classify(&self.path, e, |cause| StoreError::ReadFailed { cause })
     }
+
+    /// Moves the damaged file aside and continues on a fresh one with what could be read.
+    fn recover(&mut self, cause: String) -> Result<Recovery, StoreError> {
+        // The connection to the damaged file must be closed before it is moved.
+        let placeholder = Connection::open_in_memory().map_err(|e| StoreError::Open {
+            path: self.path.clone(),
+            cause: e.to_string(),
+        })?;
+        drop(std::mem::replace(&mut self.conn, placeholder));
+        let (conn, recovery) = salvage(&self.path, cause)?;
+        self.conn = conn;
+        Ok(recovery)
+    }
+
+    fn try_commit(&mut self, batch: &[StoreOp]) -> Result<(), rusqlite::Error> {
+        write_batch(&mut self.conn, batch)
+    }
+}
+
+/// Applies `batch` in one immediate transaction; on error nothing of it is applied.
+fn write_batch(conn: &mut Connection, batch: &[StoreOp]) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    for op in batch {
+        match op {
+            StoreOp::Put(r) => tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO registrations
+                         (sw, kind, tag, origin, attempts, max_attempts, next_fire,
+                          periodic_interval_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        sw_to_sql(r.sw),
+                        kind_to_sql(r.kind),
+                        tag_to_sql(&r.tag),
+                        r.origin.serialize(),
+                        r.attempts,
+                        r.max_attempts,
+                        time_to_sql(r.next_fire),
+                        r.periodic_interval.map(duration_to_sql),
+                    ])
+                }),
+            StoreOp::Delete(k) => tx
+                .prepare_cached(
+                    "DELETE FROM registrations WHERE sw = ?1 AND kind = ?2 AND tag = ?3",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        sw_to_sql(k.sw),
+                        kind_to_sql(k.kind),
+                        tag_to_sql(&k.tag)
+                    ])
+                }),
+            StoreOp::DeleteServiceWorker(sw) => tx
+                .prepare_cached("DELETE FROM registrations WHERE sw = ?1")
+                .and_then(|mut s| s.execute(params![sw_to_sql(*sw)])),
+            StoreOp::DeleteOrigin(origin) => tx
+                .prepare_cached("DELETE FROM registrations WHERE origin = ?1")
+                .and_then(|mut s| s.execute(params![origin.serialize()])),
+            StoreOp::DeleteAll => tx.execute("DELETE FROM registrations", []),
+        }?;
+        // Dropping `tx` on error rolls the whole batch back.
+    }
+    tx.commit()
 }
 
 impl RegistrationStore for SqliteStore {
@@ -193,58 +250,51 @@ impl RegistrationStore for SqliteStore {
     }
 
     fn commit(&mut self, batch: &[StoreOp]) -> Result<(), StoreError> {
-        let failed = |e: rusqlite::Error| StoreError::WriteFailed {
+        let failed = |path: &Path, e: rusqlite::Error| StoreError::WriteFailed {
             ops: batch.len(),
-            cause: format!("{e} (database {})", self.path.display()),
+            cause: format!("{e} (database {})", path.display()),
         };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(failed)?;
-        for op in batch {
-            let result = match op {
-                StoreOp::Put(r) => tx
-                    .prepare_cached(
-                        "INSERT OR REPLACE INTO registrations
-                         (sw, kind, tag, origin, attempts, max_attempts, next_fire,
-                          periodic_interval_ms)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    )
-                    .and_then(|mut s| {
-                        s.execute(params![
-                            sw_to_sql(r.sw),
-                            kind_to_sql(r.kind),
-                            tag_to_sql(&r.tag),
-                            r.origin.serialize(),
-                            r.attempts,
-                            r.max_attempts,
-                            time_to_sql(r.next_fire),
-                            r.periodic_interval.map(duration_to_sql),
-                        ])
-                    }),
-                StoreOp::Delete(k) => tx
-                    .prepare_cached(
-                        "DELETE FROM registrations WHERE sw = ?1 AND kind = ?2 AND tag = ?3",
-                    )
-                    .and_then(|mut s| {
-                        s.execute(params![
-                            sw_to_sql(k.sw),
-                            kind_to_sql(k.kind),
-                            tag_to_sql(&k.tag)
-                        ])
-                    }),
-                StoreOp::DeleteServiceWorker(sw) => tx
-                    .prepare_cached("DELETE FROM registrations WHERE sw = ?1")
-                    .and_then(|mut s| s.execute(params![sw_to_sql(*sw)])),
-                StoreOp::DeleteOrigin(origin) => tx
-                    .prepare_cached("DELETE FROM registrations WHERE origin = ?1")
-                    .and_then(|mut s| s.execute(params![origin.serialize()])),
-                StoreOp::DeleteAll => tx.execute("DELETE FROM registrations", []),
-            };
-            // Dropping `tx` on error rolls the whole batch back.
-            result.map_err(failed)?;
+        let e = match self.try_commit(batch) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        match classify(&self.path, e, |cause| StoreError::ReadFailed { cause }) {
+            // Damage found by a write: recover as start-up does, then write on the fresh file.
+            StoreError::Corrupt { cause, .. } => {
+                let recovery = self.recover(cause)?;
+                self.recovered = Some(recovery);
+                self.try_commit(batch).map_err(|e| failed(&self.path, e))
+            }
+            StoreError::ReadFailed { cause } => Err(StoreError::WriteFailed {
+                ops: batch.len(),
+                cause: format!("{cause} (database {})", self.path.display()),
+            }),
+            other => Err(other),
         }
-        tx.commit().map_err(failed)
+    }
+
+    /// SQLite's full `integrity_check`: every page, the table against both indexes, free
+    /// space. About 2 s for a million registrations, so the engine runs it on the store's
+    /// thread after start-up. Damage is recovered as at start-up.
+    fn verify(&mut self) -> Result<Option<Recovery>, StoreError> {
+        let check = (|| -> Result<Vec<String>, rusqlite::Error> {
+            let mut stmt = self.conn.prepare("PRAGMA integrity_check")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            rows.collect()
+        })();
+        let cause = match check {
+            Ok(lines) if lines.len() == 1 && lines[0] == "ok" => return Ok(None),
+            Ok(lines) => format!("integrity check: {}", lines.join("; ")),
+            Err(e) => match self.read_error(e) {
+                StoreError::Corrupt { cause, .. } => cause,
+                other => return Err(other),
+            },
+        };
+        self.recover(cause).map(Some)
+    }
+
+    fn take_recovery(&mut self) -> Option<Recovery> {
+        self.recovered.take()
     }
 }
 
@@ -531,6 +581,76 @@ fn classify(
     } else {
         other(e.to_string())
     }
+}
+
+/// Moves the damaged database at `path` aside and opens a fresh one holding every row that
+/// can still be read and decoded from it: a bad row costs that row, damage in the table stops
+/// the reading there, and nothing readable is deleted.
+fn salvage(path: &Path, cause: String) -> Result<(Connection, Recovery), StoreError> {
+    let moved_to = move_aside(path)?;
+    let mut kept = Vec::new();
+    let mut dropped = 0;
+    let mut truncated = false;
+    let read = (|| -> Result<(), rusqlite::Error> {
+        let old = Connection::open_with_flags(
+            &moved_to,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let mut stmt = old.prepare(
+            "SELECT sw, kind, tag, origin, attempts, max_attempts, next_fire, periodic_interval_ms
+             FROM registrations",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(RawRow {
+                sw: r.get(0)?,
+                kind: r.get(1)?,
+                tag: r.get(2)?,
+                origin: r.get(3)?,
+                attempts: r.get(4)?,
+                max_attempts: r.get(5)?,
+                next_fire: r.get(6)?,
+                periodic_interval_ms: r.get(7)?,
+            })
+        })?;
+        for row in rows {
+            match row {
+                Ok(raw) => match decode_row(raw) {
+                    Ok(r) => kept.push(r),
+                    Err(_) => dropped += 1,
+                },
+                // A value of the wrong type is one bad row; anything else is the table's end.
+                Err(
+                    rusqlite::Error::InvalidColumnType(..)
+                    | rusqlite::Error::FromSqlConversionFailure(..)
+                    | rusqlite::Error::IntegralValueOutOfRange(..)
+                    | rusqlite::Error::Utf8Error(..),
+                ) => dropped += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = read {
+        tracing::warn!(error = %e, "reading the damaged sync registration database stopped early");
+        truncated = true;
+    }
+    let mut conn = open_conn(path)?;
+    for chunk in kept.chunks(10_000) {
+        let ops: Vec<StoreOp> = chunk.iter().cloned().map(StoreOp::Put).collect();
+        write_batch(&mut conn, &ops).map_err(|e| StoreError::WriteFailed {
+            ops: ops.len(),
+            cause: format!("rebuilding the database after damage: {e}"),
+        })?;
+    }
+    let recovery = Recovery {
+        moved_to,
+        cause,
+        kept,
+        dropped,
+        truncated,
+    };
+    tracing::warn!(file = %path.display(), %recovery, "sync registration database recovered");
+    Ok((conn, recovery))
 }
 
 /// Renames the database and its companions to `<name>.corrupt-<unix millis>`.

@@ -1,21 +1,38 @@
 //! Inputs the coverage-guided fuzzer found, kept as regression tests: opening the store on them
 //! gives a typed error or a store, and recovery always gives a working store.
 
-use bgsync_store::{RegistrationStore, SqliteStore, StoreOp, DB_FILE};
+use bgsync_store::{RegistrationStore, SqliteStore, StoreOp, StoredRegistration, DB_FILE};
+use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
 
+/// What the store_open fuzz target checks: the engine's open path (open, recover, verify), then
+/// every write succeeds and is there on the next open.
 fn open_any(bytes: &[u8]) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(DB_FILE), bytes).unwrap();
-    match SqliteStore::open(dir.path()) {
-        Ok(mut store) => {
-            let _ = store.load_all();
-            let _ = store.commit(&[StoreOp::DeleteAll]);
-        }
-        Err(_) => {
-            let (mut store, _) = SqliteStore::open_or_recover(dir.path()).unwrap();
-            store.commit(&[StoreOp::DeleteAll]).unwrap();
-        }
+    if let Ok(mut store) = SqliteStore::open(dir.path()) {
+        let _ = store.load_all();
+        store.commit(&[StoreOp::DeleteAll]).unwrap();
     }
+    let record = StoredRegistration {
+        origin: Origin::parse("https://fuzz.example").unwrap(),
+        sw: SwRegistrationId(1),
+        tag: Tag::from("after"),
+        kind: SyncKind::OneShot,
+        attempts: 0,
+        max_attempts: 3,
+        next_fire: Timestamp(0),
+        periodic_interval: None,
+    };
+    {
+        let (mut store, _) = SqliteStore::open_or_recover(dir.path()).unwrap();
+        store.verify().unwrap();
+        store.commit(&[StoreOp::DeleteAll]).unwrap();
+        store.commit(&[StoreOp::Put(record.clone())]).unwrap();
+    }
+    assert_eq!(
+        SqliteStore::open(dir.path()).unwrap().load_all().unwrap(),
+        vec![record]
+    );
 }
 
 #[test]

@@ -1,0 +1,185 @@
+//! A damaged database through the facade: start-up keeps what can be read and says so (a start
+//! report, DevTools log lines, the recoveries list), and damage that only the full check sees
+//! is repaired in the background, so that clearing an origin really clears it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bgsync::testing::{FixedNetwork, OpenWindows, ScriptedHost};
+use bgsync::{BackgroundSync, LogEvent, VirtualClock};
+use bgsync_store::{RegistrationStore, SqliteStore, StoreOp, StoredRegistration, DB_FILE};
+use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
+use rusqlite::Connection;
+
+fn a() -> Origin {
+    Origin::parse("https://a.example").unwrap()
+}
+
+fn b() -> Origin {
+    Origin::parse("https://b.example").unwrap()
+}
+
+fn start(dir: &Path) -> BackgroundSync {
+    let host = Arc::new(ScriptedHost::new());
+    host.add_registration(SwRegistrationId(1), a());
+    host.add_registration(SwRegistrationId(2), b());
+    BackgroundSync::builder(host, Arc::new(OpenWindows::with([a(), b()])))
+        .network(Arc::new(FixedNetwork(false)))
+        .clock(Arc::new(VirtualClock::new(Timestamp(1_000))))
+        .data_dir(dir)
+        .start()
+        .unwrap()
+}
+
+async fn tags(sync: &BackgroundSync, origin: &Origin, sw: u64) -> Vec<Tag> {
+    let mut t = sync.get_tags(origin, SwRegistrationId(sw)).await.unwrap();
+    t.sort();
+    t
+}
+
+#[tokio::test]
+async fn one_undecodable_row_costs_that_row_and_start_up_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let sync = start(dir.path());
+    for t in ["a1", "a2"] {
+        sync.register(&a(), SwRegistrationId(1), t).await.unwrap();
+    }
+    for t in ["b1", "b2", "b3"] {
+        sync.register(&b(), SwRegistrationId(2), t).await.unwrap();
+    }
+    sync.shutdown();
+    // One row's origin becomes something this build never writes.
+    let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let changed = conn
+        .execute(
+            "UPDATE registrations SET origin = 'not an origin' WHERE tag = ?1",
+            [Tag::from("b3")
+                .as_utf16()
+                .iter()
+                .flat_map(|u| u.to_be_bytes())
+                .collect::<Vec<u8>>()],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(conn);
+
+    let sync = start(dir.path());
+    let report = sync.start_report().clone();
+    let recovery = report.recovery.expect("the damage is reported at start-up");
+    assert_eq!(recovery.kept.len(), 4);
+    assert_eq!(recovery.dropped, 1);
+    assert!(recovery.moved_to.exists(), "the damaged file is kept");
+    assert_eq!(report.restored, 4);
+    assert_eq!(
+        tags(&sync, &a(), 1).await,
+        [Tag::from("a1"), Tag::from("a2")]
+    );
+    assert_eq!(
+        tags(&sync, &b(), 2).await,
+        [Tag::from("b1"), Tag::from("b2")]
+    );
+    let log = sync.log().await;
+    let recovered: Vec<(Origin, u64)> = log
+        .iter()
+        .filter_map(|e| match &e.event {
+            LogEvent::StoreRecovered { kept, .. } => Some((e.origin.clone(), *kept)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(recovered, [(a(), 2), (b(), 2)]);
+    assert_eq!(sync.recoveries().await.len(), 1);
+    sync.shutdown();
+    // The rebuilt file is whole and holds the four.
+    assert_eq!(
+        SqliteStore::open(dir.path())
+            .unwrap()
+            .load_all()
+            .unwrap()
+            .len(),
+        4
+    );
+}
+
+fn record(origin: &Origin, sw: u64, i: usize) -> StoredRegistration {
+    StoredRegistration {
+        origin: origin.clone(),
+        sw: SwRegistrationId(sw),
+        tag: Tag::from(format!("tag-{i}-{}", "y".repeat(i % 200)).as_str()),
+        kind: SyncKind::OneShot,
+        attempts: 0,
+        max_attempts: 3,
+        next_fire: Timestamp(0),
+        periodic_interval: None,
+    }
+}
+
+/// A store of both origins with one bit flipped where only the full check finds it (an index
+/// page): the damage the issue saw make `clear_origin` leave rows behind.
+fn store_with_index_damage(dir: &Path) {
+    let base = tempfile::tempdir().unwrap();
+    {
+        let mut store = SqliteStore::open(base.path()).unwrap();
+        let mut ops = Vec::new();
+        for i in 0..60 {
+            ops.push(StoreOp::Put(record(&a(), 1, i)));
+            ops.push(StoreOp::Put(record(&b(), 2, i)));
+        }
+        store.commit(&ops).unwrap();
+    }
+    Connection::open(base.path().join(DB_FILE))
+        .unwrap()
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    let bytes = std::fs::read(base.path().join(DB_FILE)).unwrap();
+    for at in (4096..bytes.len()).step_by(397) {
+        let mut damaged = bytes.clone();
+        damaged[at] ^= 0x10;
+        let _ = std::fs::remove_file(dir.join(DB_FILE));
+        std::fs::write(dir.join(DB_FILE), &damaged).unwrap();
+        let quiet = {
+            let Ok((mut store, None)) = SqliteStore::open_or_recover(dir) else {
+                continue;
+            };
+            let rows = store.load_all().unwrap();
+            rows.len() == 120 && store.verify().unwrap().is_some()
+        };
+        // Put the damaged file back: the probe above repaired it.
+        for e in std::fs::read_dir(dir).unwrap() {
+            std::fs::remove_file(e.unwrap().path()).unwrap();
+        }
+        if quiet {
+            std::fs::write(dir.join(DB_FILE), &damaged).unwrap();
+            return;
+        }
+    }
+    panic!("no flip found that only the full check sees");
+}
+
+#[tokio::test]
+async fn damage_only_the_full_check_sees_is_repaired_after_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with_index_damage(dir.path());
+    let sync = start(dir.path());
+    assert!(
+        sync.start_report().recovery.is_none(),
+        "start-up reads rows fine"
+    );
+    assert_eq!(sync.start_report().restored, 120);
+    // The background check finds it; the store is rewritten from what the engine holds.
+    sync.clear_origin(&a()).await.unwrap();
+    sync.settle().await;
+    assert_eq!(
+        sync.recoveries().await.len(),
+        1,
+        "repaired in the background"
+    );
+    assert!(tags(&sync, &a(), 1).await.is_empty());
+    assert_eq!(tags(&sync, &b(), 2).await.len(), 60);
+    sync.shutdown();
+    let rows = SqliteStore::open(dir.path()).unwrap().load_all().unwrap();
+    assert!(
+        rows.iter().all(|r| r.origin == b()),
+        "the cleared origin stays cleared"
+    );
+    assert_eq!(rows.len(), 60);
+}
