@@ -246,7 +246,15 @@ impl Driver {
     fn log_recovery(&mut self, r: &Recovery) {
         let now = self.now();
         let mut per_origin: Vec<(Origin, SwRegistrationId, Tag, u64)> = Vec::new();
-        for rec in &r.kept {
+        // A repair that kept everything in place names the engine's registrations instead.
+        let held;
+        let records = if r.kept.is_empty() && r.complete {
+            held = self.core.stored_registrations();
+            &held
+        } else {
+            &r.kept
+        };
+        for rec in records {
             match per_origin.iter_mut().find(|(o, ..)| *o == rec.origin) {
                 Some(entry) => entry.3 += 1,
                 None => per_origin.push((rec.origin.clone(), rec.sw, rec.tag.clone(), 1)),
@@ -424,7 +432,9 @@ impl Driver {
                     .filter(|x| x.kind != bgsync_types::SyncKind::OneShot)
                     .cloned()
                     .collect();
-                self.repair = Some(foreign);
+                if !r.complete {
+                    self.repair = Some(foreign);
+                }
                 self.recoveries.push(r);
             }
             Msg::Recoveries(reply) => reply.send(self.recoveries.clone()),

@@ -68,7 +68,10 @@ async fn one_undecodable_row_costs_that_row_and_start_up_says_so() {
     let recovery = report.recovery.expect("the damage is reported at start-up");
     assert_eq!(recovery.kept.len(), 4);
     assert_eq!(recovery.dropped, 1);
-    assert!(recovery.moved_to.exists(), "the damaged file is kept");
+    assert!(
+        recovery.moved_to.as_ref().unwrap().exists(),
+        "the damaged file is kept"
+    );
     assert_eq!(report.restored, 4);
     assert_eq!(
         tags(&sync, &a(), 1).await,
@@ -182,4 +185,37 @@ async fn damage_only_the_full_check_sees_is_repaired_after_start_up() {
         "the cleared origin stays cleared"
     );
     assert_eq!(rows.len(), 60);
+}
+
+#[tokio::test]
+async fn the_database_deleted_while_running_is_rewritten_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let sync = start(dir.path());
+    sync.register(&a(), SwRegistrationId(1), "before")
+        .await
+        .unwrap();
+    std::fs::remove_file(dir.path().join(DB_FILE)).unwrap();
+    sync.register(&a(), SwRegistrationId(1), "after")
+        .await
+        .unwrap();
+    sync.settle().await;
+    let recoveries = sync.recoveries().await;
+    assert_eq!(recoveries.len(), 1);
+    assert!(
+        recoveries[0].cause.contains("deleted"),
+        "{}",
+        recoveries[0].cause
+    );
+    assert!(sync
+        .log()
+        .await
+        .iter()
+        .any(|e| matches!(e.event, LogEvent::StoreRecovered { .. }) && e.origin == a()));
+    sync.shutdown();
+    let sync = start(dir.path());
+    assert_eq!(
+        tags(&sync, &a(), 1).await,
+        [Tag::from("after"), Tag::from("before")]
+    );
+    sync.shutdown();
 }

@@ -156,8 +156,9 @@ pub enum StoreError {
 /// goes on with a fresh one holding what could be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recovery {
-    /// Where the damaged file now is (its `-wal` and `-shm` companions moved beside it).
-    pub moved_to: PathBuf,
+    /// Where the damaged (or foreign) file now is, its `-wal` and `-shm` companions beside it;
+    /// `None` when nothing had to be moved (the file was kept in place, or was gone).
+    pub moved_to: Option<PathBuf>,
     /// What was wrong with it.
     pub cause: String,
     /// Registrations read from the damaged file and kept in the fresh one.
@@ -167,17 +168,19 @@ pub struct Recovery {
     /// Whether reading stopped early at damage in the table itself (rows after it, if any,
     /// are lost).
     pub truncated: bool,
+    /// Whether the store still holds everything it held before (a file rewritten from the open
+    /// connection, a foreign file set aside): when `false`, the engine rewrites the store from
+    /// its own state.
+    pub complete: bool,
 }
 
 impl std::fmt::Display for Recovery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "the sync registration database was damaged ({}); it was moved to {} and rebuilt with the {} registration(s) that could be read",
-            self.cause,
-            self.moved_to.display(),
-            self.kept.len()
-        )?;
+        write!(f, "{}", self.cause)?;
+        if let Some(p) = &self.moved_to {
+            write!(f, "; the file was moved to {}", p.display())?;
+        }
+        write!(f, "; {} registration(s) kept", self.kept.len())?;
         if self.dropped > 0 {
             write!(f, "; {} undecodable row(s) were dropped", self.dropped)?;
         }

@@ -15,7 +15,7 @@ pub const DB_FILE: &str = "background-sync.sqlite";
 /// The lock file's name inside the data directory; held for as long as the store is open.
 pub const LOCK_FILE: &str = "background-sync.lock";
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Schema migrations: entry `i` takes a database from version `i` to version `i + 1`. A new
 /// version appends an entry; existing entries never change.
@@ -36,24 +36,42 @@ const MIGRATIONS: &[&str] = &[
      ) WITHOUT ROWID;
      CREATE INDEX registrations_by_origin ON registrations (origin);
      CREATE INDEX registrations_by_next_fire ON registrations (next_fire);",
+    // 1 → 2: the profile's identity and its count of commits, which the lock file records too,
+    // so that another profile's write-ahead log, or a log lost after a crash, is recognised.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;",
 ];
 
 /// A registration store on SQLite: durable, one row per registration, every commit one
 /// transaction fsynced before it returns.
 ///
 /// The database lives in `DIR/background-sync.sqlite`, in WAL mode with `synchronous=FULL`, so a
-/// commit that returned survives a process crash and a power cut. `DIR/background-sync.lock` is
-/// held (an advisory `flock`) for as long as the store is open: a second opener gets
-/// [`StoreError::InUse`] instead of a shared, corruptible file.
+/// commit that returned survives a process crash and a power cut. Two locks keep it to one
+/// user: `DIR/background-sync.lock` is held (an advisory `flock`) for as long as the store is
+/// open, and the connection holds SQLite's exclusive lock on the database itself, so a second
+/// opener gets [`StoreError::InUse`] even if the lock file was deleted.
+///
+/// Files changed behind the store's back are caught: each commit checks that the database and
+/// its write-ahead log are still the files it opened (a deleted or replaced one is rewritten
+/// from the open connection, with nothing lost, and reported through
+/// [`take_recovery`](RegistrationStore::take_recovery)); and the lock file records the
+/// profile's identity and its last acknowledged commit, so that at the next start another
+/// profile's log is not replayed and a log deleted after a crash is reported as lost commits.
 pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
-    /// Held for the store's lifetime; the OS releases it when the file closes.
-    _lock: File,
+    /// Held for the store's lifetime (the OS releases the lock when it closes); records the
+    /// profile and its last acknowledged commit.
+    lock: File,
     /// The rows read (and so validated) when the store was opened, handed out once.
     loaded: Option<Vec<StoredRegistration>>,
-    /// A repair made by a commit that found damage, until the engine takes it.
+    /// A repair made by a commit, until the engine takes it.
     recovered: Option<Recovery>,
+    /// The database file and its log as opened (device, inode).
+    db_file: Option<FileId>,
+    wal_file: Option<FileId>,
+    /// This profile's identity and the number of commits acknowledged, as in the database.
+    profile: i64,
+    seq: i64,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -64,21 +82,105 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// A file's identity on its file system.
+type FileId = (u64, u64);
+
+fn file_id(path: &Path) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+fn wal_path(path: &Path) -> PathBuf {
+    PathBuf::from(format!("{}-wal", path.display()))
+}
+
+/// The identity and commit count the lock file recorded at the last acknowledged commit.
+fn read_record(lock: &File) -> Option<(i64, i64)> {
+    use std::io::Read;
+    let mut text = String::new();
+    (&*lock).read_to_string(&mut text).ok()?;
+    let mut words = text.split_whitespace();
+    if words.next()? != "bgsync-store" {
+        return None;
+    }
+    let profile = words.next()?.parse().ok()?;
+    let seq = words.next()?.parse().ok()?;
+    Some((profile, seq))
+}
+
+/// How the database found at open relates to what the lock file recorded.
+enum Identity {
+    Consistent,
+    /// Another profile's database or log (its identity is not ours).
+    Foreign {
+        found: i64,
+    },
+    /// Commits acknowledged before are missing: a log deleted or rolled back.
+    Behind,
+}
+
 impl SqliteStore {
     /// Opens (creating if need be) the store in `dir`, migrating an older schema, and reads every
     /// row. A damaged file is refused with [`StoreError::Corrupt`]; see
     /// [`open_or_recover`](SqliteStore::open_or_recover).
     pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
         let lock = lock_dir(dir)?;
+        let record = read_record(&lock);
         let path = dir.join(DB_FILE);
-        let (conn, rows) = open_db(&path)?;
+        let (conn, rows) = open_db(&path, record)?;
+        let mut store = SqliteStore::with(conn, path, lock)?;
+        match store.identity(record) {
+            Identity::Consistent => {}
+            Identity::Foreign { found } => {
+                return Err(StoreError::Corrupt {
+                    path: store.path.clone(),
+                    cause: format!(
+                        "the database or its write-ahead log belongs to another profile ({found}, not {})",
+                        record.map_or(0, |r| r.0)
+                    ),
+                })
+            }
+            Identity::Behind => {}
+        }
+        store.loaded = Some(rows);
+        store.write_record();
+        Ok(store)
+    }
+
+    fn with(conn: Connection, path: PathBuf, lock: File) -> Result<SqliteStore, StoreError> {
+        let (profile, seq) = read_meta(&conn, &path)?;
         Ok(SqliteStore {
             conn,
+            db_file: file_id(&path),
+            wal_file: file_id(&wal_path(&path)),
             path,
-            _lock: lock,
-            loaded: Some(rows),
+            lock,
+            loaded: None,
             recovered: None,
+            profile,
+            seq,
         })
+    }
+
+    /// Compares the opened database with the lock file's record.
+    fn identity(&self, record: Option<(i64, i64)>) -> Identity {
+        match record {
+            Some((profile, _)) if profile != self.profile => Identity::Foreign {
+                found: self.profile,
+            },
+            Some((_, seq)) if seq > self.seq => Identity::Behind,
+            _ => Identity::Consistent,
+        }
+    }
+
+    /// Records the profile and its acknowledged commits in the lock file (no flush: it must
+    /// outlive a process crash, which the page cache does).
+    fn write_record(&self) {
+        use std::os::unix::fs::FileExt;
+        let text = format!("bgsync-store {:>20} {:>20}\n", self.profile, self.seq);
+        if let Err(e) = self.lock.write_at(text.as_bytes(), 0) {
+            tracing::warn!(error = %e, "could not record the last commit in the lock file");
+        }
     }
 
     /// Opens the store in `dir`; if the database is damaged, moves it aside as
@@ -86,7 +188,8 @@ impl SqliteStore {
     /// it, and starts a fresh database holding every registration that could still be read and
     /// decoded from the damaged one ([`Recovery::kept`]). The damaged file is kept for
     /// inspection. Damage this read cannot see (an index, an interior page, free space) is
-    /// found by [`verify`](RegistrationStore::verify).
+    /// found by [`verify`](RegistrationStore::verify). Another profile's write-ahead log is
+    /// moved aside unreplayed; commits found missing are reported.
     pub fn open_or_recover(dir: &Path) -> Result<(SqliteStore, Option<Recovery>), StoreError> {
         let mut rows = Vec::new();
         let (mut store, recovery) = SqliteStore::open_or_recover_each(dir, &mut |r| rows.push(r))?;
@@ -101,34 +204,68 @@ impl SqliteStore {
 
     /// [`open_or_recover`](SqliteStore::open_or_recover), handing each stored registration to
     /// `f` as it is read instead of keeping them all: a start-up of a million registrations
-    /// never holds them twice. When the returned recovery is `Some`, the file was damaged and
-    /// moved aside, and what `f` received before the damage was found must be discarded: the
-    /// store holds [`Recovery::kept`] instead.
+    /// never holds them twice. When the returned recovery is `Some`, what `f` received (if
+    /// anything) must be discarded: the store holds [`Recovery::kept`] instead.
     pub fn open_or_recover_each(
         dir: &Path,
         f: &mut dyn FnMut(StoredRegistration),
     ) -> Result<(SqliteStore, Option<Recovery>), StoreError> {
         let lock = lock_dir(dir)?;
+        let record = read_record(&lock);
         let path = dir.join(DB_FILE);
-        let attempt = open_conn(&path).and_then(|conn| load_each(&conn, &path, f).map(|()| conn));
-        let (conn, recovery) = match attempt {
-            Ok(conn) => (conn, None),
+        let opened = open_conn(&path, record).and_then(|conn| {
+            let (profile, seq) = read_meta(&conn, &path)?;
+            Ok((conn, profile, seq))
+        });
+        let (conn, recovery) = match opened {
+            Ok((conn, profile, seq)) => match record {
+                Some((ours, _)) if ours != profile => {
+                    let (conn, r) = reject_foreign(conn, &path, ours, profile, record)?;
+                    (conn, Some(r))
+                }
+                Some((_, acked)) if acked > seq => {
+                    let kept = load(&conn, &path);
+                    match kept {
+                        Ok(kept) => (
+                            conn,
+                            Some(Recovery {
+                                moved_to: None,
+                                cause: format!(
+                                    "the database is behind its last acknowledged commit (commit {acked} was acknowledged, the database holds {seq}): its write-ahead log was deleted or rolled back while Background Sync was not running, so the changes acknowledged after commit {seq} are lost"
+                                ),
+                                kept,
+                                dropped: 0,
+                                truncated: false,
+                                complete: true,
+                            }),
+                        ),
+                        Err(StoreError::Corrupt { cause, .. }) => {
+                            drop(conn);
+                            let (conn, r) = salvage(&path, cause, record)?;
+                            (conn, Some(r))
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                _ => match load_each(&conn, &path, f) {
+                    Ok(()) => (conn, None),
+                    Err(StoreError::Corrupt { cause, .. }) => {
+                        drop(conn);
+                        let (conn, r) = salvage(&path, cause, record)?;
+                        (conn, Some(r))
+                    }
+                    Err(e) => return Err(e),
+                },
+            },
             Err(StoreError::Corrupt { cause, .. }) => {
-                let (conn, recovery) = salvage(&path, cause)?;
-                (conn, Some(recovery))
+                let (conn, r) = salvage(&path, cause, record)?;
+                (conn, Some(r))
             }
             Err(e) => return Err(e),
         };
-        Ok((
-            SqliteStore {
-                conn,
-                path,
-                _lock: lock,
-                loaded: None,
-                recovered: None,
-            },
-            recovery,
-        ))
+        let store = SqliteStore::with(conn, path, lock)?;
+        store.write_record();
+        Ok((store, recovery))
     }
 
     /// The database file.
@@ -183,13 +320,107 @@ impl SqliteStore {
             cause: e.to_string(),
         })?;
         drop(std::mem::replace(&mut self.conn, placeholder));
-        let (conn, recovery) = salvage(&self.path, cause)?;
+        let (conn, recovery) = salvage(&self.path, cause, Some((self.profile, self.seq)))?;
         self.conn = conn;
+        self.db_file = file_id(&self.path);
+        self.wal_file = file_id(&wal_path(&self.path));
         Ok(recovery)
+    }
+
+    /// Closes the connection (it must not touch a new file's log), then opens the file now at
+    /// the store's path.
+    fn reopen(&mut self) -> Result<(), StoreError> {
+        let placeholder = Connection::open_in_memory().map_err(|e| StoreError::Open {
+            path: self.path.clone(),
+            cause: e.to_string(),
+        })?;
+        drop(std::mem::replace(&mut self.conn, placeholder));
+        self.conn = open_conn(&self.path, Some((self.profile, self.seq)))?;
+        self.db_file = file_id(&self.path);
+        self.wal_file = file_id(&wal_path(&self.path));
+        Ok(())
+    }
+
+    /// Checks that the database and its log are still the files this store opened; if one was
+    /// deleted or replaced, rewrites it from the open connection (which still holds everything
+    /// committed through its own file handles), so that nothing acknowledged is lost and
+    /// nothing foreign is taken in, and records the repair.
+    fn check_files(&mut self) -> Result<(), StoreError> {
+        let write_failed = |path: &Path, what: &str, e: rusqlite::Error| StoreError::WriteFailed {
+            ops: 0,
+            cause: format!("{what} (database {}): {e}", path.display()),
+        };
+        let db_now = file_id(&self.path);
+        if db_now != self.db_file {
+            let replaced = db_now.is_some();
+            let tmp = PathBuf::from(format!("{}.rescue-{}", self.path.display(), now_millis()));
+            self.conn
+                .execute("VACUUM INTO ?1", [tmp.to_string_lossy()])
+                .map_err(|e| write_failed(&self.path, "rewriting the database", e))?;
+            let moved = move_aside(&self.path, if replaced { "replaced" } else { "deleted" })?;
+            std::fs::rename(&tmp, &self.path).map_err(|e| StoreError::Open {
+                path: self.path.clone(),
+                cause: format!("could not put the rewritten database in place: {e}"),
+            })?;
+            self.reopen()?;
+            self.recovered = Some(Recovery {
+                moved_to: moved,
+                cause: if replaced {
+                    "the database file was replaced by another file while Background Sync was running; the database was rewritten from the open connection, nothing acknowledged was lost, and the other file was not taken in".into()
+                } else {
+                    "the database file was deleted while Background Sync was running; it was rewritten from the open connection and nothing acknowledged was lost".into()
+                },
+                kept: Vec::new(),
+                dropped: 0,
+                truncated: false,
+                complete: true,
+            });
+            return Ok(());
+        }
+        let wal_now = file_id(&wal_path(&self.path));
+        if self.wal_file.is_some() && wal_now != self.wal_file {
+            // The log's frames are still readable through the connection: write them into the
+            // database, then start a new log.
+            self.conn
+                .query_row("PRAGMA wal_checkpoint(FULL)", [], |_| Ok(()))
+                .map_err(|e| write_failed(&self.path, "saving a deleted write-ahead log", e))?;
+            let placeholder = Connection::open_in_memory().map_err(|e| StoreError::Open {
+                path: self.path.clone(),
+                cause: e.to_string(),
+            })?;
+            drop(std::mem::replace(&mut self.conn, placeholder));
+            let foreign = match wal_now {
+                Some(_) => Some(move_file_aside(&wal_path(&self.path), "foreign")?),
+                None => None,
+            };
+            self.reopen()?;
+            self.recovered = Some(Recovery {
+                cause: if foreign.is_some() {
+                    "the write-ahead log was replaced by another file while Background Sync was running; the open log was written into the database, nothing acknowledged was lost, and the other file was not replayed".into()
+                } else {
+                    "the write-ahead log was deleted while Background Sync was running; its contents were written into the database and nothing acknowledged was lost".into()
+                },
+                moved_to: foreign,
+                kept: Vec::new(),
+                dropped: 0,
+                truncated: false,
+                complete: true,
+            });
+        }
+        Ok(())
     }
 
     fn try_commit(&mut self, batch: &[StoreOp]) -> Result<(), rusqlite::Error> {
         write_batch(&mut self.conn, batch)
+    }
+
+    /// A commit went through: count it, record it, and note the log it created.
+    fn acknowledged(&mut self) {
+        self.seq += 1;
+        self.write_record();
+        if self.wal_file.is_none() {
+            self.wal_file = file_id(&wal_path(&self.path));
+        }
     }
 }
 
@@ -238,6 +469,8 @@ fn write_batch(conn: &mut Connection, batch: &[StoreOp]) -> Result<(), rusqlite:
         }?;
         // Dropping `tx` on error rolls the whole batch back.
     }
+    tx.prepare_cached("UPDATE meta SET value = value + 1 WHERE key = 'commit_seq'")?
+        .execute([])?;
     tx.commit()
 }
 
@@ -254,8 +487,12 @@ impl RegistrationStore for SqliteStore {
             ops: batch.len(),
             cause: format!("{e} (database {})", path.display()),
         };
+        self.check_files()?;
         let e = match self.try_commit(batch) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                self.acknowledged();
+                return Ok(());
+            }
             Err(e) => e,
         };
         match classify(&self.path, e, |cause| StoreError::ReadFailed { cause }) {
@@ -263,7 +500,9 @@ impl RegistrationStore for SqliteStore {
             StoreError::Corrupt { cause, .. } => {
                 let recovery = self.recover(cause)?;
                 self.recovered = Some(recovery);
-                self.try_commit(batch).map_err(|e| failed(&self.path, e))
+                self.try_commit(batch).map_err(|e| failed(&self.path, e))?;
+                self.acknowledged();
+                Ok(())
             }
             StoreError::ReadFailed { cause } => Err(StoreError::WriteFailed {
                 ops: batch.len(),
@@ -309,6 +548,7 @@ fn lock_dir(dir: &Path) -> Result<File, StoreError> {
     let lock = OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .open(&lock_path)
         .map_err(|e| open_error(&lock_path, e))?;
@@ -320,15 +560,26 @@ fn lock_dir(dir: &Path) -> Result<File, StoreError> {
 }
 
 /// Opens the database, sets it up, migrates it and reads every row (which validates it).
-fn open_db(path: &Path) -> Result<(Connection, Vec<StoredRegistration>), StoreError> {
-    let conn = open_conn(path)?;
+fn open_db(
+    path: &Path,
+    record: Option<(i64, i64)>,
+) -> Result<(Connection, Vec<StoredRegistration>), StoreError> {
+    let conn = open_conn(path, record)?;
     let rows = load(&conn, path)?;
     Ok((conn, rows))
 }
 
 /// Opens the database, sets it up and migrates it; reads no row.
-fn open_conn(path: &Path) -> Result<Connection, StoreError> {
-    let open_failed = |e| {
+fn open_conn(path: &Path, record: Option<(i64, i64)>) -> Result<Connection, StoreError> {
+    let open_failed = |e: rusqlite::Error| {
+        if matches!(
+            e.sqlite_error_code(),
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+        ) {
+            return StoreError::InUse {
+                path: path.to_owned(),
+            };
+        }
         classify(path, e, |cause| StoreError::Open {
             path: path.to_owned(),
             cause,
@@ -338,6 +589,21 @@ fn open_conn(path: &Path) -> Result<Connection, StoreError> {
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(open_failed)?;
+    // Another user of the database is refused at once, not after a wait.
+    conn.busy_timeout(Duration::ZERO).map_err(open_failed)?;
+    // Closing never checkpoints: the log outlives the connection, so a log that goes missing
+    // before the next start is noticed (the lock file's record of commits), and a connection
+    // closed after its file was replaced never writes into the new one.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )
+    .map_err(open_failed)?;
+    // The database itself is locked for as long as the connection lives, whatever happens to
+    // the lock file; the log's index lives in memory.
+    let _: String = conn
+        .query_row("PRAGMA locking_mode = EXCLUSIVE", [], |r| r.get(0))
+        .map_err(open_failed)?;
     // The first statement reads the header: a file that is not a database fails here.
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -351,7 +617,97 @@ fn open_conn(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(open_failed)?;
     migrate(&conn, path)?;
+    // A new database takes the identity the lock file recorded (its commits are then missing,
+    // which the open reports), or a new one.
+    let (profile, seq) = record.map_or_else(|| (new_profile(), 0), |(p, _)| (p, 0));
+    conn.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('profile', ?1), ('commit_seq', ?2)",
+        params![profile, seq],
+    )
+    .map_err(open_failed)?;
     Ok(conn)
+}
+
+/// A new profile identity: random enough that two profiles never share one.
+fn new_profile() -> i64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(now_millis());
+    h.write_u32(std::process::id());
+    (h.finish() >> 1) as i64
+}
+
+fn now_millis() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+/// The profile identity and commit count the database holds.
+fn read_meta(conn: &Connection, path: &Path) -> Result<(i64, i64), StoreError> {
+    let get = |key: &str| -> Result<i64, StoreError> {
+        conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| classify(path, e, |cause| StoreError::ReadFailed { cause }))?
+            .ok_or_else(|| StoreError::Corrupt {
+                path: path.to_owned(),
+                cause: format!("the {key} row of the identity table is missing"),
+            })
+    };
+    Ok((get("profile")?, get("commit_seq")?))
+}
+
+/// At open, the database's identity is not the one the lock file recorded: the write-ahead log
+/// is moved aside unreplayed; if the database itself is another profile's, it is moved aside
+/// too and the store starts empty. Nothing foreign is taken in.
+fn reject_foreign(
+    conn: Connection,
+    path: &Path,
+    ours: i64,
+    found: i64,
+    record: Option<(i64, i64)>,
+) -> Result<(Connection, Recovery), StoreError> {
+    drop(conn);
+    let wal = wal_path(path);
+    let moved_wal = if wal.exists() {
+        Some(move_file_aside(&wal, "foreign")?)
+    } else {
+        None
+    };
+    let conn = open_conn(path, record)?;
+    let (profile, _) = read_meta(&conn, path)?;
+    if profile == ours {
+        let kept = load(&conn, path)?;
+        return Ok((
+            conn,
+            Recovery {
+                moved_to: moved_wal,
+                cause: format!(
+                    "the write-ahead log belonged to another profile ({found}, not {ours}); it was moved aside and not replayed, so this profile's changes since its last checkpoint, if any, are lost"
+                ),
+                kept,
+                dropped: 0,
+                truncated: false,
+                complete: true,
+            },
+        ));
+    }
+    drop(conn);
+    let moved = move_aside(path, "foreign")?;
+    let conn = open_conn(path, record)?;
+    Ok((
+        conn,
+        Recovery {
+            moved_to: moved.or(moved_wal),
+            cause: format!(
+                "the database belonged to another profile ({profile}, not {ours}); it was moved aside and this profile starts with no registrations"
+            ),
+            kept: Vec::new(),
+            dropped: 0,
+            truncated: false,
+            complete: true,
+        },
+    ))
 }
 
 /// Brings the schema to [`SCHEMA_VERSION`], one migration at a time, in one transaction.
@@ -586,8 +942,12 @@ fn classify(
 /// Moves the damaged database at `path` aside and opens a fresh one holding every row that
 /// can still be read and decoded from it: a bad row costs that row, damage in the table stops
 /// the reading there, and nothing readable is deleted.
-fn salvage(path: &Path, cause: String) -> Result<(Connection, Recovery), StoreError> {
-    let moved_to = move_aside(path)?;
+fn salvage(
+    path: &Path,
+    cause: String,
+    record: Option<(i64, i64)>,
+) -> Result<(Connection, Recovery), StoreError> {
+    let moved_to = move_aside(path, "corrupt")?.unwrap_or_else(|| path.to_owned());
     let mut kept = Vec::new();
     let mut dropped = 0;
     let mut truncated = false;
@@ -634,7 +994,15 @@ fn salvage(path: &Path, cause: String) -> Result<(Connection, Recovery), StoreEr
         tracing::warn!(error = %e, "reading the damaged sync registration database stopped early");
         truncated = true;
     }
-    let mut conn = open_conn(path)?;
+    let mut conn = open_conn(path, record)?;
+    if let Some((_, seq)) = record {
+        // The fresh file continues the profile's count of commits.
+        conn.execute("UPDATE meta SET value = ?1 WHERE key = 'commit_seq'", [seq])
+            .map_err(|e| StoreError::WriteFailed {
+                ops: 0,
+                cause: format!("rebuilding the database after damage: {e}"),
+            })?;
+    }
     for chunk in kept.chunks(10_000) {
         let ops: Vec<StoreOp> = chunk.iter().cloned().map(StoreOp::Put).collect();
         write_batch(&mut conn, &ops).map_err(|e| StoreError::WriteFailed {
@@ -643,29 +1011,27 @@ fn salvage(path: &Path, cause: String) -> Result<(Connection, Recovery), StoreEr
         })?;
     }
     let recovery = Recovery {
-        moved_to,
-        cause,
+        moved_to: Some(moved_to),
+        cause: format!("the sync registration database was damaged ({cause})"),
         kept,
         dropped,
         truncated,
+        complete: false,
     };
     tracing::warn!(file = %path.display(), %recovery, "sync registration database recovered");
     Ok((conn, recovery))
 }
 
-/// Renames the database and its companions to `<name>.corrupt-<unix millis>`.
-fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let moved_to = PathBuf::from(format!("{}.corrupt-{millis}", path.display()));
-    let rename = |from: &Path, to: &Path| {
-        std::fs::rename(from, to).map_err(|e| StoreError::Open {
-            path: from.to_owned(),
-            cause: format!("could not move the corrupt file aside: {e}"),
-        })
+/// Renames the database and its companions to `<name>.<label>-<unix millis>`; returns the
+/// database's new name (`None` if only companions were there to move).
+fn move_aside(path: &Path, label: &str) -> Result<Option<PathBuf>, StoreError> {
+    let moved_to = PathBuf::from(format!("{}.{label}-{}", path.display(), now_millis()));
+    let main = if path.exists() {
+        rename(path, &moved_to)?;
+        Some(moved_to.clone())
+    } else {
+        None
     };
-    rename(path, &moved_to)?;
     for suffix in ["-wal", "-shm"] {
         let companion = PathBuf::from(format!("{}{suffix}", path.display()));
         if companion.exists() {
@@ -675,7 +1041,21 @@ fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
             )?;
         }
     }
+    Ok(main)
+}
+
+/// Renames one file to `<name>.<label>-<unix millis>`.
+fn move_file_aside(path: &Path, label: &str) -> Result<PathBuf, StoreError> {
+    let moved_to = PathBuf::from(format!("{}.{label}-{}", path.display(), now_millis()));
+    rename(path, &moved_to)?;
     Ok(moved_to)
+}
+
+fn rename(from: &Path, to: &Path) -> Result<(), StoreError> {
+    std::fs::rename(from, to).map_err(|e| StoreError::Open {
+        path: from.to_owned(),
+        cause: format!("could not move the file aside: {e}"),
+    })
 }
 
 fn sw_to_sql(sw: SwRegistrationId) -> i64 {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bgsync_store::{
     decode_row, RawRow, RegistrationStore, SqliteStore, StoreError, StoreOp, StoredRegistration,
-    DB_FILE,
+    DB_FILE, SCHEMA_VERSION,
 };
 use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
 
@@ -106,9 +106,16 @@ fn filled(dir: &Path, n: u64) -> Vec<StoredRegistration> {
             )
         })
         .collect();
-    let mut store = SqliteStore::open(dir).unwrap();
-    store
-        .commit(&rows.iter().cloned().map(StoreOp::Put).collect::<Vec<_>>())
+    {
+        let mut store = SqliteStore::open(dir).unwrap();
+        store
+            .commit(&rows.iter().cloned().map(StoreOp::Put).collect::<Vec<_>>())
+            .unwrap();
+    }
+    // Closing leaves the log in place; move its pages into the main file.
+    rusqlite::Connection::open(dir.join(DB_FILE))
+        .unwrap()
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .unwrap();
     rows
 }
@@ -152,14 +159,14 @@ fn a_truncated_database_is_corrupt_and_recovery_moves_it_aside() {
 
     let (mut store, recovery) = SqliteStore::open_or_recover(dir.path()).unwrap();
     let recovery = recovery.expect("recovered");
-    assert!(recovery
-        .moved_to
+    let moved_to = recovery.moved_to.clone().expect("moved aside");
+    assert!(moved_to
         .file_name()
         .unwrap()
         .to_string_lossy()
         .starts_with("background-sync.sqlite.corrupt-"));
     assert_eq!(
-        std::fs::read(&recovery.moved_to).unwrap(),
+        std::fs::read(&moved_to).unwrap(),
         damaged,
         "the damaged file is kept"
     );
@@ -249,7 +256,7 @@ fn a_newer_schema_is_refused_not_rewritten() {
             err,
             StoreError::NewerSchema {
                 found: 99,
-                supported: 1,
+                supported: SCHEMA_VERSION,
                 ..
             }
         ),
