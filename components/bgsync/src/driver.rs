@@ -193,6 +193,8 @@ pub(crate) struct Driver {
     repair: Option<Vec<StoredRegistration>>,
     /// Every repair the store made since start-up, the one at start-up first.
     recoveries: Vec<Recovery>,
+    /// The clock's reading at the last tick, to notice it going back.
+    last_tick: Timestamp,
     /// Whether a commit is in flight.
     committing: bool,
     pub embedder: Embedder,
@@ -223,6 +225,7 @@ impl Driver {
             queued: Vec::new(),
             repair: None,
             recoveries: Vec::new(),
+            last_tick: Timestamp(0),
             committing: false,
             embedder,
             rx,
@@ -318,9 +321,16 @@ impl Driver {
                 }
             }
         }
-        // The commit in flight, if any, completes before the store closes; its callers are
-        // answered below with the others (it is durable, but the engine is going away).
+        // The commit in flight, if any, completes before the store closes, and its callers are
+        // told it is durable; writes not yet sent are not carried out (the store is closed), and
+        // their callers are told so.
         self.store.stop();
+        while let Ok(msg) = self.rx.try_recv() {
+            if matches!(msg, Msg::Committed(..) | Msg::StoreRecovered(_)) {
+                self.handle(msg);
+            }
+        }
+        self.flush();
         for (_, pending) in self.pending.drain() {
             let gone = DomException::new(
                 DomExceptionName::UnknownError,
@@ -480,6 +490,15 @@ impl Driver {
     /// back-offs that ended fire.
     fn tick(&mut self) {
         let now = self.now();
+        if now < self.last_tick {
+            tracing::warn!(
+                from = self.last_tick.0,
+                to = now.0,
+                "the wall clock went back"
+            );
+            self.dispatcher.clock_went_back(self.last_tick, now);
+        }
+        self.last_tick = now;
         for (id, outcome) in self.dispatcher.handle_timeout(now) {
             self.core.dispatch_completed(now, id, outcome);
         }
@@ -505,6 +524,10 @@ impl Driver {
                             last_chance = request.last_chance
                         )
                         .entered();
+                        if self.shutting_down {
+                            // Going away: the registration fires after the next start.
+                            continue;
+                        }
                         if let Some((id, outcome)) = self.dispatcher.dispatch(now, request) {
                             self.core.dispatch_completed(now, id, outcome);
                         }

@@ -300,6 +300,20 @@ impl Dispatcher {
         }
     }
 
+    /// The wall clock went back from `from` to `to`: every time limit keeps the time it had
+    /// left, so a hung event is still stopped on time.
+    pub fn clock_went_back(&mut self, from: Timestamp, to: Timestamp) {
+        let back = from.0.saturating_sub(to.0);
+        let deadlines = std::mem::take(&mut self.deadlines);
+        for (t, id) in deadlines {
+            let t = Timestamp(t.0.saturating_sub(back));
+            if let Some(f) = self.in_flight.get_mut(&id) {
+                f.deadline = t;
+            }
+            self.deadlines.insert((t, id));
+        }
+    }
+
     /// When the soonest time limit runs out.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         self.deadlines.first().map(|(t, _)| *t)

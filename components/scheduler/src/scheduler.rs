@@ -268,7 +268,13 @@ impl Scheduler {
             return;
         }
         let key = (r.sw, r.tag);
-        let waiting = r.next_fire > self.now;
+        // Note: a next-fire time beyond the longest back-off this registration can be in was
+        // written under a clock that has since gone back; it waits no longer than that back-off.
+        let latest = self
+            .now
+            .saturating_add(self.params.retry_delay(r.attempts.max(1)));
+        let next_fire = r.next_fire.min(latest);
+        let waiting = next_fire > self.now;
         self.sw_origins
             .entry(r.sw)
             .or_insert_with(|| r.origin.clone());
@@ -287,7 +293,7 @@ impl Scheduler {
             },
             attempts: r.attempts,
             max_attempts: r.max_attempts.max(1),
-            next_fire: r.next_fire,
+            next_fire,
             in_flight: None,
         };
         if let Some(old) = self.registrations.insert(key.clone(), reg) {
@@ -295,7 +301,7 @@ impl Scheduler {
             self.decrement_origin(&old.origin);
         }
         if waiting {
-            self.retry_timers.insert((r.next_fire, key));
+            self.retry_timers.insert((next_fire, key));
         } else {
             self.try_fire(key);
         }
@@ -328,9 +334,10 @@ impl Scheduler {
     }
 
     fn advance(&mut self, now: Timestamp) {
-        if now > self.now {
-            self.now = now;
+        if now < self.now {
+            self.clock_went_back(now);
         }
+        self.now = now;
         while let Some((t, _)) = self.retry_timers.first() {
             if *t > self.now {
                 break;
@@ -339,6 +346,21 @@ impl Scheduler {
                 break;
             };
             self.retry_wait_ended(key);
+        }
+    }
+
+    /// Note: not in the spec. The wall clock went back (set by the user or by time sync):
+    /// every back-off keeps the time it had left, so a 5-minute wait is not stretched by the
+    /// jump. The new times are written with each registration's next change.
+    fn clock_went_back(&mut self, now: Timestamp) {
+        let back = self.now.0 - now.0;
+        let timers = std::mem::take(&mut self.retry_timers);
+        for (t, key) in timers {
+            let t = Timestamp(t.0.saturating_sub(back));
+            if let Some(reg) = self.registrations.get_mut(&key) {
+                reg.next_fire = t;
+            }
+            self.retry_timers.insert((t, key));
         }
     }
 
