@@ -22,7 +22,19 @@ pub struct Parameters {
     /// has none; our default is 1,000, which no reasonable app reaches and which keeps one
     /// origin from filling the user's disk.
     pub max_registrations_per_origin: Option<usize>,
+    /// The most bytes one origin's registrations may take in the store (each counts its tag as
+    /// stored, two bytes a UTF-16 code unit, plus [`RECORD_OVERHEAD`] bytes); `None` for no
+    /// cap. Chromium has none; our default of 1 MiB holds a thousand 500-byte tags, and keeps
+    /// one origin of 10,240-byte tags from filling the disk.
+    pub max_bytes_per_origin: Option<u64>,
+    /// The most bytes all origins' registrations together may take; `None` for no cap.
+    /// Default 64 MiB: many origins cannot together fill the disk either.
+    pub max_bytes_total: Option<u64>,
 }
+
+/// What one registration is counted for in the byte quotas besides its tag: the origin,
+/// the ids, the counters and the store's own per-row cost, estimated.
+pub const RECORD_OVERHEAD: u64 = 64;
 
 impl Default for Parameters {
     fn default() -> Self {
@@ -34,6 +46,8 @@ impl Default for Parameters {
             min_sync_recovery_time: Duration::from_secs(6 * 60),
             max_tag_bytes: 10_240,
             max_registrations_per_origin: Some(1_000),
+            max_bytes_per_origin: Some(1 << 20),
+            max_bytes_total: Some(64 << 20),
         }
     }
 }
@@ -47,6 +61,11 @@ impl Parameters {
             .checked_pow(exponent)
             .and_then(|factor| self.initial_retry_delay.checked_mul(factor))
             .unwrap_or(Duration::MAX)
+    }
+
+    /// What a registration with `tag` counts for in the byte quotas.
+    pub fn footprint(tag: &bgsync_types::Tag) -> u64 {
+        (tag.as_utf16().len() as u64) * 2 + RECORD_OVERHEAD
     }
 
     /// Whether the attempt about to be dispatched, after `failed_attempts` failures, is the last

@@ -97,6 +97,13 @@ impl SyncRegistration {
     }
 }
 
+/// What one origin's registrations take, for the quotas. Not in the spec.
+#[derive(Debug, Clone, Copy, Default)]
+struct Usage {
+    count: usize,
+    bytes: u64,
+}
+
 /// A change waiting for its store acknowledgement before it becomes visible.
 #[derive(Debug)]
 enum Staged {
@@ -146,7 +153,9 @@ pub struct Scheduler {
     /// Service worker registrations that were unregistered; their ids are never reused.
     unregistered: HashSet<SwRegistrationId>,
     /// Registrations per origin, committed or being committed, for the quota.
-    origin_counts: HashMap<Origin, usize>,
+    origin_counts: HashMap<Origin, Usage>,
+    /// The bytes of every origin's registrations, for the global quota.
+    total_bytes: u64,
     /// Origins whose "background-sync" permission is denied.
     denied: HashSet<Origin>,
     /// Keys with a change waiting for the store, and the inputs queued behind it.
@@ -172,6 +181,7 @@ impl Scheduler {
             sw_origins: HashMap::default(),
             unregistered: HashSet::default(),
             origin_counts: HashMap::default(),
+            total_bytes: 0,
             denied: HashSet::default(),
             busy: HashMap::default(),
             staged: HashMap::default(),
@@ -278,12 +288,7 @@ impl Scheduler {
         self.sw_origins
             .entry(r.sw)
             .or_insert_with(|| r.origin.clone());
-        match self.origin_counts.get_mut(&r.origin) {
-            Some(n) => *n += 1,
-            None => {
-                self.origin_counts.insert(r.origin.clone(), 1);
-            }
-        }
+        self.count_origin(&r.origin, &key.1);
         let reg = SyncRegistration {
             origin: r.origin,
             state: if waiting {
@@ -298,7 +303,7 @@ impl Scheduler {
         };
         if let Some(old) = self.registrations.insert(key.clone(), reg) {
             // A store never yields a key twice; if one did, keep the count honest.
-            self.decrement_origin(&old.origin);
+            self.decrement_origin(&old.origin, &key.1);
         }
         if waiting {
             self.retry_timers.insert((next_fire, key));
@@ -463,19 +468,49 @@ impl Scheduler {
             return Ok(());
         }
         // 9. Else: a new registration (tag, serviceWorkerRegistration, pending).
-        let count = self.origin_counts.get(&caller).copied().unwrap_or(0);
+        let usage = self.origin_counts.get(&caller).copied().unwrap_or_default();
         if let Some(cap) = self.params.max_registrations_per_origin {
-            if count >= cap {
+            if usage.count >= cap {
                 return Err(DomException::new(
                     DomExceptionName::QuotaExceededError,
                     format!(
-                        "Registration failed: {caller} already holds {count} sync registrations, \
-                         the most one origin may hold; reuse a tag or wait for some to fire"
+                        "Registration failed: {caller} already holds {} sync registrations, \
+                         the most one origin may hold; reuse a tag or wait for some to fire",
+                        usage.count
                     ),
                 ));
             }
         }
-        *self.origin_counts.entry(caller.clone()).or_default() += 1;
+        // Note: not in the spec (nor in Chromium): byte quotas per origin and for all origins,
+        // so that long tags cannot fill the user's disk.
+        let bytes = Parameters::footprint(&key.1);
+        if let Some(cap) = self.params.max_bytes_per_origin {
+            if usage.bytes + bytes > cap {
+                return Err(DomException::new(
+                    DomExceptionName::QuotaExceededError,
+                    format!(
+                        "Registration failed: {caller}'s sync registrations take {} bytes and this \
+                         one {bytes} more, over the {cap} bytes one origin may use; use shorter \
+                         tags, reuse a tag, or wait for some to fire",
+                        usage.bytes
+                    ),
+                ));
+            }
+        }
+        if let Some(cap) = self.params.max_bytes_total {
+            if self.total_bytes + bytes > cap {
+                return Err(DomException::new(
+                    DomExceptionName::QuotaExceededError,
+                    format!(
+                        "Registration failed: the sync registrations of all origins take {} bytes \
+                         and this one {bytes} more, over the {cap} bytes Background Sync may use; \
+                         try again once some have fired",
+                        self.total_bytes
+                    ),
+                ));
+            }
+        }
+        self.count_origin(&caller, &key.1);
         self.sw_origins.insert(sw, caller.clone());
         let record = StoredRegistration {
             origin: caller,
@@ -698,7 +733,7 @@ impl Scheduler {
                     self.in_flight.remove(&f.id);
                     self.effects.push_back(Effect::AbandonDispatch { id: f.id });
                 }
-                self.decrement_origin(&reg.origin);
+                self.decrement_origin(&reg.origin, &key.1);
                 self.log_for(&key, &reg.origin, event.clone());
             }
         }
@@ -888,7 +923,7 @@ impl Scheduler {
             } => {
                 let key = key.unwrap_or_else(|| (record.sw, record.tag.clone()));
                 if let Err(cause) = result {
-                    self.decrement_origin(&record.origin);
+                    self.decrement_origin(&record.origin, &record.tag);
                     self.log_for(
                         &key,
                         &record.origin,
@@ -898,7 +933,7 @@ impl Scheduler {
                     );
                     self.settle(request, Err(storage_error(&cause)));
                 } else if let Some(error) = cancelled {
-                    self.decrement_origin(&record.origin);
+                    self.decrement_origin(&record.origin, &record.tag);
                     self.settle(request, Err(error));
                 } else {
                     // 9.2 Add it to the list. 9.3 Resolve promise. 9.4 If online, fire.
@@ -977,7 +1012,7 @@ impl Scheduler {
             NextStep::RunAgain => {}
             NextStep::Removed | NextStep::GaveUp => {
                 if let Some(reg) = self.registrations.remove(&key) {
-                    self.decrement_origin(&reg.origin);
+                    self.decrement_origin(&reg.origin, &key.1);
                     self.log_for(&key, &reg.origin, LogEvent::Completed { outcome, next });
                 }
             }
@@ -1024,10 +1059,21 @@ impl Scheduler {
         self.effects.push_back(Effect::Settle { request, result });
     }
 
-    fn decrement_origin(&mut self, origin: &Origin) {
-        if let Some(n) = self.origin_counts.get_mut(origin) {
-            *n -= 1;
-            if *n == 0 {
+    fn count_origin(&mut self, origin: &Origin, tag: &Tag) {
+        let bytes = Parameters::footprint(tag);
+        let usage = self.origin_counts.entry(origin.clone()).or_default();
+        usage.count += 1;
+        usage.bytes += bytes;
+        self.total_bytes += bytes;
+    }
+
+    fn decrement_origin(&mut self, origin: &Origin, tag: &Tag) {
+        let bytes = Parameters::footprint(tag);
+        if let Some(usage) = self.origin_counts.get_mut(origin) {
+            usage.count -= 1;
+            usage.bytes = usage.bytes.saturating_sub(bytes);
+            self.total_bytes = self.total_bytes.saturating_sub(bytes);
+            if usage.count == 0 {
                 self.origin_counts.remove(origin);
             }
         }
