@@ -143,12 +143,8 @@ impl StoreThread {
                             },
                         }
                     };
-                    match done.upgrade() {
-                        Some(tx) => {
-                            let _ = tx.send(Msg::Committed(batch.ids, result));
-                        }
-                        None => break,
-                    }
+                    // A repair the commit made is told first, so that whoever hears of the
+                    // commit can already see it.
                     if panicked.is_none() {
                         let recovery = contain("RegistrationStore::take_recovery", || {
                             store.take_recovery()
@@ -156,6 +152,12 @@ impl StoreThread {
                         .ok()
                         .flatten();
                         report_recovery(&done, recovery);
+                    }
+                    match done.upgrade() {
+                        Some(tx) => {
+                            let _ = tx.send(Msg::Committed(batch.ids, result));
+                        }
+                        None => break,
                     }
                 }
             })
