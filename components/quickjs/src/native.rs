@@ -77,6 +77,18 @@ pub(crate) fn make<'js>(
         };
         st.borrow_mut().deliver(realm, call as u64, result);
     });
+    // Chromium: a tag of more UTF-16 code units than the cap has bytes, refused as the engine
+    // refuses an over-long tag, without its units.
+    let st = state.clone();
+    native!("tagTooLong", move |call: f64, units: f64| {
+        let mut s = st.borrow_mut();
+        let message = format!(
+            "Registration failed: the tag is at least {} bytes of UTF-8; the limit is {}",
+            units as u64,
+            s.max_tag_bytes()
+        );
+        s.deliver(realm, call as u64, Err(err("InvalidAccessError", message)));
+    });
     let st = state.clone();
     native!("getTags", move |call: f64, sw: f64| {
         let (engine, origin) = {

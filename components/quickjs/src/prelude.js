@@ -31,6 +31,9 @@
   }
 
   const interfaces = {};
+  // WebIDL's "exposed": a construct marked `secureContext` ([SecureContext]) is not exposed in a
+  // global that is not a secure context.
+  const hidden = (construct) => !!construct.secureContext && !info.isSecureContext;
   // Defines an interface object and its prototype with WebIDL's shapes.
   function define(name, spec) {
     const parent = spec.parent ? interfaces[spec.parent] : null;
@@ -53,6 +56,7 @@
     }
     const home = spec.global && exposure.includes(spec.global) ? G : proto;
     for (const [a, d] of Object.entries(spec.attrs || {})) {
+      if (hidden(d)) continue;
       const thisOf = (t) => (t === undefined || t === null ? G : t);
       const get = function () { const t = thisOf(this); return d.get.call(t, brandCheck(t, name, a)); };
       const desc = { get: setName(get, `get ${a}`), enumerable: true, configurable: true };
@@ -60,6 +64,7 @@
       Object.defineProperty(home, a, desc);
     }
     for (const [o, d] of Object.entries(spec.ops || {})) {
+      if (hidden(d)) continue;
       const thisOf = (t) => (t === undefined || t === null ? G : t);
       const op = d.promise
         ? function (...args) {
@@ -74,7 +79,7 @@
       Object.defineProperty(iface, o, { value: setLength(setName(d.fn, o), d.length), writable: true, enumerable: true, configurable: true });
     }
     interfaces[name] = iface;
-    if (exposed.some((e) => exposure.includes(e))) {
+    if (exposed.some((e) => exposure.includes(e)) && !hidden(spec)) {
       Object.defineProperty(G, name, { value: iface, writable: true, enumerable: false, configurable: true });
     }
     return iface;
@@ -224,7 +229,9 @@
         else if (l.callback) throw new TypeError('handleEvent is not a function');
       } catch (err) {
         threw = true;
-        if (reportingError) native.print('error', `Uncaught in an error listener: ${err}`); else reportError(err);
+        try {
+          if (reportingError) native.print('error', `Uncaught in an error listener: ${safeString(err)}`); else reportError(err);
+        } catch (_) { /* nothing is left to report with (out of stack or memory): the listener threw, that is all */ }
       }
       if (e.stopImmediate) break;
     }
@@ -234,7 +241,7 @@
   // HTML's "report an exception": an ErrorEvent at the global (listeners, then `onerror` with
   // its five arguments); unless a handler canceled it, the console and the runner hear of it.
   function reportError(err) {
-    const message = err && typeof err === 'object' && 'message' in err ? `${err.name || 'Error'}: ${err.message}` : `${err}`;
+    const message = errorMessage(err);
     const ev = trustedEvent('ErrorEvent', 'error', { message, filename: info.href, lineno: 0, colno: 0, error: err });
     slot(ev).cancelable = true;
     let canceled = false;
@@ -243,9 +250,28 @@
       try { if (G.onerror(message, info.href, 0, 0, err) === true) canceled = true; } catch (_) { /* ignored */ }
     }
     if (canceled) return;
-    const msg = err && err.stack ? `${err}\n${err.stack}` : `${err}`;
-    native.print('error', `Uncaught ${msg}`);
-    native.uncaught(`${err}`);
+    const text = safeString(err);
+    const stack = err !== null && typeof err === 'object' ? safeGet(err, 'stack') : undefined;
+    native.print('error', `Uncaught ${stack ? `${text}\n${safeString(stack)}` : text}`);
+    native.uncaught(text);
+  }
+  // A thrown value as text, for reports. It never throws, whatever was thrown: a Symbol (which
+  // `${}` refuses), an object whose toString throws or is missing, a Proxy whose traps throw.
+  function safeString(v) {
+    try { return typeof v === 'symbol' ? v.toString() : `${v}`; } catch (_) { /* try the tag */ }
+    try { return Object.prototype.toString.call(v); } catch (_) { return '[object]'; }
+  }
+  function safeGet(obj, key) {
+    try { return obj[key]; } catch (_) { return undefined; }
+  }
+  // The `message` of the ErrorEvent for `err`: `Name: message` for an error-like object.
+  function errorMessage(err) {
+    if (err !== null && typeof err === 'object') {
+      let errorLike = false;
+      try { errorLike = 'message' in err; } catch (_) { /* a Proxy's `has` threw */ }
+      if (errorLike) return `${safeString(safeGet(err, 'name') || 'Error')}: ${safeString(safeGet(err, 'message'))}`;
+    }
+    return safeString(err);
   }
   // `on<type>` event handler attributes.
   function handlerAttr(type) {
@@ -398,7 +424,9 @@
       active: { get: (s) => regWorker(s, 'active') },
       scope: { get: (s) => s.scope },
       updateViaCache: { get: () => 'imports' },
-      sync: { get: (s) => s.sync || (s.sync = create('SyncManager', { id: s.id })) },
+      // ServiceWorkerRegistration is [SecureContext] (Service Workers), and so are the members
+      // of its partial interfaces, this one (Background Sync's) among them.
+      sync: { secureContext: true, get: (s) => s.sync || (s.sync = create('SyncManager', { id: s.id })) },
       onupdatefound: handlerAttr('updatefound'),
     },
     ops: {
@@ -436,10 +464,20 @@
   });
 
   // ---- SyncManager (https://wicg.github.io/background-sync/spec/#syncmanager-interface) -------
+  // [SecureContext] as components/idl/webidl/background-sync.webidl declares it (Chromium's).
   define('SyncManager', {
-    exposed: ['Window', 'Worker'],
+    exposed: ['Window', 'Worker'], secureContext: true,
     ops: {
-      register: { length: 1, promise: true, fn(s, tag) { return call(native.register, s.id, units(toDOMString(tag))).then(() => undefined); } },
+      register: { length: 1, promise: true, fn(s, tag) {
+        tag = toDOMString(tag);
+        // Chromium: a tag over the cap in bytes of UTF-8 is refused. Each code unit is at least
+        // one byte, so a tag with more units than the cap has bytes is refused before its units
+        // are copied out (a 100 MB tag would take seconds and GBs).
+        // Note: this refusal comes before the engine's other checks (active worker, window
+        // client), which an over-long tag otherwise meets first.
+        if (tag.length > info.maxTagBytes) return call(native.tagTooLong, tag.length);
+        return call(native.register, s.id, units(tag)).then(() => undefined);
+      } },
       getTags: { length: 0, promise: true, fn(s) { return call(native.getTags, s.id).then((tags) => tags.map(fromUnits)); } },
     },
   });
@@ -657,9 +695,14 @@
 
   // ---- Hooks Rust calls ----------------------------------------------------------------------
   function fireLifetimeEvent(iface, type, lifetime, extra) {
-    const ev = trustedEvent(iface, type, Object.assign({ lifetime }, extra || {}));
-    const { threw } = dispatch(G, ev);
-    native.dispatchFinished(lifetime, threw);
+    // The dispatch is over however it ends: were it left open, the event would wait for its
+    // time limit instead of counting as a listener that threw.
+    let threw = true;
+    try {
+      threw = dispatch(G, trustedEvent(iface, type, Object.assign({ lifetime }, extra || {}))).threw;
+    } finally {
+      native.dispatchFinished(lifetime, threw);
+    }
   }
   return {
     deliver(id, ok, value) {

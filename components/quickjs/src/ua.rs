@@ -73,6 +73,15 @@ pub struct UserAgentConfig {
     /// What a server substitutes in files with `.sub.` in their name (WPT's `{{host}}` and
     /// the like): each `(from, to)` pair is replaced in order.
     pub substitutions: Vec<(String, String)>,
+    /// How much stack QuickJS may use, in bytes, counted from where [`UserAgent::new`] runs:
+    /// deeper recursion throws a `RangeError` ("Maximum call stack size exceeded"). Keep it well
+    /// below the thread's stack, or the thread overflows first and the process aborts. 0: no
+    /// limit of QuickJS's own.
+    pub stack_limit: usize,
+    /// The most memory QuickJS may allocate for all realms together, in bytes; an allocation
+    /// beyond it throws an `InternalError` ("out of memory") in the script that asked. `None`:
+    /// no limit.
+    pub memory_limit: Option<usize>,
 }
 
 /// One element of a page's markup, in markup order, as [`UserAgent::load_page`] loads it.
@@ -101,7 +110,8 @@ pub enum Served {
 
 impl UserAgentConfig {
     /// Serves `root` at `https://web-platform.test:8443/`, with Chromium's parameters, an
-    /// in-memory store and a 10 s watchdog.
+    /// in-memory store, a 10 s watchdog, a 1 MiB stack limit (QuickJS's own default: half the
+    /// 2 MiB of a thread Rust spawns) and a 512 MiB memory limit.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         UserAgentConfig {
             root: root.into(),
@@ -111,6 +121,8 @@ impl UserAgentConfig {
             watchdog: Duration::from_secs(10),
             served: HashMap::new(),
             substitutions: Vec::new(),
+            stack_limit: 1024 * 1024,
+            memory_limit: Some(512 * 1024 * 1024),
         }
     }
 }
@@ -335,9 +347,17 @@ fn start_engine(
 
 impl UserAgent {
     /// A fresh user agent: online, "background-sync" granted, no realms yet.
+    ///
+    /// Scripts may use [`stack_limit`](UserAgentConfig::stack_limit) bytes of stack below the
+    /// point where this is called, and a little more for the Rust in between: run the user
+    /// agent on a thread with room for that (with the default limit, 2 MiB, what Rust gives a
+    /// spawned thread), and create it no deeper than where it is used.
     pub fn new(config: UserAgentConfig) -> Result<UserAgent, UaError> {
         let rt = Runtime::new().map_err(|e| UaError::Script(e.to_string()))?;
-        rt.set_max_stack_size(4 * 1024 * 1024);
+        // QuickJS measures its stack from where the runtime was created: deeper recursion is a
+        // RangeError rather than an overflow of the thread's own stack, which aborts the process.
+        rt.set_max_stack_size(config.stack_limit);
+        rt.set_memory_limit(config.memory_limit.unwrap_or(0));
         let watchdog = Arc::new(AtomicU64::new(u64::MAX));
         let started = Instant::now();
         let deadline = watchdog.clone();
@@ -484,6 +504,7 @@ impl UserAgent {
         }
         let ctx = Context::full(&self.rt).map_err(|e| UaError::Script(e.to_string()))?;
         let registration = sw.map(|sw| self.state.borrow().registration_out(sw));
+        let max_tag_bytes = self.state.borrow().max_tag_bytes() as f64;
         let state = self.state.clone();
         let hooks = ctx.with(|ctx| -> Result<Persistent<Object<'static>>, UaError> {
             let native = crate::native::make(&ctx, id, state).map_err(|e| js_error(&ctx, e))?;
@@ -492,6 +513,7 @@ impl UserAgent {
                 info.set("href", url.as_str())?;
                 info.set("origin", origin.serialize())?;
                 info.set("isSecureContext", origin.is_potentially_trustworthy())?;
+                info.set("maxTagBytes", max_tag_bytes)?;
                 if let Some(r) = registration {
                     info.set("registration", to_js(&ctx, r)?)?;
                 }
@@ -911,9 +933,10 @@ impl UserAgent {
         })
     }
 
-    fn hooks_call(&mut self, realm: RealmId, hook: &str, args: Vec<Out>) {
+    /// Calls a hook; false if it threw (reported as uncaught) or the realm is gone.
+    fn hooks_call(&mut self, realm: RealmId, hook: &str, args: Vec<Out>) -> bool {
         let Some((ctx, hooks)) = self.contexts.get(realm).and_then(Option::as_ref) else {
-            return;
+            return false;
         };
         self.arm_watchdog();
         let result = ctx.with(|ctx| -> Result<(), String> {
@@ -932,7 +955,22 @@ impl UserAgent {
             let mut st = self.state.borrow_mut();
             st.console.push(format!("error: Uncaught {e}"));
             st.uncaught.push(e);
+            return false;
         }
+        true
+    }
+
+    /// Calls the hook that dispatches the extendable event of `lifetime`, then settles the
+    /// event if it is over. A hook that did not return (the watchdog stopped a runaway
+    /// listener, whose exception no script can catch) ends the dispatch as a listener that
+    /// threw, rather than leaving the event to its time limit.
+    fn dispatch_extendable(&mut self, realm: RealmId, hook: &str, args: Vec<Out>, lifetime: u64) {
+        let returned = self.hooks_call(realm, hook, args);
+        let mut st = self.state.borrow_mut();
+        if !returned {
+            st.dispatch_finished(lifetime, true);
+        }
+        st.check_lifetime(lifetime);
     }
 
     fn run_task(&mut self, task: Task) {
@@ -958,8 +996,12 @@ impl UserAgent {
                     vec![Out::Num(call as f64), Out::Bool(ok), value],
                 );
             }
-            Task::Timer { realm, id } => self.hooks_call(realm, "timer", vec![Out::Num(id as f64)]),
-            Task::Hook { realm, hook, args } => self.hooks_call(realm, hook, args),
+            Task::Timer { realm, id } => {
+                self.hooks_call(realm, "timer", vec![Out::Num(id as f64)]);
+            }
+            Task::Hook { realm, hook, args } => {
+                self.hooks_call(realm, hook, args);
+            }
             Task::Control {
                 realm,
                 call,
@@ -1018,7 +1060,7 @@ impl UserAgent {
             .borrow_mut()
             .new_lifetime(Purpose::Sync(reporter));
         let units = event.tag.as_utf16().to_vec();
-        self.hooks_call(
+        self.dispatch_extendable(
             realm,
             "sync",
             vec![
@@ -1026,8 +1068,8 @@ impl UserAgent {
                 Out::Units(units),
                 Out::Bool(event.last_chance),
             ],
+            lifetime,
         );
-        self.state.borrow_mut().check_lifetime(lifetime);
     }
 
     fn install(&mut self, sw: SwRegistrationId, caller: Option<(RealmId, u64)>) {
@@ -1054,12 +1096,12 @@ impl UserAgent {
             });
         }
         let lifetime = self.state.borrow_mut().new_lifetime(Purpose::Install(sw));
-        self.hooks_call(
+        self.dispatch_extendable(
             realm,
             "lifecycle",
             vec![Out::Str("install".into()), Out::Num(lifetime as f64)],
+            lifetime,
         );
-        self.state.borrow_mut().check_lifetime(lifetime);
     }
 
     fn activate(&mut self, sw: SwRegistrationId) {
@@ -1068,12 +1110,12 @@ impl UserAgent {
         };
         self.set_worker_state(sw, WorkerState::Activating);
         let lifetime = self.state.borrow_mut().new_lifetime(Purpose::Activate(sw));
-        self.hooks_call(
+        self.dispatch_extendable(
             realm,
             "lifecycle",
             vec![Out::Str("activate".into()), Out::Num(lifetime as f64)],
+            lifetime,
         );
-        self.state.borrow_mut().check_lifetime(lifetime);
     }
 
     fn set_worker_state(&mut self, sw: SwRegistrationId, state: WorkerState) {
@@ -1582,6 +1624,10 @@ impl State {
     }
     pub(crate) fn realm_url(&self, realm: RealmId) -> Url {
         self.realms[realm].url.clone()
+    }
+    /// The engine's cap on a tag, in bytes of UTF-8.
+    pub(crate) fn max_tag_bytes(&self) -> usize {
+        self.config.params.max_tag_bytes
     }
     pub(crate) fn online(&self) -> bool {
         self.online

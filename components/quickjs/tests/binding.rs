@@ -419,3 +419,184 @@ fn a_page_loads_with_the_html_lifecycle() {
         r#"["a:loading:https://web-platform.test:8443/a.js","a-microtask","inline:true:3","c:the page:div","error-event:TypeError: c threw:c threw","onerror","dcl:interactive","load:complete"]"#
     );
 }
+
+/// A worker whose `sync` handler fails in ways that are hard to report: what it throws cannot be
+/// turned into a string, or the handler recurses without bound.
+const HOSTILE_WORKER: &str = r#"
+self.onsync = e => {
+  const tag = e.tag;
+  if (tag === 'symbol') throw Symbol('x');
+  if (tag === 'to-string-throws') throw { toString() { throw new Error('no string for you'); } };
+  if (tag === 'null-prototype') throw Object.create(null);
+  if (tag === 'proxy') throw new Proxy({}, { get() { throw 1; }, has() { throw 2; }, getPrototypeOf() { throw 3; } });
+  if (tag === 'getters-throw') throw Object.defineProperties(new Error('x'), { name: { get() { throw Symbol('n'); } }, message: { get() { throw Symbol('m'); } }, stack: { get() { throw Symbol('s'); } } });
+  if (tag === 'recurse') (function f() { f(); })();
+};
+"#;
+
+/// Whatever a `sync` handler throws, the dispatch finishes and the attempt is rejected at
+/// once, not when the event's 3-minute time limit runs out.
+#[test]
+fn a_handler_throwing_what_cannot_be_stringified_is_rejected_at_once() {
+    for (tag, reported) in [
+        ("symbol", "Symbol(x)"),
+        ("to-string-throws", "[object Object]"),
+        ("null-prototype", "[object Object]"),
+        ("proxy", "[object]"),
+        ("getters-throw", "[object Error]"),
+        ("recurse", "RangeError: Maximum call stack size exceeded"),
+    ] {
+        let mut p = page_with(HOSTILE_WORKER);
+        p.ready();
+        p.ok(&format!("reg.sync.register('{tag}')"));
+        p.ok("bgsyncTest.idle()");
+        assert_eq!(
+            p.log(),
+            format!(r#""registered:{tag}@0 dispatched:{tag}:false@0 completed:{tag}:rejected@0""#),
+            "{tag}: {:#?}",
+            p.ua.console()
+        );
+        // Reported as what was thrown, not as a failure to report it.
+        assert_eq!(p.ua.uncaught(), [reported], "{tag}");
+    }
+}
+
+/// A `sync` handler that runs until the watchdog stops it (an exception no script can catch)
+/// has still finished its dispatch: the attempt is rejected at once.
+#[test]
+fn a_handler_the_watchdog_stops_is_rejected_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("sw.js"),
+        "self.onsync = e => { for (;;) {} };",
+    )
+    .unwrap();
+    let mut config = UserAgentConfig::new(dir.path());
+    config.watchdog = Duration::from_millis(200);
+    let mut ua = UserAgent::new(config).unwrap();
+    let url = ua.url_for("app/index.html").unwrap();
+    let page = ua.open(GlobalKind::Window, &url).unwrap();
+    let mut p = Page {
+        _dir: dir,
+        ua,
+        page,
+    };
+    p.ready();
+    p.ok("reg.sync.register('spin').then(() => bgsyncTest.idle())");
+    assert_eq!(
+        p.log(),
+        r#""registered:spin@0 dispatched:spin:false@0 completed:spin:rejected@0""#
+    );
+}
+
+/// Unbounded recursion is a `RangeError` the script can catch, on a thread with Rust's default
+/// 2 MiB stack (wpt-runner's), not a stack overflow that aborts the process; the user agent
+/// goes on.
+#[test]
+fn unbounded_recursion_is_a_range_error_on_a_2_mib_thread() {
+    std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024)
+        .spawn(|| {
+            let mut p = page_with(HOSTILE_WORKER);
+            for js in [
+                "(function f() { return f() + 1; })()",
+                "(function f() { return [0].map(f); })()",
+                "(function f() { return JSON.parse(JSON.stringify({ toJSON: f })); })()",
+                "(function f() { return { toString: f } + ''; })()",
+            ] {
+                assert_eq!(
+                    p.run(&format!("(() => {{ try {{ {js}; return 'returned'; }} catch (e) {{ return [e instanceof RangeError, e.message]; }} }})()")),
+                    Ok(r#"[true,"Maximum call stack size exceeded"]"#.to_owned()),
+                    "{js}"
+                );
+            }
+            let err = p
+                .ua
+                .eval(p.page, "(function f() { f(); })()", "recurse.js")
+                .unwrap_err();
+            assert!(err.to_string().starts_with("RangeError"), "{err}");
+            assert_eq!(p.ok("1 + 1"), "2");
+            // In a service worker too: the recursing handler's attempt is rejected.
+            p.ready();
+            p.ok("reg.sync.register('recurse').then(() => bgsyncTest.idle())");
+            assert!(
+                p.log().contains("completed:recurse:rejected@0"),
+                "{}",
+                p.log()
+            );
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+/// A tag longer than the cap in UTF-16 code units is longer still in UTF-8: it is refused
+/// before it is converted (50 M units would take GBs as a list of units).
+#[test]
+fn an_overlong_tag_is_refused_before_it_is_converted() {
+    let mut p = page_with(WORKER);
+    p.ready();
+    assert_eq!(
+        p.ok("reg.sync.register('x'.repeat(50_000_000)).then(() => 'resolved', e => [e instanceof DOMException, e.name, e.message])"),
+        r#"[true,"InvalidAccessError","Registration failed: the tag is at least 50000000 bytes of UTF-8; the limit is 10240"]"#
+    );
+    // Under the cap in units but over it in bytes: the engine measures it.
+    assert_eq!(
+        p.ok("reg.sync.register('\\u20ac'.repeat(3414)).then(() => 'resolved', e => e.name)"),
+        r#""InvalidAccessError""#
+    );
+    assert_eq!(p.ok("reg.sync.getTags()"), "[]");
+    assert_eq!(p.log(), r#""""#);
+}
+
+/// The runtime has a memory limit: an allocation beyond it is an exception the script can
+/// catch, and the user agent goes on.
+#[test]
+fn an_allocation_beyond_the_memory_limit_is_an_exception() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = UserAgentConfig::new(dir.path());
+    assert_eq!(config.memory_limit, Some(512 * 1024 * 1024));
+    config.memory_limit = Some(64 * 1024 * 1024);
+    let mut ua = UserAgent::new(config).unwrap();
+    let page = ua
+        .open(GlobalKind::Window, &ua.url_for("index.html").unwrap())
+        .unwrap();
+    // 128 arrays of 2 MiB each: 256 MiB, four times the limit.
+    let got = ua.eval_async(
+        page,
+        "(() => { const keep = []; try { for (let i = 0; i < 128; i++) keep.push(new Array(1 << 17).fill(i)); return 'unlimited'; } catch (e) { return String(e); } })()",
+        T,
+    );
+    assert_eq!(got.unwrap(), r#""InternalError: out of memory""#);
+    assert_eq!(ua.eval_async(page, "1 + 1", T).unwrap(), "2");
+}
+
+/// `SyncManager` is `[SecureContext]`, and so is `ServiceWorkerRegistration` (whose partial
+/// interface declares `sync`): neither shows in a global whose origin is not potentially
+/// trustworthy.
+#[test]
+fn sync_manager_is_exposed_only_in_secure_contexts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ua = UserAgent::new(UserAgentConfig::new(dir.path())).unwrap();
+    let probe = "[isSecureContext, typeof SyncManager, 'SyncManager' in self, 'sync' in ServiceWorkerRegistration.prototype]";
+    for (url, secure) in [
+        ("http://example.test/index.html", false),
+        ("http://example.test/w.js", false),
+        ("https://example.test/index.html", true),
+        ("http://localhost:8000/index.html", true),
+        ("http://127.0.0.1/index.html", true),
+    ] {
+        let kind = if url.ends_with(".js") {
+            GlobalKind::DedicatedWorker
+        } else {
+            GlobalKind::Window
+        };
+        let realm = ua.open(kind, &url::Url::parse(url).unwrap()).unwrap();
+        let expected = if secure {
+            r#"[true,"function",true,true]"#
+        } else {
+            r#"[false,"undefined",false,false]"#
+        };
+        assert_eq!(ua.eval_async(realm, probe, T).unwrap(), expected, "{url}");
+    }
+}
