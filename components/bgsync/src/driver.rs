@@ -200,7 +200,12 @@ pub(crate) struct Driver {
     /// Whether a commit is in flight.
     committing: bool,
     pub embedder: Embedder,
-    pub rx: mpsc::UnboundedReceiver<Msg>,
+    /// Notifications and the engine's own messages.
+    events: mpsc::UnboundedReceiver<Msg>,
+    /// Calls, bounded.
+    calls: mpsc::Receiver<Msg>,
+    /// Log lines a subscriber's full channel could not take.
+    log_dropped: u64,
     pub log_capacity: usize,
     pending: HashMap<RequestId, Pending>,
     next_request: u64,
@@ -216,7 +221,11 @@ impl Driver {
         dispatcher: Dispatcher,
         store: Box<dyn RegistrationStore>,
         embedder: Embedder,
-        (tx, rx): (mpsc::WeakUnboundedSender<Msg>, mpsc::UnboundedReceiver<Msg>),
+        (tx, events, calls): (
+            mpsc::WeakUnboundedSender<Msg>,
+            mpsc::UnboundedReceiver<Msg>,
+            mpsc::Receiver<Msg>,
+        ),
         log_capacity: usize,
         log_subscribers: Vec<crossbeam_channel::Sender<LogEntry>>,
     ) -> Self {
@@ -230,7 +239,9 @@ impl Driver {
             last_tick: Timestamp(0),
             committing: false,
             embedder,
-            rx,
+            events,
+            calls,
+            log_dropped: 0,
             log_capacity,
             pending: HashMap::new(),
             next_request: 1,
@@ -297,8 +308,14 @@ impl Driver {
                 Some(t) => self.embedder.clock.sleep_until(t),
                 None => Box::pin(std::future::pending()),
             };
+            // Notifications first: a call is handled after every notification sent before it.
             tokio::select! {
-                msg = self.rx.recv() => match msg {
+                biased;
+                msg = self.events.recv() => match msg {
+                    Some(msg) => self.handle(msg),
+                    None => break,
+                },
+                msg = self.calls.recv() => match msg {
                     Some(msg) => self.handle(msg),
                     None => break,
                 },
@@ -307,12 +324,14 @@ impl Driver {
             // Take everything else that is queued before writing, so concurrent calls share one
             // commit; repeat while hosts that settle at once keep queueing outcomes.
             loop {
-                while let Ok(msg) = self.rx.try_recv() {
+                self.drain_events();
+                while let Ok(msg) = self.calls.try_recv() {
                     self.handle(msg);
+                    self.drain_events();
                 }
                 self.tick();
                 self.flush();
-                if self.rx.is_empty() {
+                if self.events.is_empty() && self.calls.is_empty() {
                     break;
                 }
             }
@@ -327,7 +346,7 @@ impl Driver {
         // told it is durable; writes not yet sent are not carried out (the store is closed), and
         // their callers are told so.
         self.store.stop();
-        while let Ok(msg) = self.rx.try_recv() {
+        while let Ok(msg) = self.events.try_recv() {
             if matches!(msg, Msg::Committed(..) | Msg::StoreRecovered(_)) {
                 self.handle(msg);
             }
@@ -342,6 +361,12 @@ impl Driver {
                 Pending::Register(r) | Pending::Clear(r) => r.send(Err(gone)),
                 Pending::Tags(r) => r.send(Err(gone)),
             }
+        }
+    }
+
+    fn drain_events(&mut self) {
+        while let Ok(msg) = self.events.try_recv() {
+            self.handle(msg);
         }
     }
 
@@ -461,6 +486,7 @@ impl Driver {
                 },
                 in_flight: self.dispatcher.in_flight(),
                 registrations: self.core.len(),
+                log_lines_dropped: self.log_dropped,
             }),
             Msg::Shutdown => self.shutting_down = true,
         }
@@ -615,9 +641,19 @@ impl Driver {
     }
 
     fn push_log(&mut self, entry: LogEntry) {
-        // Subscribers that went away are forgotten.
+        // The engine never waits for a reader: what a full channel cannot take is dropped and
+        // counted; subscribers that went away are forgotten.
+        let mut dropped = 0;
         self.log_subscribers
-            .retain(|tx| tx.send(entry.clone()).is_ok());
+            .retain(|tx| match tx.try_send(entry.clone()) {
+                Ok(()) => true,
+                Err(crossbeam_channel::TrySendError::Full(_)) => {
+                    dropped += 1;
+                    true
+                }
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => false,
+            });
+        self.log_dropped += dropped;
         if self.log.len() == self.log_capacity {
             self.log.pop_front();
         }
@@ -633,4 +669,25 @@ fn embedder_fault(fault: &EmbedderPanic) -> DomException {
         DomExceptionName::UnknownError,
         format!("{fault}; the call was not carried out"),
     )
+}
+
+/// Answers a call that found the call queue full: it was not carried out.
+pub(crate) fn refuse_busy(msg: Msg, capacity: usize) {
+    let busy = || {
+        DomException::new(
+            DomExceptionName::UnknownError,
+            format!(
+                "Background Sync is busy: {capacity} calls are already waiting; the call was not carried out, try again"
+            ),
+        )
+    };
+    match msg {
+        Msg::Register { reply, .. } | Msg::ClearOrigin(_, reply) | Msg::ClearAll(reply) => {
+            reply.send(Err(busy()))
+        }
+        Msg::GetTags { reply, .. } => reply.send(Err(busy())),
+        // Other calls wait for room rather than being refused; dropping one answers its caller
+        // as after a shutdown.
+        _ => {}
+    }
 }

@@ -70,6 +70,8 @@ pub struct EngineStatus {
     pub in_flight: usize,
     /// Registrations held.
     pub registrations: usize,
+    /// DevTools log lines dropped because a subscriber's channel was full.
+    pub log_lines_dropped: u64,
 }
 
 /// Why the engine could not start.
@@ -95,12 +97,28 @@ pub struct Builder {
     data_dir: Option<PathBuf>,
     log_capacity: usize,
     log_subscribers: Vec<crossbeam_channel::Sender<LogEntry>>,
+    call_capacity: usize,
 }
 
+/// Lines a [`BackgroundSync::subscribe_log`] channel holds for a slow reader before the engine
+/// drops (and counts) what does not fit.
+pub const LOG_SUBSCRIPTION_CAPACITY: usize = 10_000;
+
 impl Builder {
+    /// How many calls (register, getTags, clear, …) may wait for the engine at once (default
+    /// 10,000). Beyond it, the async API waits for room and the channel API answers at once
+    /// with an `UnknownError` saying the engine is busy: a flood of calls nobody waits for
+    /// cannot grow memory without bound.
+    pub fn call_capacity(mut self, calls: usize) -> Self {
+        self.call_capacity = calls.max(1);
+        self
+    }
+
     /// Streams every DevTools log line, from start-up on (unlike
     /// [`BackgroundSync::subscribe_log`], which misses what start-up itself logs, such as the
-    /// dispatch of registrations that were due).
+    /// dispatch of registrations that were due). The engine never waits for the reader: a line
+    /// that does not fit a bounded channel is dropped and counted
+    /// ([`EngineStatus::log_lines_dropped`]).
     pub fn log_to(mut self, subscriber: crossbeam_channel::Sender<LogEntry>) -> Self {
         self.log_subscribers.push(subscriber);
         self
@@ -216,8 +234,11 @@ impl Builder {
             contain("NetworkState::is_online", || network.is_online()).unwrap_or(false),
         );
 
-        let (tx, rx) = mpsc::unbounded_channel();
-        let weak = tx.downgrade();
+        // Calls wait in a bounded queue; the embedder's notifications and the engine's own
+        // messages (outcomes, commits), whose number the engine bounds, in an unbounded one.
+        let (calls, calls_rx) = mpsc::channel(self.call_capacity);
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let weak = events.downgrade();
         let sink: OutcomeSink = Arc::new(move |id, outcome| {
             if let Some(tx) = weak.upgrade() {
                 let _ = tx.send(Msg::Outcome(id, outcome));
@@ -234,7 +255,7 @@ impl Builder {
                 permissions: self.permissions,
                 clock: self.clock,
             },
-            (tx.downgrade(), rx),
+            (events.downgrade(), events_rx, calls_rx),
             self.log_capacity,
             self.log_subscribers,
         );
@@ -248,7 +269,9 @@ impl Builder {
             .name("background-sync".into())
             .spawn(move || runtime.block_on(driver.run()))?;
         Ok(BackgroundSync {
-            tx,
+            calls,
+            capacity: self.call_capacity,
+            events,
             thread: Arc::new(Mutex::new(Some(thread))),
             report: Arc::new(report),
         })
@@ -259,7 +282,9 @@ impl Builder {
 /// which stops when the last clone is dropped or [`shutdown`](BackgroundSync::shutdown) is called.
 #[derive(Clone)]
 pub struct BackgroundSync {
-    tx: mpsc::UnboundedSender<Msg>,
+    calls: mpsc::Sender<Msg>,
+    capacity: usize,
+    events: mpsc::UnboundedSender<Msg>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
     report: Arc<StartReport>,
 }
@@ -298,12 +323,41 @@ impl BackgroundSync {
             data_dir: None,
             log_capacity: 1_000,
             log_subscribers: Vec::new(),
+            call_capacity: 10_000,
         }
     }
 
+    /// A notification or control message: never refused, never waits.
     fn send(&self, msg: Msg) {
         // A send fails only after shutdown; the reply channel then reports it.
-        let _ = self.tx.send(msg);
+        let _ = self.events.send(msg);
+    }
+
+    /// A call, waiting for room in the call queue.
+    async fn call(&self, msg: Msg) {
+        // A send fails only after shutdown; the reply channel then reports it.
+        let _ = self.calls.send(msg).await;
+    }
+
+    /// A call from an engine thread: refused at once, with its reply, when the queue is full.
+    fn call_now(&self, msg: Msg) {
+        match self.calls.try_send(msg) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(msg)) => driver::refuse_busy(msg, self.capacity),
+        }
+    }
+
+    /// A call from a thread that must not be refused (settling, status): waits for room.
+    fn call_blocking(&self, mut msg: Msg) {
+        loop {
+            match self.calls.try_send(msg) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => return,
+                Err(mpsc::error::TrySendError::Full(m)) => {
+                    msg = m;
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
+        }
     }
 
     /// `SyncManager.register(tag)` called from a context of origin `caller` on the service
@@ -315,12 +369,13 @@ impl BackgroundSync {
         tag: impl Into<Tag>,
     ) -> Result<(), DomException> {
         let (tx, rx) = oneshot::channel();
-        self.send(Msg::Register {
+        self.call(Msg::Register {
             caller: caller.clone(),
             sw,
             tag: tag.into(),
             reply: Reply::Async(tx),
-        });
+        })
+        .await;
         rx.await.unwrap_or_else(|_| Err(shut_down()))
     }
 
@@ -333,7 +388,7 @@ impl BackgroundSync {
         tag: impl Into<Tag>,
     ) -> crossbeam_channel::Receiver<Result<(), DomException>> {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.send(Msg::Register {
+        self.call_now(Msg::Register {
             caller: caller.clone(),
             sw,
             tag: tag.into(),
@@ -349,11 +404,12 @@ impl BackgroundSync {
         sw: SwRegistrationId,
     ) -> Result<Vec<Tag>, DomException> {
         let (tx, rx) = oneshot::channel();
-        self.send(Msg::GetTags {
+        self.call(Msg::GetTags {
             caller: caller.clone(),
             sw,
             reply: Reply::Async(tx),
-        });
+        })
+        .await;
         rx.await.unwrap_or_else(|_| Err(shut_down()))
     }
 
@@ -365,7 +421,7 @@ impl BackgroundSync {
         sw: SwRegistrationId,
     ) -> crossbeam_channel::Receiver<Result<Vec<Tag>, DomException>> {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.send(Msg::GetTags {
+        self.call_now(Msg::GetTags {
             caller: caller.clone(),
             sw,
             reply: Reply::Channel(tx),
@@ -394,7 +450,8 @@ impl BackgroundSync {
     /// `UnknownError` means the store failed and the rows are still on disk (call again).
     pub async fn clear_origin(&self, origin: &Origin) -> Result<(), DomException> {
         let (tx, rx) = oneshot::channel();
-        self.send(Msg::ClearOrigin(origin.clone(), Reply::Async(tx)));
+        self.call(Msg::ClearOrigin(origin.clone(), Reply::Async(tx)))
+            .await;
         rx.await.unwrap_or_else(|_| Err(shut_down()))
     }
 
@@ -402,7 +459,7 @@ impl BackgroundSync {
     /// [`clear_origin`](BackgroundSync::clear_origin) does.
     pub async fn clear_all(&self) -> Result<(), DomException> {
         let (tx, rx) = oneshot::channel();
-        self.send(Msg::ClearAll(Reply::Async(tx)));
+        self.call(Msg::ClearAll(Reply::Async(tx))).await;
         rx.await.unwrap_or_else(|_| Err(shut_down()))
     }
 
@@ -411,14 +468,14 @@ impl BackgroundSync {
     /// reported at once). With a [`VirtualClock`], call it after moving the clock.
     pub async fn settle(&self) {
         let (tx, rx) = oneshot::channel();
-        self.send(Msg::Settle(Reply::Async(tx)));
+        self.call(Msg::Settle(Reply::Async(tx))).await;
         let _ = rx.await;
     }
 
     /// [`settle`](BackgroundSync::settle) for threads that are not async.
     pub fn settle_blocking(&self) {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.send(Msg::Settle(Reply::Channel(tx)));
+        self.call_blocking(Msg::Settle(Reply::Channel(tx)));
         let _ = rx.recv();
     }
 
@@ -426,7 +483,7 @@ impl BackgroundSync {
     /// and next delay), re-registered; oldest first.
     pub async fn log(&self) -> Vec<LogEntry> {
         let (tx, rx) = oneshot::channel();
-        self.send(Msg::Log(Reply::Async(tx)));
+        self.call(Msg::Log(Reply::Async(tx))).await;
         rx.await.unwrap_or_default()
     }
 
@@ -434,7 +491,7 @@ impl BackgroundSync {
     /// written (lines about committed changes are written after the commit). Dropping the
     /// receiver ends the subscription.
     pub fn subscribe_log(&self) -> crossbeam_channel::Receiver<LogEntry> {
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = crossbeam_channel::bounded(LOG_SUBSCRIPTION_CAPACITY);
         self.send(Msg::SubscribeLog(tx));
         rx
     }
@@ -443,7 +500,7 @@ impl BackgroundSync {
     /// back-off, and no later than the recovery time while events are in flight.
     pub async fn next_wake_up(&self) -> Option<Timestamp> {
         let (tx, rx) = oneshot::channel();
-        self.send(Msg::WakeUp(Reply::Async(tx)));
+        self.call(Msg::WakeUp(Reply::Async(tx))).await;
         rx.await.unwrap_or_default()
     }
 
@@ -452,7 +509,7 @@ impl BackgroundSync {
     pub fn status_blocking(&self) -> EngineStatus {
         self.settle_blocking();
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.send(Msg::Status(Reply::Channel(tx)));
+        self.call_blocking(Msg::Status(Reply::Channel(tx)));
         rx.recv().unwrap_or_default()
     }
 
@@ -465,7 +522,7 @@ impl BackgroundSync {
     /// new name, the cause, and what was kept.
     pub async fn recoveries(&self) -> Vec<Recovery> {
         let (tx, rx) = oneshot::channel();
-        self.send(Msg::Recoveries(Reply::Async(tx)));
+        self.call(Msg::Recoveries(Reply::Async(tx))).await;
         rx.await.unwrap_or_default()
     }
 
