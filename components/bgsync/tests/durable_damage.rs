@@ -53,11 +53,7 @@ async fn one_undecodable_row_costs_that_row_and_start_up_says_so() {
     let changed = conn
         .execute(
             "UPDATE registrations SET origin = 'not an origin' WHERE tag = ?1",
-            [Tag::from("b3")
-                .as_utf16()
-                .iter()
-                .flat_map(|u| u.to_be_bytes())
-                .collect::<Vec<u8>>()],
+            [b"b3".to_vec()],
         )
         .unwrap();
     assert_eq!(changed, 1);

@@ -21,7 +21,9 @@ fn one_origin_cannot_take_more_than_its_byte_quota() {
     });
     h.set_online(false);
     let a = origin("https://a.example");
-    let quota = Parameters::default().max_bytes_per_origin.expect("a default byte quota");
+    let quota = Parameters::default()
+        .max_bytes_per_origin
+        .expect("a default byte quota");
     let mut accepted = 0;
     let mut refused = None;
     for i in 0..2_000 {
@@ -62,7 +64,12 @@ fn all_origins_together_cannot_take_more_than_the_global_byte_quota() {
     'outer: for o in 0..100 {
         let origin = origin(&format!("https://o{o}.example"));
         for i in 0..3 {
-            let r = h.register_with(&origin, o + 1, big(i), RegisterContext::ready(origin.clone()));
+            let r = h.register_with(
+                &origin,
+                o + 1,
+                big(i),
+                RegisterContext::ready(origin.clone()),
+            );
             if let Some(Err(e)) = h.result(r) {
                 refused = Some((o, e));
                 break 'outer;

@@ -35,7 +35,9 @@ use std::time::Duration;
 use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
 
 pub use memory::{FaultSwitch, MemoryStore};
-pub use sqlite::{decode_row, RawRow, SqliteStore, DB_FILE, LOCK_FILE, SCHEMA_VERSION};
+pub use sqlite::{
+    decode_row, row_checksum, RawRow, SqliteStore, DB_FILE, LOCK_FILE, SCHEMA_VERSION,
+};
 
 /// What identifies a registration in the store: one-shot and periodic registrations may share a
 /// tag, so the kind is part of the key.

@@ -15,7 +15,7 @@ pub const DB_FILE: &str = "background-sync.sqlite";
 /// The lock file's name inside the data directory; held for as long as the store is open.
 pub const LOCK_FILE: &str = "background-sync.lock";
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Schema migrations: entry `i` takes a database from version `i` to version `i + 1`. A new
 /// version appends an entry; existing entries never change.
@@ -39,7 +39,86 @@ const MIGRATIONS: &[&str] = &[
     // 1 → 2: the profile's identity and its count of commits, which the lock file records too,
     // so that another profile's write-ahead log, or a log lost after a crash, is recognised.
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;",
+    // 2 → 3: each tag stored once, in WTF-8 (UTF-8 that also carries lone surrogates). The
+    // table is keyed by rowid; a registration's key is found through an index on
+    // (sw, kind, tag_hash) that holds an 8-byte hash of the tag, not the tag. Version 2 kept
+    // the tag three times (the table's key and both indexes) and in UTF-16. The rows are
+    // copied by `tags_once` after this creates the table.
+    "CREATE TABLE registrations_v3 (
+        id INTEGER PRIMARY KEY,
+        sw INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        tag BLOB NOT NULL,
+        tag_hash INTEGER NOT NULL,
+        origin TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        max_attempts INTEGER NOT NULL,
+        next_fire INTEGER NOT NULL,
+        periodic_interval_ms INTEGER,
+        checksum INTEGER NOT NULL
+     );",
 ];
+
+/// Migration 2 → 3, after its SQL: copies every row with its tag re-encoded and hashed, then
+/// puts the new table and its indexes in place of the old.
+fn tags_once(conn: &Connection) -> rusqlite::Result<()> {
+    {
+        let mut read = conn.prepare(
+            "SELECT sw, kind, tag, origin, attempts, max_attempts, next_fire, periodic_interval_ms
+             FROM registrations",
+        )?;
+        let mut write = conn.prepare(
+            "INSERT INTO registrations_v3 (sw, kind, tag, tag_hash, origin, attempts,
+             max_attempts, next_fire, periodic_interval_ms, checksum)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        let mut rows = read.query([])?;
+        while let Some(r) = rows.next()? {
+            let utf16: Vec<u8> = r.get(2)?;
+            if !utf16.len().is_multiple_of(2) {
+                return Err(rusqlite::Error::FromSqlConversionFailure(
+                    2,
+                    rusqlite::types::Type::Blob,
+                    format!("a version 2 tag of {} bytes is not UTF-16", utf16.len()).into(),
+                ));
+            }
+            let units: Vec<u16> = utf16
+                .chunks_exact(2)
+                .map(|b| u16::from_be_bytes([b[0], b[1]]))
+                .collect();
+            let row = RawRow {
+                sw: r.get(0)?,
+                kind: r.get(1)?,
+                tag: tag_to_sql(&Tag::from_utf16(units)),
+                origin: r.get(3)?,
+                attempts: r.get(4)?,
+                max_attempts: r.get(5)?,
+                next_fire: r.get(6)?,
+                periodic_interval_ms: r.get(7)?,
+                checksum: 0,
+            };
+            write.execute(params![
+                row.sw,
+                row.kind,
+                row.tag,
+                tag_hash(&row.tag),
+                row.origin,
+                row.attempts,
+                row.max_attempts,
+                row.next_fire,
+                row.periodic_interval_ms,
+                row_checksum(&row),
+            ])?;
+        }
+    }
+    conn.execute_batch(
+        "DROP TABLE registrations;
+         ALTER TABLE registrations_v3 RENAME TO registrations;
+         CREATE INDEX registrations_by_key ON registrations (sw, kind, tag_hash);
+         CREATE INDEX registrations_by_origin ON registrations (origin);
+         CREATE INDEX registrations_by_next_fire ON registrations (next_fire);",
+    )
+}
 
 /// A registration store on SQLite: durable, one row per registration, every commit one
 /// transaction fsynced before it returns.
@@ -429,36 +508,62 @@ fn write_batch(conn: &mut Connection, batch: &[StoreOp]) -> Result<(), rusqlite:
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     for op in batch {
         match op {
-            StoreOp::Put(r) => tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO registrations
-                         (sw, kind, tag, origin, attempts, max_attempts, next_fire,
-                          periodic_interval_ms)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        sw_to_sql(r.sw),
-                        kind_to_sql(r.kind),
-                        tag_to_sql(&r.tag),
-                        r.origin.serialize(),
-                        r.attempts,
-                        r.max_attempts,
-                        time_to_sql(r.next_fire),
-                        r.periodic_interval.map(duration_to_sql),
-                    ])
-                }),
-            StoreOp::Delete(k) => tx
-                .prepare_cached(
-                    "DELETE FROM registrations WHERE sw = ?1 AND kind = ?2 AND tag = ?3",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        sw_to_sql(k.sw),
-                        kind_to_sql(k.kind),
-                        tag_to_sql(&k.tag)
-                    ])
-                }),
+            StoreOp::Put(r) => {
+                let row = RawRow {
+                    sw: sw_to_sql(r.sw),
+                    kind: kind_to_sql(r.kind),
+                    tag: tag_to_sql(&r.tag),
+                    origin: r.origin.serialize(),
+                    attempts: i64::from(r.attempts),
+                    max_attempts: i64::from(r.max_attempts),
+                    next_fire: time_to_sql(r.next_fire),
+                    periodic_interval_ms: r.periodic_interval.map(duration_to_sql),
+                    checksum: 0,
+                };
+                let checksum = row_checksum(&row);
+                let values = params![
+                    row.sw,
+                    row.kind,
+                    tag_hash(&row.tag),
+                    row.tag,
+                    row.origin,
+                    row.attempts,
+                    row.max_attempts,
+                    row.next_fire,
+                    row.periodic_interval_ms,
+                    checksum,
+                ];
+                let updated = tx
+                    .prepare_cached(
+                        "UPDATE registrations SET origin = ?5, attempts = ?6, max_attempts = ?7,
+                         next_fire = ?8, periodic_interval_ms = ?9, checksum = ?10
+                         WHERE sw = ?1 AND kind = ?2 AND tag_hash = ?3 AND tag = ?4",
+                    )?
+                    .execute(values)?;
+                if updated > 0 {
+                    Ok(updated)
+                } else {
+                    tx.prepare_cached(
+                        "INSERT INTO registrations (sw, kind, tag_hash, tag, origin, attempts,
+                         max_attempts, next_fire, periodic_interval_ms, checksum)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    )?
+                    .execute(values)
+                }
+            }
+            StoreOp::Delete(k) => {
+                let tag = tag_to_sql(&k.tag);
+                tx.prepare_cached(
+                    "DELETE FROM registrations
+                     WHERE sw = ?1 AND kind = ?2 AND tag_hash = ?3 AND tag = ?4",
+                )?
+                .execute(params![
+                    sw_to_sql(k.sw),
+                    kind_to_sql(k.kind),
+                    tag_hash(&tag),
+                    tag
+                ])
+            }
             StoreOp::DeleteServiceWorker(sw) => tx
                 .prepare_cached("DELETE FROM registrations WHERE sw = ?1")
                 .and_then(|mut s| s.execute(params![sw_to_sql(*sw)])),
@@ -741,18 +846,21 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     if from == SCHEMA_VERSION {
         return Ok(());
     }
-    let steps = MIGRATIONS
-        .get(usize::try_from(from).unwrap_or(usize::MAX)..)
-        .unwrap_or(&[]);
-    let mut batch = String::from("BEGIN IMMEDIATE;\n");
-    for step in steps {
-        batch.push_str(step);
-        batch.push('\n');
-    }
-    batch.push_str(&format!(
-        "DELETE FROM schema_version; INSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION});\nCOMMIT;"
-    ));
-    if let Err(e) = conn.execute_batch(&batch) {
+    let first = usize::try_from(from).unwrap_or(usize::MAX);
+    // Every step in one transaction: a failed migration leaves the file as it was.
+    let run = || -> rusqlite::Result<()> {
+        conn.execute_batch("BEGIN IMMEDIATE;")?;
+        for (version, step) in MIGRATIONS.iter().enumerate().skip(first) {
+            conn.execute_batch(step)?;
+            if version == 2 {
+                tags_once(conn)?;
+            }
+        }
+        conn.execute_batch(&format!(
+            "DELETE FROM schema_version; INSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION}); COMMIT;"
+        ))
+    };
+    if let Err(e) = run() {
         let _ = conn.execute_batch("ROLLBACK");
         return Err(failed(e));
     }
@@ -766,7 +874,7 @@ pub struct RawRow {
     pub sw: i64,
     /// `kind`
     pub kind: i64,
-    /// `tag` (UTF-16BE)
+    /// `tag` (WTF-8)
     pub tag: Vec<u8>,
     /// `origin`
     pub origin: String,
@@ -778,6 +886,58 @@ pub struct RawRow {
     pub next_fire: i64,
     /// `periodic_interval_ms`
     pub periodic_interval_ms: Option<i64>,
+    /// `checksum`: [`row_checksum`] of the other fields, as written.
+    pub checksum: i64,
+}
+
+/// The checksum a row is written with: FNV-1a over every field, so that a bit flipped in any
+/// of them (which SQLite, having no checksums of its own, cannot see) is found when the row
+/// is read.
+pub fn row_checksum(row: &RawRow) -> i64 {
+    let mut h = Fnv::new();
+    h.i64(row.sw);
+    h.i64(row.kind);
+    h.bytes(&row.tag);
+    h.bytes(row.origin.as_bytes());
+    h.i64(row.attempts);
+    h.i64(row.max_attempts);
+    h.i64(row.next_fire);
+    match row.periodic_interval_ms {
+        None => h.i64(-1),
+        Some(ms) => {
+            h.i64(1);
+            h.i64(ms);
+        }
+    }
+    h.finish()
+}
+
+/// 64-bit FNV-1a.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+    fn byte(&mut self, b: u8) {
+        self.0 ^= u64::from(b);
+        self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    fn i64(&mut self, v: i64) {
+        for b in v.to_le_bytes() {
+            self.byte(b);
+        }
+    }
+    /// Length first, so that fields cannot run into each other.
+    fn bytes(&mut self, bs: &[u8]) {
+        self.i64(bs.len() as i64);
+        for &b in bs {
+            self.byte(b);
+        }
+    }
+    fn finish(&self) -> i64 {
+        self.0 as i64
+    }
 }
 
 /// Decodes a stored row, refusing anything this build would not have written.
@@ -795,20 +955,21 @@ fn decode_origin(text: &str) -> Result<Origin, String> {
 }
 
 /// Decodes a row whose origin column was already decoded as `origin`.
+fn check_row(row: &RawRow) -> Result<(), String> {
+    if row.checksum != row_checksum(row) {
+        return Err("its checksum does not match: the row changed after it was written".into());
+    }
+    Ok(())
+}
+
 fn decode_with_origin(row: RawRow, origin: Origin) -> Result<StoredRegistration, String> {
+    check_row(&row)?;
     let kind = match row.kind {
         0 => SyncKind::OneShot,
         1 => SyncKind::Periodic,
         k => return Err(format!("unknown kind {k}")),
     };
-    if !row.tag.len().is_multiple_of(2) {
-        return Err(format!("tag of {} bytes is not UTF-16", row.tag.len()));
-    }
-    let units: Vec<u16> = row
-        .tag
-        .chunks_exact(2)
-        .map(|b| u16::from_be_bytes([b[0], b[1]]))
-        .collect();
+    let units = tag_from_sql(&row.tag)?;
     let attempts = u32::try_from(row.attempts).map_err(|_| format!("attempts {}", row.attempts))?;
     let max_attempts = u32::try_from(row.max_attempts)
         .ok()
@@ -855,7 +1016,8 @@ fn load_each(
     let failed = |e| classify(path, e, |cause| StoreError::ReadFailed { cause });
     let mut stmt = conn
         .prepare(
-            "SELECT sw, kind, tag, origin, attempts, max_attempts, next_fire, periodic_interval_ms
+            "SELECT sw, kind, tag, origin, attempts, max_attempts, next_fire, periodic_interval_ms,
+                    checksum
              FROM registrations",
         )
         .map_err(failed)?;
@@ -870,6 +1032,7 @@ fn load_each(
                 max_attempts: r.get(5)?,
                 next_fire: r.get(6)?,
                 periodic_interval_ms: r.get(7)?,
+                checksum: r.get(8)?,
             })
         })
         .map_err(failed)?;
@@ -957,7 +1120,8 @@ fn salvage(
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         let mut stmt = old.prepare(
-            "SELECT sw, kind, tag, origin, attempts, max_attempts, next_fire, periodic_interval_ms
+            "SELECT sw, kind, tag, origin, attempts, max_attempts, next_fire, periodic_interval_ms,
+                    checksum
              FROM registrations",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -970,6 +1134,7 @@ fn salvage(
                 max_attempts: r.get(5)?,
                 next_fire: r.get(6)?,
                 periodic_interval_ms: r.get(7)?,
+                checksum: r.get(8)?,
             })
         })?;
         for row in rows {
@@ -1070,11 +1235,91 @@ fn kind_to_sql(kind: SyncKind) -> i64 {
     }
 }
 
+/// A tag as stored: WTF-8, that is UTF-8 in which a lone surrogate is written as the three
+/// bytes its code point would take, so every DOMString round-trips (and one that is valid
+/// Unicode is plain UTF-8).
 fn tag_to_sql(tag: &Tag) -> Vec<u8> {
-    tag.as_utf16()
-        .iter()
-        .flat_map(|u| u.to_be_bytes())
-        .collect()
+    let units = tag.as_utf16();
+    let mut out = Vec::with_capacity(units.len());
+    for c in char::decode_utf16(units.iter().copied()) {
+        let cp = match c {
+            Ok(c) => u32::from(c),
+            Err(e) => u32::from(e.unpaired_surrogate()),
+        };
+        match cp {
+            0..=0x7F => out.push(cp as u8),
+            0x80..=0x7FF => out.extend([0xC0 | (cp >> 6) as u8, 0x80 | (cp & 0x3F) as u8]),
+            0x800..=0xFFFF => out.extend([
+                0xE0 | (cp >> 12) as u8,
+                0x80 | ((cp >> 6) & 0x3F) as u8,
+                0x80 | (cp & 0x3F) as u8,
+            ]),
+            _ => out.extend([
+                0xF0 | (cp >> 18) as u8,
+                0x80 | ((cp >> 12) & 0x3F) as u8,
+                0x80 | ((cp >> 6) & 0x3F) as u8,
+                0x80 | (cp & 0x3F) as u8,
+            ]),
+        }
+    }
+    out
+}
+
+/// The UTF-16 code units of a stored tag; refuses bytes [`tag_to_sql`] never writes (invalid
+/// or overlong sequences, a surrogate pair written as two lone surrogates).
+fn tag_from_sql(bytes: &[u8]) -> Result<Vec<u16>, String> {
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        return Ok(s.encode_utf16().collect());
+    }
+    let bad = |at: usize| format!("the tag's bytes are not WTF-8 at byte {at}");
+    let mut units: Vec<u16> = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let (len, min, init) = match b {
+            0x00..=0x7F => (1, 0, u32::from(b)),
+            0xC2..=0xDF => (2, 0x80, u32::from(b & 0x1F)),
+            0xE0..=0xEF => (3, 0x800, u32::from(b & 0x0F)),
+            0xF0..=0xF4 => (4, 0x10000, u32::from(b & 0x07)),
+            _ => return Err(bad(i)),
+        };
+        let tail = bytes.get(i + 1..i + len).ok_or_else(|| bad(i))?;
+        let mut cp = init;
+        for &t in tail {
+            if t & 0xC0 != 0x80 {
+                return Err(bad(i));
+            }
+            cp = (cp << 6) | u32::from(t & 0x3F);
+        }
+        if cp < min || cp > 0x10FFFF {
+            return Err(bad(i));
+        }
+        let trail = (0xDC00..=0xDFFF).contains(&cp);
+        let after_lone_lead = units.last().is_some_and(|u| (0xD800..=0xDBFF).contains(u))
+            && bytes.get(i.wrapping_sub(3)) == Some(&0xED);
+        if trail && after_lone_lead {
+            // A pair is written as one four-byte character, never as two halves.
+            return Err(bad(i));
+        }
+        match char::from_u32(cp) {
+            Some(c) => {
+                let mut buf = [0u16; 2];
+                units.extend_from_slice(c.encode_utf16(&mut buf));
+            }
+            None => units.push(cp as u16),
+        }
+        i += len;
+    }
+    Ok(units)
+}
+
+/// FNV-1a of the stored tag: what the key index holds instead of the tag.
+fn tag_hash(tag: &[u8]) -> i64 {
+    let mut h = Fnv::new();
+    for &b in tag {
+        h.byte(b);
+    }
+    h.finish()
 }
 
 fn time_to_sql(t: Timestamp) -> i64 {

@@ -4,8 +4,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use bgsync_store::{
-    decode_row, RawRow, RegistrationStore, SqliteStore, StoreError, StoreOp, StoredRegistration,
-    DB_FILE, SCHEMA_VERSION,
+    decode_row, row_checksum, RawRow, RegistrationStore, SqliteStore, StoreError, StoreOp,
+    StoredRegistration, DB_FILE, SCHEMA_VERSION,
 };
 use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
 
@@ -304,7 +304,14 @@ fn the_lookups_use_indexes() {
         rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
     };
     for (sql, index) in [
-        ("SELECT * FROM registrations WHERE sw = 1", "PRIMARY KEY"),
+        (
+            "SELECT * FROM registrations WHERE sw = 1",
+            "registrations_by_key",
+        ),
+        (
+            "DELETE FROM registrations WHERE sw = 1 AND kind = 0 AND tag_hash = 5 AND tag = x'61'",
+            "registrations_by_key",
+        ),
         (
             "DELETE FROM registrations WHERE origin = 'https://a.example'",
             "registrations_by_origin",
@@ -321,54 +328,83 @@ fn the_lookups_use_indexes() {
 
 #[test]
 fn decode_row_refuses_what_this_build_never_writes() {
-    let good = RawRow {
+    // Each row carries the checksum of its fields, so that each refusal below is for the
+    // field, not the checksum.
+    let sealed = |r: RawRow| RawRow {
+        checksum: row_checksum(&r),
+        ..r
+    };
+    let good = sealed(RawRow {
         sw: 1,
         kind: 0,
-        tag: vec![0, b'a'],
+        tag: b"a".to_vec(),
         origin: "https://a.example".into(),
         attempts: 0,
         max_attempts: 3,
         next_fire: 0,
         periodic_interval_ms: None,
-    };
+        checksum: 0,
+    });
     assert_eq!(decode_row(good.clone()).unwrap().tag, Tag::from("a"));
+    let lone = sealed(RawRow {
+        tag: vec![0xED, 0xA0, 0x80],
+        ..good.clone()
+    });
+    assert_eq!(
+        decode_row(lone).unwrap().tag,
+        Tag::from_utf16(vec![0xD800]),
+        "a lone surrogate is stored as WTF-8"
+    );
     let bad = [
         RawRow {
+            checksum: good.checksum ^ 1,
+            ..good.clone()
+        },
+        RawRow {
+            attempts: 1,
+            ..good.clone()
+        },
+        sealed(RawRow {
             kind: 2,
             ..good.clone()
-        },
-        RawRow {
-            tag: vec![0],
+        }),
+        sealed(RawRow {
+            tag: vec![0xFF],
             ..good.clone()
-        },
-        RawRow {
+        }),
+        // A surrogate pair written as two halves, which WTF-8 never does.
+        sealed(RawRow {
+            tag: vec![0xED, 0xA0, 0xBD, 0xED, 0xB3, 0xA7],
+            ..good.clone()
+        }),
+        sealed(RawRow {
             origin: "data:,x".into(),
             ..good.clone()
-        },
-        RawRow {
+        }),
+        sealed(RawRow {
             origin: "https://A.example/".into(),
             ..good.clone()
-        },
-        RawRow {
+        }),
+        sealed(RawRow {
             attempts: -1,
             ..good.clone()
-        },
-        RawRow {
+        }),
+        sealed(RawRow {
             max_attempts: 0,
             ..good.clone()
-        },
-        RawRow {
+        }),
+        sealed(RawRow {
             next_fire: -5,
             ..good.clone()
-        },
-        RawRow {
+        }),
+        sealed(RawRow {
             periodic_interval_ms: Some(5),
             ..good.clone()
-        },
-        RawRow {
+        }),
+        sealed(RawRow {
             kind: 1,
             ..good.clone()
-        },
+        }),
     ];
     for row in bad {
         assert!(decode_row(row.clone()).is_err(), "{row:?}");
@@ -394,4 +430,36 @@ fn a_schema_that_does_not_match_its_version_is_corruption() {
         assert!(recovery.is_some(), "{damage}");
         store.commit(&[StoreOp::DeleteAll]).unwrap();
     }
+}
+
+/// A tag is stored once, in UTF-8 where it is UTF-16 without lone surrogates: 200 tags of
+/// 10,240 bytes take about 2 MB on disk, not three copies of twice that.
+#[test]
+fn a_long_tag_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 200;
+    {
+        let mut store = SqliteStore::open(dir.path()).unwrap();
+        let ops: Vec<StoreOp> = (0..n)
+            .map(|i| {
+                StoreOp::Put(record(
+                    "https://a.example",
+                    1,
+                    Tag::from(format!("{i:05}{}", "x".repeat(10_235))),
+                ))
+            })
+            .collect();
+        store.commit(&ops).unwrap();
+    }
+    rusqlite::Connection::open(dir.path().join(DB_FILE))
+        .unwrap()
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    let bytes = std::fs::metadata(dir.path().join(DB_FILE)).unwrap().len();
+    let per_registration = bytes / n;
+    assert!(
+        per_registration < 10_240 * 13 / 10,
+        "{per_registration} bytes per registration for a 10,240-byte tag"
+    );
+    assert_eq!(reopen(dir.path()).len(), n as usize);
 }
