@@ -127,6 +127,7 @@ fn describe(entry: &LogEntry) -> String {
                 NextStep::RetryAfter(d) => format!("retry in {} min", d.as_secs() / 60),
                 NextStep::GaveUp => "no attempts left; registration removed".to_owned(),
                 NextStep::RunAgain => "re-registered meanwhile; runs again".to_owned(),
+                other => format!("{other:?}"),
             };
             format!("attempt {outcome:?}: {next}")
         }
@@ -136,6 +137,7 @@ fn describe(entry: &LogEntry) -> String {
         LogEvent::StoreRecovered { cause, kept } => {
             format!("store rebuilt after damage, {kept} kept: {cause}")
         }
+        other => format!("{other:?}"),
     }
 }
 

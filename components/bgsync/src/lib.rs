@@ -76,6 +76,7 @@ pub struct EngineStatus {
 
 /// Why the engine could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StartError {
     /// The stored registrations could not be loaded.
     #[error("could not load the stored sync registrations: {0}")]
@@ -103,6 +104,17 @@ pub struct Builder {
 /// Lines a [`BackgroundSync::subscribe_log`] channel holds for a slow reader before the engine
 /// drops (and counts) what does not fit.
 pub const LOG_SUBSCRIPTION_CAPACITY: usize = 10_000;
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("params", &self.params)
+            .field("data_dir", &self.data_dir)
+            .field("log_capacity", &self.log_capacity)
+            .field("call_capacity", &self.call_capacity)
+            .finish_non_exhaustive()
+    }
+}
 
 impl Builder {
     /// How many calls (register, getTags, clear, …) may wait for the engine at once (default

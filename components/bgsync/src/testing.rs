@@ -125,6 +125,14 @@ impl ScriptedHost {
     }
 }
 
+impl std::fmt::Debug for ScriptedHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScriptedHost")
+            .field("fired", &self.fired().len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl ServiceWorkerHost for ScriptedHost {
     fn registration(&self, sw: SwRegistrationId) -> Option<RegistrationInfo> {
         self.state.lock().registrations.get(&sw).cloned()
@@ -158,7 +166,7 @@ impl ServiceWorkerHost for ScriptedHost {
 }
 
 /// Window clients as a set of origins with an open window.
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct OpenWindows(Mutex<HashSet<Origin>>);
 
 impl OpenWindows {
@@ -185,7 +193,7 @@ impl WindowClients for OpenWindows {
 }
 
 /// Permissions as a table of denied origins (everything else granted).
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct PermissionTable(Mutex<HashSet<Origin>>);
 
 impl PermissionTable {

@@ -33,6 +33,7 @@ pub use ua::{GlobalKind, LogRecord, PageElement, RealmId, Served, UserAgent, Use
 
 /// Why the user agent could not do what was asked.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum UaError {
     /// A script threw, or could not be compiled.
     #[error("{0}")]

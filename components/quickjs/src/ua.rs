@@ -1123,6 +1123,14 @@ impl UserAgent {
     }
 }
 
+impl std::fmt::Debug for UserAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserAgent")
+            .field("realms", &self.contexts.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for UserAgent {
     fn drop(&mut self) {
         // Contexts must go before the runtime.
@@ -1207,6 +1215,7 @@ impl State {
                         DispatchOutcome::TimedOut => "timeout",
                         DispatchOutcome::WorkerTerminated
                         | DispatchOutcome::WorkerFailedToStart => "terminated",
+                        _ => "other",
                     },
                 ),
                 _ => continue,

@@ -68,6 +68,7 @@ pub struct DispatchRequest {
 
 /// How a dispatched `sync` event ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DispatchOutcome {
     /// Every `waitUntil` promise fulfilled (or none was given).
     Fulfilled,
@@ -105,6 +106,7 @@ pub struct LogEntry {
 
 /// What a [`LogEntry`] records.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum LogEvent {
     /// A new registration was committed and its `register()` resolved.
     Registered,
@@ -148,6 +150,7 @@ pub enum LogEvent {
 
 /// What happens to a registration after an event ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum NextStep {
     /// It succeeded and was removed.
     Removed,

@@ -46,6 +46,7 @@ pub use scheduler::{RegisterCall, RegisterContext, Scheduler};
 ///
 /// See [sync registration state](https://wicg.github.io/background-sync/spec/#sync-registration-registration-state).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum RegistrationState {
     /// Waiting to fire: it fires as soon as the user agent is online and permission is granted.
     Pending,

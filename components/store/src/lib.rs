@@ -103,6 +103,7 @@ pub enum StoreOp {
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// A write could not be made durable; nothing of the batch was applied and everything
     /// committed before is still there.

@@ -10,7 +10,7 @@ use crate::{RegistrationKey, RegistrationStore, StoreError, StoreOp, StoredRegis
 ///
 /// Clones share the same contents, so a test can keep a handle and inspect what the engine
 /// committed. Commits can be made to fail through a [`FaultSwitch`] to test storage-failure paths.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, Debug)]
 pub struct MemoryStore {
     records: Arc<Mutex<BTreeMap<RegistrationKey, StoredRegistration>>>,
     faults: FaultSwitch,
@@ -18,7 +18,7 @@ pub struct MemoryStore {
 }
 
 /// Makes the next commits of a [`MemoryStore`] fail, as a full disk would.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, Debug)]
 pub struct FaultSwitch(Arc<AtomicU32>);
 
 impl FaultSwitch {

@@ -4,6 +4,7 @@ use std::fmt;
 ///
 /// See the [WebIDL error names table](https://webidl.spec.whatwg.org/#idl-DOMException-error-names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DomExceptionName {
     /// The object is in an invalid state (e.g. no active service worker).
     InvalidStateError,

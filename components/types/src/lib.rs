@@ -28,6 +28,7 @@ pub use time::Timestamp;
 /// Which of the two specs a registration belongs to. One-shot and periodic registrations live in
 /// separate namespaces: the same tag may exist in both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum SyncKind {
     /// [Web Background Synchronization](https://wicg.github.io/background-sync/spec/).
     OneShot,

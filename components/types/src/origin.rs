@@ -24,6 +24,7 @@ enum Repr {
 
 /// Why a string or URL did not give a usable origin.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum OriginError {
     /// The input is not a URL.
     #[error("`{input}` is not a valid URL ({reason}); pass a URL such as https://example.com")]
