@@ -1,7 +1,7 @@
 //! Decoding stored rows: any field values must decode or be refused, never panic.
 #![no_main]
 
-use bgsync_store::{decode_row, row_checksum, RawRow};
+use bgsync_store_sqlite::{decode_row, row_checksum, RawRow};
 use libfuzzer_sys::fuzz_target;
 
 fn i64_at(data: &[u8], i: usize) -> i64 {

@@ -3,7 +3,8 @@
 //! succeeds and is there on the next open.
 #![no_main]
 
-use bgsync_store::{RegistrationStore, SqliteStore, StoreOp, StoredRegistration, DB_FILE};
+use bgsync_store::{RegistrationStore, StoreOp, StoredRegistration};
+use bgsync_store_sqlite::{SqliteStore, DB_FILE};
 use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
 use libfuzzer_sys::fuzz_target;
 

@@ -15,7 +15,8 @@ use bgsync_dispatcher::Dispatcher;
 use bgsync_scheduler::{
     DispatchOutcome, Effect, Parameters, RegisterCall, RegisterContext, Scheduler,
 };
-use bgsync_store::{MemoryStore, RegistrationStore, SqliteStore, StoreOp, StoredRegistration};
+use bgsync_store::{MemoryStore, RegistrationStore, StoreOp, StoredRegistration};
+use bgsync_store_sqlite::SqliteStore;
 use bgsync_types::{Origin, RequestId, SwRegistrationId, SyncKind, Tag, Timestamp};
 use serde_json::json;
 

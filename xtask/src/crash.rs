@@ -25,7 +25,8 @@ use bgsync::{
     BackgroundSync, DispatchOutcome, LogEvent, NextStep, OutcomeReporter, Parameters,
     RegistrationInfo, ServiceWorkerHost, SyncEventDispatch, WindowClients,
 };
-use bgsync_store::{RegistrationStore, SqliteStore};
+use bgsync_store::RegistrationStore;
+use bgsync_store_sqlite::SqliteStore;
 use bgsync_types::{Origin, SwRegistrationId, Tag};
 
 const SW: SwRegistrationId = SwRegistrationId(1);

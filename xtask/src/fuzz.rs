@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use bgsync_store::{RegistrationStore, SqliteStore, StoreOp, StoredRegistration, DB_FILE};
+use bgsync_store::{RegistrationStore, StoreOp, StoredRegistration};
+use bgsync_store_sqlite::{SqliteStore, DB_FILE};
 use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
 
 /// The coverage-guided targets (fuzz/fuzz_targets/*.rs).

@@ -43,7 +43,9 @@ pub use bgsync_dispatcher::EmbedderPanic;
 use bgsync_dispatcher::{contain, Dispatcher, OutcomeSink};
 use bgsync_scheduler::Scheduler;
 pub use bgsync_store::Recovery;
-use bgsync_store::{MemoryStore, RegistrationStore, SqliteStore, StoreError};
+use bgsync_store::{MemoryStore, RegistrationStore, StoreError};
+#[cfg(feature = "sqlite")]
+use bgsync_store_sqlite::SqliteStore;
 use bgsync_types::{
     DomException, DomExceptionName, Origin, PermissionState, SwRegistrationId, Tag, Timestamp,
 };
@@ -168,11 +170,13 @@ impl Builder {
         self
     }
 
-    /// Keep registrations durably in `dir` (a [`SqliteStore`] in
+    /// Keep registrations durably in `dir` (a `bgsync_store_sqlite::SqliteStore` in
     /// `dir/background-sync.sqlite`), so they survive restarts and crashes. Without it they are
-    /// kept in memory. A damaged database is moved aside and the engine starts empty (logged as
-    /// a warning); another process using `dir` makes [`start`](Builder::start) fail with
-    /// "already in use".
+    /// kept in memory. A damaged database is repaired, keeping what can be read
+    /// ([`start_report`](BackgroundSync::start_report)); another process using `dir` makes
+    /// [`start`](Builder::start) fail with "already in use". Needs the `sqlite` feature (on
+    /// by default).
+    #[cfg(feature = "sqlite")]
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
         self
@@ -197,10 +201,20 @@ impl Builder {
         };
         let mut core = fresh(&self.params);
         let mut start_recovery = None;
-        if let Some(dir) = &self.data_dir {
+        #[cfg(feature = "sqlite")]
+        let durable = self.data_dir.clone();
+        #[cfg(not(feature = "sqlite"))]
+        let durable: Option<PathBuf> = None;
+        if let Some(dir) = &durable {
             // Streamed from the database straight into the scheduler: never held twice.
+            #[cfg(feature = "sqlite")]
             let (store, recovery) =
                 SqliteStore::open_or_recover_each(dir, &mut |r| core.restore_one(now, r))?;
+            #[cfg(not(feature = "sqlite"))]
+            let (store, recovery): (MemoryStore, Option<Recovery>) = {
+                let _ = dir;
+                (MemoryStore::new(), None)
+            };
             if let Some(r) = recovery {
                 tracing::warn!(
                     recovery = %r,

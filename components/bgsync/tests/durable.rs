@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use bgsync::testing::{Behaviour, FixedNetwork, OpenWindows, ScriptedHost};
 use bgsync::{BackgroundSync, DispatchOutcome, StartError, VirtualClock};
-use bgsync_store::{RegistrationStore, SqliteStore, StoreError, DB_FILE};
+use bgsync_store::{RegistrationStore, StoreError};
+use bgsync_store_sqlite::{SqliteStore, DB_FILE};
 use bgsync_types::{Origin, SwRegistrationId, Tag, Timestamp};
 
 const SW: SwRegistrationId = SwRegistrationId(1);

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use bgsync::testing::{FixedNetwork, OpenWindows, ScriptedHost};
 use bgsync::{BackgroundSync, LogEvent, VirtualClock};
-use bgsync_store::{RegistrationStore, SqliteStore, StoreOp, StoredRegistration, DB_FILE};
+use bgsync_store::{RegistrationStore, StoreOp, StoredRegistration};
+use bgsync_store_sqlite::{SqliteStore, DB_FILE};
 use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
 use rusqlite::Connection;
 

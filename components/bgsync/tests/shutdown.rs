@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use bgsync::testing::{FixedNetwork, OpenWindows, ScriptedHost};
 use bgsync::{BackgroundSync, VirtualClock};
-use bgsync_store::{RegistrationStore, SqliteStore};
+use bgsync_store::RegistrationStore;
+use bgsync_store_sqlite::SqliteStore;
 use bgsync_types::{Origin, SwRegistrationId, Tag, Timestamp};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

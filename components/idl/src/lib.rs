@@ -29,7 +29,7 @@ pub use errors::{
 };
 pub use extendable::{EventOutcome, ExtendableEventLifetime};
 
-use bgsync::SyncEventDispatch;
+use bgsync_dispatcher::SyncEventDispatch;
 use bgsync_types::Tag;
 
 /// The spec's IDL for one-shot Background Sync: `ServiceWorkerRegistration.sync`, `SyncManager`,

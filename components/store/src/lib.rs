@@ -27,7 +27,6 @@
 //! ```
 
 mod memory;
-mod sqlite;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,9 +34,6 @@ use std::time::Duration;
 use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
 
 pub use memory::{FaultSwitch, MemoryStore};
-pub use sqlite::{
-    decode_row, row_checksum, RawRow, SqliteStore, DB_FILE, LOCK_FILE, SCHEMA_VERSION,
-};
 
 /// What identifies a registration in the store: one-shot and periodic registrations may share a
 /// tag, so the kind is part of the key.
@@ -121,7 +117,8 @@ pub enum StoreError {
         cause: String,
     },
     /// The database file is damaged (truncated, overwritten, not a database, or a row that does
-    /// not decode). `SqliteStore::open_or_recover` moves such a file aside and starts empty.
+    /// not decode). `bgsync_store_sqlite::SqliteStore::open_or_recover` repairs it, keeping what
+    /// can be read.
     #[error("the sync registration database {} is corrupt ({cause}); move it aside or open the store with recovery to start afresh", path.display())]
     Corrupt {
         /// The damaged file.

@@ -3,10 +3,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use bgsync_store::{
-    decode_row, row_checksum, RawRow, RegistrationStore, SqliteStore, StoreError, StoreOp,
-    StoredRegistration, DB_FILE, SCHEMA_VERSION,
-};
+use bgsync_store::{RegistrationStore, StoreError, StoreOp, StoredRegistration};
+use bgsync_store_sqlite::{decode_row, row_checksum, RawRow, SqliteStore, DB_FILE, SCHEMA_VERSION};
 use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
 
 fn record(origin: &str, sw: u64, tag: Tag) -> StoredRegistration {

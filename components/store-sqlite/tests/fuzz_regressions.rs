@@ -1,7 +1,8 @@
 //! Inputs the coverage-guided fuzzer found, kept as regression tests: opening the store on them
 //! gives a typed error or a store, and recovery always gives a working store.
 
-use bgsync_store::{RegistrationStore, SqliteStore, StoreOp, StoredRegistration, DB_FILE};
+use bgsync_store::{RegistrationStore, StoreOp, StoredRegistration};
+use bgsync_store_sqlite::{SqliteStore, DB_FILE};
 use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
 
 /// What the store_open fuzz target checks: the engine's open path (open, recover, verify), then

@@ -6,7 +6,8 @@
 
 use std::path::Path;
 
-use bgsync_store::{RegistrationStore, SqliteStore, StoreOp, StoredRegistration, DB_FILE};
+use bgsync_store::{RegistrationStore, StoreOp, StoredRegistration};
+use bgsync_store_sqlite::{SqliteStore, DB_FILE};
 use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
 use rusqlite::Connection;
 

@@ -5,9 +5,8 @@
 
 use std::path::Path;
 
-use bgsync_store::{
-    RegistrationStore, SqliteStore, StoreError, StoreOp, StoredRegistration, DB_FILE, LOCK_FILE,
-};
+use bgsync_store::{RegistrationStore, StoreError, StoreOp, StoredRegistration};
+use bgsync_store_sqlite::{SqliteStore, DB_FILE, LOCK_FILE};
 use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
 use rusqlite::Connection;
 

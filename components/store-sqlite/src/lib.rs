@@ -1,4 +1,34 @@
-//! The durable backend: SQLite in WAL mode, one row per registration.
+//! The durable registration store of the Background Sync engine: SQLite (bundled) in WAL mode,
+//! one row per registration, every commit fsynced; damage found and repaired, files changed
+//! behind its back caught. The schema, the durability contract and the recovery are in
+//! `docs/storage.md`.
+//!
+//! A crate of its own so that an engine that links its own SQLite (or stores elsewhere) can
+//! take the core and `bgsync-store`'s trait without a second SQLite: the facade depends on it
+//! behind its default `sqlite` feature.
+//!
+//! ```
+//! use bgsync_store::{RegistrationStore, StoreOp, StoredRegistration};
+//! use bgsync_store_sqlite::SqliteStore;
+//! use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let record = StoredRegistration {
+//!     origin: Origin::parse("https://mail.example").unwrap(),
+//!     sw: SwRegistrationId(1),
+//!     tag: Tag::from("send-mail"),
+//!     kind: SyncKind::OneShot,
+//!     attempts: 0,
+//!     max_attempts: 3,
+//!     next_fire: Timestamp(0),
+//!     periodic_interval: None,
+//! };
+//! {
+//!     let mut store = SqliteStore::open(dir.path()).unwrap();
+//!     store.commit(&[StoreOp::Put(record.clone())]).unwrap();
+//! }
+//! assert_eq!(SqliteStore::open(dir.path()).unwrap().load_all().unwrap(), vec![record]);
+//! ```
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -8,7 +38,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 
-use crate::{Recovery, RegistrationStore, StoreError, StoreOp, StoredRegistration};
+use bgsync_store::{Recovery, RegistrationStore, StoreError, StoreOp, StoredRegistration};
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "background-sync.sqlite";
