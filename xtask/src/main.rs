@@ -4,6 +4,7 @@ use std::process::{Command, ExitCode};
 
 mod bench;
 mod crash;
+mod faults;
 mod fuzz;
 
 const HELP: &str = "\
@@ -24,6 +25,11 @@ commands:
   crash-test [--runs N] [--seed S]
             SIGKILLs a process registering through the durable store at random
             moments (N times, default 50) and checks nothing acknowledged was lost
+  faults [FILTER]
+            fault drills against the real engine (disk full, read-only file system, bit
+            flips, files deleted or replaced, panicking and blocking embedders, a flood of
+            calls, the clock set back, shutdown under load): one PASS/FAIL/SKIP line each
+            (FILTER: only the drills whose name contains it)
   help      this text
 ";
 
@@ -50,6 +56,14 @@ fn main() -> ExitCode {
             Some(dir) => bench::cold_child(std::path::Path::new(dir)),
             None => Err("bench-cold-child DIR".into()),
         },
+        // Like bench: the drills' time limits and the flood's million calls assume optimised code.
+        Some("faults") if cfg!(debug_assertions) => {
+            let mut a = vec!["run", "--release", "--quiet", "-p", "xtask", "--", "faults"];
+            a.extend(args[1..].iter().map(String::as_str));
+            cargo(&a)
+        }
+        Some("faults") => faults::main(&args[1..]),
+        Some("faults-child") => faults::child(&args[1..]),
         Some("crash-test") => {
             crash_test_args(&args[1..]).and_then(|(runs, seed)| crash::crash_test(runs, seed))
         }
