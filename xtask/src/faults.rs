@@ -29,9 +29,9 @@ use bgsync::{
     SyncEventDispatch, VirtualClock, WindowClients,
 };
 use bgsync_store::{
-    MemoryStore, Recovery, RegistrationStore, SqliteStore, StoreError, StoreOp, StoredRegistration,
-    DB_FILE, LOCK_FILE,
+    MemoryStore, Recovery, RegistrationStore, StoreError, StoreOp, StoredRegistration,
 };
+use bgsync_store_sqlite::{SqliteStore, DB_FILE, LOCK_FILE};
 use bgsync_types::{
     DispatchId, DomException, DomExceptionName, Origin, PermissionState, SwRegistrationId, Tag,
     Timestamp,

@@ -6,7 +6,16 @@ use std::process::Command;
 
 fn tree(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO"))
-        .args(["tree", "--offline", "-e", "normal", "--prefix", "none", "--format", "{p}"])
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ])
         .args(args)
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .output()
@@ -36,7 +45,13 @@ fn the_core_and_the_binding_link_no_sqlite_tokio_or_facade() {
         "bgsync-idl",
     ] {
         let deps = crates(&tree(&["-p", core]));
-        for forbidden in ["rusqlite", "libsqlite3-sys", "tokio", "bgsync", "bgsync-store-sqlite"] {
+        for forbidden in [
+            "rusqlite",
+            "libsqlite3-sys",
+            "tokio",
+            "bgsync",
+            "bgsync-store-sqlite",
+        ] {
             assert!(
                 !deps.iter().any(|d| d == forbidden),
                 "{core} depends on {forbidden}: {deps:?}"
@@ -50,8 +65,14 @@ fn the_facade_builds_without_sqlite() {
     let deps = crates(&tree(&["-p", "bgsync", "--no-default-features"]));
     assert!(deps.iter().any(|d| d == "tokio"));
     for forbidden in ["rusqlite", "libsqlite3-sys", "bgsync-store-sqlite"] {
-        assert!(!deps.iter().any(|d| d == forbidden), "{forbidden}: {deps:?}");
+        assert!(
+            !deps.iter().any(|d| d == forbidden),
+            "{forbidden}: {deps:?}"
+        );
     }
     let with = crates(&tree(&["-p", "bgsync"]));
-    assert!(with.iter().any(|d| d == "rusqlite"), "the default has SQLite");
+    assert!(
+        with.iter().any(|d| d == "rusqlite"),
+        "the default has SQLite"
+    );
 }

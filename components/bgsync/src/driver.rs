@@ -206,6 +206,8 @@ pub(crate) struct Driver {
     calls: mpsc::Receiver<Msg>,
     /// Log lines a subscriber's full channel could not take.
     log_dropped: u64,
+    /// The call queue's capacity: also the most writes gathered for one commit.
+    pub call_capacity: usize,
     pub log_capacity: usize,
     pending: HashMap<RequestId, Pending>,
     next_request: u64,
@@ -242,6 +244,7 @@ impl Driver {
             events,
             calls,
             log_dropped: 0,
+            call_capacity: 10_000,
             log_capacity,
             pending: HashMap::new(),
             next_request: 1,
@@ -315,23 +318,31 @@ impl Driver {
                     Some(msg) => self.handle(msg),
                     None => break,
                 },
-                msg = self.calls.recv() => match msg {
+                msg = self.calls.recv(), if self.taking_calls() => match msg {
                     Some(msg) => self.handle(msg),
                     None => break,
                 },
                 () = sleep => {}
             }
-            // Take everything else that is queued before writing, so concurrent calls share one
-            // commit; repeat while hosts that settle at once keep queueing outcomes.
+            // Take what else is queued before writing, so concurrent calls share one commit,
+            // but no more than a pass's worth at a time: each pass answers what it can and
+            // queues its writes. While the writes waiting for the next commit fill a batch, no
+            // call is taken: callers wait in the bounded queue (or are told the engine is
+            // busy), so memory stays bounded however fast they call.
             loop {
                 self.drain_events();
-                while let Ok(msg) = self.calls.try_recv() {
+                let mut taken = 0;
+                while taken < CALLS_PER_PASS && self.taking_calls() {
+                    let Ok(msg) = self.calls.try_recv() else {
+                        break;
+                    };
                     self.handle(msg);
                     self.drain_events();
+                    taken += 1;
                 }
                 self.tick();
                 self.flush();
-                if self.events.is_empty() && self.calls.is_empty() {
+                if self.events.is_empty() && (self.calls.is_empty() || !self.taking_calls()) {
                     break;
                 }
             }
@@ -362,6 +373,12 @@ impl Driver {
                 Pending::Tags(r) => r.send(Err(gone)),
             }
         }
+    }
+
+    /// Whether the engine takes calls now: not while the writes waiting for the next commit
+    /// already fill a batch as large as the call queue.
+    fn taking_calls(&self) -> bool {
+        self.queued.len() < self.call_capacity
     }
 
     fn drain_events(&mut self) {
@@ -670,6 +687,9 @@ fn embedder_fault(fault: &EmbedderPanic) -> DomException {
         format!("{fault}; the call was not carried out"),
     )
 }
+
+/// Calls taken off the queue between two flushes (answers, commits).
+const CALLS_PER_PASS: usize = 1_024;
 
 /// Answers a call that found the call queue full: it was not carried out.
 pub(crate) fn refuse_busy(msg: Msg, capacity: usize) {

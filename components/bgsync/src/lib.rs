@@ -285,6 +285,7 @@ impl Builder {
             self.log_capacity,
             self.log_subscribers,
         );
+        driver.call_capacity = self.call_capacity;
         if let Some(r) = start_recovery {
             driver.start_recovered(r);
         }

@@ -1149,6 +1149,36 @@ fn salvage(
             &moved_to,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
+        if let Some(ids) = reachable_rows(&old, &mut truncated) {
+            // Row by row: damage costs the rows it is in, not the rest of the table.
+            let mut one = old.prepare(
+                "SELECT sw, kind, tag, origin, attempts, max_attempts, next_fire,
+                        periodic_interval_ms, checksum
+                 FROM registrations WHERE id = ?1",
+            )?;
+            for id in ids {
+                let row = one.query_row([id], |r| {
+                    Ok(RawRow {
+                        sw: r.get(0)?,
+                        kind: r.get(1)?,
+                        tag: r.get(2)?,
+                        origin: r.get(3)?,
+                        attempts: r.get(4)?,
+                        max_attempts: r.get(5)?,
+                        next_fire: r.get(6)?,
+                        periodic_interval_ms: r.get(7)?,
+                        checksum: r.get(8)?,
+                    })
+                });
+                match row.map(decode_row) {
+                    Ok(Ok(r)) => kept.push(r),
+                    // An index entry whose row is gone is not a registration.
+                    Err(rusqlite::Error::QueryReturnedNoRows) => {}
+                    Ok(Err(_)) | Err(_) => dropped += 1,
+                }
+            }
+            return Ok(());
+        }
         let mut stmt = old.prepare(
             "SELECT sw, kind, tag, origin, attempts, max_attempts, next_fire, periodic_interval_ms,
                     checksum
@@ -1215,6 +1245,45 @@ fn salvage(
     };
     tracing::warn!(file = %path.display(), %recovery, "sync registration database recovered");
     Ok((conn, recovery))
+}
+
+/// The ids of every row some path still reaches in a damaged database: the table itself and
+/// each index (each holds every row's id), each read until its own damage. `None` when the
+/// file has no `id` column (an older schema): the caller then reads the table in order.
+fn reachable_rows(
+    old: &Connection,
+    truncated: &mut bool,
+) -> Option<std::collections::BTreeSet<i64>> {
+    let mut ids = std::collections::BTreeSet::new();
+    let mut any = false;
+    for sql in [
+        "SELECT id FROM registrations NOT INDEXED",
+        "SELECT id FROM registrations INDEXED BY registrations_by_key",
+        "SELECT id FROM registrations INDEXED BY registrations_by_origin",
+        "SELECT id FROM registrations INDEXED BY registrations_by_next_fire",
+    ] {
+        let Ok(mut stmt) = old.prepare(sql) else {
+            *truncated = true;
+            continue;
+        };
+        any = true;
+        let Ok(rows) = stmt.query_map([], |r| r.get::<_, i64>(0)) else {
+            *truncated = true;
+            continue;
+        };
+        for id in rows {
+            match id {
+                Ok(id) => {
+                    ids.insert(id);
+                }
+                Err(_) => {
+                    *truncated = true;
+                    break;
+                }
+            }
+        }
+    }
+    any.then_some(ids)
 }
 
 /// Renames the database and its companions to `<name>.<label>-<unix millis>`; returns the
