@@ -72,6 +72,8 @@ fn durable_engine(dir: &Path) -> Result<BackgroundSync, String> {
         .network(Arc::new(bgsync::testing::FixedNetwork(false)))
         .params(Parameters {
             max_registrations_per_origin: None,
+            max_bytes_per_origin: None,
+            max_bytes_total: None,
             ..Parameters::default()
         })
         .start()
@@ -412,6 +414,8 @@ pub fn cold_child(dir: &Path) -> Result<(), String> {
         .network(Arc::new(bgsync::testing::FixedNetwork(false)))
         .params(Parameters {
             max_registrations_per_origin: None,
+            max_bytes_per_origin: None,
+            max_bytes_total: None,
             ..Parameters::default()
         })
         .start()

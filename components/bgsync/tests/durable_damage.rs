@@ -131,10 +131,16 @@ fn store_with_index_damage(dir: &Path) {
         .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .unwrap();
     let bytes = std::fs::read(base.path().join(DB_FILE)).unwrap();
-    for at in (4096..bytes.len()).step_by(397) {
+    for (at, bit) in (4096..bytes.len())
+        .step_by(53)
+        .flat_map(|at| [(at, 0x10u8), (at, 0x01)])
+    {
         let mut damaged = bytes.clone();
-        damaged[at] ^= 0x10;
-        let _ = std::fs::remove_file(dir.join(DB_FILE));
+        damaged[at] ^= bit;
+        // Each probe starts from the damaged file alone (a probe leaves files behind).
+        for e in std::fs::read_dir(dir).unwrap() {
+            std::fs::remove_file(e.unwrap().path()).unwrap();
+        }
         std::fs::write(dir.join(DB_FILE), &damaged).unwrap();
         let quiet = {
             let Ok((mut store, None)) = SqliteStore::open_or_recover(dir) else {

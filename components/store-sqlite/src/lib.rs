@@ -70,23 +70,26 @@ const MIGRATIONS: &[&str] = &[
     // so that another profile's write-ahead log, or a log lost after a crash, is recognised.
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;",
     // 2 → 3: each tag stored once, in WTF-8 (UTF-8 that also carries lone surrogates). The
-    // table is keyed by rowid; a registration's key is found through an index on
-    // (sw, kind, tag_hash) that holds an 8-byte hash of the tag, not the tag. Version 2 kept
-    // the tag three times (the table's key and both indexes) and in UTF-16. The rows are
+    // table's key is (sw, kind, tag_hash, id): an 8-byte hash of the tag stands in for it, and
+    // `id` tells apart the rare tags of one service worker registration whose hashes collide.
+    // The indexes carry that key, four integers, not the tag; and the table is still in key
+    // order, so start-up reads registrations grouped as the scheduler keeps them. Version 2
+    // kept the tag three times (the table's key and both indexes) and in UTF-16. The rows are
     // copied by `tags_once` after this creates the table.
     "CREATE TABLE registrations_v3 (
-        id INTEGER PRIMARY KEY,
         sw INTEGER NOT NULL,
         kind INTEGER NOT NULL,
-        tag BLOB NOT NULL,
         tag_hash INTEGER NOT NULL,
+        id INTEGER NOT NULL,
+        tag BLOB NOT NULL,
         origin TEXT NOT NULL,
         attempts INTEGER NOT NULL,
         max_attempts INTEGER NOT NULL,
         next_fire INTEGER NOT NULL,
         periodic_interval_ms INTEGER,
-        checksum INTEGER NOT NULL
-     );",
+        checksum INTEGER NOT NULL,
+        PRIMARY KEY (sw, kind, tag_hash, id)
+     ) WITHOUT ROWID;",
 ];
 
 /// Migration 2 → 3, after its SQL: copies every row with its tag re-encoded and hashed, then
@@ -99,9 +102,11 @@ fn tags_once(conn: &Connection) -> rusqlite::Result<()> {
         )?;
         let mut write = conn.prepare(
             "INSERT INTO registrations_v3 (sw, kind, tag, tag_hash, origin, attempts,
-             max_attempts, next_fire, periodic_interval_ms, checksum)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             max_attempts, next_fire, periodic_interval_ms, checksum, id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
+        // Version 2's key made (sw, kind, tag) unique; tags whose hashes collide get ids 1, 2, …
+        let mut ids: std::collections::HashMap<(i64, i64, i64), i64> = Default::default();
         let mut rows = read.query([])?;
         while let Some(r) = rows.next()? {
             let utf16: Vec<u8> = r.get(2)?;
@@ -127,24 +132,27 @@ fn tags_once(conn: &Connection) -> rusqlite::Result<()> {
                 periodic_interval_ms: r.get(7)?,
                 checksum: 0,
             };
+            let hash = tag_hash(&row.tag);
+            let id = ids.entry((row.sw, row.kind, hash)).or_insert(-1);
+            *id += 1;
             write.execute(params![
                 row.sw,
                 row.kind,
                 row.tag,
-                tag_hash(&row.tag),
+                hash,
                 row.origin,
                 row.attempts,
                 row.max_attempts,
                 row.next_fire,
                 row.periodic_interval_ms,
                 row_checksum(&row),
+                *id,
             ])?;
         }
     }
     conn.execute_batch(
         "DROP TABLE registrations;
          ALTER TABLE registrations_v3 RENAME TO registrations;
-         CREATE INDEX registrations_by_key ON registrations (sw, kind, tag_hash);
          CREATE INDEX registrations_by_origin ON registrations (origin);
          CREATE INDEX registrations_by_next_fire ON registrations (next_fire);",
     )
@@ -181,6 +189,25 @@ pub struct SqliteStore {
     /// This profile's identity and the number of commits acknowledged, as in the database.
     profile: i64,
     seq: i64,
+}
+
+impl Drop for SqliteStore {
+    /// A clean close moves the log's pages into the database and empties the log, so that the
+    /// next start reads one file; only if the files are still the ones this store opened (a
+    /// connection never writes into a file that replaced its own). A crash leaves the log,
+    /// which the next start replays.
+    fn drop(&mut self) {
+        let ours = file_id(&self.path) == self.db_file
+            && (self.wal_file.is_none() || file_id(&wal_path(&self.path)) == self.wal_file);
+        if ours {
+            if let Err(e) = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            {
+                tracing::warn!(error = %e, "closing the sync registration database: no checkpoint");
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -575,8 +602,10 @@ fn write_batch(conn: &mut Connection, batch: &[StoreOp]) -> Result<(), rusqlite:
                 } else {
                     tx.prepare_cached(
                         "INSERT INTO registrations (sw, kind, tag_hash, tag, origin, attempts,
-                         max_attempts, next_fire, periodic_interval_ms, checksum)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                         max_attempts, next_fire, periodic_interval_ms, checksum, id)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
+                           (SELECT coalesce(max(id) + 1, 0) FROM registrations
+                            WHERE sw = ?1 AND kind = ?2 AND tag_hash = ?3))",
                     )?
                     .execute(values)
                 }
@@ -726,9 +755,9 @@ fn open_conn(path: &Path, record: Option<(i64, i64)>) -> Result<Connection, Stor
     let conn = Connection::open_with_flags(path, flags).map_err(open_failed)?;
     // Another user of the database is refused at once, not after a wait.
     conn.busy_timeout(Duration::ZERO).map_err(open_failed)?;
-    // Closing never checkpoints: the log outlives the connection, so a log that goes missing
-    // before the next start is noticed (the lock file's record of commits), and a connection
-    // closed after its file was replaced never writes into the new one.
+    // Closing a connection never checkpoints by itself: a connection closed after its file was
+    // replaced must not write into the new one. A store's clean close checkpoints explicitly
+    // (`Drop for SqliteStore`) when its files are still its own.
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
         true,
@@ -1149,28 +1178,57 @@ fn salvage(
             &moved_to,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        if let Some(ids) = reachable_rows(&old, &mut truncated) {
-            // Row by row: damage costs the rows it is in, not the rest of the table.
+        if let Some(keys) = reachable_rows(&old, &mut truncated) {
+            // The table in order first, until its own damage; then, row by row, what only an
+            // index still reaches: damage costs the rows it is in, not the rest of the table.
+            let row_of = |r: &rusqlite::Row<'_>| -> rusqlite::Result<RawRow> {
+                Ok(RawRow {
+                    sw: r.get(0)?,
+                    kind: r.get(1)?,
+                    tag: r.get(2)?,
+                    origin: r.get(3)?,
+                    attempts: r.get(4)?,
+                    max_attempts: r.get(5)?,
+                    next_fire: r.get(6)?,
+                    periodic_interval_ms: r.get(7)?,
+                    checksum: r.get(8)?,
+                })
+            };
+            let mut seen = std::collections::BTreeSet::new();
+            let mut scan = old.prepare(
+                "SELECT sw, kind, tag, origin, attempts, max_attempts, next_fire,
+                        periodic_interval_ms, checksum, tag_hash, id
+                 FROM registrations",
+            )?;
+            let mut rows = scan.query([])?;
+            loop {
+                match rows.next() {
+                    Ok(Some(r)) => {
+                        if let (Ok(hash), Ok(id)) = (r.get::<_, i64>(9), r.get::<_, i64>(10)) {
+                            if let (Ok(sw), Ok(kind)) = (r.get::<_, i64>(0), r.get::<_, i64>(1)) {
+                                seen.insert((sw, kind, hash, id));
+                            }
+                        }
+                        match row_of(r).map(decode_row) {
+                            Ok(Ok(reg)) => kept.push(reg),
+                            _ => dropped += 1,
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        truncated = true;
+                        break;
+                    }
+                }
+            }
             let mut one = old.prepare(
                 "SELECT sw, kind, tag, origin, attempts, max_attempts, next_fire,
                         periodic_interval_ms, checksum
-                 FROM registrations WHERE id = ?1",
+                 FROM registrations WHERE sw = ?1 AND kind = ?2 AND tag_hash = ?3 AND id = ?4",
             )?;
-            for id in ids {
-                let row = one.query_row([id], |r| {
-                    Ok(RawRow {
-                        sw: r.get(0)?,
-                        kind: r.get(1)?,
-                        tag: r.get(2)?,
-                        origin: r.get(3)?,
-                        attempts: r.get(4)?,
-                        max_attempts: r.get(5)?,
-                        next_fire: r.get(6)?,
-                        periodic_interval_ms: r.get(7)?,
-                        checksum: r.get(8)?,
-                    })
-                });
-                match row.map(decode_row) {
+            for key in keys.into_iter().filter(|k| !seen.contains(k)) {
+                let (sw, kind, hash, id) = key;
+                match one.query_row([sw, kind, hash, id], row_of).map(decode_row) {
                     Ok(Ok(r)) => kept.push(r),
                     // An index entry whose row is gone is not a registration.
                     Err(rusqlite::Error::QueryReturnedNoRows) => {}
@@ -1247,34 +1305,34 @@ fn salvage(
     Ok((conn, recovery))
 }
 
-/// The ids of every row some path still reaches in a damaged database: the table itself and
-/// each index (each holds every row's id), each read until its own damage. `None` when the
-/// file has no `id` column (an older schema): the caller then reads the table in order.
+/// The key of every row some path still reaches in a damaged database: the table itself and
+/// each index (each holds every row's key), each read until its own damage. `None` when the
+/// file's table has no such key (an older schema): the caller then reads the table in order.
 fn reachable_rows(
     old: &Connection,
     truncated: &mut bool,
-) -> Option<std::collections::BTreeSet<i64>> {
-    let mut ids = std::collections::BTreeSet::new();
+) -> Option<std::collections::BTreeSet<(i64, i64, i64, i64)>> {
+    let mut keys = std::collections::BTreeSet::new();
     let mut any = false;
     for sql in [
-        "SELECT id FROM registrations NOT INDEXED",
-        "SELECT id FROM registrations INDEXED BY registrations_by_key",
-        "SELECT id FROM registrations INDEXED BY registrations_by_origin",
-        "SELECT id FROM registrations INDEXED BY registrations_by_next_fire",
+        "SELECT sw, kind, tag_hash, id FROM registrations",
+        "SELECT sw, kind, tag_hash, id FROM registrations INDEXED BY registrations_by_origin",
+        "SELECT sw, kind, tag_hash, id FROM registrations INDEXED BY registrations_by_next_fire",
     ] {
         let Ok(mut stmt) = old.prepare(sql) else {
             *truncated = true;
             continue;
         };
         any = true;
-        let Ok(rows) = stmt.query_map([], |r| r.get::<_, i64>(0)) else {
+        let Ok(rows) = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        else {
             *truncated = true;
             continue;
         };
-        for id in rows {
-            match id {
-                Ok(id) => {
-                    ids.insert(id);
+        for key in rows {
+            match key {
+                Ok(key) => {
+                    keys.insert(key);
                 }
                 Err(_) => {
                     *truncated = true;
@@ -1283,7 +1341,7 @@ fn reachable_rows(
             }
         }
     }
-    any.then_some(ids)
+    any.then_some(keys)
 }
 
 /// Renames the database and its companions to `<name>.<label>-<unix millis>`; returns the
