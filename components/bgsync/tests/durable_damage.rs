@@ -114,7 +114,7 @@ fn record(origin: &Origin, sw: u64, i: usize) -> StoredRegistration {
 }
 
 /// A store of both origins with one bit flipped where only the full check finds it (an index
-/// page): the damage the issue saw make `clear_origin` leave rows behind.
+/// page the rows do not pass through): what start-up's read cannot see.
 fn store_with_index_damage(dir: &Path) {
     let base = tempfile::tempdir().unwrap();
     {

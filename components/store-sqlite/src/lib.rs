@@ -69,18 +69,17 @@ const MIGRATIONS: &[&str] = &[
     // 1 → 2: the profile's identity and its count of commits, which the lock file records too,
     // so that another profile's write-ahead log, or a log lost after a crash, is recognised.
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;",
-    // 2 → 3: each tag stored once, in WTF-8 (UTF-8 that also carries lone surrogates). The
-    // table's key is (sw, kind, tag_hash, id): an 8-byte hash of the tag stands in for it, and
-    // `id` tells apart the rare tags of one service worker registration whose hashes collide.
-    // The indexes carry that key, four integers, not the tag; and the table is still in key
-    // order, so start-up reads registrations grouped as the scheduler keeps them. Version 2
-    // kept the tag three times (the table's key and both indexes) and in UTF-16. The rows are
-    // copied by `tags_once` after this creates the table.
+    // 2 → 3: each tag stored once, in WTF-8 (UTF-8 that also carries lone surrogates), and a
+    // checksum per row. The table is keyed by (sw, kind, tag) as before, but has no secondary
+    // index: in a WITHOUT ROWID table every index carries the key, so each index stored the tag
+    // again (three copies in UTF-16 in version 2). The next-fire index was never queried (the
+    // engine keeps its timers in memory), and clearing an origin, which is rare, scans the
+    // table. Rows stay in key order: start-up reads them grouped as the scheduler keeps them,
+    // and a commit of neighbouring tags writes neighbouring pages. The rows are copied by
+    // `tags_once` after this creates the table.
     "CREATE TABLE registrations_v3 (
         sw INTEGER NOT NULL,
         kind INTEGER NOT NULL,
-        tag_hash INTEGER NOT NULL,
-        id INTEGER NOT NULL,
         tag BLOB NOT NULL,
         origin TEXT NOT NULL,
         attempts INTEGER NOT NULL,
@@ -88,12 +87,12 @@ const MIGRATIONS: &[&str] = &[
         next_fire INTEGER NOT NULL,
         periodic_interval_ms INTEGER,
         checksum INTEGER NOT NULL,
-        PRIMARY KEY (sw, kind, tag_hash, id)
+        PRIMARY KEY (sw, kind, tag)
      ) WITHOUT ROWID;",
 ];
 
 /// Migration 2 → 3, after its SQL: copies every row with its tag re-encoded and hashed, then
-/// puts the new table and its indexes in place of the old.
+/// puts the new table in place of the old.
 fn tags_once(conn: &Connection) -> rusqlite::Result<()> {
     {
         let mut read = conn.prepare(
@@ -101,12 +100,10 @@ fn tags_once(conn: &Connection) -> rusqlite::Result<()> {
              FROM registrations",
         )?;
         let mut write = conn.prepare(
-            "INSERT INTO registrations_v3 (sw, kind, tag, tag_hash, origin, attempts,
-             max_attempts, next_fire, periodic_interval_ms, checksum, id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT INTO registrations_v3 (sw, kind, tag, origin, attempts, max_attempts,
+             next_fire, periodic_interval_ms, checksum)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
-        // Version 2's key made (sw, kind, tag) unique; tags whose hashes collide get ids 1, 2, …
-        let mut ids: std::collections::HashMap<(i64, i64, i64), i64> = Default::default();
         let mut rows = read.query([])?;
         while let Some(r) = rows.next()? {
             let utf16: Vec<u8> = r.get(2)?;
@@ -132,29 +129,22 @@ fn tags_once(conn: &Connection) -> rusqlite::Result<()> {
                 periodic_interval_ms: r.get(7)?,
                 checksum: 0,
             };
-            let hash = tag_hash(&row.tag);
-            let id = ids.entry((row.sw, row.kind, hash)).or_insert(-1);
-            *id += 1;
             write.execute(params![
                 row.sw,
                 row.kind,
                 row.tag,
-                hash,
                 row.origin,
                 row.attempts,
                 row.max_attempts,
                 row.next_fire,
                 row.periodic_interval_ms,
                 row_checksum(&row),
-                *id,
             ])?;
         }
     }
     conn.execute_batch(
         "DROP TABLE registrations;
-         ALTER TABLE registrations_v3 RENAME TO registrations;
-         CREATE INDEX registrations_by_origin ON registrations (origin);
-         CREATE INDEX registrations_by_next_fire ON registrations (next_fire);",
+         ALTER TABLE registrations_v3 RENAME TO registrations;",
     )
 }
 
@@ -323,7 +313,7 @@ impl SqliteStore {
     /// `background-sync.sqlite.corrupt-<unix millis>` (with its `-wal` and `-shm` files), logs
     /// it, and starts a fresh database holding every registration that could still be read and
     /// decoded from the damaged one ([`Recovery::kept`]). The damaged file is kept for
-    /// inspection. Damage this read cannot see (an index, an interior page, free space) is
+    /// inspection. Damage this read cannot see (an interior page, free space) is
     /// found by [`verify`](RegistrationStore::verify). Another profile's write-ahead log is
     /// moved aside unreplayed; commits found missing are reported.
     pub fn open_or_recover(dir: &Path) -> Result<(SqliteStore, Option<Recovery>), StoreError> {
@@ -578,10 +568,14 @@ fn write_batch(conn: &mut Connection, batch: &[StoreOp]) -> Result<(), rusqlite:
                     checksum: 0,
                 };
                 let checksum = row_checksum(&row);
-                let values = params![
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO registrations (sw, kind, tag, origin, attempts,
+                     max_attempts, next_fire, periodic_interval_ms, checksum)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?
+                .execute(params![
                     row.sw,
                     row.kind,
-                    tag_hash(&row.tag),
                     row.tag,
                     row.origin,
                     row.attempts,
@@ -589,40 +583,17 @@ fn write_batch(conn: &mut Connection, batch: &[StoreOp]) -> Result<(), rusqlite:
                     row.next_fire,
                     row.periodic_interval_ms,
                     checksum,
-                ];
-                let updated = tx
-                    .prepare_cached(
-                        "UPDATE registrations SET origin = ?5, attempts = ?6, max_attempts = ?7,
-                         next_fire = ?8, periodic_interval_ms = ?9, checksum = ?10
-                         WHERE sw = ?1 AND kind = ?2 AND tag_hash = ?3 AND tag = ?4",
-                    )?
-                    .execute(values)?;
-                if updated > 0 {
-                    Ok(updated)
-                } else {
-                    tx.prepare_cached(
-                        "INSERT INTO registrations (sw, kind, tag_hash, tag, origin, attempts,
-                         max_attempts, next_fire, periodic_interval_ms, checksum, id)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
-                           (SELECT coalesce(max(id) + 1, 0) FROM registrations
-                            WHERE sw = ?1 AND kind = ?2 AND tag_hash = ?3))",
-                    )?
-                    .execute(values)
-                }
+                ])
             }
-            StoreOp::Delete(k) => {
-                let tag = tag_to_sql(&k.tag);
-                tx.prepare_cached(
-                    "DELETE FROM registrations
-                     WHERE sw = ?1 AND kind = ?2 AND tag_hash = ?3 AND tag = ?4",
+            StoreOp::Delete(k) => tx
+                .prepare_cached(
+                    "DELETE FROM registrations WHERE sw = ?1 AND kind = ?2 AND tag = ?3",
                 )?
                 .execute(params![
                     sw_to_sql(k.sw),
                     kind_to_sql(k.kind),
-                    tag_hash(&tag),
-                    tag
-                ])
-            }
+                    tag_to_sql(&k.tag)
+                ]),
             StoreOp::DeleteServiceWorker(sw) => tx
                 .prepare_cached("DELETE FROM registrations WHERE sw = ?1")
                 .and_then(|mut s| s.execute(params![sw_to_sql(*sw)])),
@@ -1178,63 +1149,7 @@ fn salvage(
             &moved_to,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        if let Some(keys) = reachable_rows(&old, &mut truncated) {
-            // The table in order first, until its own damage; then, row by row, what only an
-            // index still reaches: damage costs the rows it is in, not the rest of the table.
-            let row_of = |r: &rusqlite::Row<'_>| -> rusqlite::Result<RawRow> {
-                Ok(RawRow {
-                    sw: r.get(0)?,
-                    kind: r.get(1)?,
-                    tag: r.get(2)?,
-                    origin: r.get(3)?,
-                    attempts: r.get(4)?,
-                    max_attempts: r.get(5)?,
-                    next_fire: r.get(6)?,
-                    periodic_interval_ms: r.get(7)?,
-                    checksum: r.get(8)?,
-                })
-            };
-            let mut seen = std::collections::BTreeSet::new();
-            let mut scan = old.prepare(
-                "SELECT sw, kind, tag, origin, attempts, max_attempts, next_fire,
-                        periodic_interval_ms, checksum, tag_hash, id
-                 FROM registrations",
-            )?;
-            let mut rows = scan.query([])?;
-            loop {
-                match rows.next() {
-                    Ok(Some(r)) => {
-                        if let (Ok(hash), Ok(id)) = (r.get::<_, i64>(9), r.get::<_, i64>(10)) {
-                            if let (Ok(sw), Ok(kind)) = (r.get::<_, i64>(0), r.get::<_, i64>(1)) {
-                                seen.insert((sw, kind, hash, id));
-                            }
-                        }
-                        match row_of(r).map(decode_row) {
-                            Ok(Ok(reg)) => kept.push(reg),
-                            _ => dropped += 1,
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(_) => {
-                        truncated = true;
-                        break;
-                    }
-                }
-            }
-            let mut one = old.prepare(
-                "SELECT sw, kind, tag, origin, attempts, max_attempts, next_fire,
-                        periodic_interval_ms, checksum
-                 FROM registrations WHERE sw = ?1 AND kind = ?2 AND tag_hash = ?3 AND id = ?4",
-            )?;
-            for key in keys.into_iter().filter(|k| !seen.contains(k)) {
-                let (sw, kind, hash, id) = key;
-                match one.query_row([sw, kind, hash, id], row_of).map(decode_row) {
-                    Ok(Ok(r)) => kept.push(r),
-                    // An index entry whose row is gone is not a registration.
-                    Err(rusqlite::Error::QueryReturnedNoRows) => {}
-                    Ok(Err(_)) | Err(_) => dropped += 1,
-                }
-            }
+        if let Some(()) = salvage_in_key_order(&old, &mut kept, &mut dropped, &mut truncated) {
             return Ok(());
         }
         let mut stmt = old.prepare(
@@ -1305,43 +1220,90 @@ fn salvage(
     Ok((conn, recovery))
 }
 
-/// The key of every row some path still reaches in a damaged database: the table itself and
-/// each index (each holds every row's key), each read until its own damage. `None` when the
-/// file's table has no such key (an older schema): the caller then reads the table in order.
-fn reachable_rows(
+/// Reads the rows of a damaged table in key order; where a page is damaged, goes on after it
+/// (from the next service worker registration, skipping further while the seek meets the
+/// damage), so that damage costs the rows near it, not the rest of the table. `None` when the
+/// table is not this schema's (the caller then reads it plainly).
+fn salvage_in_key_order(
     old: &Connection,
+    kept: &mut Vec<StoredRegistration>,
+    dropped: &mut u64,
     truncated: &mut bool,
-) -> Option<std::collections::BTreeSet<(i64, i64, i64, i64)>> {
-    let mut keys = std::collections::BTreeSet::new();
-    let mut any = false;
-    for sql in [
-        "SELECT sw, kind, tag_hash, id FROM registrations",
-        "SELECT sw, kind, tag_hash, id FROM registrations INDEXED BY registrations_by_origin",
-        "SELECT sw, kind, tag_hash, id FROM registrations INDEXED BY registrations_by_next_fire",
-    ] {
-        let Ok(mut stmt) = old.prepare(sql) else {
-            *truncated = true;
-            continue;
+) -> Option<()> {
+    const COLUMNS: &str = "sw, kind, tag, origin, attempts, max_attempts, next_fire,
+                           periodic_interval_ms, checksum";
+    let mut from_start = old
+        .prepare(&format!(
+            "SELECT {COLUMNS} FROM registrations ORDER BY sw, kind, tag"
+        ))
+        .ok()?;
+    let mut after_sw = old
+        .prepare(&format!(
+            "SELECT {COLUMNS} FROM registrations WHERE sw > ?1 ORDER BY sw, kind, tag"
+        ))
+        .ok()?;
+    let row_of = |r: &rusqlite::Row<'_>| -> rusqlite::Result<RawRow> {
+        Ok(RawRow {
+            sw: r.get(0)?,
+            kind: r.get(1)?,
+            tag: r.get(2)?,
+            origin: r.get(3)?,
+            attempts: r.get(4)?,
+            max_attempts: r.get(5)?,
+            next_fire: r.get(6)?,
+            periodic_interval_ms: r.get(7)?,
+            checksum: r.get(8)?,
+        })
+    };
+    let mut resume: Option<i64> = None;
+    let mut skip: i64 = 0;
+    // Bounded: each damaged stretch costs at most 64 seeks.
+    for _ in 0..10_000 {
+        let rows = match resume {
+            None => from_start.query([]),
+            Some(sw) => after_sw.query([sw]),
         };
-        any = true;
-        let Ok(rows) = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        else {
+        let Ok(mut rows) = rows else {
             *truncated = true;
-            continue;
+            return Some(());
         };
-        for key in rows {
-            match key {
-                Ok(key) => {
-                    keys.insert(key);
+        let mut last_sw = None;
+        let failed = loop {
+            match rows.next() {
+                Ok(Some(r)) => {
+                    if let Ok(sw) = r.get::<_, i64>(0) {
+                        last_sw = Some(sw);
+                    }
+                    match row_of(r).map(decode_row) {
+                        Ok(Ok(reg)) => kept.push(reg),
+                        _ => *dropped += 1,
+                    }
                 }
-                Err(_) => {
-                    *truncated = true;
-                    break;
+                Ok(None) => break false,
+                Err(_) => break true,
+            }
+        };
+        if !failed {
+            return Some(());
+        }
+        *truncated = true;
+        // Past the damage: after the last service worker registration read, further each time
+        // the seek lands in the damage again.
+        match last_sw {
+            Some(sw) => {
+                resume = Some(sw);
+                skip = 0;
+            }
+            None => {
+                skip = if skip == 0 { 1 } else { skip.saturating_mul(2) };
+                if skip > i64::MAX / 4 {
+                    return Some(());
                 }
+                resume = Some(resume.unwrap_or(i64::MIN).saturating_add(skip));
             }
         }
     }
-    any.then_some(keys)
+    Some(())
 }
 
 /// Renames the database and its companions to `<name>.<label>-<unix millis>`; returns the
@@ -1471,15 +1433,6 @@ fn tag_from_sql(bytes: &[u8]) -> Result<Vec<u16>, String> {
         i += len;
     }
     Ok(units)
-}
-
-/// FNV-1a of the stored tag: what the key index holds instead of the tag.
-fn tag_hash(tag: &[u8]) -> i64 {
-    let mut h = Fnv::new();
-    for &b in tag {
-        h.byte(b);
-    }
-    h.finish()
 }
 
 fn time_to_sql(t: Timestamp) -> i64 {

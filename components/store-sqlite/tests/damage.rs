@@ -1,5 +1,5 @@
 //! Damage anywhere in the database file is found and repaired before it can do harm: one bit
-//! flipped at offsets spread over every page of a small store (table, both indexes, interior
+//! flipped at offsets spread over every page of a small store (table, interior
 //! pages, the schema), then the start-up path (open, recover, the background check). After it,
 //! the file passes SQLite's full integrity check, the store holds exactly what it reported,
 //! writes and deletes by origin work, and a recovery says what it kept.
@@ -15,7 +15,7 @@ fn record(origin: usize, sw: u64, i: usize) -> StoredRegistration {
     StoredRegistration {
         origin: Origin::parse(&format!("https://o{origin}.example")).unwrap(),
         sw: SwRegistrationId(sw),
-        // Tags of varied lengths spread the rows over several table and index pages.
+        // Tags of varied lengths spread the rows over several table pages.
         tag: Tag::from(format!("tag-{i}-{}", "x".repeat(i * 7 % 300)).as_str()),
         kind: SyncKind::OneShot,
         attempts: (i % 3) as u32,
