@@ -113,8 +113,8 @@ fn record(origin: &Origin, sw: u64, i: usize) -> StoredRegistration {
     }
 }
 
-/// A store of both origins with one bit flipped where only the full check finds it (an index
-/// page the rows do not pass through): what start-up's read cannot see.
+/// A store of both origins with one bit flipped where only the full check finds it (a page
+/// start-up's read of the rows does not check).
 fn store_with_index_damage(dir: &Path) {
     let base = tempfile::tempdir().unwrap();
     {

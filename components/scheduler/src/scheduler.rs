@@ -1061,9 +1061,18 @@ impl Scheduler {
 
     fn count_origin(&mut self, origin: &Origin, tag: &Tag) {
         let bytes = Parameters::footprint(tag);
-        let usage = self.origin_counts.entry(origin.clone()).or_default();
-        usage.count += 1;
-        usage.bytes += bytes;
+        // Looked up first: most calls are for an origin already counted, and cloning an origin
+        // allocates.
+        match self.origin_counts.get_mut(origin) {
+            Some(usage) => {
+                usage.count += 1;
+                usage.bytes += bytes;
+            }
+            None => {
+                self.origin_counts
+                    .insert(origin.clone(), Usage { count: 1, bytes });
+            }
+        }
         self.total_bytes += bytes;
     }
 
