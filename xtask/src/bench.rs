@@ -420,7 +420,7 @@ pub fn cold_child(dir: &Path) -> Result<(), String> {
         })
         .start()
         .map_err(|e| e.to_string())?;
-    let status = sync.status_blocking();
+    let status = sync.status_blocking().map_err(|e| e.to_string())?;
     let ms = t.elapsed().as_secs_f64() * 1000.0;
     println!("{ms:.1} {} {}", peak_rss(), status.registrations);
     sync.shutdown();

@@ -428,7 +428,7 @@ fn block<T>(f: impl std::future::Future<Output = T>) -> Result<T, String> {
 }
 
 fn recoveries(sync: &BackgroundSync) -> Result<Vec<Recovery>, String> {
-    block(sync.recoveries())
+    block(sync.recoveries())?.map_err(|e| e.to_string())
 }
 
 /// The rows in `dir`, read by a store opened afresh (the engine must be shut down).
@@ -1412,7 +1412,7 @@ fn panicking_fire() -> Outcome {
     register_ok(&sync, &a(), SW_A, "fine")?;
     sync.network_changed(true);
     sync.settle_blocking();
-    let log = block(sync.log())?;
+    let log = block(sync.log())?.map_err(|e| e.to_string())?;
     let completed = |tag: &str| {
         log.iter().find_map(|e| match &e.event {
             LogEvent::Completed { outcome, next } if e.tag == Tag::from(tag) => {
@@ -1563,7 +1563,7 @@ fn blocking_fire() -> Outcome {
         .iter()
         .map(|e| e.tag.to_string_lossy())
         .collect();
-    let log = block(sync.log())?;
+    let log = block(sync.log())?.map_err(|e| e.to_string())?;
     let succeeded = log
         .iter()
         .filter(|e| {
@@ -1576,7 +1576,7 @@ fn blocking_fire() -> Outcome {
             )
         })
         .count();
-    let status = sync.status_blocking();
+    let status = sync.status_blocking().map_err(|e| e.to_string())?;
     if fired.len() != 3 || succeeded != 3 || status.registrations != 0 {
         return Err(format!(
             "fired {fired:?}, {succeeded} succeeded, {} still held",
@@ -1725,7 +1725,10 @@ fn flood_child(n: usize) -> Result<(), String> {
         }
     }
     let ms = t.elapsed().as_millis();
-    let held = sync.status_blocking().registrations;
+    let held = sync
+        .status_blocking()
+        .map_err(|e| e.to_string())?
+        .registrations;
     let after = peak_rss();
     let Count {
         ok,
@@ -1750,7 +1753,7 @@ fn unread_log() -> Outcome {
     for i in 0..50 {
         register_ok(&sync, &a(), SW_A, &format!("t{i}"))?;
     }
-    let status = sync.status_blocking();
+    let status = sync.status_blocking().map_err(|e| e.to_string())?;
     if status.log_lines_dropped == 0 || status.registrations != 50 {
         return Err(format!(
             "{} registrations held, {} log lines dropped",
@@ -1798,7 +1801,7 @@ fn clock_back() -> Outcome {
             .clock(Arc::new(clock.clone())),
     )?;
     register_ok(&sync, &a(), SW_A, "send-mail")?;
-    let failed = sync.status_blocking();
+    let failed = sync.status_blocking().map_err(|e| e.to_string())?;
     if host.fired().len() != 1 || failed.next_timer != Some(Timestamp(NOW.0 + 5 * MINUTE)) {
         return Err(format!(
             "before the jump: {} event(s) fired, next timer {:?} (expected {})",
@@ -1809,7 +1812,10 @@ fn clock_back() -> Outcome {
     }
     let back = Timestamp(NOW.0 - YEAR);
     clock.set(back);
-    let after_jump = sync.status_blocking().next_timer;
+    let after_jump = sync
+        .status_blocking()
+        .map_err(|e| e.to_string())?
+        .next_timer;
     clock.set(Timestamp(back.0 + 5 * MINUTE - 1));
     sync.settle_blocking();
     let early = host.fired().len();

@@ -85,7 +85,7 @@ impl Timeline {
     /// Prints the engine's log lines written since the last call, each dispatch followed by what
     /// the worker did with it.
     async fn print_log(&mut self) {
-        let log = self.sync.log().await;
+        let log = self.sync.log().await.unwrap_or_default();
         for entry in &log[self.printed..] {
             println!("{}  engine   {}", stamp(entry.time), describe(entry));
             if matches!(entry.event, LogEvent::Dispatched { .. }) {
@@ -101,7 +101,7 @@ impl Timeline {
     async fn run_until_idle(&mut self) {
         self.sync.settle().await;
         self.print_log().await;
-        while let Some(at) = self.sync.next_wake_up().await {
+        while let Ok(Some(at)) = self.sync.next_wake_up().await {
             self.clock.set(at);
             self.sync.settle().await;
             self.print_log().await;

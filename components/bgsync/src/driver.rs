@@ -691,6 +691,24 @@ fn embedder_fault(fault: &EmbedderPanic) -> DomException {
 /// Calls taken off the queue between two flushes (answers, commits).
 const CALLS_PER_PASS: usize = 1_024;
 
+/// Answers a call made after shutdown: it was not carried out.
+pub(crate) fn refuse_shut_down(msg: Msg) {
+    let gone = || {
+        DomException::new(
+            DomExceptionName::UnknownError,
+            "Background Sync has shut down; the call was not carried out",
+        )
+    };
+    match msg {
+        Msg::Register { reply, .. } | Msg::ClearOrigin(_, reply) | Msg::ClearAll(reply) => {
+            reply.send(Err(gone()))
+        }
+        Msg::GetTags { reply, .. } => reply.send(Err(gone())),
+        // The other calls' callers see their reply channel closed, which they report as this.
+        _ => {}
+    }
+}
+
 /// Answers a call that found the call queue full: it was not carried out.
 pub(crate) fn refuse_busy(msg: Msg, capacity: usize) {
     let busy = || {

@@ -30,6 +30,11 @@
 //! sync.shutdown();
 //! ```
 
+/// The README's code, compiled as a doctest with nothing but `bgsync` in scope.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
 mod clock;
 mod driver;
 pub mod embedder;
@@ -43,11 +48,13 @@ pub use bgsync_dispatcher::EmbedderPanic;
 use bgsync_dispatcher::{contain, Dispatcher, OutcomeSink};
 use bgsync_scheduler::Scheduler;
 pub use bgsync_store::Recovery;
-use bgsync_store::{MemoryStore, RegistrationStore, StoreError};
+pub use bgsync_store::{MemoryStore, RegistrationStore, StoreError, StoreOp, StoredRegistration};
 #[cfg(feature = "sqlite")]
 use bgsync_store_sqlite::SqliteStore;
-use bgsync_types::{
-    DomException, DomExceptionName, Origin, PermissionState, SwRegistrationId, Tag, Timestamp,
+/// The types every embedder needs, so that `bgsync` alone is enough to embed the engine.
+pub use bgsync_types::{
+    DomException, DomExceptionName, Origin, PermissionState, SwRegistrationId, SyncKind, Tag,
+    Timestamp,
 };
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
@@ -298,22 +305,58 @@ impl Builder {
         Ok(BackgroundSync {
             calls,
             capacity: self.call_capacity,
+            thread: Arc::new(Running {
+                thread: Mutex::new(Some(thread)),
+                events: events.clone(),
+            }),
             events,
-            thread: Arc::new(Mutex::new(Some(thread))),
             report: Arc::new(report),
         })
     }
 }
 
 /// A running Background Sync engine. Cheap to clone; every clone talks to the same thread,
-/// which stops when the last clone is dropped or [`shutdown`](BackgroundSync::shutdown) is called.
+/// which stops when the last clone is dropped or [`shutdown`](BackgroundSync::shutdown) is
+/// called; either returns once the thread has stopped and the store is closed.
+///
+/// The contract of every call: a call is queued when it is made (an async call too, before its
+/// future is polled), and answered in the order calls were made. Once the engine has shut
+/// down, every call that answers fails alike, with an `UnknownError` saying so (`settle`
+/// returns at once; notifications are dropped).
 #[derive(Clone)]
 pub struct BackgroundSync {
     calls: mpsc::Sender<Msg>,
     capacity: usize,
     events: mpsc::UnboundedSender<Msg>,
-    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+    thread: Arc<Running>,
     report: Arc<StartReport>,
+}
+
+/// The Background Sync thread, shared by every handle: when the last handle goes, the thread
+/// is stopped and waited for, so that the profile's files are closed (and its lock released)
+/// by the time the drop returns, as after [`BackgroundSync::shutdown`].
+struct Running {
+    thread: Mutex<Option<JoinHandle<()>>>,
+    events: mpsc::UnboundedSender<Msg>,
+}
+
+impl Running {
+    fn stop(&self) {
+        let _ = self.events.send(Msg::Shutdown);
+        if let Some(thread) = self.thread.lock().take() {
+            // A handle dropped on the Background Sync thread itself (by an embedder's callback)
+            // cannot wait for that thread; it stops on its own.
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// What start-up found: how many registrations were restored, and whether the database had to
@@ -360,16 +403,27 @@ impl BackgroundSync {
         let _ = self.events.send(msg);
     }
 
-    /// A call, waiting for room in the call queue.
-    async fn call(&self, msg: Msg) {
-        // A send fails only after shutdown; the reply channel then reports it.
-        let _ = self.calls.send(msg).await;
+    /// A call from the async API: queued at once, when the call is made (not when its future
+    /// is first polled), as the channel API does; the returned future waits for room only if
+    /// the queue was full. A send fails only after shutdown; the reply channel then reports it.
+    fn call(&self, msg: Msg) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let waiting = match self.calls.try_send(msg) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => None,
+            Err(mpsc::error::TrySendError::Full(msg)) => Some((self.calls.clone(), msg)),
+        };
+        async move {
+            if let Some((calls, msg)) = waiting {
+                let _ = calls.send(msg).await;
+            }
+        }
     }
 
     /// A call from an engine thread: refused at once, with its reply, when the queue is full.
     fn call_now(&self, msg: Msg) {
         match self.calls.try_send(msg) {
-            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Ok(()) => {}
+            // After shutdown: the same error the async API gives.
+            Err(mpsc::error::TrySendError::Closed(msg)) => driver::refuse_shut_down(msg),
             Err(mpsc::error::TrySendError::Full(msg)) => driver::refuse_busy(msg, self.capacity),
         }
     }
@@ -389,21 +443,23 @@ impl BackgroundSync {
 
     /// `SyncManager.register(tag)` called from a context of origin `caller` on the service
     /// worker registration `sw`. Resolves once the registration is durable.
-    pub async fn register(
+    pub fn register(
         &self,
         caller: &Origin,
         sw: SwRegistrationId,
         tag: impl Into<Tag>,
-    ) -> Result<(), DomException> {
+    ) -> impl std::future::Future<Output = Result<(), DomException>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
-        self.call(Msg::Register {
+        let queued = self.call(Msg::Register {
             caller: caller.clone(),
             sw,
             tag: tag.into(),
             reply: Reply::Async(tx),
-        })
-        .await;
-        rx.await.unwrap_or_else(|_| Err(shut_down()))
+        });
+        async move {
+            queued.await;
+            rx.await.unwrap_or_else(|_| Err(shut_down()))
+        }
     }
 
     /// [`register`](BackgroundSync::register) for engine threads: the answer arrives on the
@@ -425,19 +481,21 @@ impl BackgroundSync {
     }
 
     /// `SyncManager.getTags()`: the tags of every registration of `sw`, in code-unit order.
-    pub async fn get_tags(
+    pub fn get_tags(
         &self,
         caller: &Origin,
         sw: SwRegistrationId,
-    ) -> Result<Vec<Tag>, DomException> {
+    ) -> impl std::future::Future<Output = Result<Vec<Tag>, DomException>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
-        self.call(Msg::GetTags {
+        let queued = self.call(Msg::GetTags {
             caller: caller.clone(),
             sw,
             reply: Reply::Async(tx),
-        })
-        .await;
-        rx.await.unwrap_or_else(|_| Err(shut_down()))
+        });
+        async move {
+            queued.await;
+            rx.await.unwrap_or_else(|_| Err(shut_down()))
+        }
     }
 
     /// [`get_tags`](BackgroundSync::get_tags) for engine threads, answering on a crossbeam
@@ -475,28 +533,42 @@ impl BackgroundSync {
     /// Clear-site-data: removes every sync registration of `origin` (events in flight are
     /// terminated and their outcomes ignored). Returns once the removal is committed; an
     /// `UnknownError` means the store failed and the rows are still on disk (call again).
-    pub async fn clear_origin(&self, origin: &Origin) -> Result<(), DomException> {
+    pub fn clear_origin(
+        &self,
+        origin: &Origin,
+    ) -> impl std::future::Future<Output = Result<(), DomException>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
-        self.call(Msg::ClearOrigin(origin.clone(), Reply::Async(tx)))
-            .await;
-        rx.await.unwrap_or_else(|_| Err(shut_down()))
+        let queued = self.call(Msg::ClearOrigin(origin.clone(), Reply::Async(tx)));
+        async move {
+            queued.await;
+            rx.await.unwrap_or_else(|_| Err(shut_down()))
+        }
     }
 
     /// Removes every sync registration of every origin; returns as
     /// [`clear_origin`](BackgroundSync::clear_origin) does.
-    pub async fn clear_all(&self) -> Result<(), DomException> {
+    pub fn clear_all(
+        &self,
+    ) -> impl std::future::Future<Output = Result<(), DomException>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
-        self.call(Msg::ClearAll(Reply::Async(tx))).await;
-        rx.await.unwrap_or_else(|_| Err(shut_down()))
+        let queued = self.call(Msg::ClearAll(Reply::Async(tx)));
+        async move {
+            queued.await;
+            rx.await.unwrap_or_else(|_| Err(shut_down()))
+        }
     }
 
     /// Waits until the engine has handled every call made before, done everything that is due
     /// at the clock's current time, and carried out what that led to (including outcomes hosts
     /// reported at once). With a [`VirtualClock`], call it after moving the clock.
-    pub async fn settle(&self) {
+    /// After shutdown it returns at once: there is nothing left to wait for.
+    pub fn settle(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let (tx, rx) = oneshot::channel();
-        self.call(Msg::Settle(Reply::Async(tx))).await;
-        let _ = rx.await;
+        let queued = self.call(Msg::Settle(Reply::Async(tx)));
+        async move {
+            queued.await;
+            let _ = rx.await;
+        }
     }
 
     /// [`settle`](BackgroundSync::settle) for threads that are not async.
@@ -508,10 +580,16 @@ impl BackgroundSync {
 
     /// The DevTools-style log: registered, dispatched (with lastChance), completed (with outcome
     /// and next delay), re-registered; oldest first.
-    pub async fn log(&self) -> Vec<LogEntry> {
+    pub fn log(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Vec<LogEntry>, DomException>> + Send + 'static
+    {
         let (tx, rx) = oneshot::channel();
-        self.call(Msg::Log(Reply::Async(tx))).await;
-        rx.await.unwrap_or_default()
+        let queued = self.call(Msg::Log(Reply::Async(tx)));
+        async move {
+            queued.await;
+            rx.await.map_err(|_| shut_down())
+        }
     }
 
     /// Streams the DevTools log from now on: each line arrives on the returned channel as it is
@@ -525,19 +603,25 @@ impl BackgroundSync {
 
     /// The soonest time the user agent must be woken, for an OS wake-up: the end of the soonest
     /// back-off, and no later than the recovery time while events are in flight.
-    pub async fn next_wake_up(&self) -> Option<Timestamp> {
+    pub fn next_wake_up(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Option<Timestamp>, DomException>> + Send + 'static
+    {
         let (tx, rx) = oneshot::channel();
-        self.call(Msg::WakeUp(Reply::Async(tx))).await;
-        rx.await.unwrap_or_default()
+        let queued = self.call(Msg::WakeUp(Reply::Async(tx)));
+        async move {
+            queued.await;
+            rx.await.map_err(|_| shut_down())
+        }
     }
 
     /// The engine's timers and work in flight, once everything queued before has been handled
     /// (it settles first). For engine threads that drive a [`VirtualClock`] step by step.
-    pub fn status_blocking(&self) -> EngineStatus {
+    pub fn status_blocking(&self) -> Result<EngineStatus, DomException> {
         self.settle_blocking();
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.call_blocking(Msg::Status(Reply::Channel(tx)));
-        rx.recv().unwrap_or_default()
+        rx.recv().map_err(|_| shut_down())
     }
 
     /// What start-up found (restored registrations, a repaired database).
@@ -547,19 +631,22 @@ impl BackgroundSync {
 
     /// Every repair of a damaged database since start-up, start-up's first: the damaged file's
     /// new name, the cause, and what was kept.
-    pub async fn recoveries(&self) -> Vec<Recovery> {
+    pub fn recoveries(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Vec<Recovery>, DomException>> + Send + 'static
+    {
         let (tx, rx) = oneshot::channel();
-        self.call(Msg::Recoveries(Reply::Async(tx))).await;
-        rx.await.unwrap_or_default()
+        let queued = self.call(Msg::Recoveries(Reply::Async(tx)));
+        async move {
+            queued.await;
+            rx.await.map_err(|_| shut_down())
+        }
     }
 
     /// Stops the Background Sync thread and waits for it. Calls still in progress are rejected
     /// with an `UnknownError`; everything acknowledged is in the store.
     pub fn shutdown(&self) {
-        self.send(Msg::Shutdown);
-        if let Some(thread) = self.thread.lock().take() {
-            let _ = thread.join();
-        }
+        self.thread.stop();
     }
 }
 

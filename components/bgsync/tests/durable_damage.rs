@@ -78,7 +78,7 @@ async fn one_undecodable_row_costs_that_row_and_start_up_says_so() {
         tags(&sync, &b(), 2).await,
         [Tag::from("b1"), Tag::from("b2")]
     );
-    let log = sync.log().await;
+    let log = sync.log().await.unwrap();
     let recovered: Vec<(Origin, u64)> = log
         .iter()
         .filter_map(|e| match &e.event {
@@ -87,7 +87,7 @@ async fn one_undecodable_row_costs_that_row_and_start_up_says_so() {
         })
         .collect();
     assert_eq!(recovered, [(a(), 2), (b(), 2)]);
-    assert_eq!(sync.recoveries().await.len(), 1);
+    assert_eq!(sync.recoveries().await.unwrap().len(), 1);
     sync.shutdown();
     // The rebuilt file is whole and holds the four.
     assert_eq!(
@@ -175,7 +175,7 @@ async fn damage_only_the_full_check_sees_is_repaired_after_start_up() {
     sync.clear_origin(&a()).await.unwrap();
     sync.settle().await;
     assert_eq!(
-        sync.recoveries().await.len(),
+        sync.recoveries().await.unwrap().len(),
         1,
         "repaired in the background"
     );
@@ -202,7 +202,7 @@ async fn the_database_deleted_while_running_is_rewritten_and_reported() {
         .await
         .unwrap();
     sync.settle().await;
-    let recoveries = sync.recoveries().await;
+    let recoveries = sync.recoveries().await.unwrap();
     assert_eq!(recoveries.len(), 1);
     assert!(
         recoveries[0].cause.contains("deleted"),
@@ -212,6 +212,7 @@ async fn the_database_deleted_while_running_is_rewritten_and_reported() {
     assert!(sync
         .log()
         .await
+        .unwrap()
         .iter()
         .any(|e| matches!(e.event, LogEvent::StoreRecovered { .. }) && e.origin == a()));
     sync.shutdown();

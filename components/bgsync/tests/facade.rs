@@ -122,7 +122,7 @@ async fn failures_back_off_5_then_15_minutes_with_last_chance_on_the_third() {
     f.sync.settle().await;
     assert_eq!(f.host.fired().len(), 1);
     assert_eq!(
-        f.sync.next_wake_up().await,
+        f.sync.next_wake_up().await.unwrap(),
         Some(Timestamp(1_000_000 + 5 * 60_000))
     );
     f.advance(5 * MIN - Duration::from_millis(1)).await;
@@ -151,12 +151,12 @@ async fn an_event_past_the_time_limit_fails_and_the_worker_is_terminated() {
     assert_eq!(held.len(), 1);
     // While it runs, the OS wake-up asked for is the 6 minute recovery time.
     assert_eq!(
-        f.sync.next_wake_up().await,
+        f.sync.next_wake_up().await.unwrap(),
         Some(Timestamp(1_000_000 + 6 * 60_000))
     );
     f.advance(3 * MIN).await;
     assert_eq!(f.host.terminated(), [held[0].id]);
-    let log = f.sync.log().await;
+    let log = f.sync.log().await.unwrap();
     assert!(log.iter().any(|e| e.event
         == LogEvent::Completed {
             outcome: DispatchOutcome::TimedOut,
@@ -173,7 +173,7 @@ async fn a_worker_that_crashes_mid_event_counts_a_failed_attempt() {
     f.host.script([Behaviour::Crash]);
     f.sync.register(&f.origin, SW, "t").await.unwrap();
     f.sync.settle().await;
-    let log = f.sync.log().await;
+    let log = f.sync.log().await.unwrap();
     assert!(log.iter().any(|e| matches!(
         e.event,
         LogEvent::Completed {
@@ -193,7 +193,7 @@ async fn a_registration_without_an_active_worker_at_fire_time_fails_the_attempt(
     f.sync.network_changed(true);
     f.sync.settle().await;
     assert!(f.host.fired().is_empty());
-    let log = f.sync.log().await;
+    let log = f.sync.log().await.unwrap();
     assert!(log.iter().any(|e| matches!(
         e.event,
         LogEvent::Completed {
@@ -384,9 +384,13 @@ fn engine_threads_use_crossbeam_channels_without_a_runtime() {
     .unwrap();
     assert_eq!(tags.unwrap(), [Tag::from("a"), Tag::from("b")]);
     f.sync.shutdown();
-    // After shutdown a call is answered with an error, never left hanging.
+    // After shutdown a call is answered with the same error as the async API's, never left
+    // hanging.
     let late = f.sync.register_with_reply(&f.origin, SW, "late").recv();
-    assert!(late.is_err(), "{late:?}");
+    assert!(
+        matches!(&late, Ok(Err(e)) if e.name == bgsync_types::DomExceptionName::UnknownError),
+        "{late:?}"
+    );
 }
 
 #[tokio::test]

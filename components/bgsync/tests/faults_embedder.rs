@@ -168,6 +168,7 @@ async fn a_panicking_network_at_start_up_counts_as_offline() {
     assert!(sync
         .log()
         .await
+        .unwrap()
         .iter()
         .all(|e| !matches!(e.event, LogEvent::Dispatched { .. })));
 }
@@ -186,7 +187,7 @@ async fn a_panic_while_firing_counts_as_a_failed_attempt_and_others_still_fire()
         .unwrap();
     sync.network_changed(true);
     sync.settle().await;
-    let log = sync.log().await;
+    let log = sync.log().await.unwrap();
     let completed = |tag: &str| {
         log.iter()
             .find_map(|e| match &e.event {

@@ -203,7 +203,7 @@ async fn a_worker_that_never_settles_is_cut_off_every_time_and_told_its_last_cha
     for _ in 0..4 {
         // Step through every deadline and back-off the engine asks for.
         for _ in 0..10 {
-            let next = sync.status_blocking().next_timer;
+            let next = sync.status_blocking().unwrap().next_timer;
             let Some(t) = next else { break };
             clock.set(t);
             sync.settle().await;
@@ -272,7 +272,7 @@ async fn a_storm_from_many_origins_with_the_network_flapping() {
     }
     sync.network_changed(true);
     for _ in 0..200 {
-        match sync.status_blocking().next_timer {
+        match sync.status_blocking().unwrap().next_timer {
             Some(t) => {
                 clock.set(t);
                 sync.settle().await;

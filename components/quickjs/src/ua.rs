@@ -857,7 +857,7 @@ impl UserAgent {
         let mut keep = Vec::new();
         for w in waiters {
             let engine = self.state.borrow().engine.clone();
-            let status = engine.status_blocking();
+            let status = engine.status_blocking().unwrap_or_default();
             self.state.borrow_mut().pump_host();
             if !self.state.borrow().tasks.is_empty() {
                 keep.push(w);
