@@ -53,6 +53,7 @@ pub(crate) enum Msg {
     Network(bool),
     Permission(Origin, PermissionState),
     SwUnregistered(SwRegistrationId),
+    RegistryLoaded,
     ClearOrigin(Origin, Reply<Result<(), DomException>>),
     ClearAll(Reply<Result<(), DomException>>),
     Settle(Reply<()>),
@@ -208,6 +209,13 @@ pub(crate) struct Driver {
     log_dropped: u64,
     /// The call queue's capacity: also the most writes gathered for one commit.
     pub call_capacity: usize,
+    /// The embedder's service-worker registry is still loading: keep what it does not know,
+    /// fire nothing.
+    pub registry_pending: bool,
+    /// The network as the embedder last reported it (held back while the registry loads).
+    real_online: bool,
+    /// The network at start-up.
+    pub network_source: Arc<dyn crate::NetworkState>,
     pub log_capacity: usize,
     pending: HashMap<RequestId, Pending>,
     next_request: u64,
@@ -245,6 +253,9 @@ impl Driver {
             calls,
             log_dropped: 0,
             call_capacity: 10_000,
+            registry_pending: false,
+            real_online: false,
+            network_source: Arc::new(crate::AssumeOnline),
             log_capacity,
             pending: HashMap::new(),
             next_request: 1,
@@ -300,6 +311,7 @@ impl Driver {
 
     /// Runs until every handle is dropped or shutdown is asked for.
     pub async fn run(mut self) {
+        self.start_up();
         self.tick();
         self.flush();
         while !self.shutting_down {
@@ -446,7 +458,18 @@ impl Driver {
             }
             Msg::Network(online) => {
                 let _entered = tracing::info_span!("network_changed", online).entered();
-                self.core.set_online(now, online);
+                self.real_online = online;
+                if !self.registry_pending {
+                    self.core.set_online(now, online);
+                }
+            }
+            Msg::RegistryLoaded => {
+                let _entered = tracing::info_span!("registry_loaded").entered();
+                if self.registry_pending {
+                    self.registry_pending = false;
+                    self.sweep_registry(now);
+                    self.core.set_online(now, self.real_online);
+                }
             }
             Msg::Permission(origin, state) => {
                 let _entered = tracing::info_span!("permission_changed", %origin, ?state).entered();
@@ -506,6 +529,46 @@ impl Driver {
                 log_lines_dropped: self.log_dropped,
             }),
             Msg::Shutdown => self.shutting_down = true,
+        }
+    }
+
+    /// Start-up's questions to the embedder, on this thread: which service worker
+    /// registrations it still has (unless its registry is still loading), each origin's
+    /// permission, the network. A panicking embedder is contained: an unanswered registry keeps
+    /// the rows, an unanswered permission holds them (as denied) until the embedder reports a
+    /// change, an unanswered network counts as offline until it reports one.
+    fn start_up(&mut self) {
+        let now = self.now();
+        if !self.registry_pending {
+            self.sweep_registry(now);
+        }
+        for origin in self.core.origins() {
+            let permissions = &self.embedder.permissions;
+            let state = contain("Permissions::background_sync", || {
+                permissions.background_sync(&origin)
+            })
+            .unwrap_or(PermissionState::Denied);
+            self.core.set_permission(now, &origin, state);
+        }
+        let network = &self.network_source;
+        self.real_online =
+            contain("NetworkState::is_online", || network.is_online()).unwrap_or(false);
+        self.core
+            .set_online(now, self.real_online && !self.registry_pending);
+    }
+
+    /// Registrations of service worker registrations the host no longer has (unregistered
+    /// while the engine was down, or a removal that failed to commit), or has as another
+    /// origin's (an id reused), go, durably.
+    fn sweep_registry(&mut self, now: Timestamp) {
+        for sw in self.core.service_worker_registrations() {
+            let host = &self.embedder.host;
+            let stored = self.core.service_worker_origin(sw);
+            match contain("ServiceWorkerHost::registration", || host.registration(sw)) {
+                Ok(Some(info)) if Some(&info.origin) == stored.as_ref() => {}
+                Ok(_) => self.core.service_worker_unregistered(now, sw),
+                Err(_) => {}
+            }
         }
     }
 

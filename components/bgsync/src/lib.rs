@@ -45,7 +45,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 pub use bgsync_dispatcher::EmbedderPanic;
-use bgsync_dispatcher::{contain, Dispatcher, OutcomeSink};
+use bgsync_dispatcher::{Dispatcher, OutcomeSink};
 use bgsync_scheduler::Scheduler;
 pub use bgsync_store::Recovery;
 pub use bgsync_store::{MemoryStore, RegistrationStore, StoreError, StoreOp, StoredRegistration};
@@ -108,6 +108,7 @@ pub struct Builder {
     log_capacity: usize,
     log_subscribers: Vec<crossbeam_channel::Sender<LogEntry>>,
     call_capacity: usize,
+    registry_loading: bool,
 }
 
 /// Lines a [`BackgroundSync::subscribe_log`] channel holds for a slow reader before the engine
@@ -189,6 +190,17 @@ impl Builder {
         self
     }
 
+    /// The engine's service-worker registry is still loading when Background Sync starts
+    /// (Gecko and Servo load it asynchronously): registrations of service workers the host does
+    /// not know yet are kept, and nothing fires, until
+    /// [`registry_loaded`](BackgroundSync::registry_loaded). Without it, start-up removes the
+    /// registrations of service worker registrations the host does not know, or knows as
+    /// another origin's.
+    pub fn registry_loading(mut self) -> Self {
+        self.registry_loading = true;
+        self
+    }
+
     /// How many DevTools log lines to keep (default 1,000; the oldest go first).
     pub fn log_capacity(mut self, lines: usize) -> Self {
         self.log_capacity = lines;
@@ -240,32 +252,8 @@ impl Builder {
             restored: core.len(),
             recovery: start_recovery.clone(),
         };
-        // Registrations of service worker registrations the host no longer has (unregistered
-        // while the engine was down, or a removal that failed to commit) go, durably.
-        // A panicking embedder is contained: an unanswered registry keeps the rows, an
-        // unanswered permission holds them (as denied) until the embedder reports a change, an
-        // unanswered network counts as offline until it reports one.
-        let host = &self.host;
-        for sw in core.service_worker_registrations() {
-            let known = contain("ServiceWorkerHost::registration", || host.registration(sw))
-                .map_or(true, |info| info.is_some());
-            if !known {
-                core.service_worker_unregistered(now, sw);
-            }
-        }
-        let permissions = &self.permissions;
-        for origin in core.origins() {
-            let state = contain("Permissions::background_sync", || {
-                permissions.background_sync(&origin)
-            })
-            .unwrap_or(PermissionState::Denied);
-            core.set_permission(now, &origin, state);
-        }
-        let network = &self.network;
-        core.set_online(
-            now,
-            contain("NetworkState::is_online", || network.is_online()).unwrap_or(false),
-        );
+        // The host, the permissions and the network are asked on the Background Sync thread
+        // (Driver::start_up), as every later call to the embedder is.
 
         // Calls wait in a bounded queue; the embedder's notifications and the engine's own
         // messages (outcomes, commits), whose number the engine bounds, in an unbounded one.
@@ -293,6 +281,8 @@ impl Builder {
             self.log_subscribers,
         );
         driver.call_capacity = self.call_capacity;
+        driver.registry_pending = self.registry_loading;
+        driver.network_source = self.network.clone();
         if let Some(r) = start_recovery {
             driver.start_recovered(r);
         }
@@ -394,6 +384,7 @@ impl BackgroundSync {
             log_capacity: 1_000,
             log_subscribers: Vec::new(),
             call_capacity: 10_000,
+            registry_loading: false,
         }
     }
 
@@ -512,6 +503,13 @@ impl BackgroundSync {
             reply: Reply::Channel(tx),
         });
         rx
+    }
+
+    /// The service-worker registry has loaded (after [`Builder::registry_loading`]): the
+    /// registrations of service workers it does not know, or knows as another origin's, are
+    /// removed (durably), and what is due fires.
+    pub fn registry_loaded(&self) {
+        self.send(Msg::RegistryLoaded);
     }
 
     /// The network went online or offline. Going online fires every pending registration.

@@ -326,6 +326,11 @@ impl Scheduler {
         self.origin_counts.keys().cloned().collect()
     }
 
+    /// The origin the scheduler's registrations of `sw` belong to.
+    pub fn service_worker_origin(&self, sw: SwRegistrationId) -> Option<Origin> {
+        self.sw_origins.get(&sw).cloned()
+    }
+
     /// The service worker registrations the scheduler holds registrations for, in id order.
     pub fn service_worker_registrations(&self) -> Vec<SwRegistrationId> {
         let mut v: Vec<SwRegistrationId> = self.sw_origins.keys().copied().collect();
