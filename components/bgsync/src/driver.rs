@@ -65,6 +65,7 @@ pub(crate) enum Msg {
     /// The store found damage (its check after start-up, or a commit) and rebuilt itself.
     StoreRecovered(Recovery),
     Recoveries(Reply<Vec<Recovery>>),
+    Inspect(Reply<Vec<bgsync_scheduler::RegistrationSnapshot>>),
     Status(Reply<crate::EngineStatus>),
     Shutdown,
 }
@@ -515,6 +516,7 @@ impl Driver {
                 self.recoveries.push(r);
             }
             Msg::Recoveries(reply) => reply.send(self.recoveries.clone()),
+            Msg::Inspect(reply) => reply.send(self.core.inspect()),
             Msg::Settle(reply) => self.settle_waiters.push(reply),
             Msg::Log(reply) => reply.send(self.log.iter().cloned().collect()),
             Msg::SubscribeLog(tx) => self.log_subscribers.push(tx),
@@ -710,6 +712,21 @@ impl Driver {
                 LogEvent::StoreFailed { cause } => tracing::warn!(
                     origin = %entry.origin, sw = %entry.sw, tag = %entry.tag, %cause,
                     "background sync: store failed"
+                ),
+                LogEvent::Rejected { name, message } => tracing::info!(
+                    origin = %entry.origin, sw = %entry.sw, tag = %entry.tag,
+                    exception = name.as_str(), %message, "background sync: register() refused"
+                ),
+                LogEvent::Dispatched {
+                    last_chance,
+                    previous_attempts,
+                } => tracing::info!(
+                    origin = %entry.origin, sw = %entry.sw, tag = %entry.tag,
+                    last_chance, previous_attempts, "background sync: sync event dispatched"
+                ),
+                LogEvent::Completed { outcome, next } => tracing::info!(
+                    origin = %entry.origin, sw = %entry.sw, tag = %entry.tag,
+                    ?outcome, ?next, "background sync: sync event completed"
                 ),
                 event => tracing::info!(
                     origin = %entry.origin, sw = %entry.sw, tag = %entry.tag, ?event,

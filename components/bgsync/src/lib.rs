@@ -60,7 +60,8 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
 pub use bgsync_scheduler::{
-    DispatchOutcome, LogEntry, LogEvent, NextStep, Parameters, RegistrationState,
+    DispatchOutcome, LogEntry, LogEvent, NextStep, Parameters, RegistrationSnapshot,
+    RegistrationState, WaitingFor,
 };
 pub use clock::{Clock, Sleep, SystemClock, VirtualClock};
 pub use embedder::{
@@ -635,6 +636,22 @@ impl BackgroundSync {
     {
         let (tx, rx) = oneshot::channel();
         let queued = self.call(Msg::Recoveries(Reply::Async(tx)));
+        async move {
+            queued.await;
+            rx.await.map_err(|_| shut_down())
+        }
+    }
+
+    /// Every registration the engine holds, with its state, attempts, next fire time and what
+    /// it waits for before it can fire (the network, the permission, a back-off, its event in
+    /// flight): the answer to "why didn't my sync fire?", for DevTools and diagnostics.
+    pub fn registrations(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Vec<RegistrationSnapshot>, DomException>>
+           + Send
+           + 'static {
+        let (tx, rx) = oneshot::channel();
+        let queued = self.call(Msg::Inspect(Reply::Async(tx)));
         async move {
             queued.await;
             rx.await.map_err(|_| shut_down())

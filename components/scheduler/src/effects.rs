@@ -138,6 +138,14 @@ pub enum LogEvent {
         /// The store's message.
         cause: String,
     },
+    /// `register()` was refused (the DOMException script saw): logged with the caller's
+    /// origin, the service worker registration and the tag it asked for.
+    Rejected {
+        /// The exception's name.
+        name: bgsync_types::DomExceptionName,
+        /// Its message.
+        message: String,
+    },
     /// The registration database was found damaged, moved aside and rebuilt. Written once per
     /// origin with registrations in it, naming that origin's first kept registration.
     StoreRecovered {

@@ -42,6 +42,43 @@ pub use effects::{
 pub use params::Parameters;
 pub use scheduler::{RegisterCall, RegisterContext, Scheduler};
 
+/// One registration as the engine holds it, for diagnostics ("why didn't my sync fire?").
+/// Not in the spec: the spec's state plus what the engine keeps beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RegistrationSnapshot {
+    /// The owning origin.
+    pub origin: bgsync_types::Origin,
+    /// The service worker registration.
+    pub sw: bgsync_types::SwRegistrationId,
+    /// The tag.
+    pub tag: bgsync_types::Tag,
+    /// The spec's state.
+    pub state: RegistrationState,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// The end of the back-off, when waiting.
+    pub next_fire: bgsync_types::Timestamp,
+    /// What it is waiting for before it can fire, if anything.
+    pub waiting_for: Option<WaitingFor>,
+}
+
+/// Why a registration has not fired yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WaitingFor {
+    /// The user agent is offline.
+    Network,
+    /// The origin's "background-sync" permission is not granted.
+    Permission,
+    /// A failed attempt's back-off runs until `next_fire`.
+    BackOff,
+    /// Its `sync` event is in flight.
+    EventInFlight,
+}
+
 /// The state of a one-shot sync registration.
 ///
 /// See [sync registration state](https://wicg.github.io/background-sync/spec/#sync-registration-registration-state).

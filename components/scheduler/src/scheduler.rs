@@ -326,6 +326,32 @@ impl Scheduler {
         self.origin_counts.keys().cloned().collect()
     }
 
+    /// Every registration with its state, attempts, next fire time and what it waits for, in
+    /// key order (for diagnostics; not in the spec).
+    pub fn inspect(&self) -> Vec<crate::RegistrationSnapshot> {
+        self.registrations
+            .iter()
+            .map(|((sw, tag), reg)| crate::RegistrationSnapshot {
+                origin: reg.origin.clone(),
+                sw: *sw,
+                tag: tag.clone(),
+                state: reg.state,
+                attempts: reg.attempts,
+                max_attempts: reg.max_attempts,
+                next_fire: reg.next_fire,
+                waiting_for: match reg.state {
+                    RegistrationState::Firing | RegistrationState::ReregisteredWhileFiring => {
+                        Some(crate::WaitingFor::EventInFlight)
+                    }
+                    RegistrationState::Waiting => Some(crate::WaitingFor::BackOff),
+                    _ if !self.online => Some(crate::WaitingFor::Network),
+                    _ if self.denied.contains(&reg.origin) => Some(crate::WaitingFor::Permission),
+                    _ => None,
+                },
+            })
+            .collect()
+    }
+
     /// The origin the scheduler's registrations of `sw` belong to.
     pub fn service_worker_origin(&self, sw: SwRegistrationId) -> Option<Origin> {
         self.sw_origins.get(&sw).cloned()
@@ -383,9 +409,21 @@ impl Scheduler {
             queue.push_back(Deferred::Register(request, call));
             return;
         }
+        let caller = call.caller.clone();
         match self.register_steps(request, call) {
             Ok(()) => {}
-            Err(e) => self.settle(request, Err(e)),
+            Err(e) => {
+                // Not in the spec: a refused register() leaves a line in the log, with why.
+                self.log_for(
+                    &key,
+                    &caller,
+                    LogEvent::Rejected {
+                        name: e.name,
+                        message: e.message.clone(),
+                    },
+                );
+                self.settle(request, Err(e))
+            }
         }
     }
 

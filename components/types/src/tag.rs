@@ -54,10 +54,13 @@ impl From<String> for Tag {
 }
 
 impl fmt::Display for Tag {
-    /// The tag as text, lone surrogates written as `\u{d800}` escapes so they stay visible.
+    /// The tag as text for people and logs: a tag comes from a page, so control characters
+    /// (a newline would forge a log line), backslashes and lone surrogates are written as
+    /// escapes (`\n`, `\\`, `\u{d800}`); the tag itself is [`as_utf16`](Tag::as_utf16).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for c in char::decode_utf16(self.0.iter().copied()) {
             match c {
+                Ok(c) if c == '\\' || c.is_control() => write!(f, "{}", c.escape_debug())?,
                 Ok(c) => write!(f, "{c}")?,
                 Err(e) => write!(f, "\\u{{{:x}}}", e.unpaired_surrogate())?,
             }
@@ -75,6 +78,14 @@ impl fmt::Debug for Tag {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn display_escapes_what_could_forge_a_log_line() {
+        assert_eq!(Tag::from("a\nb").to_string(), "a\\nb");
+        assert_eq!(Tag::from("a\\nb").to_string(), "a\\\\nb");
+        assert_eq!(Tag::from("\u{1b}[31m").to_string(), "\\u{1b}[31m");
+        assert_eq!(Tag::from("send-mail 📧").to_string(), "send-mail 📧");
+    }
 
     #[test]
     fn lone_surrogates_are_distinct_tags() {
