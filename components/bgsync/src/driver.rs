@@ -217,6 +217,8 @@ pub(crate) struct Driver {
     real_online: bool,
     /// The network at start-up.
     pub network_source: Arc<dyn crate::NetworkState>,
+    /// What the browser's wake-up scheduler is told, whenever it changes.
+    pub wake_ups: tokio::sync::watch::Sender<crate::WakeUp>,
     pub log_capacity: usize,
     pending: HashMap<RequestId, Pending>,
     next_request: u64,
@@ -257,6 +259,7 @@ impl Driver {
             registry_pending: false,
             real_online: false,
             network_source: Arc::new(crate::AssumeOnline),
+            wake_ups: tokio::sync::watch::channel(crate::WakeUp::default()).0,
             log_capacity,
             pending: HashMap::new(),
             next_request: 1,
@@ -359,6 +362,7 @@ impl Driver {
                     break;
                 }
             }
+            self.publish_wake_up();
             // Settled means written too: wait for the commit in flight.
             if !self.committing {
                 for waiter in self.settle_waiters.drain(..) {
@@ -392,6 +396,23 @@ impl Driver {
     /// already fill a batch as large as the call queue.
     fn taking_calls(&self) -> bool {
         self.queued.len() < self.call_capacity
+    }
+
+    /// Tells the embedder's wake-up scheduler when to wake the browser and whether to keep it
+    /// alive, when either changed.
+    fn publish_wake_up(&self) {
+        let now = crate::WakeUp {
+            at: self
+                .core
+                .wake_up_time()
+                .map(|t| std::time::UNIX_EPOCH + std::time::Duration::from_millis(t.0)),
+            keep_alive: self.dispatcher.in_flight() > 0,
+        };
+        self.wake_ups.send_if_modified(|w| {
+            let changed = *w != now;
+            *w = now;
+            changed
+        });
     }
 
     fn drain_events(&mut self) {

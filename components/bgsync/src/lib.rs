@@ -84,6 +84,21 @@ pub struct EngineStatus {
     pub log_lines_dropped: u64,
 }
 
+/// What the browser's wake-up scheduler needs (Chromium's controller schedules and cancels a
+/// wake-up and keeps the browser alive while events run): published by
+/// [`BackgroundSync::wake_ups`] whenever it changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct WakeUp {
+    /// When to wake the browser if it is not running (wall clock): the end of the soonest
+    /// back-off, and no later than the recovery time while events are in flight. `None`:
+    /// cancel any wake-up.
+    pub at: Option<std::time::SystemTime>,
+    /// Events are in flight: keep the browser alive. Its turning false after a wake-up is the
+    /// idle signal: the work the wake-up was for is done.
+    pub keep_alive: bool,
+}
+
 /// Why the engine could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -282,6 +297,8 @@ impl Builder {
             self.log_subscribers,
         );
         driver.call_capacity = self.call_capacity;
+        let (wake_tx, wake_rx) = tokio::sync::watch::channel(WakeUp::default());
+        driver.wake_ups = wake_tx;
         driver.registry_pending = self.registry_loading;
         driver.network_source = self.network.clone();
         if let Some(r) = start_recovery {
@@ -302,6 +319,7 @@ impl Builder {
             }),
             events,
             report: Arc::new(report),
+            wake_ups: wake_rx,
         })
     }
 }
@@ -321,6 +339,7 @@ pub struct BackgroundSync {
     events: mpsc::UnboundedSender<Msg>,
     thread: Arc<Running>,
     report: Arc<StartReport>,
+    wake_ups: tokio::sync::watch::Receiver<WakeUp>,
 }
 
 /// The Background Sync thread, shared by every handle: when the last handle goes, the thread
@@ -612,6 +631,13 @@ impl BackgroundSync {
             queued.await;
             rx.await.map_err(|_| shut_down())
         }
+    }
+
+    /// The wake-up the browser should schedule and whether to keep it alive, as a watch
+    /// channel that changes when they do: `changed().await` in async code, or `borrow()` and
+    /// `has_changed()` from an engine thread. (`next_wake_up` asks once; this is told.)
+    pub fn wake_ups(&self) -> tokio::sync::watch::Receiver<WakeUp> {
+        self.wake_ups.clone()
     }
 
     /// The engine's timers and work in flight, once everything queued before has been handled
