@@ -54,6 +54,14 @@ pub(crate) enum Msg {
     Permission(Origin, PermissionState),
     SwUnregistered(SwRegistrationId),
     RegistryLoaded,
+    /// DevTools' `ServiceWorker.dispatchSyncEvent`: fire now, whatever the network.
+    DispatchNow {
+        origin: Origin,
+        sw: SwRegistrationId,
+        tag: Tag,
+        last_chance: bool,
+        reply: Reply<Result<DispatchOutcome, DomException>>,
+    },
     ClearOrigin(Origin, Reply<Result<(), DomException>>),
     ClearAll(Reply<Result<(), DomException>>),
     Settle(Reply<()>),
@@ -217,6 +225,9 @@ pub(crate) struct Driver {
     real_online: bool,
     /// The network at start-up.
     pub network_source: Arc<dyn crate::NetworkState>,
+    /// Events DevTools asked for, not the core's: their outcomes go to the caller.
+    manual: HashMap<DispatchId, (Reply<Result<DispatchOutcome, DomException>>, LogEntry)>,
+    next_manual: u64,
     /// What the browser's wake-up scheduler is told, whenever it changes.
     pub wake_ups: tokio::sync::watch::Sender<crate::WakeUp>,
     pub log_capacity: usize,
@@ -260,6 +271,9 @@ impl Driver {
             real_online: false,
             network_source: Arc::new(crate::AssumeOnline),
             wake_ups: tokio::sync::watch::channel(crate::WakeUp::default()).0,
+            manual: HashMap::new(),
+            // Far from the core's ids, which count up from 1.
+            next_manual: u64::MAX / 2,
             log_capacity,
             pending: HashMap::new(),
             next_request: 1,
@@ -473,7 +487,7 @@ impl Driver {
                 let span = tracing::info_span!("sync_event_settled", id = id.0, ?outcome);
                 let _entered = span.enter();
                 if let Some(outcome) = self.dispatcher.outcome_reported(id, outcome) {
-                    self.core.dispatch_completed(now, id, outcome);
+                    self.completed(now, id, outcome);
                 } else {
                     tracing::debug!("outcome of an event that timed out or was abandoned; ignored");
                 }
@@ -484,6 +498,18 @@ impl Driver {
                 if !self.registry_pending {
                     self.core.set_online(now, online);
                 }
+            }
+            Msg::DispatchNow {
+                origin,
+                sw,
+                tag,
+                last_chance,
+                reply,
+            } => {
+                let _entered =
+                    tracing::info_span!("devtools_dispatch", %origin, %sw, %tag, last_chance)
+                        .entered();
+                self.dispatch_now(now, origin, sw, tag, last_chance, reply);
             }
             Msg::RegistryLoaded => {
                 let _entered = tracing::info_span!("registry_loaded").entered();
@@ -595,6 +621,71 @@ impl Driver {
         }
     }
 
+    /// DevTools' `ServiceWorker.dispatchSyncEvent(origin, registrationId, tag, lastChance)`:
+    /// a `sync` event with this tag and lastChance, now, whatever the network and whether or
+    /// not a registration has the tag; its outcome goes to the caller and changes no
+    /// registration. Logged as `DevToolsDispatched` and `DevToolsCompleted`.
+    fn dispatch_now(
+        &mut self,
+        now: Timestamp,
+        origin: Origin,
+        sw: SwRegistrationId,
+        tag: Tag,
+        last_chance: bool,
+        reply: Reply<Result<DispatchOutcome, DomException>>,
+    ) {
+        let host = &self.embedder.host;
+        let active = contain("ServiceWorkerHost::registration", || host.registration(sw));
+        match active {
+            Err(fault) => return reply.send(Err(embedder_fault(&fault))),
+            Ok(Some(info)) if info.origin == origin && info.has_active_worker => {}
+            Ok(_) => {
+                return reply.send(Err(DomException::new(
+                    DomExceptionName::InvalidStateError,
+                    format!("{sw} has no active service worker of {origin} to dispatch to"),
+                )))
+            }
+        }
+        let id = DispatchId(self.next_manual);
+        self.next_manual += 1;
+        let entry = |event| LogEntry {
+            time: now,
+            origin: origin.clone(),
+            sw,
+            tag: tag.clone(),
+            event,
+        };
+        self.push_log(entry(LogEvent::DevToolsDispatched { last_chance }));
+        let done = entry(LogEvent::DevToolsCompleted {
+            outcome: DispatchOutcome::Fulfilled,
+        });
+        let request = bgsync_scheduler::DispatchRequest {
+            id,
+            sw,
+            origin: origin.clone(),
+            tag: tag.clone(),
+            last_chance,
+            time_limit: self.core.params().max_sync_event_duration,
+        };
+        self.manual.insert(id, (reply, done));
+        if let Some((id, outcome)) = self.dispatcher.dispatch(now, request) {
+            self.completed(now, id, outcome);
+        }
+    }
+
+    /// An event ended: DevTools' go to their caller, the others to the core.
+    fn completed(&mut self, now: Timestamp, id: DispatchId, outcome: DispatchOutcome) {
+        match self.manual.remove(&id) {
+            Some((reply, mut entry)) => {
+                entry.time = now;
+                entry.event = LogEvent::DevToolsCompleted { outcome };
+                self.push_log(entry);
+                reply.send(Ok(outcome));
+            }
+            None => self.core.dispatch_completed(now, id, outcome),
+        }
+    }
+
     /// What `register()` needs to know from the embedder; a panic in any of it fails the call.
     fn register_context(
         &self,
@@ -631,7 +722,7 @@ impl Driver {
         }
         self.last_tick = now;
         for (id, outcome) in self.dispatcher.handle_timeout(now) {
-            self.core.dispatch_completed(now, id, outcome);
+            self.completed(now, id, outcome);
         }
         self.core.handle_timeout(now);
     }
@@ -660,7 +751,7 @@ impl Driver {
                             continue;
                         }
                         if let Some((id, outcome)) = self.dispatcher.dispatch(now, request) {
-                            self.core.dispatch_completed(now, id, outcome);
+                            self.completed(now, id, outcome);
                         }
                     }
                     Effect::AbandonDispatch { id } => self.dispatcher.abandon(id),

@@ -525,6 +525,53 @@ impl BackgroundSync {
         rx
     }
 
+    /// DevTools' "Sync" button (`ServiceWorker.dispatchSyncEvent(origin, registrationId, tag,
+    /// lastChance)`): fires a `sync` event with `tag` and `last_chance` at the active worker of
+    /// `sw` now, whatever the network and whether or not a registration has the tag, and
+    /// resolves with how it ended. No registration changes; the log records it
+    /// (`DevToolsDispatched`, `DevToolsCompleted`). `InvalidStateError` if `sw` has no active
+    /// worker of `origin`.
+    pub fn dispatch_sync_event(
+        &self,
+        origin: &Origin,
+        sw: SwRegistrationId,
+        tag: impl Into<Tag>,
+        last_chance: bool,
+    ) -> impl std::future::Future<Output = Result<DispatchOutcome, DomException>> + Send + 'static
+    {
+        let (tx, rx) = oneshot::channel();
+        let queued = self.call(Msg::DispatchNow {
+            origin: origin.clone(),
+            sw,
+            tag: tag.into(),
+            last_chance,
+            reply: Reply::Async(tx),
+        });
+        async move {
+            queued.await;
+            rx.await.unwrap_or_else(|_| Err(shut_down()))
+        }
+    }
+
+    /// [`dispatch_sync_event`](BackgroundSync::dispatch_sync_event) for engine threads.
+    pub fn dispatch_sync_event_with_reply(
+        &self,
+        origin: &Origin,
+        sw: SwRegistrationId,
+        tag: impl Into<Tag>,
+        last_chance: bool,
+    ) -> crossbeam_channel::Receiver<Result<DispatchOutcome, DomException>> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.call_blocking(Msg::DispatchNow {
+            origin: origin.clone(),
+            sw,
+            tag: tag.into(),
+            last_chance,
+            reply: Reply::Channel(tx),
+        });
+        rx
+    }
+
     /// The service-worker registry has loaded (after [`Builder::registry_loading`]): the
     /// registrations of service workers it does not know, or knows as another origin's, are
     /// removed (durably), and what is due fires.

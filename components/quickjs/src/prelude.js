@@ -674,6 +674,14 @@
       setWindowClient: (present) => call(native.control, 'setWindowClient', !!present),
       terminateWorker: () => call(native.control, 'terminateWorker', null),
       restart: () => call(native.control, 'restart', null),
+      // DevTools' "Sync" button: a sync event with this tag and lastChance at the registration's
+      // active worker now, online or not; resolves with 'fulfilled', 'rejected', 'timeout' or
+      // 'terminated'. No registration changes.
+      dispatchSyncEvent: (registration, tag, lastChance = false) => {
+        const s = slot(registration);
+        if (!s || !s.brands.has('ServiceWorkerRegistration')) return Promise.reject(new TypeError('dispatchSyncEvent: the first argument must be a ServiceWorkerRegistration'));
+        return call(native.control, 'dispatchSyncEvent', [String(s.id), units(toDOMString(tag)).join(','), lastChance ? '1' : '0']);
+      },
       idle: () => call(native.control, 'idle', null),
       log: () => call(native.control, 'log', null).then((l) => l.map(logEntry)),
     }),

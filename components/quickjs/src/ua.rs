@@ -279,6 +279,9 @@ pub struct LogRecord {
     pub outcome: &'static str,
 }
 
+/// Where a DevTools dispatch's outcome arrives.
+type DevToolsReply = crossbeam_channel::Receiver<Result<DispatchOutcome, DomException>>;
+
 pub(crate) struct State {
     config: UserAgentConfig,
     engine: BackgroundSync,
@@ -290,6 +293,8 @@ pub(crate) struct State {
     log_rx: Receiver<LogEntry>,
     tasks: VecDeque<Task>,
     waiters: Vec<Waiter>,
+    /// `bgsyncTest.dispatchSyncEvent` calls waiting for their event's outcome.
+    devtools: Vec<(RealmId, u64, DevToolsReply)>,
     timers: BTreeMap<(Instant, u64), (RealmId, u64, Option<Duration>)>,
     timer_index: HashMap<(RealmId, u64), (Instant, u64)>,
     timer_seq: u64,
@@ -381,6 +386,7 @@ impl UserAgent {
             log_rx,
             tasks: VecDeque::new(),
             waiters: Vec::new(),
+            devtools: Vec::new(),
             timers: BTreeMap::new(),
             timer_index: HashMap::new(),
             timer_seq: 0,
@@ -796,6 +802,9 @@ impl UserAgent {
             if self.fire_due_timer() {
                 continue;
             }
+            if self.step_devtools() {
+                continue;
+            }
             if self.step_waiters() {
                 continue;
             }
@@ -811,7 +820,7 @@ impl UserAgent {
             if let Some(t) = next_timer {
                 wait = wait.min(t.saturating_duration_since(now));
             }
-            if !self.state.borrow().waiters.is_empty() {
+            if !self.state.borrow().waiters.is_empty() || !self.state.borrow().devtools.is_empty() {
                 // Waiters poll the engine; do not sleep long while they wait.
                 wait = wait.min(Duration::from_millis(1));
             }
@@ -845,6 +854,41 @@ impl UserAgent {
             id: due.1,
         });
         true
+    }
+
+    /// Delivers the outcomes of DevTools dispatches that ended; true if one did.
+    fn step_devtools(&mut self) -> bool {
+        let mut st = self.state.borrow_mut();
+        if st.devtools.is_empty() {
+            return false;
+        }
+        let mut progressed = false;
+        let pending = std::mem::take(&mut st.devtools);
+        for (realm, call, rx) in pending {
+            match rx.try_recv() {
+                Ok(result) => {
+                    let result = result
+                        .map(|o| Out::Str(outcome_name(o).into()))
+                        .map_err(ErrOut::from);
+                    st.tasks.push_back(Task::Deliver {
+                        realm,
+                        call,
+                        result,
+                    });
+                    progressed = true;
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => st.devtools.push((realm, call, rx)),
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    st.tasks.push_back(Task::Deliver {
+                        realm,
+                        call,
+                        result: Err(ErrOut::new("UnknownError", "Background Sync has shut down")),
+                    });
+                    progressed = true;
+                }
+            }
+        }
+        progressed
     }
 
     /// Steps the waiters of the control surface; true if one made progress.
@@ -1429,6 +1473,42 @@ impl UserAgent {
                 self.terminate_workers();
                 wait(self, Waiting::Settled);
             }
+            ("dispatchSyncEvent", Out::List(v)) => {
+                // [service worker registration id, the tag's code units, "1" for lastChance]
+                let parsed = (|| {
+                    let sw: u64 = match v.first()? {
+                        Out::Str(s) => s.parse().ok()?,
+                        _ => return None,
+                    };
+                    let units: Vec<u16> = match v.get(1)? {
+                        Out::Str(s) if s.is_empty() => Vec::new(),
+                        Out::Str(s) => s
+                            .split(',')
+                            .map(|u| u.parse().ok())
+                            .collect::<Option<_>>()?,
+                        _ => return None,
+                    };
+                    let last_chance = matches!(v.get(2)?, Out::Str(s) if s == "1");
+                    Some((SwRegistrationId(sw), Tag::from_utf16(units), last_chance))
+                })();
+                let mut st = self.state.borrow_mut();
+                match parsed {
+                    Some((sw, tag, last_chance)) => {
+                        let origin = st.realms[realm].origin.clone();
+                        let rx =
+                            st.engine
+                                .dispatch_sync_event_with_reply(&origin, sw, tag, last_chance);
+                        st.devtools.push((realm, call, rx));
+                    }
+                    None => st.deliver(
+                        realm,
+                        call,
+                        Err(type_error(
+                            "dispatchSyncEvent(registration, tag, lastChance)",
+                        )),
+                    ),
+                }
+            }
             ("restart", _) => {
                 if let Err(e) = self.restart() {
                     self.state.borrow_mut().deliver(
@@ -1727,5 +1807,16 @@ impl State {
             .filter(|(_, r)| r.alive && r.kind == GlobalKind::Window && r.origin == *origin)
             .map(|(i, r)| (i, r.url.clone()))
             .collect()
+    }
+}
+
+/// A dispatch outcome as `bgsyncTest` and the log name it.
+fn outcome_name(o: DispatchOutcome) -> &'static str {
+    match o {
+        DispatchOutcome::Fulfilled => "fulfilled",
+        DispatchOutcome::Rejected => "rejected",
+        DispatchOutcome::TimedOut => "timeout",
+        DispatchOutcome::WorkerTerminated | DispatchOutcome::WorkerFailedToStart => "terminated",
+        _ => "other",
     }
 }

@@ -600,3 +600,33 @@ fn sync_manager_is_exposed_only_in_secure_contexts() {
         assert_eq!(ua.eval_async(realm, probe, T).unwrap(), expected, "{url}");
     }
 }
+
+/// DevTools' "Sync" button through the control surface: an event now, offline, with the
+/// chosen lastChance, and its outcome; no registration changes.
+#[test]
+fn dispatch_sync_event_fires_now_and_reports_the_outcome() {
+    let mut p = page_with(
+        r#"
+        self.seen = [];
+        self.addEventListener('install', e => e.waitUntil(Promise.resolve()));
+        self.addEventListener('activate', e => e.waitUntil(Promise.resolve()));
+        self.onsync = e => {
+          self.seen.push(`${e.tag}:${e.lastChance}`);
+          if (e.tag.startsWith('reject')) e.waitUntil(Promise.reject(new Error('no')));
+        };
+        "#,
+    );
+    p.ready();
+    p.ok("bgsyncTest.setOnline(false)");
+    assert_eq!(
+        p.ok("bgsyncTest.dispatchSyncEvent(reg, 'now', true)"),
+        r#""fulfilled""#
+    );
+    assert_eq!(
+        p.ok("bgsyncTest.dispatchSyncEvent(reg, 'reject-me', false)"),
+        r#""rejected""#
+    );
+    assert_eq!(p.ok("reg.sync.getTags()"), "[]", "no registration was made");
+    let err = p.run("bgsyncTest.dispatchSyncEvent({}, 'x')").unwrap_err();
+    assert!(err.starts_with("TypeError"), "{err}");
+}

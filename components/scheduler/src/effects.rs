@@ -146,6 +146,16 @@ pub enum LogEvent {
         /// Its message.
         message: String,
     },
+    /// DevTools dispatched a `sync` event for this tag (not a registration's attempt).
+    DevToolsDispatched {
+        /// The `lastChance` it was given.
+        last_chance: bool,
+    },
+    /// The event DevTools dispatched ended; no registration changed.
+    DevToolsCompleted {
+        /// How it ended.
+        outcome: DispatchOutcome,
+    },
     /// The registration database was found damaged, moved aside and rebuilt. Written once per
     /// origin with registrations in it, naming that origin's first kept registration.
     StoreRecovered {
