@@ -48,9 +48,11 @@ fn origin(i: usize) -> Origin {
 /// succeed at once.
 struct Host;
 impl ServiceWorkerHost for Host {
-    fn registration(&self, _sw: SwRegistrationId) -> Option<RegistrationInfo> {
+    /// Service worker registration n belongs to origin n - 1, as the cold-start store is laid
+    /// out (start-up checks the owner origin).
+    fn registration(&self, sw: SwRegistrationId) -> Option<RegistrationInfo> {
         Some(RegistrationInfo {
-            origin: origin(0),
+            origin: origin((sw.0.saturating_sub(1) % 10_000) as usize),
             has_active_worker: true,
         })
     }
