@@ -69,6 +69,7 @@ pub struct DispatchRequest {
 /// How a dispatched `sync` event ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum DispatchOutcome {
     /// Every `waitUntil` promise fulfilled (or none was given).
     Fulfilled,
@@ -91,6 +92,7 @@ impl DispatchOutcome {
 
 /// One line of the DevTools-style Background Sync log.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct LogEntry {
     /// When it happened.
     pub time: Timestamp,
@@ -107,6 +109,7 @@ pub struct LogEntry {
 /// What a [`LogEntry`] records.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum LogEvent {
     /// A new registration was committed and its `register()` resolved.
     Registered,
@@ -169,6 +172,7 @@ pub enum LogEvent {
 /// What happens to a registration after an event ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum NextStep {
     /// It succeeded and was removed.
     Removed,

@@ -46,6 +46,7 @@ pub use scheduler::{RegisterCall, RegisterContext, Scheduler};
 /// Not in the spec: the spec's state plus what the engine keeps beside it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RegistrationSnapshot {
     /// The owning origin.
     pub origin: bgsync_types::Origin,
@@ -68,6 +69,7 @@ pub struct RegistrationSnapshot {
 /// Why a registration has not fired yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum WaitingFor {
     /// The user agent is offline.
     Network,
@@ -84,6 +86,7 @@ pub enum WaitingFor {
 /// See [sync registration state](https://wicg.github.io/background-sync/spec/#sync-registration-registration-state).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum RegistrationState {
     /// Waiting to fire: it fires as soon as the user agent is online and permission is granted.
     Pending,

@@ -5,6 +5,7 @@ use std::fmt;
 /// See the [WebIDL error names table](https://webidl.spec.whatwg.org/#idl-DOMException-error-names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum DomExceptionName {
     /// The object is in an invalid state (e.g. no active service worker).
     InvalidStateError,
@@ -53,6 +54,7 @@ impl fmt::Display for DomExceptionName {
 
 /// A DOMException as a promise would be rejected with: a name and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct DomException {
     /// The exception's name.
     pub name: DomExceptionName,

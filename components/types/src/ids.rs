@@ -4,6 +4,7 @@ use std::fmt;
 ///
 /// Ids are never reused by the embedder: once a registration is unregistered its id stays dead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SwRegistrationId(pub u64);
 
 impl fmt::Display for SwRegistrationId {

@@ -29,6 +29,7 @@ pub use time::Timestamp;
 /// separate namespaces: the same tag may exist in both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum SyncKind {
     /// [Web Background Synchronization](https://wicg.github.io/background-sync/spec/).
     OneShot,
@@ -40,6 +41,7 @@ pub enum SyncKind {
 ///
 /// The spec makes it a default powerful feature: granted unless the user disabled it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum PermissionState {
     /// Sync events may be registered and fired.
     #[default]

@@ -75,6 +75,34 @@ impl fmt::Debug for Tag {
     }
 }
 
+/// A tag as a string when it is valid Unicode, else as its UTF-16 code units (a lone
+/// surrogate has no string form in most formats); both are read back.
+#[cfg(feature = "serde")]
+impl serde::Serialize for Tag {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.to_string_checked() {
+            Some(text) => s.serialize_str(&text),
+            None => s.collect_seq(self.as_utf16()),
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Tag {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Text(String),
+            Units(Vec<u16>),
+        }
+        Ok(match Form::deserialize(d)? {
+            Form::Text(t) => Tag::from(t.as_str()),
+            Form::Units(u) => Tag::from_utf16(u),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@ use std::time::Duration;
 /// Next-fire times are persisted, so they are wall-clock times, as in Chromium. The core never
 /// reads a clock: every input carries the current `Timestamp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Timestamp(pub u64);
 
 impl Timestamp {
