@@ -30,6 +30,8 @@ commands:
             flips, files deleted or replaced, panicking and blocking embedders, a flood of
             calls, the clock set back, shutdown under load): one PASS/FAIL/SKIP line each
             (FILTER: only the drills whose name contains it)
+  package   cargo package of every published crate, each built from its package as
+            crates.io would (the workspace's crates resolved from the packages made)
   help      this text
 ";
 
@@ -43,6 +45,13 @@ fn main() -> ExitCode {
             cargo(&a)
         }
         Some("example") => cargo(&["run", "-p", "bgsync", "--example", "outbox"]),
+        Some("package") => cargo(&[
+            "package",
+            "--workspace",
+            "--exclude",
+            "xtask",
+            "--allow-dirty",
+        ]),
         Some("fuzz") => fuzz::main(&args[1..]),
         // Benchmarks measure optimised code: a debug xtask hands over to a release build.
         Some("bench") if cfg!(debug_assertions) => {
