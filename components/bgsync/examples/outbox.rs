@@ -195,6 +195,15 @@ async fn run(title: &str, server_failures: u32) -> Result<(), Box<dyn std::error
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The engine's tracing (spans per call, a line per log entry with its fields): shown with
+    // RUST_LOG=bgsync=info (or debug), off by default so the timeline stays readable.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     run("Run 1: composed offline, sent when the network returns", 0).await?;
     run("Run 2: the mail server fails the first two attempts", 2).await?;
     Ok(())
