@@ -69,7 +69,13 @@ pub(crate) enum Msg {
     SubscribeLog(crossbeam_channel::Sender<LogEntry>),
     WakeUp(Reply<Option<Timestamp>>),
     /// The store thread finished a commit.
-    Committed(Vec<PersistId>, Result<(), String>),
+    Committed(Vec<PersistId>, Result<(), String>, Vec<SwRegistrationId>),
+    /// A stable id for a service worker registration, by storage key and scope.
+    ServiceWorkerId {
+        key: String,
+        scope: String,
+        reply: Reply<Result<SwRegistrationId, DomException>>,
+    },
     /// The store found damage (its check after start-up, or a commit) and rebuilt itself.
     StoreRecovered(Recovery),
     Recoveries(Reply<Vec<Recovery>>),
@@ -95,6 +101,8 @@ pub(crate) struct Embedder {
 struct Batch {
     ids: Vec<PersistId>,
     ops: Vec<StoreOp>,
+    /// Stable service worker ids this commit makes durable.
+    allocated: Vec<SwRegistrationId>,
 }
 
 /// Sends a repair the store made to the driver.
@@ -165,7 +173,7 @@ impl StoreThread {
                     }
                     match done.upgrade() {
                         Some(tx) => {
-                            let _ = tx.send(Msg::Committed(batch.ids, result));
+                            let _ = tx.send(Msg::Committed(batch.ids, result, batch.allocated));
                         }
                         None => break,
                     }
@@ -228,6 +236,14 @@ pub(crate) struct Driver {
     /// Events DevTools asked for, not the core's: their outcomes go to the caller.
     manual: HashMap<DispatchId, (Reply<Result<DispatchOutcome, DomException>>, LogEntry)>,
     next_manual: u64,
+    /// Stable service worker ids by (storage key, scope), and whether each is durable yet.
+    pub sw_ids: HashMap<(String, String), (SwRegistrationId, bool)>,
+    /// The next stable id to give.
+    pub next_sw_id: u64,
+    /// Id writes waiting for the next commit.
+    queued_ids: Vec<(StoreOp, SwRegistrationId)>,
+    /// Callers waiting for their id's write.
+    id_waiters: HashMap<SwRegistrationId, Vec<Reply<Result<SwRegistrationId, DomException>>>>,
     /// What the browser's wake-up scheduler is told, whenever it changes.
     pub wake_ups: tokio::sync::watch::Sender<crate::WakeUp>,
     pub log_capacity: usize,
@@ -272,6 +288,10 @@ impl Driver {
             network_source: Arc::new(crate::AssumeOnline),
             wake_ups: tokio::sync::watch::channel(crate::WakeUp::default()).0,
             manual: HashMap::new(),
+            sw_ids: HashMap::new(),
+            next_sw_id: FIRST_STABLE_ID,
+            queued_ids: Vec::new(),
+            id_waiters: HashMap::new(),
             // Far from the core's ids, which count up from 1.
             next_manual: u64::MAX / 2,
             log_capacity,
@@ -539,12 +559,16 @@ impl Driver {
                 self.pending.insert(request, Pending::Clear(reply));
                 self.core.clear_all(now, request);
             }
-            Msg::Committed(ids, result) => {
+            Msg::Committed(ids, result, allocated) => {
                 self.committing = false;
                 for id in ids {
                     self.core.persist_completed(now, id, result.clone());
                 }
+                for sw in allocated {
+                    self.id_committed(sw, &result);
+                }
             }
+            Msg::ServiceWorkerId { key, scope, reply } => self.service_worker_id(key, scope, reply),
             Msg::StoreRecovered(r) => {
                 tracing::warn!(recovery = %r, "background sync: the store was rebuilt");
                 self.log_recovery(&r);
@@ -617,6 +641,61 @@ impl Driver {
                 Ok(Some(info)) if Some(&info.origin) == stored.as_ref() => {}
                 Ok(_) => self.core.service_worker_unregistered(now, sw),
                 Err(_) => {}
+            }
+        }
+    }
+
+    /// The stable id of the service worker registration with this storage key and scope:
+    /// the one given before (across restarts), or a new one, answered once it is durable.
+    fn service_worker_id(
+        &mut self,
+        key: String,
+        scope: String,
+        reply: Reply<Result<SwRegistrationId, DomException>>,
+    ) {
+        match self.sw_ids.get(&(key.clone(), scope.clone())) {
+            Some((id, true)) => reply.send(Ok(*id)),
+            Some((id, false)) => self.id_waiters.entry(*id).or_default().push(reply),
+            None => {
+                let id = SwRegistrationId(self.next_sw_id);
+                self.next_sw_id += 1;
+                self.sw_ids
+                    .insert((key.clone(), scope.clone()), (id, false));
+                self.id_waiters.entry(id).or_default().push(reply);
+                self.queued_ids.push((
+                    StoreOp::PutServiceWorkerId(bgsync_store::ServiceWorkerIdRecord {
+                        key,
+                        scope,
+                        id,
+                    }),
+                    id,
+                ));
+            }
+        }
+    }
+
+    /// An id's write was committed (or failed: the id is given up and its callers told).
+    fn id_committed(&mut self, id: SwRegistrationId, result: &Result<(), String>) {
+        let waiters = self.id_waiters.remove(&id).unwrap_or_default();
+        match result {
+            Ok(()) => {
+                if let Some(entry) = self.sw_ids.values_mut().find(|(i, _)| *i == id) {
+                    entry.1 = true;
+                }
+                for w in waiters {
+                    w.send(Ok(id));
+                }
+            }
+            Err(cause) => {
+                self.sw_ids.retain(|_, (i, _)| *i != id);
+                for w in waiters {
+                    w.send(Err(DomException::new(
+                        DomExceptionName::UnknownError,
+                        format!(
+                            "the service worker registration's id could not be stored: {cause}"
+                        ),
+                    )));
+                }
             }
         }
     }
@@ -772,14 +851,21 @@ impl Driver {
     /// Sends the queued writes as one commit, unless one is already in flight (then they go
     /// with the next).
     fn commit_queued(&mut self) {
-        if self.committing || (self.queued.is_empty() && self.repair.is_none()) {
+        if self.committing
+            || (self.queued.is_empty() && self.repair.is_none() && self.queued_ids.is_empty())
+        {
             return;
         }
         let queued = std::mem::take(&mut self.queued);
         let mut batch = Batch {
             ids: Vec::with_capacity(queued.len()),
             ops: Vec::new(),
+            allocated: Vec::new(),
         };
+        for (op, sw) in self.queued_ids.drain(..) {
+            batch.ops.push(op);
+            batch.allocated.push(sw);
+        }
         if let Some(foreign) = self.repair.take() {
             // Taken now, with no commit in flight: everything acknowledged is in it.
             batch.ops.push(StoreOp::DeleteAll);
@@ -799,9 +885,12 @@ impl Driver {
             Ok(()) => self.committing = true,
             Err(batch) => {
                 let now = self.now();
+                let gone: Result<(), String> = Err("the store thread is gone".into());
                 for id in batch.ids {
-                    self.core
-                        .persist_completed(now, id, Err("the store thread is gone".into()));
+                    self.core.persist_completed(now, id, gone.clone());
+                }
+                for sw in batch.allocated {
+                    self.id_committed(sw, &gone);
                 }
             }
         }
@@ -879,6 +968,10 @@ fn embedder_fault(fault: &EmbedderPanic) -> DomException {
         format!("{fault}; the call was not carried out"),
     )
 }
+
+/// The first stable id the keyed form gives: above the ids an engine of its own is likely to
+/// use, so that the two forms do not meet.
+pub(crate) const FIRST_STABLE_ID: u64 = 1 << 32;
 
 /// Calls taken off the queue between two flushes (answers, commits).
 const CALLS_PER_PASS: usize = 1_024;

@@ -264,6 +264,7 @@ impl Builder {
         } else {
             core.restore(now, self.store.load_all()?);
         }
+        let sw_ids = self.store.load_service_worker_ids()?;
         let report = StartReport {
             restored: core.len(),
             recovery: start_recovery.clone(),
@@ -297,6 +298,16 @@ impl Builder {
             self.log_subscribers,
         );
         driver.call_capacity = self.call_capacity;
+        driver.next_sw_id = sw_ids
+            .iter()
+            .map(|r| r.id.0 + 1)
+            .max()
+            .unwrap_or(0)
+            .max(driver::FIRST_STABLE_ID);
+        driver.sw_ids = sw_ids
+            .into_iter()
+            .map(|r| ((r.key, r.scope), (r.id, true)))
+            .collect();
         let (wake_tx, wake_rx) = tokio::sync::watch::channel(WakeUp::default());
         driver.wake_ups = wake_tx;
         driver.registry_pending = self.registry_loading;
@@ -523,6 +534,29 @@ impl BackgroundSync {
             reply: Reply::Channel(tx),
         });
         rx
+    }
+
+    /// A stable id for the service worker registration with this storage key (the origin,
+    /// or the engine's partition key, serialized) and scope URL, for engines whose own ids last
+    /// one session: the same id for the same pair across restarts, a new one for a new pair,
+    /// answered once it is durable. Ids given this way start at 2^32; an engine that also
+    /// uses ids of its own keeps them below.
+    pub fn service_worker_id(
+        &self,
+        storage_key: &str,
+        scope: &str,
+    ) -> impl std::future::Future<Output = Result<SwRegistrationId, DomException>> + Send + 'static
+    {
+        let (tx, rx) = oneshot::channel();
+        let queued = self.call(Msg::ServiceWorkerId {
+            key: storage_key.to_owned(),
+            scope: scope.to_owned(),
+            reply: Reply::Async(tx),
+        });
+        async move {
+            queued.await;
+            rx.await.unwrap_or_else(|_| Err(shut_down()))
+        }
     }
 
     /// DevTools' "Sync" button (`ServiceWorker.dispatchSyncEvent(origin, registrationId, tag,

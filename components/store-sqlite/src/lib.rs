@@ -38,14 +38,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 
-use bgsync_store::{Recovery, RegistrationStore, StoreError, StoreOp, StoredRegistration};
+use bgsync_store::{
+    Recovery, RegistrationStore, ServiceWorkerIdRecord, StoreError, StoreOp, StoredRegistration,
+};
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "background-sync.sqlite";
 /// The lock file's name inside the data directory; held for as long as the store is open.
 pub const LOCK_FILE: &str = "background-sync.lock";
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Schema migrations: entry `i` takes a database from version `i` to version `i + 1`. A new
 /// version appends an entry; existing entries never change.
@@ -88,6 +90,14 @@ const MIGRATIONS: &[&str] = &[
         periodic_interval_ms INTEGER,
         checksum INTEGER NOT NULL,
         PRIMARY KEY (sw, kind, tag)
+     ) WITHOUT ROWID;",
+    // 3 → 4: stable service worker registration ids under the engine's key for them (storage
+    // key, scope URL), for engines whose own ids last one session.
+    "CREATE TABLE service_worker_ids (
+        key TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        id INTEGER NOT NULL,
+        PRIMARY KEY (key, scope)
      ) WITHOUT ROWID;",
 ];
 
@@ -601,6 +611,11 @@ fn write_batch(conn: &mut Connection, batch: &[StoreOp]) -> Result<(), rusqlite:
                 .prepare_cached("DELETE FROM registrations WHERE origin = ?1")
                 .and_then(|mut s| s.execute(params![origin.serialize()])),
             StoreOp::DeleteAll => tx.execute("DELETE FROM registrations", []),
+            StoreOp::PutServiceWorkerId(r) => tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO service_worker_ids (key, scope, id) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![r.key, r.scope, sw_to_sql(r.id)]),
         }?;
         // Dropping `tx` on error rolls the whole batch back.
     }
@@ -665,6 +680,10 @@ impl RegistrationStore for SqliteStore {
             },
         };
         self.recover(cause).map(Some)
+    }
+
+    fn load_service_worker_ids(&mut self) -> Result<Vec<ServiceWorkerIdRecord>, StoreError> {
+        read_service_worker_ids(&self.conn).map_err(|e| self.read_error(e))
     }
 
     fn take_recovery(&mut self) -> Option<Recovery> {
@@ -1211,6 +1230,18 @@ fn salvage(
                 cause: format!("rebuilding the database after damage: {e}"),
             })?;
     }
+    // The stable ids too, as far as they read: registrations are kept under them.
+    let ids = Connection::open_with_flags(
+        &moved_to,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .and_then(|old| read_service_worker_ids(&old))
+    .unwrap_or_default();
+    let id_ops: Vec<StoreOp> = ids.into_iter().map(StoreOp::PutServiceWorkerId).collect();
+    write_batch(&mut conn, &id_ops).map_err(|e| StoreError::WriteFailed {
+        ops: id_ops.len(),
+        cause: format!("rebuilding the database after damage: {e}"),
+    })?;
     for chunk in kept.chunks(10_000) {
         let ops: Vec<StoreOp> = chunk.iter().cloned().map(StoreOp::Put).collect();
         write_batch(&mut conn, &ops).map_err(|e| StoreError::WriteFailed {
@@ -1314,6 +1345,18 @@ fn salvage_in_key_order(
         }
     }
     Some(())
+}
+
+fn read_service_worker_ids(conn: &Connection) -> rusqlite::Result<Vec<ServiceWorkerIdRecord>> {
+    let mut stmt = conn.prepare("SELECT key, scope, id FROM service_worker_ids")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(ServiceWorkerIdRecord {
+            key: r.get(0)?,
+            scope: r.get(1)?,
+            id: SwRegistrationId(r.get::<_, i64>(2)? as u64),
+        })
+    })?;
+    rows.collect()
 }
 
 /// Renames the database and its companions to `<name>.<label>-<unix millis>`; returns the

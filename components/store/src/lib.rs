@@ -95,6 +95,21 @@ pub enum StoreOp {
     DeleteOrigin(Origin),
     /// Remove every registration.
     DeleteAll,
+    /// Keep a service worker registration's stable id under the engine's key for it.
+    PutServiceWorkerId(ServiceWorkerIdRecord),
+}
+
+/// A service worker registration's stable id, kept under the engine's own key for it: its
+/// storage key (the origin, or the engine's partition key, serialized) and its scope URL. For
+/// engines whose ids last one session (`BackgroundSync::service_worker_id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceWorkerIdRecord {
+    /// The storage key.
+    pub key: String,
+    /// The scope URL.
+    pub scope: String,
+    /// The id given to it.
+    pub id: SwRegistrationId,
 }
 
 /// Why a store operation failed.
@@ -206,6 +221,13 @@ pub trait RegistrationStore: Send {
     /// Applies `batch` atomically and durably. On error nothing of the batch is applied and
     /// everything committed before stays.
     fn commit(&mut self, batch: &[StoreOp]) -> Result<(), StoreError>;
+
+    /// The stable service worker registration ids kept with
+    /// [`StoreOp::PutServiceWorkerId`]. Called once at start-up. The default keeps none (a
+    /// store that does not implement it cannot serve the keyed ids across restarts).
+    fn load_service_worker_ids(&mut self) -> Result<Vec<ServiceWorkerIdRecord>, StoreError> {
+        Ok(Vec::new())
+    }
 
     /// Checks the whole store for damage, repairing what it can, and reports a repair. The
     /// engine calls it once after start-up, on the store's own thread, before its first commit

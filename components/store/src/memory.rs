@@ -4,7 +4,12 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::{RegistrationKey, RegistrationStore, StoreError, StoreOp, StoredRegistration};
+use bgsync_types::SwRegistrationId;
+
+use crate::{
+    RegistrationKey, RegistrationStore, ServiceWorkerIdRecord, StoreError, StoreOp,
+    StoredRegistration,
+};
 
 /// A store that keeps registrations in memory: nothing survives the process.
 ///
@@ -15,6 +20,7 @@ pub struct MemoryStore {
     records: Arc<Mutex<BTreeMap<RegistrationKey, StoredRegistration>>>,
     faults: FaultSwitch,
     commits: Arc<AtomicU32>,
+    ids: Arc<Mutex<BTreeMap<(String, String), SwRegistrationId>>>,
 }
 
 /// Makes the next commits of a [`MemoryStore`] fail, as a full disk would.
@@ -61,6 +67,19 @@ impl RegistrationStore for MemoryStore {
         Ok(self.snapshot())
     }
 
+    fn load_service_worker_ids(&mut self) -> Result<Vec<ServiceWorkerIdRecord>, StoreError> {
+        Ok(self
+            .ids
+            .lock()
+            .iter()
+            .map(|((key, scope), id)| ServiceWorkerIdRecord {
+                key: key.clone(),
+                scope: scope.clone(),
+                id: *id,
+            })
+            .collect())
+    }
+
     fn commit(&mut self, batch: &[StoreOp]) -> Result<(), StoreError> {
         if self.faults.take() {
             return Err(StoreError::WriteFailed {
@@ -80,6 +99,11 @@ impl RegistrationStore for MemoryStore {
                 StoreOp::DeleteServiceWorker(sw) => records.retain(|k, _| k.sw != *sw),
                 StoreOp::DeleteOrigin(origin) => records.retain(|_, r| r.origin != *origin),
                 StoreOp::DeleteAll => records.clear(),
+                StoreOp::PutServiceWorkerId(r) => {
+                    self.ids
+                        .lock()
+                        .insert((r.key.clone(), r.scope.clone()), r.id);
+                }
             }
         }
         self.commits.fetch_add(1, Ordering::SeqCst);
