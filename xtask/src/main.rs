@@ -1,5 +1,6 @@
 //! Project automation: `cargo xtask <command>` (the alias lives in `.cargo/config.toml`).
 
+use std::path::Path;
 use std::process::{Command, ExitCode};
 
 mod bench;
@@ -45,13 +46,7 @@ fn main() -> ExitCode {
             cargo(&a)
         }
         Some("example") => cargo(&["run", "-p", "bgsync", "--example", "outbox"]),
-        Some("package") => cargo(&[
-            "package",
-            "--workspace",
-            "--exclude",
-            "xtask",
-            "--allow-dirty",
-        ]),
+        Some("package") => package(),
         Some("fuzz") => fuzz::main(&args[1..]),
         // Benchmarks measure optimised code: a debug xtask hands over to a release build.
         Some("bench") if cfg!(debug_assertions) => {
@@ -130,6 +125,67 @@ fn ci() -> Result<(), String> {
         "warnings",
     ])?;
     cargo(&["test", "--workspace"])
+}
+
+/// `cargo package` of every published crate. Cargo unpacks the packages it verifies against
+/// into `target/package` and into the registry's source cache, keyed by name and version only;
+/// while the version stays 0.1.0 an older unpacked copy would be built instead of the new one,
+/// and cargo treats a registry crate of a given version as unchanging, so the fingerprints of
+/// an earlier verification build would be reused too. All three are cleared first.
+fn package() -> Result<(), String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("xtask has no parent directory")?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    remove_dir(&target.join("package"))?;
+    let fingerprints = target.join("debug").join(".fingerprint");
+    for entry in std::fs::read_dir(&fingerprints)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if is_ours(&entry.file_name().to_string_lossy()) {
+            remove_dir(&entry.path())?;
+        }
+    }
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+    if let Some(src) = cargo_home.map(|h| h.join("registry").join("src")) {
+        for registry in std::fs::read_dir(&src).into_iter().flatten().flatten() {
+            for unpacked in std::fs::read_dir(registry.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if is_ours(&unpacked.file_name().to_string_lossy()) {
+                    remove_dir(&unpacked.path())?;
+                }
+            }
+        }
+    }
+    cargo(&[
+        "package",
+        "--workspace",
+        "--exclude",
+        "xtask",
+        "--allow-dirty",
+    ])
+}
+
+/// Whether a cache entry (`name-version` or `name-hash`) belongs to one of the workspace's crates.
+fn is_ours(entry: &str) -> bool {
+    entry.starts_with("bgsync-") || entry.starts_with("bgsync_") || entry.starts_with("wpt-runner-")
+}
+
+fn remove_dir(dir: &Path) -> Result<(), String> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("could not remove {}: {e}", dir.display())),
+    }
 }
 
 fn cargo(args: &[&str]) -> Result<(), String> {
