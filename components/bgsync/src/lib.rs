@@ -36,6 +36,7 @@
 pub struct ReadmeDoctests;
 
 mod clock;
+pub mod devtools;
 mod driver;
 pub mod embedder;
 pub mod testing;
@@ -689,6 +690,12 @@ impl BackgroundSync {
             queued.await;
             rx.await.map_err(|_| shut_down())
         }
+    }
+
+    /// A DevTools recording of Background Sync events (the protocol's `BackgroundService`
+    /// domain), following the log from now on; it starts not recording. See [`devtools`].
+    pub fn background_service_recorder(&self) -> devtools::BackgroundServiceRecorder {
+        devtools::BackgroundServiceRecorder::new(self.subscribe_log())
     }
 
     /// Streams the DevTools log from now on: each line arrives on the returned channel as it is

@@ -2,10 +2,12 @@
 //! with its outcome told to the caller and no registration changed.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bgsync::testing::{Behaviour, FixedNetwork, OpenWindows, ScriptedHost};
 use bgsync::{
     BackgroundSync, DispatchOutcome, DomExceptionName, LogEvent, Origin, SwRegistrationId, Tag,
+    Timestamp, VirtualClock,
 };
 
 #[tokio::test]
@@ -59,4 +61,113 @@ async fn devtools_dispatches_now_whatever_the_network() {
         .await
         .unwrap_err();
     assert_eq!(e.name, DomExceptionName::InvalidStateError);
+}
+
+/// The Background Services panel: while recording, each registration, dispatch and outcome
+/// becomes an event with Chromium's names and metadata; nothing is kept while not recording,
+/// and clearing forgets what was kept.
+#[tokio::test]
+async fn the_background_services_recording_follows_the_log_while_on() {
+    let a = Origin::parse("https://a.example").unwrap();
+    let host = Arc::new(ScriptedHost::new());
+    host.add_registration(SwRegistrationId(1), a.clone());
+    let clock = VirtualClock::new(Timestamp(1_000));
+    let sync = BackgroundSync::builder(host.clone(), Arc::new(OpenWindows::with([a.clone()])))
+        .network(Arc::new(FixedNetwork(true)))
+        .clock(Arc::new(clock.clone()))
+        .start()
+        .unwrap();
+    let mut recorder = sync.background_service_recorder();
+    assert!(!recorder.is_recording());
+
+    // Not recording: nothing kept.
+    sync.register(&a, SwRegistrationId(1), "before")
+        .await
+        .unwrap();
+    sync.settle().await;
+    assert!(recorder.events().is_empty());
+
+    recorder.set_recording(true);
+    host.script([
+        Behaviour::Settle(DispatchOutcome::Rejected),
+        Behaviour::Settle(DispatchOutcome::Fulfilled),
+    ]);
+    sync.register(&a, SwRegistrationId(1), "mail\n")
+        .await
+        .unwrap();
+    sync.settle().await;
+    clock.advance(Duration::from_secs(300));
+    sync.settle().await;
+    sync.dispatch_sync_event(&a, SwRegistrationId(1), "button", true)
+        .await
+        .unwrap();
+    sync.settle().await;
+
+    type Shown = (String, String, Vec<(String, String)>);
+    let shown: Vec<Shown> = recorder
+        .take_new()
+        .into_iter()
+        .map(|e| {
+            assert_eq!(e.origin, a);
+            assert_eq!(e.service_worker_registration_id, SwRegistrationId(1));
+            assert_eq!(e.service.protocol_name(), "backgroundSync");
+            (e.event_name, e.instance_id, e.event_metadata)
+        })
+        .collect();
+    let m = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let mail = "mail\n".to_owned();
+    assert_eq!(
+        shown,
+        vec![
+            ("Registered sync".into(), mail.clone(), m(&[])),
+            (
+                "Dispatched sync event".into(),
+                mail.clone(),
+                m(&[("Last Chance", "No"), ("Attempt", "1")])
+            ),
+            (
+                "sync event failed".into(),
+                mail.clone(),
+                m(&[
+                    ("Next Attempt Delay (ms)", "300000"),
+                    ("Failure Reason", "waitUntil rejected")
+                ])
+            ),
+            (
+                "Dispatched sync event".into(),
+                mail.clone(),
+                m(&[("Last Chance", "No"), ("Attempt", "2")])
+            ),
+            (
+                "Sync completed".into(),
+                mail.clone(),
+                m(&[("Status", "succeeded")])
+            ),
+            (
+                "Dispatched sync event".into(),
+                "button".into(),
+                m(&[("Last Chance", "Yes")])
+            ),
+        ]
+    );
+    assert!(recorder.take_new().is_empty(), "each event is new once");
+    assert_eq!(recorder.events().len(), 6, "but stays recorded");
+    let times: Vec<_> = recorder.events().iter().map(|e| e.timestamp).collect();
+    assert_eq!(times[0], Timestamp(1_000));
+    assert_eq!(times[4], Timestamp(1_000 + 300_000));
+
+    recorder.set_recording(false);
+    sync.register(&a, SwRegistrationId(1), "after")
+        .await
+        .unwrap();
+    sync.settle().await;
+    assert_eq!(recorder.events().len(), 6, "not recording: nothing added");
+    recorder.clear();
+    assert!(recorder.events().is_empty());
+    assert!(!recorder.is_recording());
 }
