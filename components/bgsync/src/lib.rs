@@ -40,6 +40,7 @@ pub mod devtools;
 mod driver;
 pub mod embedder;
 pub mod testing;
+pub mod timeline;
 
 use std::path::PathBuf;
 use std::sync::Arc;
