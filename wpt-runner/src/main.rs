@@ -1,7 +1,7 @@
 //! `wpt-runner`: runs web-platform-tests-style fixtures on bgsync's QuickJS user agent.
 //!
 //! ```text
-//! cargo run --release -p wpt-runner -- [PATH...] [--wpt-root DIR] [--json FILE]
+//! cargo run --release -p wpt-runner -- [PATH...] [--wpt-root DIR] [--json FILE] [--timeline FILE]
 //!     [--expectations FILE] [--update-expectations] [--filter SUBSTR] [--jobs N]
 //! ```
 //! With no PATH it runs this repository's `spec-tests/`.
@@ -20,12 +20,13 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use report::{verdict, Expectations};
 use run::{FileStatus, Outcome, Setup};
 
-const USAGE: &str = "usage: wpt-runner [PATH...] [--wpt-root DIR] [--json FILE] [--expectations FILE] [--update-expectations] [--filter SUBSTR] [--jobs N] [--timeout-multiplier F]";
+const USAGE: &str = "usage: wpt-runner [PATH...] [--wpt-root DIR] [--json FILE] [--timeline FILE] [--expectations FILE] [--update-expectations] [--filter SUBSTR] [--jobs N] [--timeout-multiplier F]";
 
 struct Args {
     paths: Vec<PathBuf>,
     wpt_root: Option<PathBuf>,
     json: Option<PathBuf>,
+    timeline: Option<PathBuf>,
     expectations: Option<PathBuf>,
     update: bool,
     filter: Option<String>,
@@ -38,6 +39,7 @@ fn parse_args() -> Result<Args, String> {
         paths: Vec::new(),
         wpt_root: None,
         json: None,
+        timeline: None,
         expectations: None,
         update: false,
         filter: None,
@@ -55,6 +57,7 @@ fn parse_args() -> Result<Args, String> {
         match arg.as_str() {
             "--wpt-root" => a.wpt_root = Some(value("--wpt-root")?.into()),
             "--json" => a.json = Some(value("--json")?.into()),
+            "--timeline" => a.timeline = Some(value("--timeline")?.into()),
             "--expectations" => a.expectations = Some(value("--expectations")?.into()),
             "--update-expectations" => a.update = true,
             "--filter" => a.filter = Some(value("--filter")?),
@@ -206,6 +209,24 @@ fn real_main() -> Result<bool, String> {
         let r = report::wptreport(&outcomes, &expectations, time_start, time_end);
         let text = serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?;
         std::fs::write(p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    if let Some(p) = &args.timeline {
+        // One picture per test that made the engine write anything.
+        let sections: Vec<(String, &[bgsync::LogEntry])> = outcomes
+            .iter()
+            .filter(|o| !o.log.is_empty())
+            .map(|o| (o.id.clone(), o.log.as_slice()))
+            .collect();
+        let page = bgsync::timeline::render_html_sections(
+            "wpt-runner: Background Sync timeline",
+            &sections,
+        );
+        std::fs::write(p, page).map_err(|e| format!("{}: {e}", p.display()))?;
+        println!(
+            "timeline of {} tests written to {}",
+            sections.len(),
+            p.display()
+        );
     }
     if args.update {
         if let Some(p) = &args.expectations {

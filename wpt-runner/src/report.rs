@@ -278,6 +278,7 @@ mod tests {
                 })
                 .collect(),
             duration: Duration::from_millis(5),
+            log: Vec::new(),
         }
     }
 

@@ -92,6 +92,8 @@ pub struct Outcome {
     pub subtests: Vec<Subtest>,
     /// How long it took.
     pub duration: Duration,
+    /// The engine's log while the test ran (for `--timeline`).
+    pub log: Vec<bgsync::LogEntry>,
 }
 
 /// The harness's `complete` message (testharness.js's worker message shape).
@@ -129,6 +131,7 @@ pub fn run(setup: &Setup, v: &Variant) -> Outcome {
             message: Some(reason.clone()),
             subtests: Vec::new(),
             duration: Duration::ZERO,
+            log: Vec::new(),
         };
     }
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_inner(setup, v)));
@@ -140,6 +143,7 @@ pub fn run(setup: &Setup, v: &Variant) -> Outcome {
             message: Some(message),
             subtests: Vec::new(),
             duration: Duration::ZERO,
+            log: Vec::new(),
         },
         Err(panic) => Outcome {
             id: v.id.clone(),
@@ -153,6 +157,7 @@ pub fn run(setup: &Setup, v: &Variant) -> Outcome {
             ),
             subtests: Vec::new(),
             duration: Duration::ZERO,
+            log: Vec::new(),
         },
     };
     outcome.duration = started.elapsed();
@@ -390,6 +395,7 @@ fn run_inner(setup: &Setup, v: &Variant) -> Result<Outcome, Failure> {
             })
             .collect(),
         duration: Duration::ZERO,
+        log: ua.log_entries(),
     })
 }
 

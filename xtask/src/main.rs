@@ -31,6 +31,9 @@ commands:
             flips, files deleted or replaced, panicking and blocking embedders, a flood of
             calls, the clock set back, shutdown under load): one PASS/FAIL/SKIP line each
             (FILTER: only the drills whose name contains it)
+  timeline  writes target/timeline.html (wpt-runner --timeline over spec-tests/), loads it
+            in headless Chromium (`chromium`, or $CHROMIUM) and checks the browser built
+            every mark of the picture from it; target/timeline.png is its screenshot
   package   cargo package of every published crate, each built from its package as
             crates.io would (the workspace's crates resolved from the packages made)
   help      this text
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
             a.extend(args[1..].iter().map(String::as_str));
             cargo(&a)
         }
+        Some("timeline") => timeline(),
         Some("example") => cargo(&["run", "-p", "bgsync", "--example", "outbox"]),
         Some("package") => package(),
         Some("fuzz") => fuzz::main(&args[1..]),
@@ -125,6 +129,72 @@ fn ci() -> Result<(), String> {
         "warnings",
     ])?;
     cargo(&["test", "--workspace"])
+}
+
+/// The timeline page checked in a real browser: Chromium's DOM after loading the page must hold
+/// as many marks of each kind as the file, so the browser parsed the SVG as we wrote it.
+fn timeline() -> Result<(), String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("xtask has no parent directory")?;
+    let page = root.join("target").join("timeline.html");
+    let shot = root.join("target").join("timeline.png");
+    let page_arg = page.to_string_lossy().into_owned();
+    // The runner's exit status says whether tests passed; the page is what matters here.
+    let _ = cargo(&[
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "wpt-runner",
+        "--",
+        "--timeline",
+        &page_arg,
+    ]);
+    let written = std::fs::read_to_string(&page)
+        .map_err(|e| format!("{}: {e} (did wpt-runner write it?)", page.display()))?;
+    let browser = std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".to_owned());
+    let url = format!("file://{}", page.display());
+    let headless = ["--headless", "--no-sandbox", "--disable-gpu"];
+    let out = Command::new(&browser)
+        .args(headless)
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .map_err(|e| {
+            format!("could not run {browser}: {e} (apt-get install chromium, or set CHROMIUM)")
+        })?;
+    if !out.status.success() {
+        return Err(format!("{browser} --dump-dom failed ({})", out.status));
+    }
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let mut failed = false;
+    for mark in [
+        "class=\"row\"",
+        "class=\"registered\"",
+        "class=\"dispatch",
+        "class=\"back-off\"",
+        "class=\"done\"",
+        "class=\"gave-up\"",
+        "class=\"last-chance-mark\"",
+        "<tr>",
+    ] {
+        let (in_file, in_dom) = (written.matches(mark).count(), dom.matches(mark).count());
+        println!("{mark:<28} file {in_file:>5}   browser DOM {in_dom:>5}");
+        failed |= in_file != in_dom || in_file == 0;
+    }
+    let _ = Command::new(&browser)
+        .args(headless)
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg("--window-size=1300,2000")
+        .arg(&url)
+        .output();
+    println!("page {}; screenshot {}", page.display(), shot.display());
+    if failed {
+        Err("the browser's DOM differs from the page (or a mark never appears)".into())
+    } else {
+        Ok(())
+    }
 }
 
 /// `cargo package` of every published crate. Cargo unpacks the packages it verifies against

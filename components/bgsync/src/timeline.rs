@@ -38,6 +38,34 @@ type RowKey = (Origin, SwRegistrationId, Tag);
 ///
 /// [`BackgroundSync::log`]: crate::BackgroundSync::log
 pub fn render_html(title: &str, entries: &[LogEntry]) -> String {
+    render_html_sections(title, &[(String::new(), entries)])
+}
+
+/// Like [`render_html`], with one picture per section: a heading (none when empty) and its log,
+/// as a test runner shows one per test.
+pub fn render_html_sections(title: &str, sections: &[(String, &[LogEntry])]) -> String {
+    let mut body = String::new();
+    for (heading, entries) in sections {
+        body.push_str("<section>");
+        if !heading.is_empty() {
+            let _ = write!(body, "<h2>{}</h2>", escape(heading));
+        }
+        body.push_str(&section(entries));
+        body.push_str("</section>\n");
+    }
+    format!(
+        r#"<!DOCTYPE html>
+<html xmlns="http://www.w3.org/1999/xhtml" lang="en"><head><meta charset="utf-8"/><title>{t}</title>
+<style>body{{font-family:sans-serif;margin:1em}}table{{border-collapse:collapse;font-size:12px}}td,th{{border:1px solid #ccc;padding:2px 6px;text-align:left}}</style></head>
+<body><h1>{t}</h1><p>Time runs from each picture's first log line. Circle: registered (hollow: re-registered); bar: a sync event from dispatch to end (green fulfilled, red rejected, orange timed out, grey terminated; outlined with ! on lastChance); dashed: back-off; ✓ done, ✗ gave up.</p>
+{body}</body></html>
+"#,
+        t = escape(title),
+    )
+}
+
+/// One picture and its table.
+fn section(entries: &[LogEntry]) -> String {
     let mut rows: Vec<RowKey> = Vec::new();
     let mut row_of: HashMap<RowKey, usize> = HashMap::new();
     for e in entries {
@@ -65,7 +93,7 @@ pub fn render_html(title: &str, entries: &[LogEntry]) -> String {
         |t: u64| LABEL_WIDTH + (t.saturating_sub(start)) as f64 / (end - start) as f64 * PLOT_WIDTH;
     let y = |row: usize| TOP + row as f64 * ROW_HEIGHT + ROW_HEIGHT / 2.0;
     let height = TOP + rows.len().max(1) as f64 * ROW_HEIGHT + 30.0;
-    let width = LABEL_WIDTH + PLOT_WIDTH + 20.0;
+    let width = LABEL_WIDTH + PLOT_WIDTH + 60.0;
 
     let mut svg = String::new();
     let _ = write!(
@@ -217,19 +245,10 @@ pub fn render_html(title: &str, entries: &[LogEntry]) -> String {
         );
     }
     table.push_str("</tbody></table>");
-
     format!(
-        r#"<!DOCTYPE html>
-<html xmlns="http://www.w3.org/1999/xhtml" lang="en"><head><meta charset="utf-8"/><title>{t}</title>
-<style>body{{font-family:sans-serif;margin:1em}}table{{border-collapse:collapse;font-size:12px}}td,th{{border:1px solid #ccc;padding:2px 6px;text-align:left}}</style></head>
-<body><h1>{t}</h1><p>{n} log lines, {r} registrations; time from the first line (the engine's clock at {start} ms). Circle: registered; bar: a sync event from dispatch to end (green fulfilled, red rejected, orange timed out, grey terminated; outlined with ! on lastChance); dashed: back-off; ✓ done, ✗ gave up.</p>
-{svg}
-{table}
-</body></html>
-"#,
-        t = escape(title),
-        n = entries.len(),
-        r = rows.len(),
+        "<p>{} log lines, {} registrations; the first at {start} ms on the engine's clock.</p>\n{svg}\n{table}",
+        entries.len(),
+        rows.len(),
     )
 }
 

@@ -306,6 +306,8 @@ pub(crate) struct State {
     online: bool,
     permissions: HashMap<Origin, &'static str>,
     log: Vec<LogRecord>,
+    /// The engine's log lines as it wrote them (for a timeline).
+    entries: Vec<LogEntry>,
     console: Vec<String>,
     uncaught: Vec<String>,
     host_reports: Vec<String>,
@@ -398,6 +400,7 @@ impl UserAgent {
             online: true,
             permissions: HashMap::new(),
             log: Vec::new(),
+            entries: Vec::new(),
             console: Vec::new(),
             uncaught: Vec::new(),
             host_reports: Vec::new(),
@@ -749,6 +752,13 @@ impl UserAgent {
     pub fn log(&self) -> Vec<LogRecord> {
         self.state.borrow_mut().pump_log();
         self.state.borrow().log.clone()
+    }
+
+    /// The engine's log lines since this user agent started, as the engine wrote them (what
+    /// `bgsync::timeline` draws).
+    pub fn log_entries(&self) -> Vec<LogEntry> {
+        self.state.borrow_mut().pump_log();
+        self.state.borrow().entries.clone()
     }
 
     /// The kind of `realm`'s global.
@@ -1246,6 +1256,7 @@ impl State {
 
     fn pump_log(&mut self) {
         while let Ok(entry) = self.log_rx.try_recv() {
+            self.entries.push(entry.clone());
             let (kind, last_chance, outcome) = match entry.event {
                 LogEvent::Registered => ("registered", false, ""),
                 LogEvent::Reregistered { .. } => ("reregistered", false, ""),
