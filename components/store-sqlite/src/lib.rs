@@ -916,6 +916,10 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The columns [`RawRow::read`] reads, in its order.
+const ROW_COLUMNS: &str =
+    "sw, kind, tag, origin, attempts, max_attempts, next_fire, periodic_interval_ms, checksum";
+
 /// One row as SQLite hands it over, before decoding.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawRow {
@@ -937,6 +941,23 @@ pub struct RawRow {
     pub periodic_interval_ms: Option<i64>,
     /// `checksum`: [`row_checksum`] of the other fields, as written.
     pub checksum: i64,
+}
+
+impl RawRow {
+    /// Reads a row selected with [`ROW_COLUMNS`].
+    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
+        Ok(RawRow {
+            sw: r.get(0)?,
+            kind: r.get(1)?,
+            tag: r.get(2)?,
+            origin: r.get(3)?,
+            attempts: r.get(4)?,
+            max_attempts: r.get(5)?,
+            next_fire: r.get(6)?,
+            periodic_interval_ms: r.get(7)?,
+            checksum: r.get(8)?,
+        })
+    }
 }
 
 /// The checksum a row is written with: a 64-bit hash of every field, so that a bit flipped in any
@@ -1074,27 +1095,9 @@ fn load_each(
 ) -> Result<(), StoreError> {
     let failed = |e| classify(path, e, |cause| StoreError::ReadFailed { cause });
     let mut stmt = conn
-        .prepare(
-            "SELECT sw, kind, tag, origin, attempts, max_attempts, next_fire, periodic_interval_ms,
-                    checksum
-             FROM registrations",
-        )
+        .prepare(&format!("SELECT {ROW_COLUMNS} FROM registrations"))
         .map_err(failed)?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok(RawRow {
-                sw: r.get(0)?,
-                kind: r.get(1)?,
-                tag: r.get(2)?,
-                origin: r.get(3)?,
-                attempts: r.get(4)?,
-                max_attempts: r.get(5)?,
-                next_fire: r.get(6)?,
-                periodic_interval_ms: r.get(7)?,
-                checksum: r.get(8)?,
-            })
-        })
-        .map_err(failed)?;
+    let rows = stmt.query_map([], RawRow::read).map_err(failed)?;
     // Many rows share an origin: decode each origin once and share it.
     let mut origins: HashMap<String, Origin> = HashMap::new();
     for row in rows {
@@ -1181,24 +1184,8 @@ fn salvage(
         if let Some(()) = salvage_in_key_order(&old, &mut kept, &mut dropped, &mut truncated) {
             return Ok(());
         }
-        let mut stmt = old.prepare(
-            "SELECT sw, kind, tag, origin, attempts, max_attempts, next_fire, periodic_interval_ms,
-                    checksum
-             FROM registrations",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(RawRow {
-                sw: r.get(0)?,
-                kind: r.get(1)?,
-                tag: r.get(2)?,
-                origin: r.get(3)?,
-                attempts: r.get(4)?,
-                max_attempts: r.get(5)?,
-                next_fire: r.get(6)?,
-                periodic_interval_ms: r.get(7)?,
-                checksum: r.get(8)?,
-            })
-        })?;
+        let mut stmt = old.prepare(&format!("SELECT {ROW_COLUMNS} FROM registrations"))?;
+        let rows = stmt.query_map([], RawRow::read)?;
         for row in rows {
             match row {
                 Ok(raw) => match decode_row(raw) {
@@ -1271,31 +1258,16 @@ fn salvage_in_key_order(
     dropped: &mut u64,
     truncated: &mut bool,
 ) -> Option<()> {
-    const COLUMNS: &str = "sw, kind, tag, origin, attempts, max_attempts, next_fire,
-                           periodic_interval_ms, checksum";
     let mut from_start = old
         .prepare(&format!(
-            "SELECT {COLUMNS} FROM registrations ORDER BY sw, kind, tag"
+            "SELECT {ROW_COLUMNS} FROM registrations ORDER BY sw, kind, tag"
         ))
         .ok()?;
     let mut after_sw = old
         .prepare(&format!(
-            "SELECT {COLUMNS} FROM registrations WHERE sw > ?1 ORDER BY sw, kind, tag"
+            "SELECT {ROW_COLUMNS} FROM registrations WHERE sw > ?1 ORDER BY sw, kind, tag"
         ))
         .ok()?;
-    let row_of = |r: &rusqlite::Row<'_>| -> rusqlite::Result<RawRow> {
-        Ok(RawRow {
-            sw: r.get(0)?,
-            kind: r.get(1)?,
-            tag: r.get(2)?,
-            origin: r.get(3)?,
-            attempts: r.get(4)?,
-            max_attempts: r.get(5)?,
-            next_fire: r.get(6)?,
-            periodic_interval_ms: r.get(7)?,
-            checksum: r.get(8)?,
-        })
-    };
     let mut resume: Option<i64> = None;
     let mut skip: i64 = 0;
     // Bounded: each damaged stretch costs at most 64 seeks.
@@ -1315,7 +1287,7 @@ fn salvage_in_key_order(
                     if let Ok(sw) = r.get::<_, i64>(0) {
                         last_sw = Some(sw);
                     }
-                    match row_of(r).map(decode_row) {
+                    match RawRow::read(r).map(decode_row) {
                         Ok(Ok(reg)) => kept.push(reg),
                         _ => *dropped += 1,
                     }
