@@ -1635,19 +1635,6 @@ fn flood() -> Outcome {
     Ok(Got::Pass(got))
 }
 
-/// Peak resident memory of this process, in bytes.
-fn peak_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
 /// The flood's child: `n` register_with_reply calls from one thread that never waits. Each
 /// answer is picked up with `try_recv` as soon as it is there (only calls with no answer yet
 /// are kept, in order), so the drill holds no more than the engine leaves unanswered. Prints
@@ -1681,7 +1668,7 @@ fn flood_child(n: usize) -> Result<(), String> {
     let tags: Vec<Tag> = (0..FLOOD_TAGS)
         .map(|i| Tag::from(format!("flood-{i}").as_str()))
         .collect();
-    let before = peak_rss();
+    let before = crate::bench::peak_rss();
     let t = Instant::now();
     let mut count = Count::default();
     let mut waiting = std::collections::VecDeque::new();
@@ -1729,7 +1716,7 @@ fn flood_child(n: usize) -> Result<(), String> {
         .status_blocking()
         .map_err(|e| e.to_string())?
         .registrations;
-    let after = peak_rss();
+    let after = crate::bench::peak_rss();
     let Count {
         ok,
         busy,
