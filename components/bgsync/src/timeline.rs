@@ -304,7 +304,9 @@ fn describe(event: &LogEvent) -> String {
         LogEvent::DevToolsCompleted { outcome } => {
             format!("DevTools' sync event {}", outcome_name(*outcome))
         }
-        LogEvent::Rejected { name, message } => format!("register() refused: {name:?}: {message}"),
+        LogEvent::Rejected { name, message } => {
+            format!("register() refused: {}: {message}", name.as_str())
+        }
         other => format!("{other:?}"),
     }
 }

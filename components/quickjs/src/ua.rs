@@ -1261,18 +1261,7 @@ impl State {
                 LogEvent::Registered => ("registered", false, ""),
                 LogEvent::Reregistered { .. } => ("reregistered", false, ""),
                 LogEvent::Dispatched { last_chance, .. } => ("dispatched", last_chance, ""),
-                LogEvent::Completed { outcome, .. } => (
-                    "completed",
-                    false,
-                    match outcome {
-                        DispatchOutcome::Fulfilled => "fulfilled",
-                        DispatchOutcome::Rejected => "rejected",
-                        DispatchOutcome::TimedOut => "timeout",
-                        DispatchOutcome::WorkerTerminated
-                        | DispatchOutcome::WorkerFailedToStart => "terminated",
-                        _ => "other",
-                    },
-                ),
+                LogEvent::Completed { outcome, .. } => ("completed", false, outcome_name(outcome)),
                 _ => continue,
             };
             self.log.push(LogRecord {
