@@ -978,12 +978,7 @@ const CALLS_PER_PASS: usize = 1_024;
 
 /// Answers a call made after shutdown: it was not carried out.
 pub(crate) fn refuse_shut_down(msg: Msg) {
-    let gone = || {
-        DomException::new(
-            DomExceptionName::UnknownError,
-            "Background Sync has shut down; the call was not carried out",
-        )
-    };
+    let gone = crate::shut_down;
     match msg {
         Msg::Register { reply, .. } | Msg::ClearOrigin(_, reply) | Msg::ClearAll(reply) => {
             reply.send(Err(gone()))

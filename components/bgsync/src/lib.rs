@@ -111,6 +111,9 @@ pub enum StartError {
     /// The Background Sync thread or its runtime could not be created.
     #[error("could not start the Background Sync thread: {0}")]
     Thread(#[from] std::io::Error),
+    /// The builder's settings contradict each other.
+    #[error("Background Sync was configured inconsistently: {0}")]
+    Config(String),
 }
 
 /// Configures and starts a [`BackgroundSync`].
@@ -127,6 +130,8 @@ pub struct Builder {
     log_subscribers: Vec<crossbeam_channel::Sender<LogEntry>>,
     call_capacity: usize,
     registry_loading: bool,
+    private_browsing: bool,
+    custom_store: bool,
 }
 
 /// Lines a [`BackgroundSync::subscribe_log`] channel holds for a slow reader before the engine
@@ -193,6 +198,7 @@ impl Builder {
     pub fn store(mut self, store: Box<dyn RegistrationStore>) -> Self {
         self.store = store;
         self.data_dir = None;
+        self.custom_store = true;
         self
     }
 
@@ -219,83 +225,176 @@ impl Builder {
         self
     }
 
+    /// An engine for a private-browsing session: registrations are kept in memory only and
+    /// nothing is written anywhere; they go when the engine does. [`start`](Builder::start)
+    /// refuses a data directory or a store with it. Run one such engine beside the profile's
+    /// durable one, so that private and normal registrations never meet.
+    pub fn private_browsing(mut self) -> Self {
+        self.private_browsing = true;
+        self
+    }
+
     /// How many DevTools log lines to keep (default 1,000; the oldest go first).
     pub fn log_capacity(mut self, lines: usize) -> Self {
         self.log_capacity = lines;
         self
     }
 
-    /// Loads the stored registrations and starts the Background Sync thread. Registrations that
-    /// are due fire as soon as the engine is online.
-    pub fn start(mut self) -> Result<BackgroundSync, StartError> {
-        let now = self.clock.now();
-        // Registrations are restored offline, so nothing fires before the permissions and the
-        // network are known; they fire below, once both are.
-        let fresh = |params: &Parameters| {
-            let mut core = Scheduler::new(params.clone());
-            core.set_online(now, false);
-            core
-        };
-        let mut core = fresh(&self.params);
-        let mut start_recovery = None;
-        #[cfg(feature = "sqlite")]
-        let durable = self.data_dir.clone();
-        #[cfg(not(feature = "sqlite"))]
-        let durable: Option<PathBuf> = None;
-        if let Some(dir) = &durable {
-            // Streamed from the database straight into the scheduler: never held twice.
-            #[cfg(feature = "sqlite")]
-            let (store, recovery) =
-                SqliteStore::open_or_recover_each(dir, &mut |r| core.restore_one(now, r))?;
-            #[cfg(not(feature = "sqlite"))]
-            let (store, recovery): (MemoryStore, Option<Recovery>) = {
-                let _ = dir;
-                (MemoryStore::new(), None)
-            };
-            if let Some(r) = recovery {
-                tracing::warn!(
-                    recovery = %r,
-                    "the sync registration database was damaged; Background Sync starts with \
-                     what could be read"
-                );
-                core = fresh(&self.params);
-                core.restore(now, r.kept.iter().cloned());
-                start_recovery = Some(r);
-            }
-            self.store = Box::new(store);
-        } else {
-            core.restore(now, self.store.load_all()?);
+    /// Starts the Background Sync thread, which loads the stored registrations. Registrations
+    /// that are due fire as soon as the engine is online.
+    ///
+    /// The caller waits only for what takes constant time and can fail at once: the profile's
+    /// lock ("already in use"), opening the database and its schema. The rows are read on the
+    /// Background Sync thread; calls made meanwhile wait in the engine's queue and are answered,
+    /// in order, once the registrations are loaded. [`start_report`](BackgroundSync::start_report)
+    /// waits for the load.
+    pub fn start(self) -> Result<BackgroundSync, StartError> {
+        if self.private_browsing && (self.data_dir.is_some() || self.custom_store) {
+            return Err(StartError::Config(
+                "a private-browsing engine keeps its registrations in memory only; it cannot \
+                 be given a data directory or a store"
+                    .into(),
+            ));
         }
-        let sw_ids = self.store.load_service_worker_ids()?;
-        let report = StartReport {
-            restored: core.len(),
-            recovery: start_recovery.clone(),
+        let source = match &self.data_dir {
+            #[cfg(feature = "sqlite")]
+            Some(dir) => Source::Sqlite(SqliteStore::begin_open(dir)?),
+            #[cfg(not(feature = "sqlite"))]
+            Some(_) => unreachable!("data_dir needs the sqlite feature"),
+            None => Source::Store(self.store),
         };
-        // The host, the permissions and the network are asked on the Background Sync thread
-        // (Driver::start_up), as every later call to the embedder is.
-
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()?;
         // Calls wait in a bounded queue; the embedder's notifications and the engine's own
         // messages (outcomes, commits), whose number the engine bounds, in an unbounded one.
         let (calls, calls_rx) = mpsc::channel(self.call_capacity);
         let (events, events_rx) = mpsc::unbounded_channel();
-        let weak = events.downgrade();
-        let sink: OutcomeSink = Arc::new(move |id, outcome| {
-            if let Some(tx) = weak.upgrade() {
-                let _ = tx.send(Msg::Outcome(id, outcome));
-            }
-        });
-        let dispatcher = Dispatcher::new(self.host.clone(), sink);
-        let mut driver = Driver::new(
-            core,
-            dispatcher,
-            self.store,
-            Embedder {
+        let (wake_tx, wake_rx) = tokio::sync::watch::channel(WakeUp::default());
+        let report = Arc::new(ReportCell::default());
+        let loading = Loading {
+            source,
+            params: self.params,
+            embedder: Embedder {
                 host: self.host,
                 clients: self.clients,
                 permissions: self.permissions,
                 clock: self.clock,
             },
-            (events.downgrade(), events_rx, calls_rx),
+            network: self.network,
+            events: events.downgrade(),
+            events_rx,
+            calls_rx,
+            log_capacity: self.log_capacity,
+            log_subscribers: self.log_subscribers,
+            call_capacity: self.call_capacity,
+            registry_loading: self.registry_loading,
+            wake_ups: wake_tx,
+            report: report.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("background-sync".into())
+            .spawn(move || {
+                let report = loading.report.clone();
+                // A store that panics while loading must not leave start_report() waiting.
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loading.load())) {
+                    Ok(Ok(driver)) => runtime.block_on(driver.run()),
+                    Ok(Err(e)) => tracing::error!(
+                        error = %e,
+                        "Background Sync could not load its registrations and has stopped"
+                    ),
+                    Err(_) => {
+                        tracing::error!("the registration store panicked while loading");
+                        report.set(StartReport {
+                            failure: Some("the registration store panicked while loading".into()),
+                            ..StartReport::default()
+                        });
+                    }
+                }
+            })?;
+        Ok(BackgroundSync {
+            calls,
+            capacity: self.call_capacity,
+            thread: Arc::new(Running {
+                thread: Mutex::new(Some(thread)),
+                events: events.clone(),
+            }),
+            events,
+            report,
+            wake_ups: wake_rx,
+        })
+    }
+}
+
+/// Where start-up reads the registrations from.
+enum Source {
+    #[cfg(feature = "sqlite")]
+    Sqlite(bgsync_store_sqlite::OpeningStore),
+    Store(Box<dyn RegistrationStore>),
+}
+
+/// Everything the Background Sync thread needs to load the registrations and build its driver.
+struct Loading {
+    source: Source,
+    params: Parameters,
+    embedder: Embedder,
+    network: Arc<dyn NetworkState>,
+    events: mpsc::WeakUnboundedSender<Msg>,
+    events_rx: mpsc::UnboundedReceiver<Msg>,
+    calls_rx: mpsc::Receiver<Msg>,
+    log_capacity: usize,
+    log_subscribers: Vec<crossbeam_channel::Sender<LogEntry>>,
+    call_capacity: usize,
+    registry_loading: bool,
+    wake_ups: tokio::sync::watch::Sender<WakeUp>,
+    report: Arc<ReportCell>,
+}
+
+impl Loading {
+    /// Reads the stored registrations into a new core and builds the driver, on the Background
+    /// Sync thread. If the read fails, the calls queued meanwhile are refused as after shutdown.
+    fn load(mut self) -> Result<Driver, StoreError> {
+        let now = self.embedder.clock.now();
+        let source = std::mem::replace(
+            &mut self.source,
+            Source::Store(Box::new(MemoryStore::new())),
+        );
+        let (core, store, start_recovery, sw_ids) = match read_store(source, &self.params, now) {
+            Ok(read) => read,
+            Err(e) => {
+                // Recorded before the queue is closed, so that whoever finds it closed can
+                // read why.
+                self.report.set(StartReport {
+                    failure: Some(e.to_string()),
+                    ..StartReport::default()
+                });
+                self.calls_rx.close();
+                while let Ok(msg) = self.calls_rx.try_recv() {
+                    driver::refuse_shut_down(msg);
+                }
+                return Err(e);
+            }
+        };
+        self.report.set(StartReport {
+            restored: core.len(),
+            recovery: start_recovery.clone(),
+            failure: None,
+        });
+        // The host, the permissions and the network are asked on the Background Sync thread
+        // (Driver::start_up), as every later call to the embedder is.
+        let weak = self.events.clone();
+        let sink: OutcomeSink = Arc::new(move |id, outcome| {
+            if let Some(tx) = weak.upgrade() {
+                let _ = tx.send(Msg::Outcome(id, outcome));
+            }
+        });
+        let dispatcher = Dispatcher::new(self.embedder.host.clone(), sink);
+        let mut driver = Driver::new(
+            core,
+            dispatcher,
+            store,
+            self.embedder,
+            (self.events, self.events_rx, self.calls_rx),
             self.log_capacity,
             self.log_subscribers,
         );
@@ -310,30 +409,83 @@ impl Builder {
             .into_iter()
             .map(|r| ((r.key, r.scope), (r.id, true)))
             .collect();
-        let (wake_tx, wake_rx) = tokio::sync::watch::channel(WakeUp::default());
-        driver.wake_ups = wake_tx;
+        driver.wake_ups = self.wake_ups;
         driver.registry_pending = self.registry_loading;
-        driver.network_source = self.network.clone();
+        driver.network_source = self.network;
         if let Some(r) = start_recovery {
             driver.start_recovered(r);
         }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()?;
-        let thread = std::thread::Builder::new()
-            .name("background-sync".into())
-            .spawn(move || runtime.block_on(driver.run()))?;
-        Ok(BackgroundSync {
-            calls,
-            capacity: self.call_capacity,
-            thread: Arc::new(Running {
-                thread: Mutex::new(Some(thread)),
-                events: events.clone(),
-            }),
-            events,
-            report: Arc::new(report),
-            wake_ups: wake_rx,
-        })
+        Ok(driver)
+    }
+}
+
+type Read = (
+    Scheduler,
+    Box<dyn RegistrationStore>,
+    Option<Recovery>,
+    Vec<bgsync_store::ServiceWorkerIdRecord>,
+);
+
+/// Streams the stored registrations into a new core, repairing a damaged database.
+fn read_store(source: Source, params: &Parameters, now: Timestamp) -> Result<Read, StoreError> {
+    // Registrations are restored offline, so nothing fires before the permissions and the
+    // network are known; they fire in Driver::start_up, once both are.
+    let fresh = || {
+        let mut core = Scheduler::new(params.clone());
+        core.set_online(now, false);
+        core
+    };
+    let mut core = fresh();
+    // Assigned only when a database is read (the `sqlite` feature).
+    #[allow(unused_mut)]
+    let mut start_recovery = None;
+    let mut store: Box<dyn RegistrationStore> = match source {
+        #[cfg(feature = "sqlite")]
+        Source::Sqlite(opening) => {
+            // Streamed from the database straight into the scheduler: never held twice.
+            let (store, recovery) = opening.load_each(&mut |r| core.restore_one(now, r))?;
+            if let Some(r) = recovery {
+                tracing::warn!(
+                    recovery = %r,
+                    "the sync registration database was damaged; Background Sync starts \
+                     with what could be read"
+                );
+                core = fresh();
+                core.restore(now, r.kept.iter().cloned());
+                start_recovery = Some(r);
+            }
+            Box::new(store)
+        }
+        Source::Store(mut store) => {
+            core.restore(now, store.load_all()?);
+            store
+        }
+    };
+    let sw_ids = store.load_service_worker_ids()?;
+    Ok((core, store, start_recovery, sw_ids))
+}
+
+/// The start report, set by the Background Sync thread once the registrations are loaded.
+#[derive(Default)]
+struct ReportCell {
+    report: Mutex<Option<StartReport>>,
+    ready: parking_lot::Condvar,
+}
+
+impl ReportCell {
+    fn set(&self, report: StartReport) {
+        *self.report.lock() = Some(report);
+        self.ready.notify_all();
+    }
+
+    fn wait(&self) -> StartReport {
+        let mut report = self.report.lock();
+        loop {
+            if let Some(r) = &*report {
+                return r.clone();
+            }
+            self.ready.wait(&mut report);
+        }
     }
 }
 
@@ -351,7 +503,7 @@ pub struct BackgroundSync {
     capacity: usize,
     events: mpsc::UnboundedSender<Msg>,
     thread: Arc<Running>,
-    report: Arc<StartReport>,
+    report: Arc<ReportCell>,
     wake_ups: tokio::sync::watch::Receiver<WakeUp>,
 }
 
@@ -392,12 +544,17 @@ pub struct StartReport {
     pub restored: usize,
     /// The repair start-up made, if the database was damaged.
     pub recovery: Option<Recovery>,
+    /// Why the registrations could not be loaded (a read error other than damage, which is
+    /// repaired): the engine then stopped at once, and every call fails as after shutdown.
+    /// Nothing was removed from the store.
+    pub failure: Option<String>,
 }
 
 fn shut_down() -> DomException {
     DomException::new(
         DomExceptionName::UnknownError,
-        "Background Sync has shut down; the call was not carried out",
+        "Background Sync has shut down (or could not load its registrations: see \
+         start_report()); the call was not carried out",
     )
 }
 
@@ -418,6 +575,8 @@ impl BackgroundSync {
             log_subscribers: Vec::new(),
             call_capacity: 10_000,
             registry_loading: false,
+            private_browsing: false,
+            custom_store: false,
         }
     }
 
@@ -738,9 +897,10 @@ impl BackgroundSync {
         rx.recv().map_err(|_| shut_down())
     }
 
-    /// What start-up found (restored registrations, a repaired database).
-    pub fn start_report(&self) -> &StartReport {
-        &self.report
+    /// What start-up found (restored registrations, a repaired database, a failed load).
+    /// Waits until the Background Sync thread has loaded the stored registrations.
+    pub fn start_report(&self) -> StartReport {
+        self.report.wait()
     }
 
     /// Every repair of a damaged database since start-up, start-up's first: the damaged file's

@@ -119,3 +119,97 @@ fn without_a_late_registry_start_up_checks_the_owner_origin() {
         .unwrap();
     assert_eq!(sync.status_blocking().unwrap().registrations, 1);
 }
+
+/// A store whose read waits until the test lets it go, or fails.
+struct GatedStore {
+    inner: bgsync::MemoryStore,
+    gate: crossbeam_channel::Receiver<bool>,
+}
+
+impl bgsync::RegistrationStore for GatedStore {
+    fn load_all(&mut self) -> Result<Vec<bgsync::StoredRegistration>, bgsync::StoreError> {
+        if self.gate.recv().unwrap_or(false) {
+            self.inner.load_all()
+        } else {
+            Err(bgsync::StoreError::ReadFailed {
+                cause: "the disk went away".into(),
+            })
+        }
+    }
+    fn commit(&mut self, batch: &[bgsync::StoreOp]) -> Result<(), bgsync::StoreError> {
+        self.inner.commit(batch)
+    }
+}
+
+#[test]
+fn start_does_not_wait_for_the_read_and_calls_made_meanwhile_are_answered_after_it() {
+    let host = Arc::new(ScriptedHost::new());
+    host.add_registration(SwRegistrationId(1), a());
+    let (open_gate, gate) = crossbeam_channel::bounded(1);
+    // start() returns although the read has not even begun: the gate is still shut.
+    let sync = BackgroundSync::builder(host, Arc::new(OpenWindows::with([a()])))
+        .network(Arc::new(FixedNetwork(false)))
+        .store(Box::new(GatedStore {
+            inner: bgsync::MemoryStore::new(),
+            gate,
+        }))
+        .start()
+        .unwrap();
+    let reply = sync.register_with_reply(&a(), SwRegistrationId(1), "early");
+    assert!(
+        reply.try_recv().is_err(),
+        "a call made during the load is answered only after it"
+    );
+    open_gate.send(true).unwrap();
+    assert_eq!(reply.recv().unwrap(), Ok(()));
+    assert_eq!(sync.start_report().restored, 0);
+    assert_eq!(sync.start_report().failure, None);
+    sync.shutdown();
+}
+
+#[test]
+fn a_load_that_fails_stops_the_engine_and_says_why() {
+    let host = Arc::new(ScriptedHost::new());
+    host.add_registration(SwRegistrationId(1), a());
+    let (open_gate, gate) = crossbeam_channel::bounded(1);
+    let sync = BackgroundSync::builder(host, Arc::new(OpenWindows::with([a()])))
+        .store(Box::new(GatedStore {
+            inner: bgsync::MemoryStore::new(),
+            gate,
+        }))
+        .start()
+        .unwrap();
+    open_gate.send(false).unwrap();
+    let failure = sync
+        .start_report()
+        .failure
+        .expect("the failure is reported");
+    assert!(failure.contains("the disk went away"), "{failure}");
+    let err = sync
+        .register_with_reply(&a(), SwRegistrationId(1), "t")
+        .recv()
+        .unwrap()
+        .unwrap_err();
+    assert!(err.message.contains("start_report"), "{err}");
+}
+
+#[test]
+fn the_profile_lock_still_fails_start_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = BackgroundSync::builder(
+        Arc::new(ScriptedHost::new()),
+        Arc::new(OpenWindows::with([a()])),
+    )
+    .data_dir(dir.path())
+    .start()
+    .unwrap();
+    let second = BackgroundSync::builder(
+        Arc::new(ScriptedHost::new()),
+        Arc::new(OpenWindows::with([a()])),
+    )
+    .data_dir(dir.path())
+    .start();
+    let err = second.err().expect("the second engine must not start");
+    assert!(err.to_string().contains("already in use"), "{err}");
+    first.shutdown();
+}

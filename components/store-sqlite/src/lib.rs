@@ -230,6 +230,79 @@ fn wal_path(path: &Path) -> PathBuf {
     PathBuf::from(format!("{}-wal", path.display()))
 }
 
+/// A store whose directory is locked and whose database is open, but whose rows are not read
+/// yet: [`SqliteStore::begin_open`]'s result.
+#[derive(Debug)]
+pub struct OpeningStore {
+    lock: File,
+    record: Option<(i64, i64)>,
+    path: PathBuf,
+    /// The open database and its identity, or why it could not be opened (damage).
+    opened: Result<(Connection, i64, i64), String>,
+}
+
+impl OpeningStore {
+    /// Reads every stored registration, handing each to `f` as it is read, and finishes the
+    /// open: the second half of [`SqliteStore::open_or_recover_each`], with its contract (when
+    /// the returned recovery is `Some`, what `f` received must be discarded).
+    pub fn load_each(
+        self,
+        f: &mut dyn FnMut(StoredRegistration),
+    ) -> Result<(SqliteStore, Option<Recovery>), StoreError> {
+        let OpeningStore {
+            lock,
+            record,
+            path,
+            opened,
+        } = self;
+        let (conn, recovery) = match opened {
+            Ok((conn, profile, seq)) => match record {
+                Some((ours, _)) if ours != profile => {
+                    let (conn, r) = reject_foreign(conn, &path, ours, profile, record)?;
+                    (conn, Some(r))
+                }
+                Some((_, acked)) if acked > seq => match load(&conn, &path) {
+                    Ok(kept) => (
+                        conn,
+                        Some(Recovery {
+                            moved_to: None,
+                            cause: format!(
+                                "the database is behind its last acknowledged commit (commit {acked} was acknowledged, the database holds {seq}): its write-ahead log was deleted or rolled back while Background Sync was not running, so the changes acknowledged after commit {seq} are lost"
+                            ),
+                            kept,
+                            dropped: 0,
+                            truncated: false,
+                            complete: true,
+                        }),
+                    ),
+                    Err(StoreError::Corrupt { cause, .. }) => {
+                        drop(conn);
+                        let (conn, r) = salvage(&path, cause, record)?;
+                        (conn, Some(r))
+                    }
+                    Err(e) => return Err(e),
+                },
+                _ => match load_each(&conn, &path, f) {
+                    Ok(()) => (conn, None),
+                    Err(StoreError::Corrupt { cause, .. }) => {
+                        drop(conn);
+                        let (conn, r) = salvage(&path, cause, record)?;
+                        (conn, Some(r))
+                    }
+                    Err(e) => return Err(e),
+                },
+            },
+            Err(cause) => {
+                let (conn, r) = salvage(&path, cause, record)?;
+                (conn, Some(r))
+            }
+        };
+        let store = SqliteStore::with(conn, path, lock)?;
+        store.write_record();
+        Ok((store, recovery))
+    }
+}
+
 /// The identity and commit count the lock file recorded at the last acknowledged commit.
 fn read_record(lock: &File) -> Option<(i64, i64)> {
     use std::io::Read;
@@ -346,62 +419,33 @@ impl SqliteStore {
         dir: &Path,
         f: &mut dyn FnMut(StoredRegistration),
     ) -> Result<(SqliteStore, Option<Recovery>), StoreError> {
+        SqliteStore::begin_open(dir)?.load_each(f)
+    }
+
+    /// The first half of [`open_or_recover_each`](SqliteStore::open_or_recover_each), the part
+    /// that takes constant time: takes the directory's lock, opens the database and brings its
+    /// schema up to date. What can fail at once fails here ("already in use", a schema newer
+    /// than this build, an unreadable directory); a damaged file is not an error yet but is
+    /// repaired by [`OpeningStore::load_each`], which reads the rows. The two halves may run on
+    /// different threads, so that an engine's start-up need not wait for a large read.
+    pub fn begin_open(dir: &Path) -> Result<OpeningStore, StoreError> {
         let lock = lock_dir(dir)?;
         let record = read_record(&lock);
         let path = dir.join(DB_FILE);
-        let opened = open_conn(&path, record).and_then(|conn| {
+        let opened = match open_conn(&path, record).and_then(|conn| {
             let (profile, seq) = read_meta(&conn, &path)?;
             Ok((conn, profile, seq))
-        });
-        let (conn, recovery) = match opened {
-            Ok((conn, profile, seq)) => match record {
-                Some((ours, _)) if ours != profile => {
-                    let (conn, r) = reject_foreign(conn, &path, ours, profile, record)?;
-                    (conn, Some(r))
-                }
-                Some((_, acked)) if acked > seq => {
-                    let kept = load(&conn, &path);
-                    match kept {
-                        Ok(kept) => (
-                            conn,
-                            Some(Recovery {
-                                moved_to: None,
-                                cause: format!(
-                                    "the database is behind its last acknowledged commit (commit {acked} was acknowledged, the database holds {seq}): its write-ahead log was deleted or rolled back while Background Sync was not running, so the changes acknowledged after commit {seq} are lost"
-                                ),
-                                kept,
-                                dropped: 0,
-                                truncated: false,
-                                complete: true,
-                            }),
-                        ),
-                        Err(StoreError::Corrupt { cause, .. }) => {
-                            drop(conn);
-                            let (conn, r) = salvage(&path, cause, record)?;
-                            (conn, Some(r))
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                _ => match load_each(&conn, &path, f) {
-                    Ok(()) => (conn, None),
-                    Err(StoreError::Corrupt { cause, .. }) => {
-                        drop(conn);
-                        let (conn, r) = salvage(&path, cause, record)?;
-                        (conn, Some(r))
-                    }
-                    Err(e) => return Err(e),
-                },
-            },
-            Err(StoreError::Corrupt { cause, .. }) => {
-                let (conn, r) = salvage(&path, cause, record)?;
-                (conn, Some(r))
-            }
+        }) {
+            Ok(opened) => Ok(opened),
+            Err(StoreError::Corrupt { cause, .. }) => Err(cause),
             Err(e) => return Err(e),
         };
-        let store = SqliteStore::with(conn, path, lock)?;
-        store.write_record();
-        Ok((store, recovery))
+        Ok(OpeningStore {
+            lock,
+            record,
+            path,
+            opened,
+        })
     }
 
     /// The database file.
