@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let record = StoredRegistration {
         origin: Origin::parse("https://fuzz.example").expect("origin"),
+        partition: Default::default(),
         sw: SwRegistrationId(1),
         tag: Tag::from("after"),
         kind: SyncKind::OneShot,

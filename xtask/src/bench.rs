@@ -53,6 +53,7 @@ impl ServiceWorkerHost for Host {
     fn registration(&self, sw: SwRegistrationId) -> Option<RegistrationInfo> {
         Some(RegistrationInfo {
             origin: origin((sw.0.saturating_sub(1) % 10_000) as usize),
+            partition: Default::default(),
             has_active_worker: true,
         })
     }
@@ -221,6 +222,7 @@ fn sqlite_group_limit(dir: &Path, batches: usize) -> Result<f64, String> {
             .map(|i| {
                 StoreOp::Put(StoredRegistration {
                     origin: o.clone(),
+                    partition: Default::default(),
                     sw: SwRegistrationId(1),
                     tag: Tag::from(format!("g{b}-{i}")),
                     kind: SyncKind::OneShot,
@@ -259,7 +261,7 @@ fn register_core(
         Timestamp(0),
         RequestId(req),
         RegisterCall {
-            caller: o.clone(),
+            caller: o.clone().into(),
             sw: SwRegistrationId(sw),
             tag,
             context: RegisterContext::ready(o.clone()),
@@ -303,13 +305,14 @@ fn per_op(n: usize, samples: usize) -> (f64, f64, f64) {
     let reg = t.elapsed().as_nanos() as f64 / samples as f64;
     let reps = (samples / 10).max(3);
     let t = Instant::now();
+    let key = bgsync_types::StorageKey::new(o.clone());
     for i in 0..reps {
         core.get_tags(
             Timestamp(0),
             RequestId(u64::MAX - i as u64),
-            &o,
+            &key,
             SwRegistrationId(1),
-            Some(&o),
+            Some(&key),
         );
         while core.poll_effect().is_some() {}
     }
@@ -346,6 +349,7 @@ fn fanout(n: usize) -> f64 {
         fn registration(&self, sw: SwRegistrationId) -> Option<RegistrationInfo> {
             Some(RegistrationInfo {
                 origin: self.0[(sw.0 - 1) as usize].clone(),
+                partition: Default::default(),
                 has_active_worker: true,
             })
         }
@@ -439,6 +443,7 @@ fn cold_start(dir: &Path, n: usize) -> Result<(f64, f64), String> {
         for i in 0..n {
             ops.push(StoreOp::Put(StoredRegistration {
                 origin: origin(i % 10_000),
+                partition: Default::default(),
                 sw: SwRegistrationId((i % 10_000) as u64 + 1),
                 tag: Tag::from(format!("tag-{i}")),
                 kind: SyncKind::OneShot,

@@ -189,6 +189,7 @@ impl ServiceWorkerHost for CrashHost {
     fn registration(&self, sw: SwRegistrationId) -> Option<RegistrationInfo> {
         (sw == SW).then(|| RegistrationInfo {
             origin: self.0.clone(),
+            partition: Default::default(),
             has_active_worker: true,
         })
     }

@@ -899,6 +899,7 @@ fn mount_source(dir: &Path) -> Option<String> {
 fn flip_record(i: usize) -> StoredRegistration {
     StoredRegistration {
         origin: origin(&format!("https://o{}.example", i % 5)),
+        partition: Default::default(),
         sw: SwRegistrationId((i % 5) as u64 + 1),
         // Tags of varied lengths spread the rows over many table and index pages.
         tag: Tag::from(format!("tag-{i}-{}", "x".repeat(i * 7 % 300)).as_str()),
@@ -1111,6 +1112,7 @@ fn database_replaced() -> Outcome {
             .map(|i| {
                 StoreOp::Put(StoredRegistration {
                     origin: foreign(),
+                    partition: Default::default(),
                     sw: SW_FOREIGN,
                     tag: Tag::from(format!("foreign-{i}").as_str()),
                     kind: bgsync_types::SyncKind::OneShot,
@@ -1491,9 +1493,9 @@ fn blocking_clients() -> Outcome {
     let sync = start(builder(host(), Arc::new(SlowClients)))?;
     let t = Instant::now();
     let calls: Vec<_> = (0..3)
-        .map(|i| sync.register_with_reply(&a(), SW_A, format!("slow-{i}").as_str()))
+        .map(|i| sync.register_with_reply(a(), SW_A, format!("slow-{i}").as_str()))
         .collect();
-    let reads = sync.get_tags_with_reply(&b(), SW_B);
+    let reads = sync.get_tags_with_reply(b(), SW_B);
     let mut times = Vec::new();
     for (i, rx) in calls.into_iter().enumerate() {
         match rx.recv_timeout(ANSWER) {
@@ -1546,7 +1548,7 @@ fn blocking_fire() -> Outcome {
     let t = Instant::now();
     sync.network_changed(true);
     // Made while the events are being handed over.
-    let call = sync.register_with_reply(&b(), SW_B, "meanwhile");
+    let call = sync.register_with_reply(b(), SW_B, "meanwhile");
     let answered = match call.recv_timeout(ANSWER) {
         Ok(Ok(())) => t.elapsed().as_secs_f64(),
         Ok(Err(e)) => {
@@ -1837,7 +1839,7 @@ fn shutdown_under_load() -> Outcome {
         let calls: Vec<(String, _)> = (0..64)
             .map(|i| {
                 let tag = format!("r{round}-{i}");
-                let rx = sync.register_with_reply(&a(), SW_A, tag.as_str());
+                let rx = sync.register_with_reply(a(), SW_A, tag.as_str());
                 (tag, rx)
             })
             .collect();

@@ -82,6 +82,7 @@ fn seed_store(corpus: &Path) -> Result<(), String> {
             .map(|i| {
                 StoreOp::Put(StoredRegistration {
                     origin: Origin::parse("https://a.example").expect("static"),
+                    partition: Default::default(),
                     sw: SwRegistrationId(i),
                     tag: Tag::from_utf16(vec![0xD800, i as u16]),
                     kind: SyncKind::OneShot,

@@ -35,6 +35,7 @@ impl ServiceWorkerHost for MailWorker {
     fn registration(&self, sw: SwRegistrationId) -> Option<RegistrationInfo> {
         (sw == SW).then(|| RegistrationInfo {
             origin: self.origin.clone(),
+            partition: Default::default(),
             has_active_worker: true,
         })
     }

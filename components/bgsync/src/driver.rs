@@ -10,7 +10,7 @@ use bgsync_scheduler::{
 use bgsync_store::{Recovery, RegistrationStore, StoreOp, StoredRegistration};
 use bgsync_types::PersistId;
 use bgsync_types::{
-    DispatchId, DomException, DomExceptionName, Origin, PermissionState, RequestId,
+    DispatchId, DomException, DomExceptionName, Origin, PermissionState, RequestId, StorageKey,
     SwRegistrationId, Tag, Timestamp,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -39,13 +39,13 @@ impl<T> Reply<T> {
 
 pub(crate) enum Msg {
     Register {
-        caller: Origin,
+        caller: StorageKey,
         sw: SwRegistrationId,
         tag: Tag,
         reply: Reply<Result<(), DomException>>,
     },
     GetTags {
-        caller: Origin,
+        caller: StorageKey,
         sw: SwRegistrationId,
         reply: Reply<Result<Vec<Tag>, DomException>>,
     },
@@ -63,6 +63,7 @@ pub(crate) enum Msg {
         reply: Reply<Result<DispatchOutcome, DomException>>,
     },
     ClearOrigin(Origin, Reply<Result<(), DomException>>),
+    ClearStorageKey(StorageKey, Reply<Result<(), DomException>>),
     ClearAll(Reply<Result<(), DomException>>),
     Settle(Reply<()>),
     Log(Reply<Vec<LogEntry>>),
@@ -495,7 +496,10 @@ impl Driver {
                 let host = &self.embedder.host;
                 let owner =
                     match contain("ServiceWorkerHost::registration", || host.registration(sw)) {
-                        Ok(info) => info.map(|i| i.origin),
+                        Ok(info) => info.map(|i| StorageKey {
+                            origin: i.origin,
+                            partition: i.partition,
+                        }),
                         Err(fault) => return reply.send(Err(embedder_fault(&fault))),
                     };
                 let request = self.request_id();
@@ -552,6 +556,12 @@ impl Driver {
                 let request = self.request_id();
                 self.pending.insert(request, Pending::Clear(reply));
                 self.core.clear_origin(now, request, &origin);
+            }
+            Msg::ClearStorageKey(key, reply) => {
+                let _entered = tracing::info_span!("clear_storage_key", %key).entered();
+                let request = self.request_id();
+                self.pending.insert(request, Pending::Clear(reply));
+                self.core.clear_storage_key(now, request, &key);
             }
             Msg::ClearAll(reply) => {
                 let _entered = tracing::info_span!("clear_all").entered();
@@ -636,9 +646,12 @@ impl Driver {
     fn sweep_registry(&mut self, now: Timestamp) {
         for sw in self.core.service_worker_registrations() {
             let host = &self.embedder.host;
-            let stored = self.core.service_worker_origin(sw);
+            let stored = self.core.service_worker_key(sw);
             match contain("ServiceWorkerHost::registration", || host.registration(sw)) {
-                Ok(Some(info)) if Some(&info.origin) == stored.as_ref() => {}
+                Ok(Some(info))
+                    if stored.as_ref().is_some_and(|k| {
+                        k.origin == info.origin && k.partition == info.partition
+                    }) => {}
                 Ok(_) => self.core.service_worker_unregistered(now, sw),
                 Err(_) => {}
             }
@@ -768,7 +781,7 @@ impl Driver {
     /// What `register()` needs to know from the embedder; a panic in any of it fails the call.
     fn register_context(
         &self,
-        caller: &Origin,
+        caller: &StorageKey,
         sw: SwRegistrationId,
     ) -> Result<RegisterContext, EmbedderPanic> {
         let e = &self.embedder;
@@ -776,13 +789,16 @@ impl Driver {
             e.host.registration(sw)
         })?;
         Ok(RegisterContext {
-            registration_origin: info.as_ref().map(|i| i.origin.clone()),
+            registration_key: info.as_ref().map(|i| StorageKey {
+                origin: i.origin.clone(),
+                partition: i.partition.clone(),
+            }),
             has_active_worker: info.is_some_and(|i| i.has_active_worker),
             has_window_client: contain("WindowClients::has_window_client", || {
-                e.clients.has_window_client(caller)
+                e.clients.has_window_client_in(caller)
             })?,
             permission: contain("Permissions::background_sync", || {
-                e.permissions.background_sync(caller)
+                e.permissions.background_sync(&caller.origin)
             })?,
         })
     }
@@ -980,9 +996,10 @@ const CALLS_PER_PASS: usize = 1_024;
 pub(crate) fn refuse_shut_down(msg: Msg) {
     let gone = crate::shut_down;
     match msg {
-        Msg::Register { reply, .. } | Msg::ClearOrigin(_, reply) | Msg::ClearAll(reply) => {
-            reply.send(Err(gone()))
-        }
+        Msg::Register { reply, .. }
+        | Msg::ClearOrigin(_, reply)
+        | Msg::ClearStorageKey(_, reply)
+        | Msg::ClearAll(reply) => reply.send(Err(gone())),
         Msg::GetTags { reply, .. } => reply.send(Err(gone())),
         // The other calls' callers see their reply channel closed, which they report as this.
         _ => {}
@@ -1000,9 +1017,10 @@ pub(crate) fn refuse_busy(msg: Msg, capacity: usize) {
         )
     };
     match msg {
-        Msg::Register { reply, .. } | Msg::ClearOrigin(_, reply) | Msg::ClearAll(reply) => {
-            reply.send(Err(busy()))
-        }
+        Msg::Register { reply, .. }
+        | Msg::ClearOrigin(_, reply)
+        | Msg::ClearStorageKey(_, reply)
+        | Msg::ClearAll(reply) => reply.send(Err(busy())),
         Msg::GetTags { reply, .. } => reply.send(Err(busy())),
         // Other calls wait for room rather than being refused; dropping one answers its caller
         // as after a shutdown.

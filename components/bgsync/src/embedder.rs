@@ -11,7 +11,7 @@
 //!
 //! Every method is called on the Background Sync thread and must answer without blocking on it.
 
-use bgsync_types::{Origin, PermissionState};
+use bgsync_types::{Origin, PermissionState, StorageKey};
 
 pub use bgsync_dispatcher::{
     OutcomeReporter, RegistrationInfo, ServiceWorkerHost, SyncEventDispatch,
@@ -35,6 +35,13 @@ pub use bgsync_dispatcher::{
 pub trait WindowClients: Send + Sync + 'static {
     /// Whether `origin` has a service worker client whose frame type is top-level or auxiliary.
     fn has_window_client(&self, origin: &Origin) -> bool;
+
+    /// Whether the storage key `key` has such a client. An engine that partitions storage
+    /// overrides it, so that a window of the origin in another partition does not count; the
+    /// default asks [`has_window_client`](WindowClients::has_window_client) for the origin.
+    fn has_window_client_in(&self, key: &StorageKey) -> bool {
+        self.has_window_client(&key.origin)
+    }
 }
 
 /// The "background-sync" permission.

@@ -55,8 +55,8 @@ pub use bgsync_store::{MemoryStore, RegistrationStore, StoreError, StoreOp, Stor
 use bgsync_store_sqlite::SqliteStore;
 /// The types every embedder needs, so that `bgsync` alone is enough to embed the engine.
 pub use bgsync_types::{
-    DomException, DomExceptionName, Origin, PermissionState, SwRegistrationId, SyncKind, Tag,
-    Timestamp,
+    DomException, DomExceptionName, Origin, Partition, PermissionState, StorageKey,
+    SwRegistrationId, SyncKind, Tag, Timestamp,
 };
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
@@ -624,17 +624,18 @@ impl BackgroundSync {
         }
     }
 
-    /// `SyncManager.register(tag)` called from a context of origin `caller` on the service
-    /// worker registration `sw`. Resolves once the registration is durable.
+    /// `SyncManager.register(tag)` called from a context of storage key `caller` (an origin,
+    /// for an engine that does not partition storage) on the service worker registration `sw`.
+    /// Resolves once the registration is durable.
     pub fn register(
         &self,
-        caller: &Origin,
+        caller: impl Into<StorageKey>,
         sw: SwRegistrationId,
         tag: impl Into<Tag>,
     ) -> impl std::future::Future<Output = Result<(), DomException>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         let queued = self.call(Msg::Register {
-            caller: caller.clone(),
+            caller: caller.into(),
             sw,
             tag: tag.into(),
             reply: Reply::Async(tx),
@@ -649,13 +650,13 @@ impl BackgroundSync {
     /// returned crossbeam channel, which can be waited on or selected over with the engine's own.
     pub fn register_with_reply(
         &self,
-        caller: &Origin,
+        caller: impl Into<StorageKey>,
         sw: SwRegistrationId,
         tag: impl Into<Tag>,
     ) -> crossbeam_channel::Receiver<Result<(), DomException>> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.call_now(Msg::Register {
-            caller: caller.clone(),
+            caller: caller.into(),
             sw,
             tag: tag.into(),
             reply: Reply::Channel(tx),
@@ -666,12 +667,12 @@ impl BackgroundSync {
     /// `SyncManager.getTags()`: the tags of every registration of `sw`, in code-unit order.
     pub fn get_tags(
         &self,
-        caller: &Origin,
+        caller: impl Into<StorageKey>,
         sw: SwRegistrationId,
     ) -> impl std::future::Future<Output = Result<Vec<Tag>, DomException>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         let queued = self.call(Msg::GetTags {
-            caller: caller.clone(),
+            caller: caller.into(),
             sw,
             reply: Reply::Async(tx),
         });
@@ -685,32 +686,40 @@ impl BackgroundSync {
     /// channel.
     pub fn get_tags_with_reply(
         &self,
-        caller: &Origin,
+        caller: impl Into<StorageKey>,
         sw: SwRegistrationId,
     ) -> crossbeam_channel::Receiver<Result<Vec<Tag>, DomException>> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.call_now(Msg::GetTags {
-            caller: caller.clone(),
+            caller: caller.into(),
             sw,
             reply: Reply::Channel(tx),
         });
         rx
     }
 
-    /// A stable id for the service worker registration with this storage key (the origin,
-    /// or the engine's partition key, serialized) and scope URL, for engines whose own ids last
-    /// one session: the same id for the same pair across restarts, a new one for a new pair,
-    /// answered once it is durable. Ids given this way start at 2^32; an engine that also
-    /// uses ids of its own keeps them below.
+    /// A stable id for the service worker registration with this storage key and scope URL,
+    /// for engines whose own ids last one session: the same id for the same pair across
+    /// restarts, a new one for a new pair, answered once it is durable. Ids given this way start
+    /// at 2^32; an engine that also uses ids of its own keeps them below. In a
+    /// [private-browsing](Builder::private_browsing) engine the ids last as long as it does.
     pub fn service_worker_id(
         &self,
-        storage_key: &str,
+        storage_key: impl Into<StorageKey>,
         scope: &str,
     ) -> impl std::future::Future<Output = Result<SwRegistrationId, DomException>> + Send + 'static
     {
+        let key = storage_key.into();
+        // Stored as the origin, then the partition after a space (which no serialized origin
+        // holds), so that the default partition's keys are the bare origins.
+        let storage_key = if key.partition.is_default() {
+            key.origin.serialize()
+        } else {
+            format!("{} {}", key.origin.serialize(), key.partition.as_str())
+        };
         let (tx, rx) = oneshot::channel();
         let queued = self.call(Msg::ServiceWorkerId {
-            key: storage_key.to_owned(),
+            key: storage_key,
             scope: scope.to_owned(),
             reply: Reply::Async(tx),
         });
@@ -790,15 +799,32 @@ impl BackgroundSync {
         self.send(Msg::SwUnregistered(sw));
     }
 
-    /// Clear-site-data: removes every sync registration of `origin` (events in flight are
-    /// terminated and their outcomes ignored). Returns once the removal is committed; an
-    /// `UnknownError` means the store failed and the rows are still on disk (call again).
+    /// Clearing a site's data: removes every sync registration of `origin`, in every storage
+    /// partition (events in flight are terminated and their outcomes ignored). Returns once the
+    /// removal is committed; an `UnknownError` means the store failed and the rows are still on
+    /// disk (call again). [`clear_storage_key`](BackgroundSync::clear_storage_key) clears one
+    /// partition.
     pub fn clear_origin(
         &self,
         origin: &Origin,
     ) -> impl std::future::Future<Output = Result<(), DomException>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         let queued = self.call(Msg::ClearOrigin(origin.clone(), Reply::Async(tx)));
+        async move {
+            queued.await;
+            rx.await.unwrap_or_else(|_| Err(shut_down()))
+        }
+    }
+
+    /// Clear-site-data in an engine that partitions storage: removes the sync registrations of
+    /// one storage key (the origin in one partition; a container's, a top-level site's), and
+    /// no other partition's. Returns as [`clear_origin`](BackgroundSync::clear_origin) does.
+    pub fn clear_storage_key(
+        &self,
+        key: impl Into<StorageKey>,
+    ) -> impl std::future::Future<Output = Result<(), DomException>> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        let queued = self.call(Msg::ClearStorageKey(key.into(), Reply::Async(tx)));
         async move {
             queued.await;
             rx.await.unwrap_or_else(|_| Err(shut_down()))

@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use bgsync_scheduler::DispatchOutcome;
-use bgsync_types::{DispatchId, Origin, PermissionState, SwRegistrationId};
+use bgsync_types::{DispatchId, Origin, PermissionState, StorageKey, SwRegistrationId};
 use parking_lot::Mutex;
 
 use crate::{
@@ -52,12 +52,18 @@ impl ScriptedHost {
         ScriptedHost::default()
     }
 
-    /// Adds a registration of `origin` with an active worker.
+    /// Adds a registration of `origin` (in its default partition) with an active worker.
     pub fn add_registration(&self, sw: SwRegistrationId, origin: Origin) {
+        self.add_registration_in(sw, StorageKey::new(origin));
+    }
+
+    /// Adds a registration of the storage key `key` with an active worker.
+    pub fn add_registration_in(&self, sw: SwRegistrationId, key: StorageKey) {
         self.state.lock().registrations.insert(
             sw,
             RegistrationInfo {
-                origin,
+                origin: key.origin,
+                partition: key.partition,
                 has_active_worker: true,
             },
         );

@@ -52,7 +52,7 @@ async fn after_shutdown_every_call_fails_alike() {
             .unwrap_err(),
     );
     shut(
-        sync.register_with_reply(&origin(), SwRegistrationId(1), "x")
+        sync.register_with_reply(origin(), SwRegistrationId(1), "x")
             .recv()
             .expect("the channel API answers too")
             .unwrap_err(),
@@ -63,7 +63,7 @@ async fn after_shutdown_every_call_fails_alike() {
             .unwrap_err(),
     );
     shut(
-        sync.get_tags_with_reply(&origin(), SwRegistrationId(1))
+        sync.get_tags_with_reply(origin(), SwRegistrationId(1))
             .recv()
             .expect("answered")
             .unwrap_err(),
@@ -82,7 +82,7 @@ fn dropping_the_last_handle_closes_the_profile() {
     let dir = tempfile::tempdir().unwrap();
     let sync = engine(Some(dir.path()));
     let other = sync.clone();
-    sync.register_with_reply(&origin(), SwRegistrationId(1), "kept")
+    sync.register_with_reply(origin(), SwRegistrationId(1), "kept")
         .recv()
         .unwrap()
         .unwrap();

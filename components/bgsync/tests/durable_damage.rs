@@ -103,6 +103,7 @@ async fn one_undecodable_row_costs_that_row_and_start_up_says_so() {
 fn record(origin: &Origin, sw: u64, i: usize) -> StoredRegistration {
     StoredRegistration {
         origin: origin.clone(),
+        partition: Default::default(),
         sw: SwRegistrationId(sw),
         tag: Tag::from(format!("tag-{i}-{}", "y".repeat(i % 200)).as_str()),
         kind: SyncKind::OneShot,

@@ -20,7 +20,7 @@ fn start(dir: &std::path::Path, host: Arc<ScriptedHost>, origin: &Origin) -> Bac
 async fn a_scope_keeps_its_id_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let origin = Origin::parse("https://mail.example").unwrap();
-    let key = origin.serialize();
+    let key = bgsync::StorageKey::new(origin.clone());
     let host = Arc::new(ScriptedHost::new());
     let sync = start(dir.path(), host.clone(), &origin);
     let app = sync

@@ -155,7 +155,7 @@ fn start_does_not_wait_for_the_read_and_calls_made_meanwhile_are_answered_after_
         }))
         .start()
         .unwrap();
-    let reply = sync.register_with_reply(&a(), SwRegistrationId(1), "early");
+    let reply = sync.register_with_reply(a(), SwRegistrationId(1), "early");
     assert!(
         reply.try_recv().is_err(),
         "a call made during the load is answered only after it"
@@ -186,7 +186,7 @@ fn a_load_that_fails_stops_the_engine_and_says_why() {
         .expect("the failure is reported");
     assert!(failure.contains("the disk went away"), "{failure}");
     let err = sync
-        .register_with_reply(&a(), SwRegistrationId(1), "t")
+        .register_with_reply(a(), SwRegistrationId(1), "t")
         .recv()
         .unwrap()
         .unwrap_err();
@@ -209,7 +209,7 @@ fn the_profile_lock_still_fails_start_at_once() {
     )
     .data_dir(dir.path())
     .start();
-    let err = second.err().expect("the second engine must not start");
+    let err = second.expect_err("the second engine must not start");
     assert!(err.to_string().contains("already in use"), "{err}");
     first.shutdown();
 }

@@ -17,7 +17,7 @@
 //! struct Host;
 //! impl ServiceWorkerHost for Host {
 //!     fn registration(&self, _sw: SwRegistrationId) -> Option<RegistrationInfo> {
-//!         Some(RegistrationInfo { origin: Origin::parse("https://a.example").unwrap(), has_active_worker: true })
+//!         Some(RegistrationInfo { origin: Origin::parse("https://a.example").unwrap(), partition: Default::default(), has_active_worker: true })
 //!     }
 //!     fn fire_sync_event(&self, _event: SyncEventDispatch, reply: OutcomeReporter) {
 //!         reply.report(DispatchOutcome::Fulfilled);
@@ -46,7 +46,7 @@ use std::sync::Arc;
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 use bgsync_scheduler::{DispatchOutcome, DispatchRequest};
-use bgsync_types::{DispatchId, Origin, SwRegistrationId, Tag, Timestamp};
+use bgsync_types::{DispatchId, Origin, Partition, SwRegistrationId, Tag, Timestamp};
 
 /// An embedder's trait method panicked. The call it happened in fails with this; the engine
 /// goes on.
@@ -88,6 +88,9 @@ pub fn contain<T>(method: &'static str, f: impl FnOnce() -> T) -> Result<T, Embe
 pub struct RegistrationInfo {
     /// The origin that owns it.
     pub origin: Origin,
+    /// The storage partition it is in (with the origin, its storage key); the default
+    /// partition for an engine that keys storage by origin alone.
+    pub partition: Partition,
     /// Whether it has an active worker.
     pub has_active_worker: bool,
 }
@@ -123,7 +126,7 @@ pub struct SyncEventDispatch {
 /// impl ServiceWorkerHost for MyEngine {
 ///     fn registration(&self, sw: SwRegistrationId) -> Option<RegistrationInfo> {
 ///         // Look the registration up in the engine's service-worker registry.
-///         Some(RegistrationInfo { origin: Origin::parse("https://a.example").unwrap(), has_active_worker: true })
+///         Some(RegistrationInfo { origin: Origin::parse("https://a.example").unwrap(), partition: Default::default(), has_active_worker: true })
 ///     }
 ///     fn fire_sync_event(&self, event: SyncEventDispatch, reply: OutcomeReporter) {
 ///         // Post a task to the worker's thread: create a SyncEvent with event.tag and

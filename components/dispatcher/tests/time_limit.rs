@@ -21,6 +21,7 @@ impl ServiceWorkerHost for Host {
     fn registration(&self, _sw: SwRegistrationId) -> Option<RegistrationInfo> {
         Some(RegistrationInfo {
             origin: origin(),
+            partition: Default::default(),
             has_active_worker: !self.no_worker,
         })
     }

@@ -13,7 +13,7 @@ use bgsync_scheduler::{
 };
 use bgsync_store::{MemoryStore, RegistrationStore};
 use bgsync_types::{
-    DispatchId, DomException, DomExceptionName, Origin, PermissionState, RequestId,
+    DispatchId, DomException, DomExceptionName, Origin, PermissionState, RequestId, StorageKey,
     SwRegistrationId, Tag, Timestamp,
 };
 
@@ -196,6 +196,7 @@ impl ServiceWorkerHost for Host {
         let map = self.registered.lock().unwrap_or_else(|e| e.into_inner());
         map.get(&sw).map(|o| RegistrationInfo {
             origin: o.clone(),
+            partition: Default::default(),
             has_active_worker: true,
         })
     }
@@ -387,7 +388,7 @@ pub fn run_scenario(ops: &[Op]) -> Result<(), Divergence> {
                     .get(&sw(s))
                     .cloned();
                 let context = RegisterContext {
-                    registration_origin: owner,
+                    registration_key: owner.map(StorageKey::new),
                     has_active_worker: true,
                     has_window_client: windows.contains(&caller),
                     permission: if denied.contains(&caller) {
@@ -400,7 +401,7 @@ pub fn run_scenario(ops: &[Op]) -> Result<(), Divergence> {
                     engine.now,
                     request,
                     RegisterCall {
-                        caller,
+                        caller: caller.clone().into(),
                         sw: sw(s),
                         tag,
                         context,
@@ -559,9 +560,13 @@ fn engine_tags(
         .unwrap_or_else(|e| e.into_inner())
         .get(&sw)
         .cloned();
-    engine
-        .core
-        .get_tags(engine.now, request, caller, sw, owner.as_ref());
+    engine.core.get_tags(
+        engine.now,
+        request,
+        &StorageKey::new(caller.clone()),
+        sw,
+        owner.map(StorageKey::new).as_ref(),
+    );
     engine.run();
     match engine.settled.remove(&request) {
         Some(Ok(Response::Tags(t))) => Ok(t),

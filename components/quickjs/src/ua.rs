@@ -1358,6 +1358,7 @@ impl State {
         reg.state = state;
         let info = RegistrationInfo {
             origin: reg.origin.clone(),
+            partition: Default::default(),
             has_active_worker: state == WorkerState::Activated,
         };
         let scope = reg.scope.as_str().to_owned();

@@ -18,7 +18,7 @@
 //!     Timestamp(0),
 //!     RequestId(1),
 //!     RegisterCall {
-//!         caller: origin.clone(),
+//!         caller: origin.clone().into(),
 //!         sw: SwRegistrationId(7),
 //!         tag: Tag::from("send-mail"),
 //!         context: RegisterContext::ready(origin),
@@ -50,6 +50,8 @@ pub use scheduler::{RegisterCall, RegisterContext, Scheduler};
 pub struct RegistrationSnapshot {
     /// The owning origin.
     pub origin: bgsync_types::Origin,
+    /// The storage partition of its service worker registration.
+    pub partition: bgsync_types::Partition,
     /// The service worker registration.
     pub sw: bgsync_types::SwRegistrationId,
     /// The tag.

@@ -7,8 +7,8 @@ type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 use bgsync_store::{RegistrationKey, StoreOp, StoredRegistration};
 use bgsync_types::{
-    DispatchId, DomException, DomExceptionName, Origin, PermissionState, PersistId, RequestId,
-    SwRegistrationId, SyncKind, Tag, Timestamp,
+    DispatchId, DomException, DomExceptionName, Origin, Partition, PermissionState, PersistId,
+    RequestId, StorageKey, SwRegistrationId, SyncKind, Tag, Timestamp,
 };
 
 use crate::{
@@ -25,9 +25,9 @@ type Key = (SwRegistrationId, Tag);
 /// The driver fills it in from the embedder's traits at call time; the core only reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegisterContext {
-    /// The origin that owns the service worker registration, `None` if there is no such
-    /// registration.
-    pub registration_origin: Option<Origin>,
+    /// The storage key (origin and partition) of the service worker registration, `None` if
+    /// there is no such registration.
+    pub registration_key: Option<StorageKey>,
     /// Whether the registration has an active worker.
     pub has_active_worker: bool,
     /// Whether the origin has a top-level or auxiliary window client (it is not "in the
@@ -38,11 +38,11 @@ pub struct RegisterContext {
 }
 
 impl RegisterContext {
-    /// A context in which `register()` may succeed: `origin` owns the registration, which has an
+    /// A context in which `register()` may succeed: `key` owns the registration, which has an
     /// active worker, the origin has a window open and permission is granted.
-    pub fn ready(origin: Origin) -> Self {
+    pub fn ready(key: impl Into<StorageKey>) -> Self {
         RegisterContext {
-            registration_origin: Some(origin),
+            registration_key: Some(key.into()),
             has_active_worker: true,
             has_window_client: true,
             permission: PermissionState::Granted,
@@ -53,8 +53,9 @@ impl RegisterContext {
 /// One `SyncManager.register(tag)` call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegisterCall {
-    /// The origin of the calling context.
-    pub caller: Origin,
+    /// The storage key of the calling context: its origin, and its partition in an engine that
+    /// partitions storage.
+    pub caller: StorageKey,
     /// The `SyncManager`'s service worker registration.
     pub sw: SwRegistrationId,
     /// The tag, already converted to a DOMString.
@@ -83,9 +84,11 @@ struct InFlight {
 }
 
 impl SyncRegistration {
-    fn record(&self, key: &Key) -> StoredRegistration {
+    /// The record stored for it; `partition` is its service worker registration's.
+    fn record(&self, key: &Key, partition: Partition) -> StoredRegistration {
         StoredRegistration {
             origin: self.origin.clone(),
+            partition,
             sw: key.0,
             tag: key.1.clone(),
             kind: SyncKind::OneShot,
@@ -97,7 +100,21 @@ impl SyncRegistration {
     }
 }
 
-/// What one origin's registrations take, for the quotas. Not in the spec.
+/// The storage key the quotas count `sw`'s registrations under: `sw`'s, or `origin`'s default
+/// partition if `sw` is not known. Borrowed when it can be: most calls are for a key already
+/// counted, and cloning one is not free.
+fn quota_key<'a>(
+    sw_keys: &'a HashMap<SwRegistrationId, StorageKey>,
+    sw: SwRegistrationId,
+    origin: &Origin,
+) -> std::borrow::Cow<'a, StorageKey> {
+    match sw_keys.get(&sw) {
+        Some(k) if k.origin == *origin => std::borrow::Cow::Borrowed(k),
+        _ => std::borrow::Cow::Owned(StorageKey::new(origin.clone())),
+    }
+}
+
+/// What one storage key's registrations take, for the quotas. Not in the spec.
 #[derive(Debug, Clone, Copy, Default)]
 struct Usage {
     count: usize,
@@ -149,11 +166,11 @@ pub struct Scheduler {
     /// Events in flight.
     in_flight: HashMap<DispatchId, Key>,
     /// The origin of every service worker registration we hold registrations for.
-    sw_origins: HashMap<SwRegistrationId, Origin>,
+    sw_keys: HashMap<SwRegistrationId, StorageKey>,
     /// Service worker registrations that were unregistered; their ids are never reused.
     unregistered: HashSet<SwRegistrationId>,
     /// Registrations per origin, committed or being committed, for the quota.
-    origin_counts: HashMap<Origin, Usage>,
+    origin_counts: HashMap<StorageKey, Usage>,
     /// The bytes of every origin's registrations, for the global quota.
     total_bytes: u64,
     /// Origins whose "background-sync" permission is denied.
@@ -178,7 +195,7 @@ impl Scheduler {
             registrations: BTreeMap::new(),
             retry_timers: BTreeSet::new(),
             in_flight: HashMap::default(),
-            sw_origins: HashMap::default(),
+            sw_keys: HashMap::default(),
             unregistered: HashSet::default(),
             origin_counts: HashMap::default(),
             total_bytes: 0,
@@ -285,10 +302,11 @@ impl Scheduler {
             .saturating_add(self.params.retry_delay(r.attempts.max(1)));
         let next_fire = r.next_fire.min(latest);
         let waiting = next_fire > self.now;
-        self.sw_origins
-            .entry(r.sw)
-            .or_insert_with(|| r.origin.clone());
-        self.count_origin(&r.origin, &key.1);
+        self.sw_keys.entry(r.sw).or_insert_with(|| StorageKey {
+            origin: r.origin.clone(),
+            partition: r.partition,
+        });
+        self.count_origin(r.sw, &r.origin, &key.1);
         let reg = SyncRegistration {
             origin: r.origin,
             state: if waiting {
@@ -303,7 +321,7 @@ impl Scheduler {
         };
         if let Some(old) = self.registrations.insert(key.clone(), reg) {
             // A store never yields a key twice; if one did, keep the count honest.
-            self.decrement_origin(&old.origin, &key.1);
+            self.decrement_origin(key.0, &old.origin, &key.1);
         }
         if waiting {
             self.retry_timers.insert((next_fire, key));
@@ -317,13 +335,19 @@ impl Scheduler {
     pub fn stored_registrations(&self) -> Vec<StoredRegistration> {
         self.registrations
             .iter()
-            .map(|(key, reg)| reg.record(key))
+            .map(|(key, reg)| reg.record(key, self.partition_of(key.0)))
             .collect()
     }
 
-    /// The origins the scheduler holds registrations for.
+    /// The origins the scheduler holds registrations for (each once, whatever its partitions).
     pub fn origins(&self) -> Vec<Origin> {
-        self.origin_counts.keys().cloned().collect()
+        let mut origins: Vec<Origin> = Vec::new();
+        for key in self.origin_counts.keys() {
+            if !origins.contains(&key.origin) {
+                origins.push(key.origin.clone());
+            }
+        }
+        origins
     }
 
     /// Every registration with its state, attempts, next fire time and what it waits for, in
@@ -333,6 +357,7 @@ impl Scheduler {
             .iter()
             .map(|((sw, tag), reg)| crate::RegistrationSnapshot {
                 origin: reg.origin.clone(),
+                partition: self.partition_of(*sw),
                 sw: *sw,
                 tag: tag.clone(),
                 state: reg.state,
@@ -352,14 +377,22 @@ impl Scheduler {
             .collect()
     }
 
-    /// The origin the scheduler's registrations of `sw` belong to.
-    pub fn service_worker_origin(&self, sw: SwRegistrationId) -> Option<Origin> {
-        self.sw_origins.get(&sw).cloned()
+    /// The storage key the scheduler's registrations of `sw` belong to.
+    pub fn service_worker_key(&self, sw: SwRegistrationId) -> Option<StorageKey> {
+        self.sw_keys.get(&sw).cloned()
+    }
+
+    /// The partition of `sw`'s storage key (the default one if `sw` holds nothing).
+    fn partition_of(&self, sw: SwRegistrationId) -> Partition {
+        self.sw_keys
+            .get(&sw)
+            .map(|k| k.partition.clone())
+            .unwrap_or_default()
     }
 
     /// The service worker registrations the scheduler holds registrations for, in id order.
     pub fn service_worker_registrations(&self) -> Vec<SwRegistrationId> {
-        let mut v: Vec<SwRegistrationId> = self.sw_origins.keys().copied().collect();
+        let mut v: Vec<SwRegistrationId> = self.sw_keys.keys().copied().collect();
         v.sort();
         v
     }
@@ -416,7 +449,7 @@ impl Scheduler {
                 // Not in the spec: a refused register() leaves a line in the log, with why.
                 self.log_for(
                     &key,
-                    &caller,
+                    &caller.origin,
                     LogEvent::Rejected {
                         name: e.name,
                         message: e.message.clone(),
@@ -439,9 +472,10 @@ impl Scheduler {
             context,
         } = call;
         // [SecureContext]: only potentially trustworthy origins may use the API.
-        caller.require_potentially_trustworthy()?;
-        // The registration must be the caller's own; never reveal or touch another origin's.
-        self.check_owner(&caller, sw, context.registration_origin.as_ref())?;
+        caller.origin.require_potentially_trustworthy()?;
+        // The registration must be the caller's own (its origin, in its partition); never
+        // reveal or touch another storage key's.
+        self.check_owner(&caller, sw, context.registration_key.as_ref())?;
         // 1. Let serviceWorkerRegistration be the SyncManager's service worker registration.
         // 2. If its active worker is null, reject with an InvalidStateError.
         if !context.has_active_worker || self.unregistered.contains(&sw) {
@@ -471,7 +505,7 @@ impl Scheduler {
             ));
         }
         // 3. If the user disabled background sync, reject with a NotAllowedError.
-        self.note_permission(&caller, context.permission);
+        self.note_permission(&caller.origin, context.permission);
         if context.permission == PermissionState::Denied {
             return Err(DomException::new(
                 DomExceptionName::NotAllowedError,
@@ -483,7 +517,7 @@ impl Scheduler {
         if let Some(current) = self.registrations.get(&key) {
             // 8. If currentRegistration is not null:
             let state = current.state;
-            let mut record = current.record(&key);
+            let mut record = current.record(&key, caller.partition.clone());
             self.log(&key, LogEvent::Reregistered { state });
             match state {
                 // 8.2 If its state is firing, set it to reregisteredWhileFiring — once the
@@ -553,10 +587,11 @@ impl Scheduler {
                 ));
             }
         }
-        self.count_origin(&caller, &key.1);
-        self.sw_origins.insert(sw, caller.clone());
+        self.sw_keys.insert(sw, caller.clone());
+        self.count_origin(sw, &caller.origin, &key.1);
         let record = StoredRegistration {
-            origin: caller,
+            origin: caller.origin,
+            partition: caller.partition,
             sw,
             tag: key.1.clone(),
             kind: SyncKind::OneShot,
@@ -580,23 +615,23 @@ impl Scheduler {
 
     fn check_owner(
         &self,
-        caller: &Origin,
+        caller: &StorageKey,
         sw: SwRegistrationId,
-        registration_origin: Option<&Origin>,
+        registration_key: Option<&StorageKey>,
     ) -> Result<(), DomException> {
-        let Some(owner) = registration_origin else {
+        let Some(owner) = registration_key else {
             return Err(DomException::new(
                 DomExceptionName::InvalidStateError,
                 format!("Registration failed: there is no service worker registration {sw}"),
             ));
         };
-        let known = self.sw_origins.get(&sw);
+        let known = self.sw_keys.get(&sw);
         if owner != caller || known.is_some_and(|o| o != caller) {
             return Err(DomException::new(
                 DomExceptionName::SecurityError,
                 format!(
                     "The service worker registration {sw} does not belong to {caller}; a page may \
-                     only use its own origin's registrations"
+                     only use its own origin's registrations, in its own storage partition"
                 ),
             ));
         }
@@ -605,26 +640,29 @@ impl Scheduler {
 
     /// [`getTags()`](https://wicg.github.io/background-sync/spec/#dom-syncmanager-gettags).
     ///
-    /// `registration_origin` is the origin owning `sw` as the embedder knows it (`None` if there
-    /// is no such registration, which has no tags).
+    /// `registration_key` is the storage key owning `sw` as the embedder knows it (`None` if
+    /// there is no such registration, which has no tags).
     pub fn get_tags(
         &mut self,
         now: Timestamp,
         request: RequestId,
-        caller: &Origin,
+        caller: &StorageKey,
         sw: SwRegistrationId,
-        registration_origin: Option<&Origin>,
+        registration_key: Option<&StorageKey>,
     ) {
         self.advance(now);
-        let result = caller.require_potentially_trustworthy().and_then(|()| {
-            if registration_origin.is_none() && !self.sw_origins.contains_key(&sw) {
-                return Ok(Vec::new());
-            }
-            self.check_owner(caller, sw, registration_origin.or(Some(caller)))?;
-            // 2. In parallel: 1. Let tags be the tags of every registration in the list.
-            //    2. Resolve promise with tags. (Every state counts, firing included.)
-            Ok(self.tags_of(sw))
-        });
+        let result = caller
+            .origin
+            .require_potentially_trustworthy()
+            .and_then(|()| {
+                if registration_key.is_none() && !self.sw_keys.contains_key(&sw) {
+                    return Ok(Vec::new());
+                }
+                self.check_owner(caller, sw, registration_key.or(Some(caller)))?;
+                // 2. In parallel: 1. Let tags be the tags of every registration in the list.
+                //    2. Resolve promise with tags. (Every state counts, firing included.)
+                Ok(self.tags_of(sw))
+            });
         self.settle(request, result.map(Response::Tags));
     }
 
@@ -712,16 +750,46 @@ impl Scheduler {
         }
     }
 
-    /// Clear-site-data for `origin`: every registration of the origin is removed, events in
-    /// flight are abandoned, and calls still being stored are rejected.
+    /// Clearing a site's data for `origin`: every registration of the origin, in every
+    /// partition, is removed, events in flight are abandoned, and calls still being stored are
+    /// rejected. [`clear_storage_key`](Scheduler::clear_storage_key) clears one partition.
     /// `request` resolves with [`Response::Cleared`] once the removal is durable, or rejects with
     /// an `UnknownError` if the store failed (the rows then remain on disk: retry).
     pub fn clear_origin(&mut self, now: Timestamp, request: RequestId, origin: &Origin) {
+        self.clear_where(
+            now,
+            request,
+            |k| k.origin == *origin,
+            StoreOp::DeleteOrigin(origin.clone()),
+        );
+    }
+
+    /// [`clear_origin`](Scheduler::clear_origin) for one storage key: the origin's
+    /// registrations in that partition only (clear-site-data in an engine that partitions
+    /// storage, a container's data removed). Other partitions of the origin keep theirs.
+    pub fn clear_storage_key(&mut self, now: Timestamp, request: RequestId, key: &StorageKey) {
+        self.clear_where(
+            now,
+            request,
+            |k| k == key,
+            StoreOp::DeleteStorageKey(key.clone()),
+        );
+    }
+
+    /// Removes the registrations of every service worker registration whose storage key
+    /// `selected` picks, durably by `op`.
+    fn clear_where(
+        &mut self,
+        now: Timestamp,
+        request: RequestId,
+        selected: impl Fn(&StorageKey) -> bool,
+        op: StoreOp,
+    ) {
         self.advance(now);
         let sws: Vec<SwRegistrationId> = self
-            .sw_origins
+            .sw_keys
             .iter()
-            .filter(|(_, o)| *o == origin)
+            .filter(|(_, k)| selected(k))
             .map(|(sw, _)| *sw)
             .collect();
         for sw in sws {
@@ -729,7 +797,7 @@ impl Scheduler {
         }
         self.stage(
             None,
-            vec![StoreOp::DeleteOrigin(origin.clone())],
+            vec![op],
             Staged::Removal {
                 request: Some(request),
             },
@@ -740,7 +808,7 @@ impl Scheduler {
     /// `request` settles as for [`clear_origin`](Scheduler::clear_origin).
     pub fn clear_all(&mut self, now: Timestamp, request: RequestId) {
         self.advance(now);
-        let sws: Vec<SwRegistrationId> = self.sw_origins.keys().copied().collect();
+        let sws: Vec<SwRegistrationId> = self.sw_keys.keys().copied().collect();
         for sw in sws {
             self.drop_service_worker(sw, cleared_error(), LogEvent::Cleared);
         }
@@ -776,7 +844,7 @@ impl Scheduler {
                     self.in_flight.remove(&f.id);
                     self.effects.push_back(Effect::AbandonDispatch { id: f.id });
                 }
-                self.decrement_origin(&reg.origin, &key.1);
+                self.decrement_origin(sw, &reg.origin, &key.1);
                 self.log_for(&key, &reg.origin, event.clone());
             }
         }
@@ -802,7 +870,7 @@ impl Scheduler {
                 }
             }
         }
-        self.sw_origins.remove(&sw).is_some()
+        self.sw_keys.remove(&sw).is_some()
     }
 
     /// The outcome of a dispatched event: steps 3-5 of
@@ -823,6 +891,7 @@ impl Scheduler {
 
     /// Steps 4-5 of [fire a sync event](https://wicg.github.io/background-sync/spec/#fire-a-sync-event).
     fn sync_event_settled(&mut self, key: Key, outcome: DispatchOutcome) {
+        let partition = self.partition_of(key.0);
         let Some(reg) = self.registrations.get_mut(&key) else {
             return;
         };
@@ -851,7 +920,10 @@ impl Scheduler {
             reg.attempts = reg.attempts.saturating_add(1);
             let delay = self.params.retry_delay(reg.attempts);
             reg.next_fire = self.now.saturating_add(delay);
-            (StoreOp::Put(reg.record(&key)), NextStep::RetryAfter(delay))
+            (
+                StoreOp::Put(reg.record(&key, partition)),
+                NextStep::RetryAfter(delay),
+            )
         } else {
             // 5.3 Otherwise (lastChance was true) remove the registration from the list.
             (StoreOp::Delete(store_key(&key)), NextStep::GaveUp)
@@ -966,7 +1038,7 @@ impl Scheduler {
             } => {
                 let key = key.unwrap_or_else(|| (record.sw, record.tag.clone()));
                 if let Err(cause) = result {
-                    self.decrement_origin(&record.origin, &record.tag);
+                    self.decrement_origin(record.sw, &record.origin, &record.tag);
                     self.log_for(
                         &key,
                         &record.origin,
@@ -976,7 +1048,7 @@ impl Scheduler {
                     );
                     self.settle(request, Err(storage_error(&cause)));
                 } else if let Some(error) = cancelled {
-                    self.decrement_origin(&record.origin, &record.tag);
+                    self.decrement_origin(record.sw, &record.origin, &record.tag);
                     self.settle(request, Err(error));
                 } else {
                     // 9.2 Add it to the list. 9.3 Resolve promise. 9.4 If online, fire.
@@ -1055,7 +1127,7 @@ impl Scheduler {
             NextStep::RunAgain => {}
             NextStep::Removed | NextStep::GaveUp => {
                 if let Some(reg) = self.registrations.remove(&key) {
-                    self.decrement_origin(&reg.origin, &key.1);
+                    self.decrement_origin(key.0, &reg.origin, &key.1);
                     self.log_for(&key, &reg.origin, LogEvent::Completed { outcome, next });
                 }
             }
@@ -1102,31 +1174,31 @@ impl Scheduler {
         self.effects.push_back(Effect::Settle { request, result });
     }
 
-    fn count_origin(&mut self, origin: &Origin, tag: &Tag) {
+    fn count_origin(&mut self, sw: SwRegistrationId, origin: &Origin, tag: &Tag) {
         let bytes = Parameters::footprint(tag);
-        // Looked up first: most calls are for an origin already counted, and cloning an origin
-        // allocates.
-        match self.origin_counts.get_mut(origin) {
+        let key = quota_key(&self.sw_keys, sw, origin);
+        match self.origin_counts.get_mut(&*key) {
             Some(usage) => {
                 usage.count += 1;
                 usage.bytes += bytes;
             }
             None => {
                 self.origin_counts
-                    .insert(origin.clone(), Usage { count: 1, bytes });
+                    .insert(key.into_owned(), Usage { count: 1, bytes });
             }
         }
         self.total_bytes += bytes;
     }
 
-    fn decrement_origin(&mut self, origin: &Origin, tag: &Tag) {
+    fn decrement_origin(&mut self, sw: SwRegistrationId, origin: &Origin, tag: &Tag) {
         let bytes = Parameters::footprint(tag);
-        if let Some(usage) = self.origin_counts.get_mut(origin) {
+        let key = quota_key(&self.sw_keys, sw, origin);
+        if let Some(usage) = self.origin_counts.get_mut(&*key) {
             usage.count -= 1;
             usage.bytes = usage.bytes.saturating_sub(bytes);
             self.total_bytes = self.total_bytes.saturating_sub(bytes);
             if usage.count == 0 {
-                self.origin_counts.remove(origin);
+                self.origin_counts.remove(&*key);
             }
         }
     }

@@ -453,7 +453,7 @@ fn refusals_carry_the_named_exception() {
         (
             "no such registration",
             RegisterContext {
-                registration_origin: None,
+                registration_key: None,
                 ..RegisterContext::ready(a.clone())
             },
             Tag::from("t"),
@@ -521,7 +521,7 @@ fn checks_run_in_chromiums_order() {
     let mut h = Harness::new();
     // No worker and no window and denied: the worker check wins.
     let ctx = RegisterContext {
-        registration_origin: Some(a.clone()),
+        registration_key: Some(a.clone().into()),
         has_active_worker: false,
         has_window_client: false,
         permission: PermissionState::Denied,

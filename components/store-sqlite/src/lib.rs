@@ -15,6 +15,7 @@
 //! let dir = tempfile::tempdir().unwrap();
 //! let record = StoredRegistration {
 //!     origin: Origin::parse("https://mail.example").unwrap(),
+//!     partition: Default::default(),
 //!     sw: SwRegistrationId(1),
 //!     tag: Tag::from("send-mail"),
 //!     kind: SyncKind::OneShot,
@@ -35,7 +36,7 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
+use bgsync_types::{Origin, Partition, SwRegistrationId, SyncKind, Tag, Timestamp};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 
 use bgsync_store::{
@@ -47,7 +48,7 @@ pub const DB_FILE: &str = "background-sync.sqlite";
 /// The lock file's name inside the data directory; held for as long as the store is open.
 pub const LOCK_FILE: &str = "background-sync.lock";
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Schema migrations: entry `i` takes a database from version `i` to version `i + 1`. A new
 /// version appends an entry; existing entries never change.
@@ -99,6 +100,11 @@ const MIGRATIONS: &[&str] = &[
         id INTEGER NOT NULL,
         PRIMARY KEY (key, scope)
      ) WITHOUT ROWID;",
+    // 4 → 5: the storage partition of each registration's service worker registration (with
+    // the origin, its storage key); '' is the default partition, which every older row is in.
+    // A row in the default partition keeps its checksum (`row_checksum` hashes a partition only
+    // when there is one), so no row is rewritten.
+    "ALTER TABLE registrations ADD COLUMN partition TEXT NOT NULL DEFAULT '';",
 ];
 
 /// Migration 2 → 3, after its SQL: copies every row with its tag re-encoded and hashed, then
@@ -138,6 +144,7 @@ fn tags_once(conn: &Connection) -> rusqlite::Result<()> {
                 next_fire: r.get(6)?,
                 periodic_interval_ms: r.get(7)?,
                 checksum: 0,
+                partition: String::new(),
             };
             write.execute(params![
                 row.sw,
@@ -620,12 +627,13 @@ fn write_batch(conn: &mut Connection, batch: &[StoreOp]) -> Result<(), rusqlite:
                     next_fire: time_to_sql(r.next_fire),
                     periodic_interval_ms: r.periodic_interval.map(duration_to_sql),
                     checksum: 0,
+                    partition: r.partition.as_str().to_owned(),
                 };
                 let checksum = row_checksum(&row);
                 tx.prepare_cached(
                     "INSERT OR REPLACE INTO registrations (sw, kind, tag, origin, attempts,
-                     max_attempts, next_fire, periodic_interval_ms, checksum)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                     max_attempts, next_fire, periodic_interval_ms, checksum, partition)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )?
                 .execute(params![
                     row.sw,
@@ -637,6 +645,7 @@ fn write_batch(conn: &mut Connection, batch: &[StoreOp]) -> Result<(), rusqlite:
                     row.next_fire,
                     row.periodic_interval_ms,
                     checksum,
+                    row.partition,
                 ])
             }
             StoreOp::Delete(k) => tx
@@ -654,6 +663,11 @@ fn write_batch(conn: &mut Connection, batch: &[StoreOp]) -> Result<(), rusqlite:
             StoreOp::DeleteOrigin(origin) => tx
                 .prepare_cached("DELETE FROM registrations WHERE origin = ?1")
                 .and_then(|mut s| s.execute(params![origin.serialize()])),
+            StoreOp::DeleteStorageKey(key) => tx
+                .prepare_cached("DELETE FROM registrations WHERE origin = ?1 AND partition = ?2")
+                .and_then(|mut s| {
+                    s.execute(params![key.origin.serialize(), key.partition.as_str()])
+                }),
             StoreOp::DeleteAll => tx.execute("DELETE FROM registrations", []),
             StoreOp::PutServiceWorkerId(r) => tx
                 .prepare_cached(
@@ -961,8 +975,8 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
 }
 
 /// The columns [`RawRow::read`] reads, in its order.
-const ROW_COLUMNS: &str =
-    "sw, kind, tag, origin, attempts, max_attempts, next_fire, periodic_interval_ms, checksum";
+const ROW_COLUMNS: &str = "sw, kind, tag, origin, attempts, max_attempts, next_fire, \
+     periodic_interval_ms, checksum, partition";
 
 /// One row as SQLite hands it over, before decoding.
 #[derive(Debug, Clone, PartialEq)]
@@ -985,6 +999,8 @@ pub struct RawRow {
     pub periodic_interval_ms: Option<i64>,
     /// `checksum`: [`row_checksum`] of the other fields, as written.
     pub checksum: i64,
+    /// `partition` ('' for the default partition)
+    pub partition: String,
 }
 
 impl RawRow {
@@ -1000,6 +1016,7 @@ impl RawRow {
             next_fire: r.get(6)?,
             periodic_interval_ms: r.get(7)?,
             checksum: r.get(8)?,
+            partition: r.get(9)?,
         })
     }
 }
@@ -1022,6 +1039,11 @@ pub fn row_checksum(row: &RawRow) -> i64 {
             h.i64(1);
             h.i64(ms);
         }
+    }
+    // Only a partition other than the default is hashed, so that rows written before
+    // partitions existed (schema 4) keep their checksums.
+    if !row.partition.is_empty() {
+        h.bytes(row.partition.as_bytes());
     }
     h.finish()
 }
@@ -1110,6 +1132,7 @@ fn decode_with_origin(row: RawRow, origin: Origin) -> Result<StoredRegistration,
     };
     Ok(StoredRegistration {
         origin,
+        partition: Partition::new(&row.partition),
         sw: SwRegistrationId(row.sw as u64),
         tag: Tag::from_utf16(units),
         kind,

@@ -13,6 +13,7 @@ use rusqlite::Connection;
 fn record(origin: &str, i: usize) -> StoredRegistration {
     StoredRegistration {
         origin: Origin::parse(origin).unwrap(),
+        partition: Default::default(),
         sw: SwRegistrationId(1),
         tag: Tag::from(format!("tag-{i}").as_str()),
         kind: SyncKind::OneShot,

@@ -16,6 +16,7 @@ fn open_any(bytes: &[u8]) {
     }
     let record = StoredRegistration {
         origin: Origin::parse("https://fuzz.example").unwrap(),
+        partition: Default::default(),
         sw: SwRegistrationId(1),
         tag: Tag::from("after"),
         kind: SyncKind::OneShot,

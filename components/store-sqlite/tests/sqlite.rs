@@ -10,6 +10,7 @@ use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
 fn record(origin: &str, sw: u64, tag: Tag) -> StoredRegistration {
     StoredRegistration {
         origin: Origin::parse(origin).unwrap(),
+        partition: Default::default(),
         sw: SwRegistrationId(sw),
         tag,
         kind: SyncKind::OneShot,
@@ -348,8 +349,17 @@ fn decode_row_refuses_what_this_build_never_writes() {
         next_fire: 0,
         periodic_interval_ms: None,
         checksum: 0,
+        partition: String::new(),
     });
     assert_eq!(decode_row(good.clone()).unwrap().tag, Tag::from("a"));
+    let partitioned = sealed(RawRow {
+        partition: "https://top.example".into(),
+        ..good.clone()
+    });
+    assert_eq!(
+        decode_row(partitioned).unwrap().partition.as_str(),
+        "https://top.example"
+    );
     let lone = sealed(RawRow {
         tag: vec![0xED, 0xA0, 0x80],
         ..good.clone()
@@ -366,6 +376,11 @@ fn decode_row_refuses_what_this_build_never_writes() {
         },
         RawRow {
             attempts: 1,
+            ..good.clone()
+        },
+        // A partition changed after the row was written.
+        RawRow {
+            partition: "https://top.example".into(),
             ..good.clone()
         },
         sealed(RawRow {

@@ -9,11 +9,12 @@
 //!
 //! ```
 //! use bgsync_store::{MemoryStore, RegistrationStore, StoreOp, StoredRegistration};
-//! use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
+//! use bgsync_types::{Origin, Partition, StorageKey, SwRegistrationId, SyncKind, Tag, Timestamp};
 //!
 //! let mut store = MemoryStore::new();
 //! let record = StoredRegistration {
 //!     origin: Origin::parse("https://mail.example").unwrap(),
+//!     partition: Default::default(),
 //!     sw: SwRegistrationId(1),
 //!     tag: Tag::from("send-mail"),
 //!     kind: SyncKind::OneShot,
@@ -31,7 +32,7 @@ mod memory;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
+use bgsync_types::{Origin, Partition, StorageKey, SwRegistrationId, SyncKind, Tag, Timestamp};
 
 pub use memory::{FaultSwitch, MemoryStore};
 
@@ -55,6 +56,9 @@ pub struct RegistrationKey {
 pub struct StoredRegistration {
     /// The origin that owns the service worker registration.
     pub origin: Origin,
+    /// The storage partition of the service worker registration (with `origin`, its storage
+    /// key); the default partition when storage is keyed by the origin alone.
+    pub partition: Partition,
     /// The owning service worker registration.
     pub sw: SwRegistrationId,
     /// The tag.
@@ -72,6 +76,14 @@ pub struct StoredRegistration {
 }
 
 impl StoredRegistration {
+    /// The storage key of the owning service worker registration.
+    pub fn storage_key(&self) -> StorageKey {
+        StorageKey {
+            origin: self.origin.clone(),
+            partition: self.partition.clone(),
+        }
+    }
+
     /// The record's key.
     pub fn key(&self) -> RegistrationKey {
         RegistrationKey {
@@ -91,8 +103,11 @@ pub enum StoreOp {
     Delete(RegistrationKey),
     /// Remove every registration of a service worker registration (it was unregistered).
     DeleteServiceWorker(SwRegistrationId),
-    /// Remove every registration of an origin (clear-site-data).
+    /// Remove every registration of an origin, in every partition (clearing a site's data).
     DeleteOrigin(Origin),
+    /// Remove every registration of one storage key: an origin in one partition
+    /// (clear-site-data in a partitioned engine, closing a container).
+    DeleteStorageKey(StorageKey),
     /// Remove every registration.
     DeleteAll,
     /// Keep a service worker registration's stable id under the engine's key for it.

@@ -98,6 +98,9 @@ impl RegistrationStore for MemoryStore {
                 }
                 StoreOp::DeleteServiceWorker(sw) => records.retain(|k, _| k.sw != *sw),
                 StoreOp::DeleteOrigin(origin) => records.retain(|_, r| r.origin != *origin),
+                StoreOp::DeleteStorageKey(key) => {
+                    records.retain(|_, r| r.origin != key.origin || r.partition != key.partition)
+                }
                 StoreOp::DeleteAll => records.clear(),
                 StoreOp::PutServiceWorkerId(r) => {
                     self.ids
@@ -119,6 +122,7 @@ mod tests {
     fn record(origin: &str, sw: u64, tag: &str) -> StoredRegistration {
         StoredRegistration {
             origin: Origin::parse(origin).unwrap(),
+            partition: Default::default(),
             sw: SwRegistrationId(sw),
             tag: Tag::from(tag),
             kind: SyncKind::OneShot,

@@ -16,12 +16,14 @@
 mod exception;
 mod ids;
 mod origin;
+mod storage_key;
 mod tag;
 mod time;
 
 pub use exception::{DomException, DomExceptionName};
 pub use ids::{DispatchId, PersistId, RequestId, SwRegistrationId};
 pub use origin::{Origin, OriginError};
+pub use storage_key::{Partition, StorageKey};
 pub use tag::Tag;
 pub use time::Timestamp;
 

@@ -10,7 +10,8 @@ use bgsync_scheduler::{
 };
 use bgsync_store::{MemoryStore, RegistrationStore, StoreOp};
 use bgsync_types::{
-    DomException, DomExceptionName, Origin, PersistId, RequestId, SwRegistrationId, Tag, Timestamp,
+    DomException, DomExceptionName, Origin, PersistId, RequestId, StorageKey, SwRegistrationId,
+    Tag, Timestamp,
 };
 
 pub const MIN: u64 = 60_000;
@@ -106,7 +107,7 @@ impl Harness {
             self.now,
             request,
             RegisterCall {
-                caller: caller.clone(),
+                caller: caller.clone().into(),
                 sw: SwRegistrationId(sw),
                 tag,
                 context,
@@ -158,13 +159,9 @@ impl Harness {
     pub fn get_tags(&mut self, caller: &Origin, sw: u64) -> Result<Vec<String>, DomException> {
         let request = RequestId(self.next_request);
         self.next_request += 1;
-        self.core.get_tags(
-            self.now,
-            request,
-            caller,
-            SwRegistrationId(sw),
-            Some(caller),
-        );
+        let key = StorageKey::new(caller.clone());
+        self.core
+            .get_tags(self.now, request, &key, SwRegistrationId(sw), Some(&key));
         self.run();
         match self.result(request).expect("getTags settles at once") {
             Ok(Response::Tags(tags)) => Ok(tags.iter().map(Tag::to_string).collect()),
