@@ -550,6 +550,17 @@ pub struct StartReport {
     pub failure: Option<String>,
 }
 
+/// How a storage key is kept in the stable-id table: the origin, then the partition after a
+/// space (which no serialized origin holds), so that the default partition's keys are the bare
+/// origins.
+fn id_key(key: StorageKey) -> String {
+    if key.partition.is_default() {
+        key.origin.serialize()
+    } else {
+        format!("{} {}", key.origin.serialize(), key.partition.as_str())
+    }
+}
+
 fn shut_down() -> DomException {
     DomException::new(
         DomExceptionName::UnknownError,
@@ -709,17 +720,9 @@ impl BackgroundSync {
         scope: &str,
     ) -> impl std::future::Future<Output = Result<SwRegistrationId, DomException>> + Send + 'static
     {
-        let key = storage_key.into();
-        // Stored as the origin, then the partition after a space (which no serialized origin
-        // holds), so that the default partition's keys are the bare origins.
-        let storage_key = if key.partition.is_default() {
-            key.origin.serialize()
-        } else {
-            format!("{} {}", key.origin.serialize(), key.partition.as_str())
-        };
         let (tx, rx) = oneshot::channel();
         let queued = self.call(Msg::ServiceWorkerId {
-            key: storage_key,
+            key: id_key(storage_key.into()),
             scope: scope.to_owned(),
             reply: Reply::Async(tx),
         });
@@ -727,6 +730,22 @@ impl BackgroundSync {
             queued.await;
             rx.await.unwrap_or_else(|_| Err(shut_down()))
         }
+    }
+
+    /// [`service_worker_id`](BackgroundSync::service_worker_id) for engine threads, answering on
+    /// a crossbeam channel (a service-worker registry loading on a thread of its own).
+    pub fn service_worker_id_with_reply(
+        &self,
+        storage_key: impl Into<StorageKey>,
+        scope: &str,
+    ) -> crossbeam_channel::Receiver<Result<SwRegistrationId, DomException>> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.call_now(Msg::ServiceWorkerId {
+            key: id_key(storage_key.into()),
+            scope: scope.to_owned(),
+            reply: Reply::Channel(tx),
+        });
+        rx
     }
 
     /// DevTools' "Sync" button (`ServiceWorker.dispatchSyncEvent(origin, registrationId, tag,
