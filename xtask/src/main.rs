@@ -17,6 +17,7 @@ commands:
             the conformance runner over spec-tests/ (ARGS go to wpt-runner, e.g.
             --wpt-root DIR, --json FILE)
   example   runs the e-mail outbox example (the timeline on virtual time)
+  embedder  runs the out-of-tree embedder example (examples/embedder; docs/embedding.md)
   bench [--quick]
             benchmarks as ratios against limits measured in the same run
             (--quick: a smoke run of under a minute)
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         }
         Some("timeline") => timeline(),
         Some("example") => cargo(&["run", "-p", "bgsync", "--example", "outbox"]),
+        Some("embedder") => embedder(),
         Some("package") => package(),
         Some("fuzz") => fuzz::main(&args[1..]),
         // Benchmarks measure optimised code: a debug xtask hands over to a release build.
@@ -129,6 +131,18 @@ fn ci() -> Result<(), String> {
         "warnings",
     ])?;
     cargo(&["test", "--workspace"])
+}
+
+/// The out-of-tree embedder (examples/embedder, not a workspace member): its two-session run,
+/// built in the workspace's target directory so that it shares the workspace's builds.
+fn embedder() -> Result<(), String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("xtask has no parent directory")?;
+    std::env::set_var("CARGO_TARGET_DIR", root.join("target"));
+    let manifest = root.join("examples").join("embedder").join("Cargo.toml");
+    let manifest = manifest.to_str().ok_or("the path is not UTF-8")?;
+    cargo(&["run", "--locked", "--manifest-path", manifest])
 }
 
 /// The timeline page checked in a real browser: Chromium's DOM after loading the page must hold

@@ -55,7 +55,7 @@ pub use bgsync_store::{MemoryStore, RegistrationStore, StoreError, StoreOp, Stor
 use bgsync_store_sqlite::SqliteStore;
 /// The types every embedder needs, so that `bgsync` alone is enough to embed the engine.
 pub use bgsync_types::{
-    DomException, DomExceptionName, Origin, Partition, PermissionState, StorageKey,
+    DispatchId, DomException, DomExceptionName, Origin, Partition, PermissionState, StorageKey,
     SwRegistrationId, SyncKind, Tag, Timestamp,
 };
 use parking_lot::Mutex;
