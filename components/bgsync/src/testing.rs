@@ -198,29 +198,25 @@ impl WindowClients for OpenWindows {
     }
 }
 
-/// Permissions as a table of denied origins (everything else granted).
+/// Permissions as a table (every origin not in it granted).
 #[derive(Default, Debug)]
-pub struct PermissionTable(Mutex<HashSet<Origin>>);
+pub struct PermissionTable(Mutex<HashMap<Origin, PermissionState>>);
 
 impl PermissionTable {
     /// Sets the state of `origin`. The engine must also be told, with
     /// [`BackgroundSync::permission_changed`](crate::BackgroundSync::permission_changed).
     pub fn set(&self, origin: &Origin, state: PermissionState) {
-        let mut denied = self.0.lock();
-        match state {
-            PermissionState::Denied => denied.insert(origin.clone()),
-            PermissionState::Granted => denied.remove(origin),
-        };
+        self.0.lock().insert(origin.clone(), state);
     }
 }
 
 impl Permissions for PermissionTable {
     fn background_sync(&self, origin: &Origin) -> PermissionState {
-        if self.0.lock().contains(origin) {
-            PermissionState::Denied
-        } else {
-            PermissionState::Granted
-        }
+        self.0
+            .lock()
+            .get(origin)
+            .copied()
+            .unwrap_or(PermissionState::Granted)
     }
 }
 

@@ -6,9 +6,9 @@ use bgsync_types::{DomException, DomExceptionName};
 /// How an extendable event ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventOutcome {
-    /// Every extend lifetime promise fulfilled and no listener threw.
+    /// Every extend lifetime promise fulfilled (a listener that threw does not change that).
     Fulfilled,
-    /// A promise rejected, or a listener threw.
+    /// An extend lifetime promise rejected.
     Rejected,
 }
 
@@ -21,6 +21,7 @@ pub struct ExtendableEventLifetime {
     pending: usize,
     timed_out: bool,
     failed: bool,
+    threw: bool,
 }
 
 impl ExtendableEventLifetime {
@@ -33,6 +34,7 @@ impl ExtendableEventLifetime {
             pending: 0,
             timed_out: false,
             failed: false,
+            threw: false,
         }
     }
 
@@ -74,13 +76,28 @@ impl ExtendableEventLifetime {
         }
     }
 
-    /// The dispatch is over: the dispatch flag is unset. A listener that threw fails the event
-    /// (a throwing `sync` handler is a failed attempt).
+    /// The dispatch is over: the dispatch flag is unset. A listener that threw is remembered
+    /// ([`listener_threw`](ExtendableEventLifetime::listener_threw); the engine reports the
+    /// exception) but does not fail the event: the outcome is that of its extend lifetime
+    /// promises only ([fire a sync event](https://wicg.github.io/background-sync/spec/#fire-a-sync-event)
+    /// waits for them; no `waitUntil` call means none to wait for). Chromium agrees
+    /// (docs/chromium.md).
     pub fn dispatch_finished(&mut self, listener_threw: bool) {
         self.dispatching = false;
-        if listener_threw {
-            self.failed = true;
-        }
+        self.threw |= listener_threw;
+    }
+
+    /// Whether a listener threw during the dispatch.
+    pub fn listener_threw(&self) -> bool {
+        self.threw
+    }
+
+    /// The listener's script was aborted (the worker terminated it, or a watchdog stopped a
+    /// runaway script): the dispatch is over and the event failed, as fire a sync event reads
+    /// ("if the script has been aborted by the termination of the service worker").
+    pub fn script_aborted(&mut self) {
+        self.dispatching = false;
+        self.failed = true;
     }
 
     /// The user agent gave up on the event: set the timed out flag.
@@ -136,10 +153,16 @@ mod tests {
     }
 
     #[test]
-    fn a_throwing_listener_fails_and_no_wait_until_succeeds() {
+    fn a_throwing_listener_does_not_fail_the_event_and_no_wait_until_succeeds() {
         let mut l = ExtendableEventLifetime::new(true);
         l.dispatch_finished(true);
-        assert_eq!(l.outcome(), Some(EventOutcome::Rejected));
+        assert_eq!(l.outcome(), Some(EventOutcome::Fulfilled));
+        assert!(l.listener_threw());
+        let mut rejected = ExtendableEventLifetime::new(true);
+        rejected.wait_until().unwrap();
+        rejected.dispatch_finished(true);
+        rejected.promise_settled(false);
+        assert_eq!(rejected.outcome(), Some(EventOutcome::Rejected));
         let mut quiet = ExtendableEventLifetime::new(true);
         quiet.dispatch_finished(false);
         assert_eq!(quiet.outcome(), Some(EventOutcome::Fulfilled));

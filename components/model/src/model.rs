@@ -82,7 +82,8 @@ pub struct Model {
 pub enum Settled {
     /// waitUntil fulfilled.
     Fulfilled,
-    /// waitUntil rejected, the handler threw, the worker died, or the time limit passed.
+    /// waitUntil rejected, the worker died, or the time limit passed (a handler that threw
+    /// without a rejected waitUntil is not a failure: docs/chromium.md).
     Failed,
 }
 
@@ -149,6 +150,11 @@ impl Model {
             return Err(DomExceptionName::SecurityError);
         }
         // 2. No active worker: every registration here has one.
+        // 3. The user disabled background sync (the spec checks it before the window; Chromium
+        //    after: the spec decides, docs/chromium.md).
+        if self.denied.contains(caller) {
+            return Err(DomExceptionName::NotAllowedError);
+        }
         // 4-6. In the background: no window client.
         if !self.windows.contains(caller) {
             return Err(DomExceptionName::InvalidAccessError);
@@ -156,19 +162,20 @@ impl Model {
         if tag.utf8_len() > self.params.max_tag_bytes {
             return Err(DomExceptionName::InvalidAccessError);
         }
-        // 3. Permission.
-        if self.denied.contains(caller) {
-            return Err(DomExceptionName::NotAllowedError);
-        }
         // 7-8. An existing registration.
         if let Some(i) = self.find(sw, tag) {
             match self.registrations[i].state {
-                State::Firing => {
-                    self.registrations[i].state = State::ReregisteredWhileFiring;
-                    self.registrations[i].attempts = 0;
+                // 8.1 waiting → pending, then 8.4 fire if online (the spec decides; Chromium
+                // keeps the back-off: docs/chromium.md).
+                State::Waiting => {
+                    self.registrations[i].state = State::Pending;
+                    self.fire_if_possible(i);
                 }
+                // 8.2 firing → reregisteredWhileFiring. Its attempts are reset when the event
+                // completes (the spec has no attempt count; Chromium resets them then).
+                State::Firing => self.registrations[i].state = State::ReregisteredWhileFiring,
                 State::Pending => self.fire_if_possible(i),
-                State::Waiting | State::ReregisteredWhileFiring => {}
+                State::ReregisteredWhileFiring => {}
             }
             return Ok(());
         }

@@ -1016,13 +1016,14 @@ impl UserAgent {
 
     /// Calls the hook that dispatches the extendable event of `lifetime`, then settles the
     /// event if it is over. A hook that did not return (the watchdog stopped a runaway
-    /// listener, whose exception no script can catch) ends the dispatch as a listener that
-    /// threw, rather than leaving the event to its time limit.
+    /// listener, whose exception no script can catch) is a script aborted: the event fails at
+    /// once, rather than being left to its time limit. (A listener that merely threw returns
+    /// through the hook, which reports it; that does not fail the event.)
     fn dispatch_extendable(&mut self, realm: RealmId, hook: &str, args: Vec<Out>, lifetime: u64) {
         let returned = self.hooks_call(realm, hook, args);
         let mut st = self.state.borrow_mut();
         if !returned {
-            st.dispatch_finished(lifetime, true);
+            st.script_aborted(lifetime);
         }
         st.check_lifetime(lifetime);
     }
@@ -1318,6 +1319,12 @@ impl State {
         self.check_lifetime(lifetime);
     }
 
+    fn script_aborted(&mut self, lifetime: u64) {
+        if let Some((l, _)) = self.lifetimes.get_mut(&lifetime) {
+            l.script_aborted();
+        }
+    }
+
     pub(crate) fn dispatch_finished(&mut self, lifetime: u64, threw: bool) {
         if let Some((l, _)) = self.lifetimes.get_mut(&lifetime) {
             l.dispatch_finished(threw);
@@ -1456,15 +1463,18 @@ impl UserAgent {
                 };
                 if name == "background-sync" {
                     st.permissions.insert(origin.clone(), value);
-                    let state = if value == "granted" {
-                        PermissionState::Granted
+                    // 'prompt' is not disabled: register() is not refused (the spec's step 3,
+                    // and Chromium; docs/chromium.md).
+                    let state = match value {
+                        "granted" => PermissionState::Granted,
+                        "denied" => PermissionState::Denied,
+                        _ => PermissionState::Prompt,
+                    };
+                    if state == PermissionState::Denied {
+                        st.shared.denied().insert(origin.clone());
                     } else {
-                        PermissionState::Denied
-                    };
-                    match state {
-                        PermissionState::Denied => st.shared.denied().insert(origin.clone()),
-                        PermissionState::Granted => st.shared.denied().remove(&origin),
-                    };
+                        st.shared.denied().remove(&origin);
+                    }
                     st.engine.permission_changed(&origin, state);
                 }
                 drop(st);

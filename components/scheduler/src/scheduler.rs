@@ -132,8 +132,9 @@ enum Staged {
         /// while the write was in flight: the call is then rejected with this.
         cancelled: Option<DomException>,
     },
-    /// `register()` on a firing registration: the record was rewritten with its attempts reset.
-    ReregisterWhileFiring { request: RequestId },
+    /// `register()` on a waiting registration: the record was rewritten with its back-off
+    /// ended; it becomes pending once that is durable.
+    ReregisterWhileWaiting { request: RequestId },
     /// The end of an event: the record was rewritten (retry) or deleted.
     Completion {
         outcome: DispatchOutcome,
@@ -485,6 +486,16 @@ impl Scheduler {
                  for navigator.serviceWorker.ready before registering a sync",
             ));
         }
+        // 3. If the user disabled background sync, reject with a NotAllowedError. (Before the
+        //    window check, as the spec orders them; Chromium checks the window first:
+        //    docs/chromium.md.) 'prompt' is not disabled: only 'denied' refuses.
+        self.note_permission(&caller.origin, context.permission);
+        if context.permission == PermissionState::Denied {
+            return Err(DomException::new(
+                DomExceptionName::NotAllowedError,
+                "Registration failed: the background-sync permission is denied for this origin",
+            ));
+        }
         // 4-6. If the origin is in the background (no top-level or auxiliary window client),
         //      reject with an InvalidAccessError. Chromium refuses an over-long tag here too.
         if !context.has_window_client {
@@ -504,14 +515,6 @@ impl Scheduler {
                 ),
             ));
         }
-        // 3. If the user disabled background sync, reject with a NotAllowedError.
-        self.note_permission(&caller.origin, context.permission);
-        if context.permission == PermissionState::Denied {
-            return Err(DomException::new(
-                DomExceptionName::NotAllowedError,
-                "Registration failed: the background-sync permission is denied for this origin",
-            ));
-        }
         // 7. Let currentRegistration be the registration in the list with tag, if any.
         let key = (sw, tag);
         if let Some(current) = self.registrations.get(&key) {
@@ -520,22 +523,29 @@ impl Scheduler {
             let mut record = current.record(&key, caller.partition.clone());
             self.log(&key, LogEvent::Reregistered { state });
             match state {
-                // 8.2 If its state is firing, set it to reregisteredWhileFiring — once the
-                //     reset attempt count is durable (it owes one more full run).
-                RegistrationState::Firing => {
-                    record.attempts = 0;
+                // 8.1 If its state is waiting, set it to pending — once its end of back-off,
+                //     moved to now, is durable, so that a restart does not wait it out. (Chromium
+                //     keeps the back-off: docs/chromium.md.) Then 8.3 and 8.4, as below.
+                RegistrationState::Waiting => {
+                    record.next_fire = self.now;
                     self.stage(
                         Some(key),
                         vec![StoreOp::Put(record)],
-                        Staged::ReregisterWhileFiring { request },
+                        Staged::ReregisterWhileWaiting { request },
                     );
                 }
-                // 8.1 (as Chromium) a waiting registration keeps its back-off; pending and
-                //     reregisteredWhileFiring ones are unchanged.
+                // 8.2 If its state is firing, set it to reregisteredWhileFiring: it owes one more
+                //     full run. Nothing is written: its attempts are reset when the event
+                //     completes, as Chromium does (the spec has no attempt count), so a restart
+                //     before then keeps the count.
+                RegistrationState::Firing => {
+                    if let Some(reg) = self.registrations.get_mut(&key) {
+                        reg.state = RegistrationState::ReregisteredWhileFiring;
+                    }
+                    self.settle(request, Ok(Response::Registered));
+                }
                 // 8.3 Resolve promise. 8.4 If online and pending, fire a sync event.
-                RegistrationState::Waiting
-                | RegistrationState::Pending
-                | RegistrationState::ReregisteredWhileFiring => {
+                RegistrationState::Pending | RegistrationState::ReregisteredWhileFiring => {
                     self.settle(request, Ok(Response::Registered));
                     if state == RegistrationState::Pending {
                         self.try_fire(key);
@@ -718,8 +728,10 @@ impl Scheduler {
     }
 
     /// The "background-sync" permission of `origin` changed. While denied, nothing of the origin
-    /// fires (the spec's rule; Chromium keeps firing); when granted again, its pending
-    /// registrations fire.
+    /// fires: the spec lets a user agent define "online" per origin, more strictly
+    /// ([concepts](https://wicg.github.io/background-sync/spec/#online)), and a user who
+    /// disabled background sync is offline for it (Chromium keeps firing: docs/chromium.md).
+    /// When granted again (or 'prompt': not disabled), its pending registrations fire.
     pub fn set_permission(&mut self, now: Timestamp, origin: &Origin, state: PermissionState) {
         self.advance(now);
         self.note_permission(origin, state);
@@ -728,9 +740,9 @@ impl Scheduler {
     fn note_permission(&mut self, origin: &Origin, state: PermissionState) {
         let changed = match state {
             PermissionState::Denied => self.denied.insert(origin.clone()),
-            PermissionState::Granted => self.denied.remove(origin),
+            PermissionState::Granted | PermissionState::Prompt => self.denied.remove(origin),
         };
-        if changed && state == PermissionState::Granted {
+        if changed && state != PermissionState::Denied {
             self.fire_pending_registrations(|o| o == origin);
         }
     }
@@ -896,19 +908,21 @@ impl Scheduler {
             return;
         };
         let last_chance = reg.in_flight.take().is_some_and(|f| f.last_chance);
-        // 4.1 / 5.1 If the state is reregisteredWhileFiring: set it to pending (its reset
-        //     attempt count is already durable), fire again if online, and stop.
+        // 4.1 / 5.1 If the state is reregisteredWhileFiring: set it to pending, fire again if
+        //     online, and stop — once its attempt count, reset (as Chromium resets it, here),
+        //     is durable.
         if reg.state == RegistrationState::ReregisteredWhileFiring {
-            reg.state = RegistrationState::Pending;
             reg.attempts = 0;
-            self.log(
-                &key,
-                LogEvent::Completed {
+            reg.next_fire = self.now;
+            let record = reg.record(&key, partition);
+            self.stage(
+                Some(key),
+                vec![StoreOp::Put(record)],
+                Staged::Completion {
                     outcome,
                     next: NextStep::RunAgain,
                 },
             );
-            self.try_fire(key);
             return;
         }
         let (op, next) = if outcome.is_success() {
@@ -1069,13 +1083,17 @@ impl Scheduler {
                 }
                 self.release(key);
             }
-            Staged::ReregisterWhileFiring { request } => {
+            Staged::ReregisterWhileWaiting { request } => {
                 let Some(key) = key else { return };
                 match (result, self.registrations.get_mut(&key)) {
-                    (Ok(()), Some(reg)) if reg.state == RegistrationState::Firing => {
-                        reg.state = RegistrationState::ReregisteredWhileFiring;
-                        reg.attempts = 0;
+                    (Ok(()), Some(reg)) if reg.state == RegistrationState::Waiting => {
+                        let timer = (reg.next_fire, key.clone());
+                        reg.state = RegistrationState::Pending;
+                        reg.next_fire = self.now;
+                        self.retry_timers.remove(&timer);
+                        // 8.3 Resolve promise. 8.4 If online (and pending), fire a sync event.
                         self.settle(request, Ok(Response::Registered));
+                        self.try_fire(key.clone());
                     }
                     (Ok(()), Some(_)) => self.settle(request, Ok(Response::Registered)),
                     (Ok(()), None) => self.settle(request, Err(unregistered_error(key.0))),
@@ -1123,8 +1141,15 @@ impl Scheduler {
                 // A zero delay ends the wait at once.
                 self.advance(self.now);
             }
-            // Never staged: a re-registered event runs again without a write.
-            NextStep::RunAgain => {}
+            NextStep::RunAgain => {
+                let Some(reg) = self.registrations.get_mut(&key) else {
+                    return;
+                };
+                reg.state = RegistrationState::Pending;
+                let origin = reg.origin.clone();
+                self.log_for(&key, &origin, LogEvent::Completed { outcome, next });
+                self.try_fire(key);
+            }
             NextStep::Removed | NextStep::GaveUp => {
                 if let Some(reg) = self.registrations.remove(&key) {
                     self.decrement_origin(key.0, &reg.origin, &key.1);

@@ -225,28 +225,36 @@ fn reregister_while_firing_then_failure_also_runs_again_at_once() {
 }
 
 #[test]
-fn reregister_while_waiting_keeps_the_back_off() {
+fn reregister_while_waiting_sets_it_pending_and_fires_at_once() {
+    // The spec's register step 8.1 (Chromium keeps the back-off: docs/chromium.md).
     let mut h = Harness::new();
     let a = origin("https://mail.example");
     h.register(&a, 1, "t");
     let first = h.last_dispatch();
     h.complete(&first, DispatchOutcome::Rejected);
     h.advance(MIN);
+    assert_eq!(h.dispatched().len(), 1, "waiting out its back-off");
+    let req = h.register(&a, 1, "t");
+    h.assert_resolved(req);
+    assert_eq!(h.dispatched().len(), 2, "fired at once, online");
+    assert_eq!(
+        h.core.attempts(SwRegistrationId(1), &Tag::from("t")),
+        Some(1),
+        "the failed attempt still counts"
+    );
+    // Offline, it becomes pending and waits for the network, not for the old back-off.
+    let second = h.last_dispatch();
+    h.complete(&second, DispatchOutcome::Rejected);
+    h.set_online(false);
     let req = h.register(&a, 1, "t");
     h.assert_resolved(req);
     assert_eq!(
         h.core
             .registration_state(SwRegistrationId(1), &Tag::from("t")),
-        Some(RegistrationState::Waiting)
+        Some(RegistrationState::Pending)
     );
-    assert_eq!(
-        h.core.attempts(SwRegistrationId(1), &Tag::from("t")),
-        Some(1)
-    );
-    h.advance(4 * MIN - 1);
-    assert_eq!(h.dispatched().len(), 1);
-    h.advance(1);
-    assert_eq!(h.dispatched().len(), 2);
+    h.set_online(true);
+    assert_eq!(h.dispatched().len(), 3);
 }
 
 #[test]
@@ -516,7 +524,9 @@ fn refusals_carry_the_named_exception() {
 }
 
 #[test]
-fn checks_run_in_chromiums_order() {
+fn checks_run_in_the_specs_order() {
+    // The spec checks the permission (step 3) before the window (steps 4-6); Chromium the
+    // other way round (docs/chromium.md).
     let a = origin("https://a.example");
     let mut h = Harness::new();
     // No worker and no window and denied: the worker check wins.
@@ -537,18 +547,22 @@ fn checks_run_in_chromiums_order() {
             ..ctx.clone()
         },
     );
-    assert_eq!(h.rejection(r), DomExceptionName::InvalidAccessError);
+    assert_eq!(h.rejection(r), DomExceptionName::NotAllowedError);
     let r = h.register_with(
         &a,
         1,
         Tag::from("t"),
         RegisterContext {
             has_active_worker: true,
-            has_window_client: true,
+            permission: PermissionState::Prompt,
             ..ctx
         },
     );
-    assert_eq!(h.rejection(r), DomExceptionName::NotAllowedError);
+    assert_eq!(
+        h.rejection(r),
+        DomExceptionName::InvalidAccessError,
+        "'prompt' is not disabled: the window check comes next"
+    );
 }
 
 #[test]

@@ -50,4 +50,8 @@ pub enum PermissionState {
     Granted,
     /// The user disabled background sync for the origin.
     Denied,
+    /// The user has not decided. Background sync is not disabled, so `register()` is not
+    /// refused and events fire, as the spec's register step 3 reads and as Chromium does
+    /// (docs/chromium.md).
+    Prompt,
 }
