@@ -28,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
         next_fire: i64_at(fixed, 32),
         periodic_interval_ms: if fixed[40] % 2 == 0 { None } else { Some(i64_at(fixed, 40)) },
         checksum: 0,
+        seq: if fixed[42] % 2 == 0 { 0 } else { i64_at(fixed, 16) },
         partition: if fixed[41] % 4 == 0 { String::new() } else { String::from_utf8_lossy(&rest[..split.min(16)]).into_owned() },
     };
     // Mostly rows whose checksum matches, so decoding gets past it; sometimes not.

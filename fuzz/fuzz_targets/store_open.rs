@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
     let record = StoredRegistration {
         origin: Origin::parse("https://fuzz.example").expect("origin"),
         partition: Default::default(),
+        seq: 0,
         sw: SwRegistrationId(1),
         tag: Tag::from("after"),
         kind: SyncKind::OneShot,

@@ -15,8 +15,8 @@ promise_test(async (t) => {
   await b.sync.register('only-b');
   await a.sync.register('both');
   await b.sync.register('both');
-  assert_array_equals(await a.sync.getTags(), ['both', 'only-a']);
-  assert_array_equals(await b.sync.getTags(), ['both', 'only-b']);
+  assert_array_equals(await a.sync.getTags(), ['only-a', 'both']);
+  assert_array_equals(await b.sync.getTags(), ['only-b', 'both']);
 }, 'each registration has its own tags');
 
 promise_test(async () => {

@@ -223,6 +223,7 @@ fn sqlite_group_limit(dir: &Path, batches: usize) -> Result<f64, String> {
                 StoreOp::Put(StoredRegistration {
                     origin: o.clone(),
                     partition: Default::default(),
+                    seq: 0,
                     sw: SwRegistrationId(1),
                     tag: Tag::from(format!("g{b}-{i}")),
                     kind: SyncKind::OneShot,
@@ -444,6 +445,7 @@ fn cold_start(dir: &Path, n: usize) -> Result<(f64, f64), String> {
             ops.push(StoreOp::Put(StoredRegistration {
                 origin: origin(i % 10_000),
                 partition: Default::default(),
+                seq: 0,
                 sw: SwRegistrationId((i % 10_000) as u64 + 1),
                 tag: Tag::from(format!("tag-{i}")),
                 kind: SyncKind::OneShot,

@@ -900,6 +900,7 @@ fn flip_record(i: usize) -> StoredRegistration {
     StoredRegistration {
         origin: origin(&format!("https://o{}.example", i % 5)),
         partition: Default::default(),
+        seq: 0,
         sw: SwRegistrationId((i % 5) as u64 + 1),
         // Tags of varied lengths spread the rows over many table and index pages.
         tag: Tag::from(format!("tag-{i}-{}", "x".repeat(i * 7 % 300)).as_str()),
@@ -1113,6 +1114,7 @@ fn database_replaced() -> Outcome {
                 StoreOp::Put(StoredRegistration {
                     origin: foreign(),
                     partition: Default::default(),
+                    seq: 0,
                     sw: SW_FOREIGN,
                     tag: Tag::from(format!("foreign-{i}").as_str()),
                     kind: bgsync_types::SyncKind::OneShot,

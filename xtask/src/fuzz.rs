@@ -83,6 +83,7 @@ fn seed_store(corpus: &Path) -> Result<(), String> {
                 StoreOp::Put(StoredRegistration {
                     origin: Origin::parse("https://a.example").expect("static"),
                     partition: Default::default(),
+                    seq: 0,
                     sw: SwRegistrationId(i),
                     tag: Tag::from_utf16(vec![0xD800, i as u16]),
                     kind: SyncKind::OneShot,

@@ -188,3 +188,27 @@ impl RegistrationStore for FailAfter {
         self.inner.commit(batch)
     }
 }
+
+#[tokio::test]
+async fn get_tags_keeps_the_order_of_registration_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = VirtualClock::new(Timestamp(1_000_000));
+    let order = ["zz-b", "\u{ff5e}", "zz-a", "\u{1F4E7}"];
+    let (sync, _) = start(dir.path(), false, &clock);
+    for tag in order {
+        sync.register(&origin(), SW, tag).await.unwrap();
+    }
+    sync.shutdown();
+    let (sync, _) = start(dir.path(), false, &clock);
+    // Registered after the restart: after the restored ones.
+    sync.register(&origin(), SW, "0-later").await.unwrap();
+    let tags: Vec<String> = sync
+        .get_tags(&origin(), SW)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    assert_eq!(tags, ["zz-b", "\u{ff5e}", "zz-a", "\u{1F4E7}", "0-later"]);
+    sync.shutdown();
+}

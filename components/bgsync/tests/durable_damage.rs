@@ -104,6 +104,7 @@ fn record(origin: &Origin, sw: u64, i: usize) -> StoredRegistration {
     StoredRegistration {
         origin: origin.clone(),
         partition: Default::default(),
+        seq: 0,
         sw: SwRegistrationId(sw),
         tag: Tag::from(format!("tag-{i}-{}", "y".repeat(i % 200)).as_str()),
         kind: SyncKind::OneShot,

@@ -382,7 +382,11 @@ fn engine_threads_use_crossbeam_channels_without_a_runtime() {
     })
     .join()
     .unwrap();
-    assert_eq!(tags.unwrap(), [Tag::from("a"), Tag::from("b")]);
+    assert_eq!(
+        tags.unwrap(),
+        [Tag::from("b"), Tag::from("a")],
+        "registration order"
+    );
     f.sync.shutdown();
     // After shutdown a call is answered with the same error as the async API's, never left
     // hanging.

@@ -219,14 +219,13 @@ impl Model {
             Some(w) if w.origin != *caller => return Err(DomExceptionName::SecurityError),
             Some(_) => {}
         }
-        let mut tags: Vec<Tag> = self
+        // The list's order: the order of registration.
+        Ok(self
             .registrations
             .iter()
             .filter(|r| r.sw == sw)
             .map(|r| r.tag.clone())
-            .collect();
-        tags.sort();
-        Ok(tags)
+            .collect())
     }
 
     fn fire_if_possible(&mut self, i: usize) {

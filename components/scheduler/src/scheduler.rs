@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// A registration is known by its service worker registration and tag. Ordering by this key
-/// gives `getTags()` its code-unit order with one range scan.
+/// finds a service worker registration's list with one range scan.
 type Key = (SwRegistrationId, Tag);
 
 /// What the embedder knew about the caller when `register()` was called.
@@ -67,6 +67,8 @@ pub struct RegisterCall {
 #[derive(Debug, Clone)]
 struct SyncRegistration {
     origin: Origin,
+    /// Its place in the service worker registration's list (the order `getTags()` answers in).
+    seq: u64,
     state: RegistrationState,
     /// Failed attempts so far (counted when an event ends, never at dispatch).
     attempts: u32,
@@ -89,6 +91,7 @@ impl SyncRegistration {
         StoredRegistration {
             origin: self.origin.clone(),
             partition,
+            seq: self.seq,
             sw: key.0,
             tag: key.1.clone(),
             kind: SyncKind::OneShot,
@@ -174,6 +177,8 @@ pub struct Scheduler {
     origin_counts: HashMap<StorageKey, Usage>,
     /// The bytes of every origin's registrations, for the global quota.
     total_bytes: u64,
+    /// The next registration's place in its list (larger than every place given so far).
+    next_seq: u64,
     /// Origins whose "background-sync" permission is denied.
     denied: HashSet<Origin>,
     /// Keys with a change waiting for the store, and the inputs queued behind it.
@@ -200,6 +205,7 @@ impl Scheduler {
             unregistered: HashSet::default(),
             origin_counts: HashMap::default(),
             total_bytes: 0,
+            next_seq: 1,
             denied: HashSet::default(),
             busy: HashMap::default(),
             staged: HashMap::default(),
@@ -308,8 +314,12 @@ impl Scheduler {
             partition: r.partition,
         });
         self.count_origin(r.sw, &r.origin, &key.1);
+        // Rows written before places were kept (0) go after the others, in the order read.
+        let seq = if r.seq == 0 { self.next_seq } else { r.seq };
+        self.next_seq = self.next_seq.max(seq.saturating_add(1));
         let reg = SyncRegistration {
             origin: r.origin,
+            seq,
             state: if waiting {
                 RegistrationState::Waiting
             } else {
@@ -599,9 +609,11 @@ impl Scheduler {
         }
         self.sw_keys.insert(sw, caller.clone());
         self.count_origin(sw, &caller.origin, &key.1);
+        self.next_seq += 1;
         let record = StoredRegistration {
             origin: caller.origin,
             partition: caller.partition,
+            seq: self.next_seq,
             sw,
             tag: key.1.clone(),
             kind: SyncKind::OneShot,
@@ -676,12 +688,17 @@ impl Scheduler {
         self.settle(request, result.map(Response::Tags));
     }
 
+    /// The tags of `sw`'s list, in the list's order: the order the registrations were made
+    /// (the spec's list; Chromium sorts by UTF-8 bytes instead: docs/chromium.md).
     fn tags_of(&self, sw: SwRegistrationId) -> Vec<Tag> {
-        self.registrations
+        let mut placed: Vec<(u64, &Tag)> = self
+            .registrations
             .range((sw, Tag::default())..)
             .take_while(|((s, _), _)| *s == sw)
-            .map(|((_, t), _)| t.clone())
-            .collect()
+            .map(|((_, t), reg)| (reg.seq, t))
+            .collect();
+        placed.sort_unstable_by_key(|(seq, _)| *seq);
+        placed.into_iter().map(|(_, t)| t.clone()).collect()
     }
 
     /// The user agent went online or offline.
@@ -1070,6 +1087,7 @@ impl Scheduler {
                         key.clone(),
                         SyncRegistration {
                             origin: record.origin,
+                            seq: record.seq,
                             state: RegistrationState::Pending,
                             attempts: 0,
                             max_attempts: record.max_attempts,

@@ -641,7 +641,7 @@ fn tags_are_utf16_and_capped_at_10240_utf8_bytes() {
 }
 
 #[test]
-fn get_tags_lists_every_state_in_code_unit_order() {
+fn get_tags_lists_every_state_in_registration_order() {
     let mut h = Harness::new();
     let a = origin("https://a.example");
     h.set_online(false);
@@ -672,12 +672,12 @@ fn get_tags_lists_every_state_in_code_unit_order() {
     assert_eq!(state(&h, "offline"), Some(RegistrationState::Pending));
     assert_eq!(
         h.get_tags(&a, 1).unwrap(),
-        ["firing", "offline", "pending", "rewired", "📧", "～"]
+        ["pending", "firing", "rewired", "offline", "📧", "～"]
     );
     h.complete(&firing, DispatchOutcome::Fulfilled);
     assert_eq!(
         h.get_tags(&a, 1).unwrap(),
-        ["offline", "pending", "rewired", "📧", "～"]
+        ["pending", "rewired", "offline", "📧", "～"]
     );
     assert_eq!(h.get_tags(&a, 2).unwrap(), ["other-sw"]);
     assert_eq!(h.get_tags(&a, 3).unwrap(), Vec::<String>::new());

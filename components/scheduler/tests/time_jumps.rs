@@ -41,6 +41,7 @@ fn a_stored_next_fire_beyond_any_back_off_is_brought_back() {
         StoredRegistration {
             origin: origin("https://mail.example"),
             partition: Default::default(),
+            seq: 0,
             sw: SwRegistrationId(1),
             tag: Tag::from("send-mail"),
             kind: SyncKind::OneShot,

@@ -16,6 +16,7 @@
 //! let record = StoredRegistration {
 //!     origin: Origin::parse("https://mail.example").unwrap(),
 //!     partition: Default::default(),
+//!     seq: 0,
 //!     sw: SwRegistrationId(1),
 //!     tag: Tag::from("send-mail"),
 //!     kind: SyncKind::OneShot,
@@ -48,7 +49,7 @@ pub const DB_FILE: &str = "background-sync.sqlite";
 /// The lock file's name inside the data directory; held for as long as the store is open.
 pub const LOCK_FILE: &str = "background-sync.lock";
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Schema migrations: entry `i` takes a database from version `i` to version `i + 1`. A new
 /// version appends an entry; existing entries never change.
@@ -105,6 +106,11 @@ const MIGRATIONS: &[&str] = &[
     // A row in the default partition keeps its checksum (`row_checksum` hashes a partition only
     // when there is one), so no row is rewritten.
     "ALTER TABLE registrations ADD COLUMN partition TEXT NOT NULL DEFAULT '';",
+    // 5 → 6: each registration's place in its service worker registration's list, so that
+    // getTags() answers in the order of registration (the spec's list order) after a restart
+    // too. Older rows are 0, ordered among themselves by key; as with the partition, the
+    // checksum hashes it only when it is not 0, so no row is rewritten.
+    "ALTER TABLE registrations ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Migration 2 → 3, after its SQL: copies every row with its tag re-encoded and hashed, then
@@ -145,6 +151,7 @@ fn tags_once(conn: &Connection) -> rusqlite::Result<()> {
                 periodic_interval_ms: r.get(7)?,
                 checksum: 0,
                 partition: String::new(),
+                seq: 0,
             };
             write.execute(params![
                 row.sw,
@@ -628,12 +635,13 @@ fn write_batch(conn: &mut Connection, batch: &[StoreOp]) -> Result<(), rusqlite:
                     periodic_interval_ms: r.periodic_interval.map(duration_to_sql),
                     checksum: 0,
                     partition: r.partition.as_str().to_owned(),
+                    seq: seq_to_sql(r.seq),
                 };
                 let checksum = row_checksum(&row);
                 tx.prepare_cached(
                     "INSERT OR REPLACE INTO registrations (sw, kind, tag, origin, attempts,
-                     max_attempts, next_fire, periodic_interval_ms, checksum, partition)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                     max_attempts, next_fire, periodic_interval_ms, checksum, partition, seq)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 )?
                 .execute(params![
                     row.sw,
@@ -646,6 +654,7 @@ fn write_batch(conn: &mut Connection, batch: &[StoreOp]) -> Result<(), rusqlite:
                     row.periodic_interval_ms,
                     checksum,
                     row.partition,
+                    row.seq,
                 ])
             }
             StoreOp::Delete(k) => tx
@@ -976,7 +985,7 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
 
 /// The columns [`RawRow::read`] reads, in its order.
 const ROW_COLUMNS: &str = "sw, kind, tag, origin, attempts, max_attempts, next_fire, \
-     periodic_interval_ms, checksum, partition";
+     periodic_interval_ms, checksum, partition, seq";
 
 /// One row as SQLite hands it over, before decoding.
 #[derive(Debug, Clone, PartialEq)]
@@ -1001,6 +1010,8 @@ pub struct RawRow {
     pub checksum: i64,
     /// `partition` ('' for the default partition)
     pub partition: String,
+    /// `seq` (the place in the list; 0 for rows of schema 5 and older)
+    pub seq: i64,
 }
 
 impl RawRow {
@@ -1017,6 +1028,7 @@ impl RawRow {
             periodic_interval_ms: r.get(7)?,
             checksum: r.get(8)?,
             partition: r.get(9)?,
+            seq: r.get(10)?,
         })
     }
 }
@@ -1044,6 +1056,10 @@ pub fn row_checksum(row: &RawRow) -> i64 {
     // partitions existed (schema 4) keep their checksums.
     if !row.partition.is_empty() {
         h.bytes(row.partition.as_bytes());
+    }
+    // Likewise the list position, which rows of schema 5 and older do not have.
+    if row.seq != 0 {
+        h.i64(row.seq);
     }
     h.finish()
 }
@@ -1133,6 +1149,7 @@ fn decode_with_origin(row: RawRow, origin: Origin) -> Result<StoredRegistration,
     Ok(StoredRegistration {
         origin,
         partition: Partition::new(&row.partition),
+        seq: u64::try_from(row.seq).map_err(|_| format!("seq {}", row.seq))?,
         sw: SwRegistrationId(row.sw as u64),
         tag: Tag::from_utf16(units),
         kind,
@@ -1437,6 +1454,11 @@ fn rename(from: &Path, to: &Path) -> Result<(), StoreError> {
 fn sw_to_sql(sw: SwRegistrationId) -> i64 {
     // Ids use all 64 bits; SQLite integers are signed. The cast is a bijection.
     sw.0 as i64
+}
+
+/// A list position (never near 2^63: one per registration ever made).
+fn seq_to_sql(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
 fn kind_to_sql(kind: SyncKind) -> i64 {

@@ -14,6 +14,7 @@ fn record(origin: &str, i: usize) -> StoredRegistration {
     StoredRegistration {
         origin: Origin::parse(origin).unwrap(),
         partition: Default::default(),
+        seq: 0,
         sw: SwRegistrationId(1),
         tag: Tag::from(format!("tag-{i}").as_str()),
         kind: SyncKind::OneShot,

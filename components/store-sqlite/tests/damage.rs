@@ -15,6 +15,7 @@ fn record(origin: usize, sw: u64, i: usize) -> StoredRegistration {
     StoredRegistration {
         origin: Origin::parse(&format!("https://o{origin}.example")).unwrap(),
         partition: Default::default(),
+        seq: 0,
         sw: SwRegistrationId(sw),
         // Tags of varied lengths spread the rows over several table pages.
         tag: Tag::from(format!("tag-{i}-{}", "x".repeat(i * 7 % 300)).as_str()),

@@ -17,6 +17,7 @@ fn open_any(bytes: &[u8]) {
     let record = StoredRegistration {
         origin: Origin::parse("https://fuzz.example").unwrap(),
         partition: Default::default(),
+        seq: 0,
         sw: SwRegistrationId(1),
         tag: Tag::from("after"),
         kind: SyncKind::OneShot,

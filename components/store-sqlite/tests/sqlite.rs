@@ -11,6 +11,7 @@ fn record(origin: &str, sw: u64, tag: Tag) -> StoredRegistration {
     StoredRegistration {
         origin: Origin::parse(origin).unwrap(),
         partition: Default::default(),
+        seq: 0,
         sw: SwRegistrationId(sw),
         tag,
         kind: SyncKind::OneShot,
@@ -350,6 +351,7 @@ fn decode_row_refuses_what_this_build_never_writes() {
         periodic_interval_ms: None,
         checksum: 0,
         partition: String::new(),
+        seq: 0,
     });
     assert_eq!(decode_row(good.clone()).unwrap().tag, Tag::from("a"));
     let partitioned = sealed(RawRow {
@@ -383,6 +385,15 @@ fn decode_row_refuses_what_this_build_never_writes() {
             partition: "https://top.example".into(),
             ..good.clone()
         },
+        // So is a list place.
+        RawRow {
+            seq: 7,
+            ..good.clone()
+        },
+        sealed(RawRow {
+            seq: -1,
+            ..good.clone()
+        }),
         sealed(RawRow {
             kind: 2,
             ..good.clone()

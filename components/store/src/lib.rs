@@ -15,6 +15,7 @@
 //! let record = StoredRegistration {
 //!     origin: Origin::parse("https://mail.example").unwrap(),
 //!     partition: Default::default(),
+//!     seq: 0,
 //!     sw: SwRegistrationId(1),
 //!     tag: Tag::from("send-mail"),
 //!     kind: SyncKind::OneShot,
@@ -59,6 +60,10 @@ pub struct StoredRegistration {
     /// The storage partition of the service worker registration (with `origin`, its storage
     /// key); the default partition when storage is keyed by the origin alone.
     pub partition: Partition,
+    /// Its place in its service worker registration's list: registrations made later have
+    /// larger numbers, so `getTags()` lists them in the order they were made, across restarts.
+    /// 0 for rows written before it was kept (schema 5 and older).
+    pub seq: u64,
     /// The owning service worker registration.
     pub sw: SwRegistrationId,
     /// The tag.

@@ -123,6 +123,7 @@ mod tests {
         StoredRegistration {
             origin: Origin::parse(origin).unwrap(),
             partition: Default::default(),
+            seq: 0,
             sw: SwRegistrationId(sw),
             tag: Tag::from(tag),
             kind: SyncKind::OneShot,
