@@ -224,7 +224,15 @@ pub(crate) fn make<'js>(
         }
     );
 
-    // Timers (real time).
+    // Clocks: the controlled wall clock (Date.now()) and the monotonic clock (timers,
+    // performance.now()), both in milliseconds.
+    let st = state.clone();
+    native!("now", move || st.borrow().clock_now().0 as f64);
+    let st = state.clone();
+    native!("monotonic", move || st.borrow().monotonic().as_secs_f64()
+        * 1000.0);
+
+    // Timers (on the monotonic clock).
     let st = state.clone();
     native!("setTimer", move |id: f64, ms: f64, repeat: bool| {
         let after = Duration::from_millis(if ms.is_finite() {

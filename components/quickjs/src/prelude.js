@@ -30,6 +30,36 @@
     return new TypeError(`Failed to execute '${op}' on '${iface}': ${required} argument${required === 1 ? '' : 's'} required, but only ${given} present.`);
   }
 
+  // The user agent's clocks. Date reads the controlled wall clock, which moves only when a test
+  // advances it (as Chromium's does under a frozen libfaketime clock); performance.now() reads
+  // the monotonic clock, which runs in real time and jumps with each advance, as timers do.
+  (function installClocks() {
+    const RealDate = G.Date;
+    const Date = setName(function Date(...args) {
+      if (new.target === undefined) return new RealDate(native.now()).toString();
+      if (args.length === 0) return Reflect.construct(RealDate, [native.now()], new.target);
+      return Reflect.construct(RealDate, args, new.target);
+    }, 'Date');
+    Object.defineProperty(Date, 'length', { value: 7, configurable: true });
+    Date.prototype = RealDate.prototype;
+    Object.defineProperty(Date, 'prototype', { writable: false, enumerable: false, configurable: false });
+    Object.defineProperty(RealDate.prototype, 'constructor', { value: Date, writable: true, configurable: true });
+    for (const name of ['parse', 'UTC']) {
+      Object.defineProperty(Date, name, { value: RealDate[name], writable: true, configurable: true });
+    }
+    Object.defineProperty(Date, 'now', { value: setName(function now() { return native.now(); }, 'now'), writable: true, configurable: true });
+    Object.defineProperty(G, 'Date', { value: Date, writable: true, configurable: true });
+    const origin = native.monotonic();
+    const timeOrigin = native.now();
+    const performance = Object.create(null);
+    Object.defineProperties(performance, {
+      now: { value: setName(function now() { return native.monotonic() - origin; }, 'now'), writable: true, configurable: true },
+      timeOrigin: { get: () => timeOrigin, configurable: true },
+      toJSON: { value: setName(function toJSON() { return { timeOrigin }; }, 'toJSON'), writable: true, configurable: true },
+    });
+    Object.defineProperty(G, 'performance', { value: performance, writable: true, configurable: true, enumerable: true });
+  })();
+
   const interfaces = {};
   // WebIDL's "exposed": a construct marked `secureContext` ([SecureContext]) is not exposed in a
   // global that is not a secure context.

@@ -295,8 +295,14 @@ pub(crate) struct State {
     waiters: Vec<Waiter>,
     /// `bgsyncTest.dispatchSyncEvent` calls waiting for their event's outcome.
     devtools: Vec<(RealmId, u64, DevToolsReply)>,
-    timers: BTreeMap<(Instant, u64), (RealmId, u64, Option<Duration>)>,
-    timer_index: HashMap<(RealmId, u64), (Instant, u64)>,
+    /// Timers by when they are due on the monotonic clock ([`State::monotonic`]).
+    timers: BTreeMap<(Duration, u64), (RealmId, u64, Option<Duration>)>,
+    timer_index: HashMap<(RealmId, u64), (Duration, u64)>,
+    /// When the user agent started (real time): the monotonic clock's zero.
+    started: Instant,
+    /// How far `bgsyncTest.advanceTime` has moved the controlled clock in all: the monotonic
+    /// clock runs in real time and jumps with it.
+    advanced: Duration,
     timer_seq: u64,
     lifetimes: HashMap<u64, (ExtendableEventLifetime, Purpose)>,
     next_lifetime: u64,
@@ -404,6 +410,8 @@ impl UserAgent {
             console: Vec::new(),
             uncaught: Vec::new(),
             host_reports: Vec::new(),
+            started,
+            advanced: Duration::ZERO,
         };
         Ok(UserAgent {
             rt,
@@ -825,10 +833,17 @@ impl UserAgent {
             if now >= deadline {
                 return false;
             }
-            let next_timer = self.state.borrow().timers.keys().next().map(|k| k.0);
+            let next_timer = {
+                let st = self.state.borrow();
+                let monotonic = st.monotonic();
+                st.timers
+                    .keys()
+                    .next()
+                    .map(|k| k.0.saturating_sub(monotonic))
+            };
             let mut wait = deadline - now;
             if let Some(t) = next_timer {
-                wait = wait.min(t.saturating_duration_since(now));
+                wait = wait.min(t);
             }
             if !self.state.borrow().waiters.is_empty() || !self.state.borrow().devtools.is_empty() {
                 // Waiters poll the engine; do not sleep long while they wait.
@@ -847,7 +862,7 @@ impl UserAgent {
             let Some((&key, _)) = st.timers.iter().next() else {
                 return false;
             };
-            if key.0 > Instant::now() {
+            if key.0 > st.monotonic() {
                 return false;
             }
             let Some((realm, id, repeat)) = st.timers.remove(&key) else {
@@ -940,7 +955,7 @@ impl UserAgent {
                             .next_timer
                             .filter(|t| *t > now)
                             .map_or(target, |t| t.min(target));
-                        self.state.borrow().clock.set(next);
+                        self.state.borrow_mut().set_clock(next);
                         engine.settle_blocking();
                         self.state.borrow_mut().pump_host();
                         progressed = true;
@@ -1227,8 +1242,26 @@ impl State {
         Ok(text)
     }
 
+    /// The controlled wall clock: what the engine schedules by, and `Date.now()` in every realm.
+    /// It moves only when a test advances it (as Chromium's under a frozen libfaketime clock).
     pub(crate) fn clock_now(&self) -> Timestamp {
         bgsync::Clock::now(&self.clock)
+    }
+
+    /// Moves the controlled wall clock to `t` (never back); the monotonic clock jumps with it.
+    pub(crate) fn set_clock(&mut self, t: Timestamp) {
+        let now = self.clock_now();
+        if t > now {
+            self.advanced += t.saturating_duration_since(now);
+            self.clock.set(t);
+        }
+    }
+
+    /// The monotonic clock of timers and `performance.now()`: real time since the user agent
+    /// started plus every advance of the controlled clock, so that advancing the clock by an
+    /// hour also runs the timers of that hour.
+    pub(crate) fn monotonic(&self) -> Duration {
+        self.started.elapsed() + self.advanced
     }
 
     fn pump_host(&mut self) {
@@ -1283,7 +1316,7 @@ impl State {
         repeat: Option<Duration>,
     ) {
         self.timer_seq += 1;
-        let key = (Instant::now() + after, self.timer_seq);
+        let key = (self.monotonic() + after, self.timer_seq);
         self.timers.insert(key, (realm, id, repeat));
         self.timer_index.insert((realm, id), key);
     }

@@ -647,3 +647,58 @@ fn dispatch_sync_event_fires_now_and_reports_the_outcome() {
     let err = p.run("bgsyncTest.dispatchSyncEvent({}, 'x')").unwrap_err();
     assert!(err.starts_with("TypeError"), "{err}");
 }
+
+/// A worker that answers a message with its clocks.
+const CLOCK_WORKER: &str = r#"
+self.addEventListener('install', e => e.waitUntil(Promise.resolve()));
+self.addEventListener('activate', e => e.waitUntil(Promise.resolve()));
+self.onmessage = e => e.source.postMessage({ now: Date.now(), date: new Date().getTime(), perf: performance.now() });
+"#;
+
+/// `Date.now()` and `new Date()` read the controlled clock in every realm, and
+/// `performance.now()` and timers jump with it, so an event time a fixture records reads the
+/// same as the engine's log (and as Chromium's under libfaketime).
+#[test]
+fn date_performance_and_timers_follow_the_controlled_clock_in_every_realm() {
+    let hour = 3_600_000u64;
+    let mut p = page_with(CLOCK_WORKER);
+    p.ready();
+    assert_eq!(p.ok("Date.now()"), "0");
+    assert_eq!(
+        p.ok("[typeof Date(), new Date(5).getTime(), new Date() instanceof Date, Date.name, Date.length, Date.UTC(1970, 0, 1)]"),
+        r#"["string",5,true,"Date",7,0]"#
+    );
+    p.ok("(self.fired = 0, setTimeout(() => { self.fired += 1; }, 2 * 3600000), 0)");
+    let perf_before: f64 = p.ok("performance.now()").parse().unwrap();
+    p.ok(&format!("bgsyncTest.advanceTime({hour})"));
+    assert_eq!(
+        p.ok("[Date.now(), new Date().getTime()]"),
+        format!("[{hour},{hour}]")
+    );
+    let perf_after: f64 = p.ok("performance.now()").parse().unwrap();
+    assert!(
+        perf_after - perf_before >= hour as f64,
+        "performance.now() jumped with the clock: {perf_before} → {perf_after}"
+    );
+    assert_eq!(
+        p.ok("self.fired"),
+        "0",
+        "the two-hour timer is not due after one"
+    );
+    p.ok(&format!("bgsyncTest.advanceTime({hour})"));
+    assert_eq!(
+        p.ok("new Promise(r => setTimeout(() => r(self.fired), 0))"),
+        "1",
+        "and is after two"
+    );
+    // The service worker's realm reads the same clock.
+    let worker = p.ok("new Promise(r => { navigator.serviceWorker.onmessage = e => r(e.data); reg.active.postMessage('clocks'); })");
+    assert!(
+        worker.starts_with(&format!(
+            r#"{{"now":{},"date":{},"perf":"#,
+            2 * hour,
+            2 * hour
+        )),
+        "{worker}"
+    );
+}
