@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::{Command, ExitCode};
 
 mod bench;
+mod chromium;
 mod crash;
 mod faults;
 mod fuzz;
@@ -18,6 +19,9 @@ commands:
             --wpt-root DIR, --json FILE)
   example   runs the e-mail outbox example (the timeline on virtual time)
   embedder  runs the out-of-tree embedder example (examples/embedder; docs/embedding.md)
+  chromium [FILTER...]
+            the spec-tests' window files on real Chromium and on our user agent, side by side
+            (needs chromium and faketime; docs/chromium.md)
   bench [--quick]
             benchmarks as ratios against limits measured in the same run
             (--quick: a smoke run of under a minute)
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         Some("timeline") => timeline(),
         Some("example") => cargo(&["run", "-p", "bgsync", "--example", "outbox"]),
         Some("embedder") => embedder(),
+        Some("chromium") => chromium::main(&args[1..]),
         Some("package") => package(),
         Some("fuzz") => fuzz::main(&args[1..]),
         // Benchmarks measure optimised code: a debug xtask hands over to a release build.

@@ -126,6 +126,8 @@ impl Model {
             .position(|r| r.sw == sw && r.tag == *tag)
     }
 
+    /// Online, for this origin: a denied origin is offline (the spec lets "online" be stricter
+    /// per origin; Chromium fires anyway: docs/chromium.md).
     fn may_fire(&self, sw: SwRegistrationId) -> bool {
         let origin = self.origin_of(sw);
         self.online && !origin.is_some_and(|o| self.denied.contains(&o))
@@ -219,7 +221,8 @@ impl Model {
             Some(w) if w.origin != *caller => return Err(DomExceptionName::SecurityError),
             Some(_) => {}
         }
-        // The list's order: the order of registration.
+        // The list's order: the order of registration (the spec's getTags(); Chromium sorts by
+        // UTF-8 bytes: docs/chromium.md).
         Ok(self
             .registrations
             .iter()
