@@ -68,7 +68,10 @@ pub struct RegisterCall {
 struct SyncRegistration {
     origin: Origin,
     /// Its place in the service worker registration's list (the order `getTags()` answers in).
-    seq: u64,
+    /// 32 bits fit beside the attempt counts, where 64 would grow every registration by 8
+    /// bytes; after 2^32 registrations in one profile, later ones share the last place and list
+    /// among themselves in key order.
+    seq: u32,
     state: RegistrationState,
     /// Failed attempts so far (counted when an event ends, never at dispatch).
     attempts: u32,
@@ -91,7 +94,7 @@ impl SyncRegistration {
         StoredRegistration {
             origin: self.origin.clone(),
             partition,
-            seq: self.seq,
+            seq: u64::from(self.seq),
             sw: key.0,
             tag: key.1.clone(),
             kind: SyncKind::OneShot,
@@ -178,7 +181,7 @@ pub struct Scheduler {
     /// The bytes of every origin's registrations, for the global quota.
     total_bytes: u64,
     /// The next registration's place in its list (larger than every place given so far).
-    next_seq: u64,
+    next_seq: u32,
     /// Origins whose "background-sync" permission is denied.
     denied: HashSet<Origin>,
     /// Keys with a change waiting for the store, and the inputs queued behind it.
@@ -315,7 +318,11 @@ impl Scheduler {
         });
         self.count_origin(r.sw, &r.origin, &key.1);
         // Rows written before places were kept (0) go after the others, in the order read.
-        let seq = if r.seq == 0 { self.next_seq } else { r.seq };
+        let seq = if r.seq == 0 {
+            self.next_seq
+        } else {
+            u32::try_from(r.seq).unwrap_or(u32::MAX)
+        };
         self.next_seq = self.next_seq.max(seq.saturating_add(1));
         let reg = SyncRegistration {
             origin: r.origin,
@@ -352,13 +359,12 @@ impl Scheduler {
 
     /// The origins the scheduler holds registrations for (each once, whatever its partitions).
     pub fn origins(&self) -> Vec<Origin> {
-        let mut origins: Vec<Origin> = Vec::new();
-        for key in self.origin_counts.keys() {
-            if !origins.contains(&key.origin) {
-                origins.push(key.origin.clone());
-            }
-        }
-        origins
+        let mut seen: HashSet<&Origin> = HashSet::default();
+        self.origin_counts
+            .keys()
+            .filter(|k| seen.insert(&k.origin))
+            .map(|k| k.origin.clone())
+            .collect()
     }
 
     /// Every registration with its state, attempts, next fire time and what it waits for, in
@@ -609,11 +615,11 @@ impl Scheduler {
         }
         self.sw_keys.insert(sw, caller.clone());
         self.count_origin(sw, &caller.origin, &key.1);
-        self.next_seq += 1;
+        self.next_seq = self.next_seq.saturating_add(1);
         let record = StoredRegistration {
             origin: caller.origin,
             partition: caller.partition,
-            seq: self.next_seq,
+            seq: u64::from(self.next_seq),
             sw,
             tag: key.1.clone(),
             kind: SyncKind::OneShot,
@@ -691,13 +697,13 @@ impl Scheduler {
     /// The tags of `sw`'s list, in the list's order: the order the registrations were made
     /// (the spec's list; Chromium sorts by UTF-8 bytes instead: docs/chromium.md).
     fn tags_of(&self, sw: SwRegistrationId) -> Vec<Tag> {
-        let mut placed: Vec<(u64, &Tag)> = self
+        let mut placed: Vec<(u32, &Tag)> = self
             .registrations
             .range((sw, Tag::default())..)
             .take_while(|((s, _), _)| *s == sw)
             .map(|((_, t), reg)| (reg.seq, t))
             .collect();
-        placed.sort_unstable_by_key(|(seq, _)| *seq);
+        placed.sort_by_key(|(seq, _)| *seq); // stable: equal places keep key order
         placed.into_iter().map(|(_, t)| t.clone()).collect()
     }
 
@@ -1087,7 +1093,7 @@ impl Scheduler {
                         key.clone(),
                         SyncRegistration {
                             origin: record.origin,
-                            seq: record.seq,
+                            seq: u32::try_from(record.seq).unwrap_or(u32::MAX),
                             state: RegistrationState::Pending,
                             attempts: 0,
                             max_attempts: record.max_attempts,
