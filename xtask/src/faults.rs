@@ -1401,7 +1401,8 @@ fn bad_origin_fails(sync: &BackgroundSync, method: &str) -> Outcome {
     }
     register_ok(sync, &a(), SW_A, "after")?;
     let held = tags(sync, &a(), SW_A)?;
-    if held != ["after", "before"] {
+    // getTags() lists them in the order they were registered.
+    if held != ["before", "after"] {
         return Err(format!("origin a holds {held:?}"));
     }
     Ok(Got::Pass(format!(
