@@ -441,7 +441,11 @@ impl Driver {
                 .core
                 .wake_up_time()
                 .map(|t| std::time::UNIX_EPOCH + std::time::Duration::from_millis(t.0)),
-            keep_alive: self.dispatcher.in_flight() > 0,
+            // Until the outcome of an event is durable, its retry (or its removal) is not
+            // either: a browser that slept now could lose the wake-up of the back-off.
+            keep_alive: self.dispatcher.in_flight() > 0
+                || self.committing
+                || !self.queued.is_empty(),
         };
         self.wake_ups.send_if_modified(|w| {
             let changed = *w != now;

@@ -96,8 +96,9 @@ pub struct WakeUp {
     /// back-off, and no later than the recovery time while events are in flight. `None`:
     /// cancel any wake-up.
     pub at: Option<std::time::SystemTime>,
-    /// Events are in flight: keep the browser alive. Its turning false after a wake-up is the
-    /// idle signal: the work the wake-up was for is done.
+    /// Events are in flight, or the writes of their outcomes are not durable yet: keep the
+    /// browser alive. Its turning false after a wake-up is the idle signal: the work the
+    /// wake-up was for is done, and `at` holds the next one.
     pub keep_alive: bool,
 }
 

@@ -113,13 +113,21 @@ fn register_from_tab(
     })
 }
 
-/// The browser's OS wake-up timer: sleeps until bgsync's next wake-up (here: sets the virtual
-/// clock to it) for as long as there is one.
+/// The browser's OS wake-up timer: while bgsync asks to keep the browser alive (events in
+/// flight, or their outcomes not yet durable) it stays up and waits; once not, it sleeps until
+/// bgsync's next wake-up (here: sets the virtual clock to it), for as long as there is one.
 fn run_wake_ups(sync: &BackgroundSync, clock: &VirtualClock) {
     let wake_ups = sync.wake_ups();
     loop {
         sync.settle_blocking();
-        let Some(at) = wake_ups.borrow().at else {
+        let wake = *wake_ups.borrow();
+        if wake.keep_alive {
+            // The worker thread is still running an event: sleeping past its time limit would
+            // fail it. (A real browser just stays awake.)
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            continue;
+        }
+        let Some(at) = wake.at else {
             return;
         };
         let millis = at
