@@ -248,6 +248,12 @@ fn prerequisites() -> Result<PathBuf, String> {
     let chromium = std::env::var_os("CHROMIUM")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    if chromium.to_string_lossy().contains("headless-shell") {
+        return Err(format!(
+            "{} is chromium-headless-shell, which has Background Sync disabled: install Debian's full browser (apt-get install -y chromium) and point CHROMIUM at it",
+            chromium.display()
+        ));
+    }
     let mut missing = Vec::new();
     if !chromium.exists() {
         missing.push("chromium (Debian's full browser: chromium-headless-shell has Background Sync disabled)");
