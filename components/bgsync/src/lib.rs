@@ -676,7 +676,8 @@ impl BackgroundSync {
         rx
     }
 
-    /// `SyncManager.getTags()`: the tags of every registration of `sw`, in code-unit order.
+    /// `SyncManager.getTags()`: the tags of every registration of `sw`, in the order they were
+    /// registered.
     pub fn get_tags(
         &self,
         caller: impl Into<StorageKey>,

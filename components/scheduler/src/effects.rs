@@ -43,7 +43,7 @@ pub enum Effect {
 pub enum Response {
     /// `register()` resolved with undefined.
     Registered,
-    /// `getTags()` resolved with these tags, in code-unit order.
+    /// `getTags()` resolved with these tags, in the order they were registered.
     Tags(Vec<Tag>),
     /// A clear (site data, or everything) is durable.
     Cleared,
