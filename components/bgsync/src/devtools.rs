@@ -130,7 +130,8 @@ fn status(outcome: DispatchOutcome) -> &'static str {
         DispatchOutcome::Fulfilled => "succeeded",
         DispatchOutcome::Rejected => "waitUntil rejected",
         DispatchOutcome::TimedOut => "timeout",
-        DispatchOutcome::WorkerTerminated => "aborted",
+        // Measured on Chromium 148 (docs/chromium.md): a worker stopped mid-event is "failed".
+        DispatchOutcome::WorkerTerminated => "failed",
         DispatchOutcome::WorkerFailedToStart => "failed",
         _ => "unknown error",
     }
