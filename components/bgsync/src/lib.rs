@@ -274,7 +274,6 @@ impl Builder {
         let (wake_tx, wake_rx) = tokio::sync::watch::channel(WakeUp::default());
         let report = Arc::new(ReportCell::default());
         let loading = Loading {
-            source,
             params: self.params,
             embedder: Embedder {
                 host: self.host,
@@ -298,7 +297,9 @@ impl Builder {
             .spawn(move || {
                 let report = loading.report.clone();
                 // A store that panics while loading must not leave start_report() waiting.
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loading.load())) {
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    loading.load(source)
+                })) {
                     Ok(Ok(driver)) => runtime.block_on(driver.run()),
                     Ok(Err(e)) => tracing::error!(
                         error = %e,
@@ -336,7 +337,6 @@ enum Source {
 
 /// Everything the Background Sync thread needs to load the registrations and build its driver.
 struct Loading {
-    source: Source,
     params: Parameters,
     embedder: Embedder,
     network: Arc<dyn NetworkState>,
@@ -354,12 +354,8 @@ struct Loading {
 impl Loading {
     /// Reads the stored registrations into a new core and builds the driver, on the Background
     /// Sync thread. If the read fails, the calls queued meanwhile are refused as after shutdown.
-    fn load(mut self) -> Result<Driver, StoreError> {
+    fn load(mut self, source: Source) -> Result<Driver, StoreError> {
         let now = self.embedder.clock.now();
-        let source = std::mem::replace(
-            &mut self.source,
-            Source::Store(Box::new(MemoryStore::new())),
-        );
         let (core, store, start_recovery, sw_ids) = match read_store(source, &self.params, now) {
             Ok(read) => read,
             Err(e) => {
