@@ -7,25 +7,28 @@
 // Registrations are durable: a restart keeps them; an attempt cut short by a restart is not a
 // failed attempt.
 
-promise_test(async (t) => {
+restartTest(async (t) => {
   const reg = await registerWorker();
   await bgsyncTest.setOnline(false);
   t.add_cleanup(resetUserAgent);
   const tag = uniqueTag();
   await reg.sync.register(tag);
-  await bgsyncTest.restart();
+  return tag;
+}, async (t, tag) => {
+  const reg = await registerWorker();
   assert_true((await reg.sync.getTags()).includes(tag), 'still registered');
   await bgsyncTest.setOnline(true);
   await settle();
   assert_equals((await logFor(tag, 'completed'))[0].outcome, 'fulfilled');
 }, 'a pending registration survives a restart and fires after it');
 
-promise_test(async () => {
+restartTest(async () => {
   const reg = await registerWorker();
   const tag = uniqueTag('hang-');
   await reg.sync.register(tag);
   await settle();
-  await bgsyncTest.restart();
+  return tag;
+}, async (t, tag) => {
   await settle();
   const dispatched = await logFor(tag, 'dispatched');
   assert_equals((await logFor(tag, 'completed')).length, 0, 'the lost attempt completed nowhere');
@@ -33,12 +36,13 @@ promise_test(async () => {
   assert_false(dispatched[1].lastChance);
 }, 'an event in flight at a restart fires again without counting an attempt');
 
-promise_test(async () => {
+restartTest(async () => {
   const reg = await registerWorker();
   const tag = uniqueTag('reject-');
   await reg.sync.register(tag);
   await settle();
-  await bgsyncTest.restart();
+  return tag;
+}, async (t, tag) => {
   await bgsyncTest.advanceTime(5 * MINUTE - 1);
   assert_equals((await logFor(tag, 'dispatched')).length, 1, 'the back-off survived the restart');
   await bgsyncTest.advanceTime(1);
@@ -46,7 +50,7 @@ promise_test(async () => {
   assert_equals((await logFor(tag, 'dispatched')).length, 2);
 }, 'a back-off survives a restart');
 
-promise_test(async () => {
+restartTest(async () => {
   const reg = await registerWorker();
   const tag = uniqueTag('hang-');
   await reg.sync.register(tag);
@@ -62,9 +66,10 @@ promise_test(async () => {
   // spec has no attempt count; as Chromium, the attempts are reset when the event completes,
   // so this restart keeps them: the event runs again, still the last chance.
   await reg.sync.register(tag);
-  await bgsyncTest.restart();
+  return tag;
+}, async (t, tag) => {
   await settle();
-  dispatched = await logFor(tag, 'dispatched');
+  const dispatched = await logFor(tag, 'dispatched');
   assert_equals(dispatched.length, 4, 'fired again after the restart');
   assert_true(dispatched[3].lastChance, 'the attempts were not reset: the event never completed');
 }, 're-registered while firing, then a restart before it completes: the attempts are kept');

@@ -44,6 +44,8 @@ struct Subtest {
 struct FileResult {
     status: String,
     subtests: BTreeMap<String, Subtest>,
+    /// Why a subtest has no result, when it was run alone and that failed.
+    errors: BTreeMap<String, String>,
 }
 
 pub fn main(args: &[String]) -> Result<(), String> {
@@ -94,11 +96,15 @@ pub fn main(args: &[String]) -> Result<(), String> {
             name.replace(".window.js", ".window.html")
         );
         eprintln!("chromium: {test} ...");
-        let result = run_file(&chromium, &root, file).unwrap_or_else(|e| {
+        let names: Vec<String> = ours
+            .get(&test)
+            .map(|f| f.subtests.keys().cloned().collect())
+            .unwrap_or_default();
+        let result = run_file(&chromium, &root, file, &names).unwrap_or_else(|e| {
             eprintln!("chromium:   {e}");
             FileResult {
                 status: format!("ERROR ({e})"),
-                subtests: BTreeMap::new(),
+                ..FileResult::default()
             }
         });
         theirs.insert(test, result);
@@ -139,7 +145,11 @@ pub fn main(args: &[String]) -> Result<(), String> {
                     "n/c",
                     format!(
                         "no result on Chromium ({})",
-                        other.map_or("not run".to_owned(), |f| f.status.clone())
+                        other.map_or("not run".to_owned(), |f| f
+                            .errors
+                            .get(name)
+                            .unwrap_or(&f.status)
+                            .clone())
                     ),
                 ),
                 Some(c) if c.status == sub.status => ("agree", String::new()),
@@ -185,12 +195,13 @@ pub fn main(args: &[String]) -> Result<(), String> {
 }
 
 /// Controls a page test cannot have carried out on Chromium.
-const NOT_COMPARABLE: &[&str] = &["restart", "setWindowClient", "timeLimit"];
+const NOT_COMPARABLE: &[&str] = &["restart", "setWindowClient", "timeLimit", "restartOffline"];
 
 fn reason(control: &str) -> &'static str {
     match control {
         "restart" => "a restart relaunches Chromium, which ends the page; it needs a driver-side before/after form",
         "setWindowClient" => "a page is always its own window client in Chromium",
+        "restartOffline" => "Chromium, relaunched, is online until the driver can emulate offline on its worker, which starts only to fire the event",
         "timeLimit" => "the 3-minute event time limit runs on Chromium's monotonic clock, which the frozen wall clock does not move",
         _ => "",
     }
@@ -213,7 +224,11 @@ fn controls_by_subtest(source: &str) -> HashMap<String, Vec<String>> {
     let mut out = HashMap::new();
     // The time-limit file's subtests all wait for a hanging event's time limit.
     let all_time_limit = source.contains("META: title=The sync event's time limit");
-    for block in source.split("promise_test(").skip(1) {
+    for block in source
+        .split("promise_test(")
+        .flat_map(|b| b.split("restartTest("))
+        .skip(1)
+    {
         // The name is the string after the body's closing "}, ".
         let Some(end) = block.rfind("}, ") else {
             continue;
@@ -230,6 +245,11 @@ fn controls_by_subtest(source: &str) -> HashMap<String, Vec<String>> {
                 .take_while(|c| c.is_ascii_alphanumeric())
                 .collect();
             controls.push(c);
+        }
+        // A restart while offline (restartTest's first half sets it).
+        let before = block.split("}, async").next().unwrap_or("");
+        if before.contains("setOnline(false)") && block.contains("}, async (t") {
+            controls.push("restartOffline".to_owned());
         }
         // An event that never settles ('hang-') ends by the time limit, which advanceTime
         // cannot reach on Chromium.
@@ -277,7 +297,7 @@ fn read_report(path: &Path) -> Result<BTreeMap<String, FileResult>, String> {
     for r in v["results"].as_array().cloned().unwrap_or_default() {
         let mut f = FileResult {
             status: r["status"].as_str().unwrap_or("").to_owned(),
-            subtests: BTreeMap::new(),
+            ..FileResult::default()
         };
         for s in r["subtests"].as_array().cloned().unwrap_or_default() {
             f.subtests.insert(
@@ -528,7 +548,14 @@ struct Browser {
     /// The page's target, and whether its renderer crashed.
     page_target: String,
     crashed: bool,
-    _profile: tempfile::TempDir,
+    /// Whether the page set the network online, and the permission it set.
+    online: bool,
+    permission: String,
+    /// The subtests across a restart the page named, and the state a first half handed over.
+    restart_tests: Vec<String>,
+    saved: Value,
+    /// The profile, kept across a relaunch.
+    profile: Option<tempfile::TempDir>,
 }
 
 impl Drop for Browser {
@@ -539,10 +566,21 @@ impl Drop for Browser {
 }
 
 impl Browser {
-    fn launch(chromium: &Path, origin: &str) -> Result<Browser, String> {
-        let profile = tempfile::tempdir().map_err(|e| e.to_string())?;
+    /// Launches Chromium on `profile` (a fresh one if none) with its clock at `now`.
+    fn launch(
+        chromium: &Path,
+        origin: &str,
+        profile: Option<tempfile::TempDir>,
+        now: u64,
+    ) -> Result<Browser, String> {
+        let profile = match profile {
+            Some(p) => p,
+            None => tempfile::tempdir().map_err(|e| e.to_string())?,
+        };
         let clock_file = profile.path().join("faketime");
-        write_clock(&clock_file, EPOCH_MS)?;
+        write_clock(&clock_file, EPOCH_MS + now)?;
+        // A relaunch finds the last run's port file: wait for the new one.
+        let _ = std::fs::remove_file(profile.path().join("DevToolsActivePort"));
         let child = Command::new(chromium)
             .args([
                 "--headless=new",
@@ -615,15 +653,66 @@ impl Browser {
             page,
             workers: Vec::new(),
             clock_file,
-            now: 0,
+            now,
             log: Vec::new(),
             origin: origin.to_owned(),
             scope: None,
             stopped: false,
             page_target: target["targetId"].as_str().unwrap_or("").to_owned(),
             crashed: false,
-            _profile: profile,
+            online: true,
+            permission: "granted".to_owned(),
+            restart_tests: Vec::new(),
+            saved: Value::Null,
+            profile: Some(profile),
         })
+    }
+
+    /// A restart: Chromium closes as a user closes it and is launched again on the same
+    /// profile and clock, with the page's network and permission settings and the log kept.
+    fn relaunch(mut self, chromium: &Path) -> Result<Browser, String> {
+        // Chromium waits for an event in flight before it closes; after 5 s it is stopped as
+        // the system stops it (SIGTERM), then killed.
+        // What Chromium recorded is in the log already: cleared, so that the next launch does
+        // not replay it.
+        self.cdp.call(
+            Some(&self.page),
+            "BackgroundService.clearEvents",
+            json!({ "service": "backgroundSync" }),
+        )?;
+        let _ = self.cdp.call(None, "Browser.close", json!({}));
+        let mut waited = Instant::now();
+        let mut signal = "-TERM";
+        while self.child.try_wait().ok().flatten().is_none() {
+            if waited.elapsed() > Duration::from_secs(5) {
+                if signal == "-KILL" {
+                    let _ = self.child.kill();
+                } else {
+                    let _ = Command::new("kill")
+                        .args([signal, &self.child.id().to_string()])
+                        .status();
+                }
+                signal = "-KILL";
+                waited = Instant::now();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut next = Browser::launch(chromium, &self.origin, self.profile.take(), self.now)?;
+        next.log = std::mem::take(&mut self.log);
+        next.scope = self.scope.take();
+        next.saved = std::mem::take(&mut self.saved);
+        next.online = self.online;
+        // No worker runs after a relaunch: the next nudge starts one.
+        next.stopped = true;
+        next.permission = std::mem::take(&mut self.permission);
+        if next.permission != "granted" {
+            next.cdp.call(
+                None,
+                "Browser.setPermission",
+                json!({ "permission": { "name": "background-sync" }, "setting": next.permission, "origin": next.origin }),
+            )?;
+        }
+        Ok(next)
     }
 
     /// Takes the events read so far: attaches service workers, records log lines.
@@ -681,17 +770,7 @@ impl Browser {
     fn set_offline(&mut self, offline: bool) -> Result<(), String> {
         self.drain()?;
         for (target, w) in self.workers.clone() {
-            let done = self
-                .cdp
-                .call(Some(&w), "Network.enable", json!({}))
-                .and_then(|_| {
-                    self.cdp.call(
-                        Some(&w),
-                        "Network.emulateNetworkConditions",
-                        json!({ "offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1 }),
-                    )
-                });
-            if done.is_err() {
+            if self.emulate_offline(&w, offline).is_err() {
                 // A worker that stopped: its session answers nothing any more.
                 self.workers.retain(|(t, _)| *t != target);
                 self.stopped = true;
@@ -700,7 +779,17 @@ impl Browser {
         Ok(())
     }
 
-    /// Attaches to the service worker target `id` (a flat session of its own).
+    fn emulate_offline(&mut self, session: &str, offline: bool) -> Result<Value, String> {
+        self.cdp.call(Some(session), "Network.enable", json!({}))?;
+        self.cdp.call(
+            Some(session),
+            "Network.emulateNetworkConditions",
+            json!({ "offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1 }),
+        )
+    }
+
+    /// Attaches to the service worker target `id` (a flat session of its own), offline if
+    /// the page set the network offline.
     fn attach_worker(&mut self, id: String) {
         if let Ok(s) = self.cdp.call(
             None,
@@ -708,6 +797,9 @@ impl Browser {
             json!({ "targetId": id, "flatten": true }),
         ) {
             if let Some(s) = s["sessionId"].as_str() {
+                if !self.online {
+                    let _ = self.emulate_offline(s, true);
+                }
                 self.workers.push((id, s.to_owned()));
             }
         }
@@ -742,6 +834,8 @@ impl Browser {
         if self.stopped {
             self.stopped = false;
             if let Some(scope) = self.scope.clone() {
+                self.cdp
+                    .call(Some(&self.page), "ServiceWorker.enable", json!({}))?;
                 let started = self.cdp.call(
                     Some(&self.page),
                     "ServiceWorker.startWorker",
@@ -787,17 +881,18 @@ impl Browser {
         v
     }
 
-    fn control(&mut self, online: &mut bool, body: &Value) -> Result<Value, String> {
+    fn control(&mut self, body: &Value) -> Result<Value, String> {
         let op = body["op"].as_str().unwrap_or("");
         self.drain()?;
         match op {
             "setOnline" => {
-                *online = body["arg"].as_bool().unwrap_or(true);
-                self.set_offline(!*online)?;
+                self.online = body["arg"].as_bool().unwrap_or(true);
+                self.set_offline(!self.online)?;
                 self.pump(Duration::from_millis(300))?;
             }
             "setPermission" => {
                 let state = body["arg"].as_str().unwrap_or("granted");
+                self.permission = state.to_owned();
                 self.cdp.call(
                     None,
                     "Browser.setPermission",
@@ -825,7 +920,7 @@ impl Browser {
                     };
                     self.now = due.saturating_sub(1).max(self.now);
                     write_clock(&self.clock_file, EPOCH_MS + self.now)?;
-                    self.nudge(*online)?;
+                    self.nudge(self.online)?;
                     self.now = due;
                     write_clock(&self.clock_file, EPOCH_MS + self.now)?;
                     let before = self.log.len();
@@ -837,7 +932,7 @@ impl Browser {
                 }
                 self.now = target;
                 write_clock(&self.clock_file, EPOCH_MS + self.now)?;
-                self.nudge(*online)?;
+                self.nudge(self.online)?;
                 self.pump(Duration::from_millis(200))?;
             }
             "idle" => {
@@ -865,6 +960,12 @@ impl Browser {
             "scope" => {
                 self.scope = body["arg"].as_str().map(str::to_owned);
             }
+            "restartTest" => {
+                self.restart_tests
+                    .push(body["arg"].as_str().unwrap_or("").to_owned());
+            }
+            "saveState" => self.saved = body["arg"].clone(),
+            "loadState" => return Ok(self.saved.clone()),
             other => {
                 return Err(format!(
                     "bgsyncTest.{other} cannot be carried out on Chromium"
@@ -906,7 +1007,15 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// Runs one fixture file on Chromium.
-fn run_file(chromium: &Path, root: &Path, file: &Path) -> Result<FileResult, String> {
+///
+/// When the page's renderer crashes, each of `names` (the subtests our user agent ran) is run
+/// alone in a Chromium of its own, so that one crashing subtest does not hide the others.
+fn run_file(
+    chromium: &Path,
+    root: &Path,
+    file: &Path,
+    names: &[String],
+) -> Result<FileResult, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let origin = format!("http://localhost:{port}");
@@ -925,8 +1034,6 @@ fn run_file(chromium: &Path, root: &Path, file: &Path) -> Result<FileResult, Str
             });
         }
     });
-    let mut browser = Browser::launch(chromium, &origin)?;
-    let page = browser.page.clone();
     let url = format!(
         "{origin}/background-sync/{}",
         file.file_name()
@@ -934,20 +1041,105 @@ fn run_file(chromium: &Path, root: &Path, file: &Path) -> Result<FileResult, Str
             .to_string_lossy()
             .replace(".window.js", ".window.html")
     );
+    let mut browser = Browser::launch(chromium, &origin, None, 0)?;
+    let mut result = match run_page(&mut browser, &rx, &url) {
+        Ok(body) => results_of(&body),
+        Err(e) if browser.crashed => {
+            eprintln!("chromium:   {e}: each subtest alone");
+            let _ = browser.child.kill();
+            let mut result = FileResult {
+                status: format!("CRASH ({e})"),
+                ..FileResult::default()
+            };
+            for name in names {
+                let page = format!("{url}?only={}", percent_encoded(name));
+                let mut browser = Browser::launch(chromium, &origin, None, 0)?;
+                match run_page(&mut browser, &rx, &page) {
+                    Ok(body) => result.subtests.extend(results_of(&body).subtests),
+                    Err(e) => {
+                        result.errors.insert(name.clone(), e);
+                    }
+                }
+            }
+            result
+        }
+        Err(e) => return Err(e),
+    };
+    let halves = std::mem::take(&mut browser.restart_tests);
+    drop(browser);
+    for name in halves {
+        match run_restart_test(chromium, &origin, &rx, &url, &name) {
+            Ok(sub) => {
+                result.subtests.insert(name, sub);
+            }
+            Err(e) => eprintln!("chromium:   {name}: {e}"),
+        }
+    }
+    Ok(result)
+}
+
+/// Runs a subtest across a restart (helpers.js's `restartTest`) in a Chromium of its own: the
+/// first half, a relaunch on the same profile, the second half.
+fn run_restart_test(
+    chromium: &Path,
+    origin: &str,
+    rx: &crossbeam_channel::Receiver<Request>,
+    url: &str,
+    name: &str,
+) -> Result<Subtest, String> {
+    let page = format!("{url}?only={}&half=", percent_encoded(name));
+    let mut browser = Browser::launch(chromium, origin, None, 0)?;
+    let first = results_of(&run_page(&mut browser, rx, &format!("{page}before"))?);
+    let sub = first
+        .subtests
+        .get(name)
+        .cloned()
+        .ok_or("the first half did not run")?;
+    if sub.status != "PASS" {
+        return Ok(sub);
+    }
+    let mut browser = browser.relaunch(chromium)?;
+    let second = results_of(&run_page(&mut browser, rx, &format!("{page}after"))?);
+    second
+        .subtests
+        .get(name)
+        .cloned()
+        .ok_or_else(|| "the second half did not run".to_owned())
+}
+
+/// `text` as a URL query value.
+fn percent_encoded(text: &str) -> String {
+    let mut out = String::new();
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Loads `url` in the browser's page and carries out its controls until it reports results.
+fn run_page(
+    browser: &mut Browser,
+    rx: &crossbeam_channel::Receiver<Request>,
+    url: &str,
+) -> Result<Value, String> {
+    let page = browser.page.clone();
     browser
         .cdp
         .call(Some(&page), "Page.navigate", json!({ "url": url }))?;
     let deadline = Instant::now() + FILE_TIMEOUT;
-    let mut online = true;
     while Instant::now() < deadline {
         browser.pump(Duration::from_millis(20))?;
         while let Ok(req) = rx.try_recv() {
             if req.path == "/__results" {
                 let _ = req.reply.send(Ok(Value::Null));
-                return Ok(results_of(&req.body));
+                return Ok(req.body);
             }
             let t = Instant::now();
-            let answer = browser.control(&mut online, &req.body);
+            let answer = browser.control(&req.body);
             if std::env::var_os("BGSYNC_CHROMIUM_DEBUG").is_some() {
                 eprintln!(
                     "chromium:   {} -> {answer:?} ({} ms)",
@@ -975,7 +1167,7 @@ fn results_of(body: &Value) -> FileResult {
             .get(body["status"]["status"].as_u64().unwrap_or(1) as usize)
             .unwrap_or(&"ERROR")
             .to_string(),
-        subtests: BTreeMap::new(),
+        ..FileResult::default()
     };
     for t in body["tests"].as_array().cloned().unwrap_or_default() {
         f.subtests.insert(
@@ -1014,7 +1206,44 @@ const SHIM: &str = r#"
     terminateWorker: () => control('terminateWorker'),
     restart: () => control('restart'),
     setWindowClient: (b) => control('setWindowClient', !!b),
+    splitRestart,
   };
+  // `?only=NAME` runs one subtest of the file (the driver runs each alone when the page's
+  // renderer crashed). A restart relaunches Chromium, which ends the page, so a subtest across a
+  // restart runs in halves (helpers.js's restartTest): a page without `half` only names it to
+  // the driver; `?only=NAME&half=before` runs its first half and hands its state to the driver,
+  // which relaunches Chromium on the same profile for `&half=after`.
+  const query = new URLSearchParams(location.search);
+  const only = query.get('only');
+  const half = query.get('half');
+  let registering = false;
+  if (only !== null) {
+    for (const f of ['test', 'async_test', 'promise_test']) {
+      const original = G[f];
+      G[f] = (...args) => (registering || args[1] === only ? original(...args) : undefined);
+    }
+  }
+  function splitRestart(before, after, name) {
+    if (half === null) {
+      if (only === null || only === name) control('restartTest', name);
+      return;
+    }
+    if (name !== only) return;
+    registering = true;
+    try {
+      if (half === 'before') {
+        // The browser is relaunched after this half: cleanups wait for the second.
+        promise_test(async (t) => {
+          const quiet = Object.create(t, { add_cleanup: { value: () => {} } });
+          await control('saveState', await before(quiet));
+        }, name);
+      } else {
+        promise_test(async (t) => after(t, await control('loadState')), name);
+      }
+    } finally {
+      registering = false;
+    }
+  }
   G.test_driver = {
     set_permission: (descriptor, state) => control('setPermission', state),
   };
@@ -1173,5 +1402,17 @@ mod tests {
         let m = controls_by_subtest(src);
         assert_eq!(m["a restart"], ["restart"]);
         assert_eq!(m["offline"], ["setOnline"]);
+    }
+
+    #[test]
+    fn restart_tests_are_comparable_unless_they_restart_offline() {
+        let src = "restartTest(async (t) => {\n await bgsyncTest.setOnline(false);\n return 1;\n}, async (t, s) => {\n await bgsyncTest.setOnline(true);\n}, 'offline restart');\nrestartTest(async () => {\n return 1;\n}, async (t, s) => {\n await bgsyncTest.setOnline(false);\n}, 'online restart');\n";
+        let m = controls_by_subtest(src);
+        assert_eq!(
+            m["offline restart"],
+            ["setOnline", "setOnline", "restartOffline"]
+        );
+        assert_eq!(m["online restart"], ["setOnline"]);
+        assert_eq!(percent_encoded("a b/é"), "a%20b%2F%C3%A9");
     }
 }

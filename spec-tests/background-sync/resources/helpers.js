@@ -51,3 +51,19 @@ async function resetUserAgent() {
 function settle() {
   return bgsyncTest.advanceTime(0);
 }
+
+// A subtest across a user-agent restart, in two halves: `before(t)` runs, the user agent
+// restarts, then `after(t, state)` runs with what `before` returned (a JSON value). A driver
+// that restarts a real browser by relaunching it (cargo xtask chromium) runs the halves in two
+// launches sharing one profile, through `bgsyncTest.splitRestart`.
+function restartTest(before, after, name) {
+  if (typeof bgsyncTest.splitRestart === 'function') {
+    bgsyncTest.splitRestart(before, after, name);
+    return;
+  }
+  promise_test(async (t) => {
+    const state = await before(t);
+    await bgsyncTest.restart();
+    await after(t, state);
+  }, name);
+}
