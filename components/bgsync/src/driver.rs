@@ -21,6 +21,8 @@ use crate::{Clock, Permissions, WindowClients};
 pub(crate) enum Reply<T> {
     Async(oneshot::Sender<T>),
     Channel(crossbeam_channel::Sender<T>),
+    /// An engine's callback, run on the Background Sync thread.
+    Callback(Callback<T>),
 }
 
 impl<T> Reply<T> {
@@ -33,6 +35,29 @@ impl<T> Reply<T> {
             Reply::Channel(tx) => {
                 let _ = tx.send(value);
             }
+            Reply::Callback(mut c) => {
+                if let Some(f) = c.0.take() {
+                    let _ = contain("a reply callback", || f(Some(value)));
+                }
+            }
+        }
+    }
+}
+
+/// A callback that is called once: with the answer, or with `None` if the call is dropped
+/// unanswered (the engine shut down), so that a promise waiting on it always settles.
+pub(crate) struct Callback<T>(Option<Box<dyn FnOnce(Option<T>) + Send>>);
+
+impl<T> Callback<T> {
+    pub(crate) fn new(f: impl FnOnce(Option<T>) + Send + 'static) -> Callback<T> {
+        Callback(Some(Box::new(f)))
+    }
+}
+
+impl<T> Drop for Callback<T> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            let _ = contain("a reply callback", || f(None));
         }
     }
 }

@@ -672,6 +672,29 @@ impl BackgroundSync {
         rx
     }
 
+    /// [`register`](BackgroundSync::register) for an engine's event loop: `done` is called once,
+    /// on the Background Sync thread, with the answer once the registration is durable (or the
+    /// refusal). A binding posts it to the calling agent's task queue there and settles the
+    /// promise from that task, so the agent's thread never waits for the disk and a burst of
+    /// calls shares commits. If the engine shuts down first, `done` gets the shut-down error. A
+    /// `done` that panics is contained and logged.
+    pub fn register_then(
+        &self,
+        caller: impl Into<StorageKey>,
+        sw: SwRegistrationId,
+        tag: impl Into<Tag>,
+        done: impl FnOnce(Result<(), DomException>) + Send + 'static,
+    ) {
+        self.call_now(Msg::Register {
+            caller: caller.into(),
+            sw,
+            tag: tag.into(),
+            reply: Reply::Callback(driver::Callback::new(move |r: Option<_>| {
+                done(r.unwrap_or_else(|| Err(shut_down())))
+            })),
+        });
+    }
+
     /// `SyncManager.getTags()`: the tags of every registration of `sw`, in the order they were
     /// registered.
     pub fn get_tags(
@@ -705,6 +728,24 @@ impl BackgroundSync {
             reply: Reply::Channel(tx),
         });
         rx
+    }
+
+    /// [`get_tags`](BackgroundSync::get_tags) for an engine's event loop: `done` is called
+    /// once, on the Background Sync thread, as [`register_then`](BackgroundSync::register_then)
+    /// says.
+    pub fn get_tags_then(
+        &self,
+        caller: impl Into<StorageKey>,
+        sw: SwRegistrationId,
+        done: impl FnOnce(Result<Vec<Tag>, DomException>) + Send + 'static,
+    ) {
+        self.call_now(Msg::GetTags {
+            caller: caller.into(),
+            sw,
+            reply: Reply::Callback(driver::Callback::new(move |r: Option<_>| {
+                done(r.unwrap_or_else(|| Err(shut_down())))
+            })),
+        });
     }
 
     /// A stable id for the service worker registration with this storage key and scope URL,

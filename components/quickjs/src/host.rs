@@ -15,6 +15,12 @@ use crossbeam_channel::Sender;
 pub(crate) enum HostCall {
     Fire(SyncEventDispatch, OutcomeReporter),
     Terminate(DispatchId),
+    /// The engine's answer to a realm's call (`register()`, `getTags()`), queued as a task.
+    Reply {
+        realm: crate::ua::RealmId,
+        call: u64,
+        result: Result<crate::ua::Out, crate::ua::ErrOut>,
+    },
 }
 
 /// State the engine's thread reads; the JS thread writes it.

@@ -8,6 +8,7 @@ use bgsync_types::{Origin, SwRegistrationId, Tag};
 use rquickjs::{Ctx, Exception, Function, Object, Value};
 use url::Url;
 
+use crate::host::HostCall;
 use crate::ua::{options, ErrOut, Out, RealmId, UaState, UaTask};
 
 type Shared = Rc<RefCell<UaState>>;
@@ -64,18 +65,34 @@ pub(crate) fn make<'js>(
     // SyncManager.register(tag) and getTags().
     let st = state.clone();
     native!("register", move |call: f64, sw: f64, units: Vec<u32>| {
-        let (engine, origin) = {
-            let s = st.borrow();
-            (s.engine().clone(), s.realm_origin(realm))
+        let (engine, origin, replies) = {
+            let mut s = st.borrow_mut();
+            // Chromium: the renderer checks the active worker when register() is called (and
+            // the engine again when it runs the call), so a worker that activates meanwhile
+            // does not turn an early call into a registration.
+            if !s.has_active_worker(SwRegistrationId(sw as u64)) {
+                s.deliver(
+                    realm,
+                    call as u64,
+                    Err(err(
+                        "InvalidStateError",
+                        "Registration failed: the service worker registration has no active worker",
+                    )),
+                );
+                return;
+            }
+            (s.engine().clone(), s.realm_origin(realm), s.replies())
         };
         let tag = Tag::from_utf16(units.into_iter().map(|u| u as u16).collect::<Vec<u16>>());
-        let reply = engine.register_with_reply(&origin, SwRegistrationId(sw as u64), tag);
-        let result = match reply.recv() {
-            Ok(Ok(())) => Ok(Out::Undefined),
-            Ok(Err(e)) => Err(ErrOut::from(e)),
-            Err(_) => Err(err("UnknownError", "Background Sync has shut down")),
-        };
-        st.borrow_mut().deliver(realm, call as u64, result);
+        // The page's thread does not wait for the disk: the answer comes back as a task.
+        engine.register_then(&origin, SwRegistrationId(sw as u64), tag, move |r| {
+            let result = r.map(|()| Out::Undefined).map_err(ErrOut::from);
+            let _ = replies.send(HostCall::Reply {
+                realm,
+                call: call as u64,
+                result,
+            });
+        });
     });
     // Chromium: a tag of more UTF-16 code units than the cap has bytes, refused as the engine
     // refuses an over-long tag, without its units.
@@ -91,21 +108,26 @@ pub(crate) fn make<'js>(
     });
     let st = state.clone();
     native!("getTags", move |call: f64, sw: f64| {
-        let (engine, origin) = {
+        let (engine, origin, replies) = {
             let s = st.borrow();
-            (s.engine().clone(), s.realm_origin(realm))
+            (s.engine().clone(), s.realm_origin(realm), s.replies())
         };
-        let reply = engine.get_tags_with_reply(&origin, SwRegistrationId(sw as u64));
-        let result = match reply.recv() {
-            Ok(Ok(tags)) => Ok(Out::List(
-                tags.iter()
-                    .map(|t| Out::Units(t.as_utf16().to_vec()))
-                    .collect(),
-            )),
-            Ok(Err(e)) => Err(ErrOut::from(e)),
-            Err(_) => Err(err("UnknownError", "Background Sync has shut down")),
-        };
-        st.borrow_mut().deliver(realm, call as u64, result);
+        engine.get_tags_then(&origin, SwRegistrationId(sw as u64), move |r| {
+            let result = r
+                .map(|tags| {
+                    Out::List(
+                        tags.iter()
+                            .map(|t| Out::Units(t.as_utf16().to_vec()))
+                            .collect(),
+                    )
+                })
+                .map_err(ErrOut::from);
+            let _ = replies.send(HostCall::Reply {
+                realm,
+                call: call as u64,
+                result,
+            });
+        });
     });
 
     // navigator.serviceWorker.*

@@ -1277,7 +1277,18 @@ impl State {
                 self.tasks.push_back(Task::FireSync(event, reporter))
             }
             HostCall::Terminate(id) => self.forget_dispatch(id),
+            HostCall::Reply {
+                realm,
+                call,
+                result,
+            } => self.deliver(realm, call, result),
         }
+    }
+
+    /// Where the engine's answers to this user agent's calls come back: the queue the event
+    /// loop waits on.
+    pub(crate) fn replies(&self) -> crossbeam_channel::Sender<HostCall> {
+        self.host_tx.clone()
     }
 
     /// The engine gave up on an event (time limit): its outcome no longer matters.
@@ -1389,6 +1400,13 @@ impl State {
             }
             Purpose::Activate(sw) => self.set_worker_state(sw, WorkerState::Activated),
         }
+    }
+
+    /// Whether the service worker registration `sw` has an active worker now.
+    pub(crate) fn has_active_worker(&self, sw: SwRegistrationId) -> bool {
+        self.sws
+            .get(&sw)
+            .is_some_and(|r| r.state == WorkerState::Activated)
     }
 
     fn set_worker_state(&mut self, sw: SwRegistrationId, state: WorkerState) {

@@ -702,3 +702,20 @@ fn date_performance_and_timers_follow_the_controlled_clock_in_every_realm() {
         "{worker}"
     );
 }
+
+#[test]
+fn a_burst_of_registers_from_one_task_all_resolve_in_order() {
+    // register() does not hold the page's thread until the commit: the 64 calls are all made
+    // in one task and answered as tasks, in the order they were made.
+    let mut p = page_with(WORKER);
+    p.ready();
+    p.ok("bgsyncTest.setOnline(false)");
+    assert_eq!(
+        p.ok("(async () => { const order = []; await Promise.all(Array.from({length: 64}, (_, i) => reg.sync.register('t' + i).then(() => order.push(i)))); return order.every((v, i) => v === i) && order.length; })()"),
+        "64"
+    );
+    assert_eq!(
+        p.ok("reg.sync.getTags().then(t => t.length + ':' + t[0] + ':' + t[63])"),
+        r#""64:t0:t63""#
+    );
+}
