@@ -529,6 +529,14 @@ pub fn one(args: &[String]) -> Result<(), String> {
 }
 
 pub fn main(args: &[String]) -> Result<(), String> {
+    if let Some(i) = args.iter().position(|a| a == "--peer") {
+        return match args.get(i + 1).map(String::as_str) {
+            Some("chromium") => crate::peer::main(),
+            other => Err(format!(
+                "bench --peer: unknown peer {other:?}; the one known is `chromium`"
+            )),
+        };
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let sizes = if quick {
         Sizes {

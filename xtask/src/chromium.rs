@@ -264,7 +264,7 @@ fn controls_by_subtest(source: &str) -> HashMap<String, Vec<String>> {
 }
 
 /// Chromium (not the headless shell) and libfaketime, or what to install.
-fn prerequisites() -> Result<PathBuf, String> {
+pub(crate) fn prerequisites() -> Result<PathBuf, String> {
     let chromium = std::env::var_os("CHROMIUM")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
@@ -1030,7 +1030,7 @@ fn run_file(
         for stream in listener.incoming().flatten() {
             let (tx, root, name) = (tx.clone(), serve_root.clone(), name.clone());
             std::thread::spawn(move || {
-                let _ = serve(stream, &root, &name, &tx);
+                let _ = serve(stream, &root, &name, &tx, &Extra::new());
             });
         }
     });
@@ -1076,6 +1076,57 @@ fn run_file(
         }
     }
     Ok(result)
+}
+
+/// Runs `script` (an async expression) in a page of a fresh Chromium with the `bgsyncTest`
+/// shim, `sw` served at /bench/sw.js; gives what the expression resolved to.
+pub(crate) fn run_bench_page(chromium: &Path, script: &str, sw: &str) -> Result<Value, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let origin = format!("http://localhost:{port}");
+    let (tx, rx) = crossbeam_channel::unbounded::<Request>();
+    let mut extra = Extra::new();
+    extra.insert(
+        "/bench/index.html".into(),
+        (
+            "text/html",
+            format!(
+                "<!doctype html>\n<meta charset=utf-8>\n<script src=\"/__shim.js\"></script>\n<script>\n{script}.then((r) => fetch('/__results', {{ method: 'POST', body: JSON.stringify({{ ok: r }}) }}), (e) => fetch('/__results', {{ method: 'POST', body: JSON.stringify({{ error: String(e) }}) }}));\n</script>\n"
+            )
+            .into_bytes(),
+        ),
+    );
+    extra.insert(
+        "/bench/sw.js".into(),
+        ("text/javascript", sw.as_bytes().to_vec()),
+    );
+    let extra = std::sync::Arc::new(extra);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let (tx, root, extra) = (tx.clone(), root.clone(), extra.clone());
+            std::thread::spawn(move || {
+                let _ = serve(stream, &root, "", &tx, &extra);
+            });
+        }
+    });
+    let mut browser = Browser::launch(chromium, &origin, None, 0)?;
+    let body = run_page(&mut browser, &rx, &format!("{origin}/bench/index.html"))?;
+    match body.get("ok") {
+        Some(v) => Ok(v.clone()),
+        None => Err(format!("the page failed: {}", body["error"])),
+    }
+}
+
+/// `chromium --version`'s line.
+pub(crate) fn version(chromium: &Path) -> String {
+    Command::new(chromium)
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "Chromium".into())
 }
 
 /// Runs a subtest across a restart (helpers.js's `restartTest`) in a Chromium of its own: the
@@ -1276,11 +1327,15 @@ fn window_page(name: &str, source: &str) -> String {
     )
 }
 
+/// Pages served besides the fixtures: path → (content type, body).
+type Extra = HashMap<String, (&'static str, Vec<u8>)>;
+
 fn serve(
     stream: TcpStream,
     root: &Path,
     name: &str,
     tx: &crossbeam_channel::Sender<Request>,
+    extra: &Extra,
 ) -> Result<(), String> {
     let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
     let mut line = String::new();
@@ -1315,6 +1370,8 @@ fn serve(
                 Err(_) => json!({ "error": "the driver did not answer" }),
             };
             ("200 OK", "application/json", v.to_string().into_bytes())
+        } else if let Some((kind, body)) = extra.get(&path) {
+            ("200 OK", *kind, body.clone())
         } else if path == "/__shim.js" {
             ("200 OK", "text/javascript", SHIM.as_bytes().to_vec())
         } else if path == "/resources/testharness.js" {

@@ -8,6 +8,7 @@ mod chromium;
 mod crash;
 mod faults;
 mod fuzz;
+mod peer;
 
 const HELP: &str = "\
 usage: cargo xtask <command>

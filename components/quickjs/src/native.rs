@@ -115,9 +115,14 @@ pub(crate) fn make<'js>(
         engine.get_tags_then(&origin, SwRegistrationId(sw as u64), move |r| {
             let result = r
                 .map(|tags| {
+                    // A well-formed tag becomes a JS string here; one with a lone
+                    // surrogate goes as code units, which the prelude joins.
                     Out::List(
                         tags.iter()
-                            .map(|t| Out::Units(t.as_utf16().to_vec()))
+                            .map(|t| match String::from_utf16(t.as_utf16()) {
+                                Ok(s) => Out::Str(s),
+                                Err(_) => Out::Units(t.as_utf16().to_vec()),
+                            })
                             .collect(),
                     )
                 })

@@ -508,7 +508,7 @@
         if (tag.length > info.maxTagBytes) return call(native.tagTooLong, tag.length);
         return call(native.register, s.id, units(tag)).then(() => undefined);
       } },
-      getTags: { length: 0, promise: true, fn(s) { return call(native.getTags, s.id).then((tags) => tags.map(fromUnits)); } },
+      getTags: { length: 0, promise: true, fn(s) { return call(native.getTags, s.id).then((tags) => tags.map((t) => (typeof t === 'string' ? t : fromUnits(t)))); } },
     },
   });
 
