@@ -239,6 +239,42 @@ fn sqlite_group_limit(dir: &Path, batches: usize) -> Result<f64, String> {
     Ok((batches * 64) as f64 / t.elapsed().as_secs_f64())
 }
 
+/// Bytes on disk per registration with tags of `tag_bytes` bytes: `n` registrations committed
+/// 1,000 at a time into a fresh data directory, the store closed (SQLite checkpoints its log
+/// into the database), every file of the directory counted.
+fn storage_cost(dir: &Path, tag_bytes: usize, n: usize) -> Result<f64, String> {
+    let _ = std::fs::remove_dir_all(dir);
+    {
+        let mut store = SqliteStore::open(dir).map_err(|e| e.to_string())?;
+        let mut ops = Vec::with_capacity(1_000);
+        for i in 0..n {
+            ops.push(StoreOp::Put(StoredRegistration {
+                origin: origin(0),
+                partition: Default::default(),
+                seq: i as u64,
+                sw: SwRegistrationId(1),
+                tag: Tag::from(format!("{i:0tag_bytes$}")),
+                kind: SyncKind::OneShot,
+                attempts: 0,
+                max_attempts: 3,
+                next_fire: Timestamp(0),
+                periodic_interval: None,
+            }));
+            if ops.len() == 1_000 {
+                store.commit(&ops).map_err(|e| e.to_string())?;
+                ops.clear();
+            }
+        }
+        store.commit(&ops).map_err(|e| e.to_string())?;
+    }
+    let mut bytes = 0u64;
+    for e in std::fs::read_dir(dir).map_err(|e| e.to_string())?.flatten() {
+        bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(bytes as f64 / n as f64)
+}
+
 /// Runs every effect at once, acknowledging writes in memory; counts dispatches.
 fn drain(core: &mut Scheduler, store: &mut MemoryStore, now: Timestamp) {
     drop(core.take_log());
@@ -582,6 +618,10 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let large = per_op(100_000, samples);
     eprintln!("bench: online fan-out");
     let fan = fanout(sizes.fanout);
+    let fan_small = fanout(sizes.fanout / 10);
+    eprintln!("bench: storage cost per registration");
+    let disk_small = storage_cost(&sub("storage-10"), 10, sizes.fanout / 10)?;
+    let disk_large = storage_cost(&sub("storage-10240"), 10_240, sizes.fanout / 100)?;
     eprintln!("bench: cold start");
     let (cold_s, cold_bytes) = cold_start(&base, sizes.cold)?;
     eprintln!("bench: full check of the store");
@@ -594,16 +634,19 @@ pub fn main(args: &[String]) -> Result<(), String> {
         Row { name: "group-commit limit (64 per fdatasync)", value: group_records, unit: "records/s", ratio: None, goal: None, met: None, includes: "64 writes + one fdatasync" },
         Row { name: "register latency, median", value: median.as_secs_f64() * 1e6, unit: "µs", ratio: Some((median.as_secs_f64() * 1e6 / one_fsync_us, "× one fdatasync")), goal: Some("≤ 1.5×"), met: Some(median.as_secs_f64() * 1e6 / one_fsync_us <= 1.5), includes: "register_with_reply → resolved: channel, checks, SQLite transaction with WAL fsync, reply" },
         Row { name: "register latency, p99", value: p99.as_secs_f64() * 1e6, unit: "µs", ratio: Some((p99.as_secs_f64() * 1e6 / one_fsync_us, "× one fdatasync")), goal: None, met: None, includes: "as above" },
-        Row { name: "register throughput, 64 callers", value: throughput, unit: "registers/s", ratio: Some((throughput / group_records, "× group-commit limit")), goal: Some("≥ 0.8×"), met: Some(throughput / group_records >= 0.8), includes: "64 threads, each waiting for its answer before the next call" },
-        Row { name: "register throughput, 64 async callers", value: throughput_async, unit: "registers/s", ratio: Some((throughput_async / group_records, "× group-commit limit")), goal: Some("≥ 0.8×"), met: Some(throughput_async / group_records >= 0.8), includes: "64 tasks on one current-thread tokio runtime, each awaiting its answer before the next call" },
-        Row { name: "SQLite limit (64 rows per transaction)", value: sqlite_limit, unit: "records/s", ratio: Some((throughput / sqlite_limit, "× (our throughput)")), goal: None, met: None, includes: "SqliteStore::commit of 64 rows, one thread: what SQLite itself sustains with our schema and synchronous=FULL" },
+        Row { name: "SQLite limit (64 rows per transaction)", value: sqlite_limit, unit: "records/s", ratio: Some((sqlite_limit / group_records, "× group-commit limit")), goal: None, met: None, includes: "SqliteStore::commit of 64 rows, one thread: what SQLite itself sustains with our schema and synchronous=FULL" },
+        Row { name: "register throughput, 64 callers", value: throughput, unit: "registers/s", ratio: Some((throughput / sqlite_limit, "× SQLite limit")), goal: Some("≥ 0.5×"), met: Some(throughput / sqlite_limit >= 0.5), includes: "64 threads, each waiting for its answer before the next call" },
+        Row { name: "register throughput, 64 async callers", value: throughput_async, unit: "registers/s", ratio: Some((throughput_async / sqlite_limit, "× SQLite limit")), goal: Some("≥ 0.8×"), met: Some(throughput_async / sqlite_limit >= 0.8), includes: "64 tasks on one current-thread tokio runtime, each awaiting its answer before the next call" },
         Row { name: "naive: one transaction per register", value: naive, unit: "registers/s", ratio: Some((throughput / naive, "× gain of group commit")), goal: None, met: None, includes: "rusqlite INSERT + COMMIT per register, WAL, synchronous=FULL, one thread" },
         Row { name: "core register, n = 10", value: small.0, unit: "ns/op", ratio: None, goal: None, met: None, includes: "scheduler + in-memory store, one service worker registration" },
         Row { name: "core register, n = 1,000", value: mid.0, unit: "ns/op", ratio: None, goal: None, met: None, includes: "as above" },
-        Row { name: "core register, n = 100,000", value: large.0, unit: "ns/op", ratio: Some((large.0 / small.0, "× n = 10")), goal: Some("≤ 1.5×"), met: Some(large.0 / small.0 <= 1.5), includes: "as above" },
+        Row { name: "core register, n = 100,000", value: large.0, unit: "ns/op", ratio: Some((large.0 / small.0, "× n = 10")), goal: Some("≤ 1.3×"), met: Some(large.0 / small.0 <= 1.3), includes: "as above" },
         Row { name: "core getTags per tag, n = 10", value: small.2, unit: "ns/tag", ratio: None, goal: None, met: None, includes: "getTags returns all n tags: its cost per call is O(n) by definition" },
-        Row { name: "core getTags per tag, n = 100,000", value: large.2, unit: "ns/tag", ratio: Some((large.2 / small.2, "× n = 10")), goal: Some("≤ 1.5×"), met: Some(large.2 / small.2 <= 1.5), includes: "as above (per call at n = 100,000: see JSON)" },
-        Row { name: "online fan-out", value: fan, unit: "ns/registration", ratio: None, goal: Some("≤ 1,000 ns"), met: Some(fan <= 1_000.0), includes: "set_online → dispatch → host settles → completion → removal written (in memory)" },
+        Row { name: "core getTags per tag, n = 100,000", value: large.2, unit: "ns/tag", ratio: Some((large.2 / small.2, "× n = 10")), goal: Some("≤ 1.3×"), met: Some(large.2 / small.2 <= 1.3), includes: "as above (per call at n = 100,000: see JSON)" },
+        Row { name: "online fan-out, n / 10", value: fan_small, unit: "ns/registration", ratio: None, goal: None, met: None, includes: "as below, a tenth of the registrations and origins" },
+        Row { name: "online fan-out", value: fan, unit: "ns/registration", ratio: Some((fan / fan_small, "× at n / 10")), goal: Some("≤ 1,000 ns, ≤ 1.2×"), met: Some(fan <= 1_000.0 && fan / fan_small <= 1.2), includes: "set_online → dispatch → host settles → completion → removal written (in memory)" },
+        Row { name: "storage, 10-byte tags", value: disk_small, unit: "B/registration", ratio: Some((disk_small / 10.0, "× the tag's bytes")), goal: None, met: None, includes: "every file of the data directory after n / 10 registrations, the store closed, over n / 10" },
+        Row { name: "storage, 10,240-byte tags", value: disk_large, unit: "B/registration", ratio: Some((disk_large / 10_240.0, "× the tag's bytes")), goal: Some("tag once"), met: Some(disk_large / 10_240.0 < 2.0), includes: "as above, n / 100 registrations: under 2× the tag's bytes means the tag is stored once" },
         Row { name: "cold start", value: cold_s, unit: "s", ratio: None, goal: Some("≤ 1 s"), met: Some(cold_s <= 1.0), includes: "process: open SQLite, read and validate every row, restore into the scheduler, ready to fire" },
         Row { name: "store full check (after start-up)", value: check_s, unit: "s", ratio: None, goal: None, met: None, includes: "RegistrationStore::verify: SQLite's integrity_check of every page, table against indexes; run on the store's thread after start-up, before the first commit" },
         Row { name: "cold start memory", value: cold_bytes, unit: "B/registration", ratio: None, goal: Some("≤ 200 B"), met: Some(cold_bytes <= 200.0), includes: "peak RSS minus the peak RSS of the same start on an empty store, over n" },
