@@ -219,24 +219,27 @@ fn sqlite_group_limit(dir: &Path, batches: usize) -> Result<f64, String> {
     let t = Instant::now();
     for b in 0..batches {
         let ops: Vec<StoreOp> = (0..64)
-            .map(|i| {
-                StoreOp::Put(StoredRegistration {
-                    origin: o.clone(),
-                    partition: Default::default(),
-                    seq: 0,
-                    sw: SwRegistrationId(1),
-                    tag: Tag::from(format!("g{b}-{i}")),
-                    kind: SyncKind::OneShot,
-                    attempts: 0,
-                    max_attempts: 3,
-                    next_fire: Timestamp(0),
-                    periodic_interval: None,
-                })
-            })
+            .map(|i| put(o.clone(), 1, format!("g{b}-{i}"), 0))
             .collect();
         store.commit(&ops).map_err(|e| e.to_string())?;
     }
     Ok((batches * 64) as f64 / t.elapsed().as_secs_f64())
+}
+
+/// A pending one-shot registration's row, as the engine writes it.
+fn put(origin: Origin, sw: u64, tag: String, seq: u64) -> StoreOp {
+    StoreOp::Put(StoredRegistration {
+        origin,
+        partition: Default::default(),
+        seq,
+        sw: SwRegistrationId(sw),
+        tag: Tag::from(tag),
+        kind: SyncKind::OneShot,
+        attempts: 0,
+        max_attempts: 3,
+        next_fire: Timestamp(0),
+        periodic_interval: None,
+    })
 }
 
 /// Bytes on disk per registration with tags of `tag_bytes` bytes: `n` registrations committed
@@ -248,18 +251,7 @@ fn storage_cost(dir: &Path, tag_bytes: usize, n: usize) -> Result<f64, String> {
         let mut store = SqliteStore::open(dir).map_err(|e| e.to_string())?;
         let mut ops = Vec::with_capacity(1_000);
         for i in 0..n {
-            ops.push(StoreOp::Put(StoredRegistration {
-                origin: origin(0),
-                partition: Default::default(),
-                seq: i as u64,
-                sw: SwRegistrationId(1),
-                tag: Tag::from(format!("{i:0tag_bytes$}")),
-                kind: SyncKind::OneShot,
-                attempts: 0,
-                max_attempts: 3,
-                next_fire: Timestamp(0),
-                periodic_interval: None,
-            }));
+            ops.push(put(origin(0), 1, format!("{i:0tag_bytes$}"), i as u64));
             if ops.len() == 1_000 {
                 store.commit(&ops).map_err(|e| e.to_string())?;
                 ops.clear();
@@ -478,18 +470,12 @@ fn cold_start(dir: &Path, n: usize) -> Result<(f64, f64), String> {
         let mut store = SqliteStore::open(&full).map_err(|e| e.to_string())?;
         let mut ops = Vec::with_capacity(10_000);
         for i in 0..n {
-            ops.push(StoreOp::Put(StoredRegistration {
-                origin: origin(i % 10_000),
-                partition: Default::default(),
-                seq: 0,
-                sw: SwRegistrationId((i % 10_000) as u64 + 1),
-                tag: Tag::from(format!("tag-{i}")),
-                kind: SyncKind::OneShot,
-                attempts: 0,
-                max_attempts: 3,
-                next_fire: Timestamp(0),
-                periodic_interval: None,
-            }));
+            ops.push(put(
+                origin(i % 10_000),
+                (i % 10_000) as u64 + 1,
+                format!("tag-{i}"),
+                0,
+            ));
             if ops.len() == 10_000 {
                 store.commit(&ops).map_err(|e| e.to_string())?;
                 ops.clear();

@@ -1016,31 +1016,14 @@ fn run_file(
     file: &Path,
     names: &[String],
 ) -> Result<FileResult, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let origin = format!("http://localhost:{port}");
-    let (tx, rx) = crossbeam_channel::unbounded::<Request>();
-    let serve_root = root.to_path_buf();
     let name = file
         .file_name()
         .unwrap_or_default()
         .to_string_lossy()
         .into_owned();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let (tx, root, name) = (tx.clone(), serve_root.clone(), name.clone());
-            std::thread::spawn(move || {
-                let _ = serve(stream, &root, &name, &tx, &Extra::new());
-            });
-        }
-    });
-    let url = format!(
-        "{origin}/background-sync/{}",
-        file.file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .replace(".window.js", ".window.html")
-    );
+    let page = name.replace(".window.js", ".window.html");
+    let (origin, rx) = start_server(root, name, Extra::new())?;
+    let url = format!("{origin}/background-sync/{page}");
     let mut browser = Browser::launch(chromium, &origin, None, 0)?;
     let mut result = match run_page(&mut browser, &rx, &url) {
         Ok(body) => results_of(&body),
@@ -1078,13 +1061,32 @@ fn run_file(
     Ok(result)
 }
 
+/// Serves the fixture `name` (and `extra`) on a port of its own, a thread per connection; the
+/// page's requests to the driver arrive on the receiver. Gives the origin.
+fn start_server(
+    root: &Path,
+    name: String,
+    extra: Extra,
+) -> Result<(String, crossbeam_channel::Receiver<Request>), String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let (tx, rx) = crossbeam_channel::unbounded::<Request>();
+    let root = root.to_path_buf();
+    let extra = std::sync::Arc::new(extra);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let (tx, root, name, extra) = (tx.clone(), root.clone(), name.clone(), extra.clone());
+            std::thread::spawn(move || {
+                let _ = serve(stream, &root, &name, &tx, &extra);
+            });
+        }
+    });
+    Ok((format!("http://localhost:{port}"), rx))
+}
+
 /// Runs `script` (an async expression) in a page of a fresh Chromium with the `bgsyncTest`
 /// shim, `sw` served at /bench/sw.js; gives what the expression resolved to.
 pub(crate) fn run_bench_page(chromium: &Path, script: &str, sw: &str) -> Result<Value, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let origin = format!("http://localhost:{port}");
-    let (tx, rx) = crossbeam_channel::unbounded::<Request>();
     let mut extra = Extra::new();
     extra.insert(
         "/bench/index.html".into(),
@@ -1100,16 +1102,8 @@ pub(crate) fn run_bench_page(chromium: &Path, script: &str, sw: &str) -> Result<
         "/bench/sw.js".into(),
         ("text/javascript", sw.as_bytes().to_vec()),
     );
-    let extra = std::sync::Arc::new(extra);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let (tx, root, extra) = (tx.clone(), root.clone(), extra.clone());
-            std::thread::spawn(move || {
-                let _ = serve(stream, &root, "", &tx, &extra);
-            });
-        }
-    });
+    let (origin, rx) = start_server(&root, String::new(), extra)?;
     let mut browser = Browser::launch(chromium, &origin, None, 0)?;
     let body = run_page(&mut browser, &rx, &format!("{origin}/bench/index.html"))?;
     match body.get("ok") {

@@ -48,9 +48,13 @@ impl<T> Reply<T> {
 /// unanswered (the engine shut down), so that a promise waiting on it always settles.
 pub(crate) struct Callback<T>(Option<Box<dyn FnOnce(Option<T>) + Send>>);
 
-impl<T> Callback<T> {
-    pub(crate) fn new(f: impl FnOnce(Option<T>) + Send + 'static) -> Callback<T> {
-        Callback(Some(Box::new(f)))
+impl<T: 'static> Reply<Result<T, DomException>> {
+    /// An engine's callback: called once with the answer, or with the shut-down error if the
+    /// call is dropped unanswered.
+    pub(crate) fn then(done: impl FnOnce(Result<T, DomException>) + Send + 'static) -> Self {
+        Reply::Callback(Callback(Some(Box::new(move |answer: Option<_>| {
+            done(answer.unwrap_or_else(|| Err(crate::shut_down())))
+        }))))
     }
 }
 

@@ -689,9 +689,7 @@ impl BackgroundSync {
             caller: caller.into(),
             sw,
             tag: tag.into(),
-            reply: Reply::Callback(driver::Callback::new(move |r: Option<_>| {
-                done(r.unwrap_or_else(|| Err(shut_down())))
-            })),
+            reply: Reply::then(done),
         });
     }
 
@@ -742,9 +740,7 @@ impl BackgroundSync {
         self.call_now(Msg::GetTags {
             caller: caller.into(),
             sw,
-            reply: Reply::Callback(driver::Callback::new(move |r: Option<_>| {
-                done(r.unwrap_or_else(|| Err(shut_down())))
-            })),
+            reply: Reply::then(done),
         });
     }
 

@@ -1,13 +1,15 @@
 //! DevTools' "Sync" button: a sync event with a chosen tag and lastChance, now, offline or not,
 //! with its outcome told to the caller and no registration changed.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use bgsync::testing::{Behaviour, FixedNetwork, OpenWindows, ScriptedHost};
 use bgsync::{
     BackgroundSync, DispatchOutcome, DomExceptionName, LogEvent, Origin, SwRegistrationId, Tag,
-    Timestamp, VirtualClock,
+    Timestamp,
 };
 
 #[tokio::test]
@@ -68,15 +70,7 @@ async fn devtools_dispatches_now_whatever_the_network() {
 /// and clearing forgets what was kept.
 #[tokio::test]
 async fn the_background_services_recording_follows_the_log_while_on() {
-    let a = Origin::parse("https://a.example").unwrap();
-    let host = Arc::new(ScriptedHost::new());
-    host.add_registration(SwRegistrationId(1), a.clone());
-    let clock = VirtualClock::new(Timestamp(1_000));
-    let sync = BackgroundSync::builder(host.clone(), Arc::new(OpenWindows::with([a.clone()])))
-        .network(Arc::new(FixedNetwork(true)))
-        .clock(Arc::new(clock.clone()))
-        .start()
-        .unwrap();
+    let (a, host, clock, sync) = common::online_engine(1_000);
     let mut recorder = sync.background_service_recorder();
     assert!(!recorder.is_recording());
 

@@ -1,23 +1,16 @@
 //! The timeline page, read back as XML: one row per tag, a bar per sync event coloured by its
 //! outcome, the back-offs at their lengths, lastChance marked, and page text escaped.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use bgsync::testing::{Behaviour, FixedNetwork, OpenWindows, ScriptedHost};
-use bgsync::{BackgroundSync, DispatchOutcome, Origin, SwRegistrationId, Timestamp, VirtualClock};
+use bgsync::testing::Behaviour;
+use bgsync::{DispatchOutcome, SwRegistrationId};
 
 #[tokio::test]
 async fn the_timeline_shows_each_attempt_back_off_and_last_chance() {
-    let a = Origin::parse("https://a.example").unwrap();
-    let host = Arc::new(ScriptedHost::new());
-    host.add_registration(SwRegistrationId(1), a.clone());
-    let clock = VirtualClock::new(Timestamp(1_000_000));
-    let sync = BackgroundSync::builder(host.clone(), Arc::new(OpenWindows::with([a.clone()])))
-        .network(Arc::new(FixedNetwork(true)))
-        .clock(Arc::new(clock.clone()))
-        .start()
-        .unwrap();
+    let (a, host, clock, sync) = common::online_engine(1_000_000);
     host.script([
         Behaviour::Settle(DispatchOutcome::Fulfilled),
         Behaviour::Settle(DispatchOutcome::Rejected),

@@ -1,6 +1,8 @@
 //! The browser's wake-up scheduler is told, not asked: when to wake the browser, and whether to
 //! keep it alive while events run (and so when the work of a wake-up is done).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -9,15 +11,7 @@ use bgsync::{BackgroundSync, DispatchOutcome, Origin, SwRegistrationId, Timestam
 
 #[tokio::test]
 async fn wake_ups_follow_back_offs_and_events_in_flight() {
-    let a = Origin::parse("https://a.example").unwrap();
-    let host = Arc::new(ScriptedHost::new());
-    host.add_registration(SwRegistrationId(1), a.clone());
-    let clock = VirtualClock::new(Timestamp(1_000));
-    let sync = BackgroundSync::builder(host.clone(), Arc::new(OpenWindows::with([a.clone()])))
-        .network(Arc::new(FixedNetwork(true)))
-        .clock(Arc::new(clock.clone()))
-        .start()
-        .unwrap();
+    let (a, host, _, sync) = common::online_engine(1_000);
     let mut wake = sync.wake_ups();
     assert_eq!(wake.borrow_and_update().at, None, "nothing to wake for");
 

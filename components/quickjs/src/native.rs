@@ -17,6 +17,22 @@ fn err(name: &str, message: impl Into<String>) -> ErrOut {
     ErrOut::new(name, message)
 }
 
+/// Where the engine's answer to call `call` of `realm` goes: back to the event loop's queue,
+/// as a task (the page's thread does not wait for it).
+fn answer_to(
+    replies: crossbeam_channel::Sender<HostCall>,
+    realm: RealmId,
+    call: f64,
+) -> impl FnOnce(Result<Out, ErrOut>) + Send + 'static {
+    move |result| {
+        let _ = replies.send(HostCall::Reply {
+            realm,
+            call: call as u64,
+            result,
+        });
+    }
+}
+
 /// Builds the `native` object of realm `realm`.
 pub(crate) fn make<'js>(
     ctx: &Ctx<'js>,
@@ -84,14 +100,9 @@ pub(crate) fn make<'js>(
             (s.engine().clone(), s.realm_origin(realm), s.replies())
         };
         let tag = Tag::from_utf16(units.into_iter().map(|u| u as u16).collect::<Vec<u16>>());
-        // The page's thread does not wait for the disk: the answer comes back as a task.
+        let answer = answer_to(replies, realm, call);
         engine.register_then(&origin, SwRegistrationId(sw as u64), tag, move |r| {
-            let result = r.map(|()| Out::Undefined).map_err(ErrOut::from);
-            let _ = replies.send(HostCall::Reply {
-                realm,
-                call: call as u64,
-                result,
-            });
+            answer(r.map(|()| Out::Undefined).map_err(ErrOut::from))
         });
     });
     // Chromium: a tag of more UTF-16 code units than the cap has bytes, refused as the engine
@@ -112,9 +123,10 @@ pub(crate) fn make<'js>(
             let s = st.borrow();
             (s.engine().clone(), s.realm_origin(realm), s.replies())
         };
+        let answer = answer_to(replies, realm, call);
         engine.get_tags_then(&origin, SwRegistrationId(sw as u64), move |r| {
-            let result = r
-                .map(|tags| {
+            answer(
+                r.map(|tags| {
                     // A well-formed tag becomes a JS string here; one with a lone
                     // surrogate goes as code units, which the prelude joins.
                     Out::List(
@@ -126,12 +138,8 @@ pub(crate) fn make<'js>(
                             .collect(),
                     )
                 })
-                .map_err(ErrOut::from);
-            let _ = replies.send(HostCall::Reply {
-                realm,
-                call: call as u64,
-                result,
-            });
+                .map_err(ErrOut::from),
+            )
         });
     });
 
