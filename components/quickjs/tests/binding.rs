@@ -705,8 +705,9 @@ fn date_performance_and_timers_follow_the_controlled_clock_in_every_realm() {
 
 #[test]
 fn a_burst_of_registers_from_one_task_all_resolve_in_order() {
-    // register() does not hold the page's thread until the commit: the 64 calls are all made
-    // in one task and answered as tasks, in the order they were made.
+    // 64 calls made in one task, whose answers come back as separate tasks once committed
+    // (that they share commits is checked in components/bgsync/tests/callbacks.rs): each
+    // promise settles, in the order the calls were made.
     let mut p = page_with(WORKER);
     p.ready();
     p.ok("bgsyncTest.setOnline(false)");
