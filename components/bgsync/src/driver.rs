@@ -247,6 +247,13 @@ pub(crate) struct Driver {
     last_tick: Timestamp,
     /// Whether a commit is in flight.
     committing: bool,
+    /// Group commit's hold: after a commit answered several callers, the next commit waits a
+    /// little for them to call again, so that they share it (see [`Hold`]).
+    hold: Option<Hold>,
+    /// When the commit in flight was sent.
+    commit_sent: std::time::Instant,
+    /// How long the last commit took, from send to answer.
+    last_commit: std::time::Duration,
     pub embedder: Embedder,
     /// Notifications and the engine's own messages.
     events: mpsc::UnboundedReceiver<Msg>,
@@ -308,6 +315,9 @@ impl Driver {
             recoveries: Vec::new(),
             last_tick: Timestamp(0),
             committing: false,
+            hold: None,
+            commit_sent: std::time::Instant::now(),
+            last_commit: std::time::Duration::ZERO,
             embedder,
             events,
             calls,
@@ -391,6 +401,8 @@ impl Driver {
                 Some(t) => self.embedder.clock.sleep_until(t),
                 None => Box::pin(std::future::pending()),
             };
+            // The hold is measured on the real clock: it is about the disk, not the engine's time.
+            let hold_until = self.hold.map(|h| tokio::time::Instant::from_std(h.until));
             // Notifications first: a call is handled after every notification sent before it.
             tokio::select! {
                 biased;
@@ -403,6 +415,9 @@ impl Driver {
                     None => break,
                 },
                 () = sleep => {}
+                () = async { tokio::time::sleep_until(hold_until.unwrap()).await }, if hold_until.is_some() => {
+                    self.hold = None;
+                }
             }
             // Take what else is queued before writing, so concurrent calls share one commit,
             // but no more than a pass's worth at a time: each pass answers what it can and
@@ -427,8 +442,8 @@ impl Driver {
                 }
             }
             self.publish_wake_up();
-            // Settled means written too: wait for the commit in flight.
-            if !self.committing {
+            // Settled means written too: wait for the commit in flight and the writes held.
+            if !self.committing && self.queued.is_empty() {
                 for waiter in self.settle_waiters.drain(..) {
                     waiter.send(());
                 }
@@ -604,6 +619,15 @@ impl Driver {
             }
             Msg::Committed(ids, result, allocated) => {
                 self.committing = false;
+                self.last_commit = self.commit_sent.elapsed();
+                // The callers this commit answers are likely to call again at once (a caller
+                // waits for each answer before its next call): hold the next commit until they
+                // have, or for at most as long as the last commit took, so that concurrent callers
+                // keep sharing one commit instead of splitting into groups that alternate.
+                self.hold = (ids.len() > 1).then(|| Hold {
+                    expected: self.queued.len() + ids.len(),
+                    until: std::time::Instant::now() + self.last_commit.min(MAX_HOLD),
+                });
                 for id in ids {
                     self.core.persist_completed(now, id, result.clone());
                 }
@@ -905,6 +929,18 @@ impl Driver {
         {
             return;
         }
+        if let Some(hold) = self.hold {
+            let waiting = self.repair.is_none()
+                && self.queued_ids.is_empty()
+                && !self.shutting_down
+                && self.queued.len() < hold.expected
+                && self.taking_calls()
+                && std::time::Instant::now() < hold.until;
+            if waiting {
+                return;
+            }
+        }
+        self.hold = None;
         let queued = std::mem::take(&mut self.queued);
         let mut batch = Batch {
             ids: Vec::with_capacity(queued.len()),
@@ -931,7 +967,10 @@ impl Driver {
             batch.ops.extend(ops);
         }
         match self.store.send(batch) {
-            Ok(()) => self.committing = true,
+            Ok(()) => {
+                self.committing = true;
+                self.commit_sent = std::time::Instant::now();
+            }
             Err(batch) => {
                 let now = self.now();
                 let gone: Result<(), String> = Err("the store thread is gone".into());
@@ -1024,6 +1063,19 @@ pub(crate) const FIRST_STABLE_ID: u64 = 1 << 32;
 
 /// Calls taken off the queue between two flushes (answers, commits).
 const CALLS_PER_PASS: usize = 1_024;
+
+/// The longest a commit is held for callers expected to call again.
+const MAX_HOLD: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// A commit held for the callers the last commit answered.
+#[derive(Clone, Copy)]
+struct Hold {
+    /// Writes to wait for: those queued when the last commit ended, plus one per caller it
+    /// answered.
+    expected: usize,
+    /// The latest the held commit is sent.
+    until: std::time::Instant,
+}
 
 /// Answers a call made after shutdown: it was not carried out.
 pub(crate) fn refuse_shut_down(msg: Msg) {
