@@ -287,6 +287,8 @@ pub(crate) struct Driver {
     pending: HashMap<RequestId, Pending>,
     next_request: u64,
     log: VecDeque<LogEntry>,
+    /// The core's new log lines, between taking them and keeping them (reused, not regrown).
+    log_buffer: Vec<LogEntry>,
     log_subscribers: Vec<crossbeam_channel::Sender<LogEntry>>,
     settle_waiters: Vec<Reply<()>>,
     shutting_down: bool,
@@ -338,6 +340,7 @@ impl Driver {
             pending: HashMap::new(),
             next_request: 1,
             log: VecDeque::new(),
+            log_buffer: Vec::new(),
             log_subscribers,
             settle_waiters: Vec::new(),
             shutting_down: false,
@@ -996,7 +999,9 @@ impl Driver {
     }
 
     fn drain_log(&mut self) {
-        for entry in self.core.take_log() {
+        let mut lines = std::mem::take(&mut self.log_buffer);
+        self.core.append_log_to(&mut lines);
+        for entry in lines.drain(..) {
             match &entry.event {
                 LogEvent::StoreFailed { cause } => tracing::warn!(
                     origin = %entry.origin, sw = %entry.sw, tag = %entry.tag, %cause,
@@ -1024,6 +1029,7 @@ impl Driver {
             }
             self.push_log(entry);
         }
+        self.log_buffer = lines;
     }
 
     fn push_log(&mut self, entry: LogEntry) {

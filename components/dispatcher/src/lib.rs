@@ -39,7 +39,7 @@
 //! assert_eq!(dispatcher.outcome_reported(id, outcome), Some(DispatchOutcome::Fulfilled));
 //! ```
 
-use std::collections::BTreeSet;
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -191,17 +191,105 @@ impl std::fmt::Debug for OutcomeReporter {
     }
 }
 
-struct InFlight {
+/// The events in flight and their time limits.
+///
+/// Events get the same time limit, so a new deadline is almost always the latest, and events
+/// mostly end in the order they started. So the events sit in a queue in dispatch order (which
+/// is then deadline order), an ended one is marked and dropped when it reaches the front, and a
+/// map from id to place in the queue is the only lookup: one insertion and one removal per
+/// event, no search. An event whose deadline is earlier than one before it (a shorter limit
+/// asked for) goes to a small ordered set instead.
+#[derive(Default)]
+struct InFlightEvents {
+    by_id: HashMap<DispatchId, Place>,
+    /// In dispatch and deadline order; `base` is the place of the front.
+    queue: VecDeque<QueuedEvent>,
+    base: u64,
+    /// Events out of deadline order.
+    others: std::collections::BTreeMap<(Timestamp, DispatchId), SwRegistrationId>,
+}
+
+#[derive(Clone, Copy)]
+enum Place {
+    Queue(u64),
+    Other(Timestamp),
+}
+
+struct QueuedEvent {
     deadline: Timestamp,
+    id: DispatchId,
     sw: SwRegistrationId,
+    ended: bool,
+}
+
+impl InFlightEvents {
+    fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    fn insert(&mut self, id: DispatchId, deadline: Timestamp, sw: SwRegistrationId) {
+        if self.queue.back().is_none_or(|e| e.deadline <= deadline) {
+            let place = self.base + self.queue.len() as u64;
+            self.queue.push_back(QueuedEvent {
+                deadline,
+                id,
+                sw,
+                ended: false,
+            });
+            self.by_id.insert(id, Place::Queue(place));
+        } else {
+            self.others.insert((deadline, id), sw);
+            self.by_id.insert(id, Place::Other(deadline));
+        }
+    }
+
+    /// Takes `id` out; returns its service worker registration if it was in flight.
+    fn remove(&mut self, id: DispatchId) -> Option<SwRegistrationId> {
+        match self.by_id.remove(&id)? {
+            Place::Queue(place) => {
+                let event = self
+                    .queue
+                    .get_mut(usize::try_from(place - self.base).ok()?)?;
+                event.ended = true;
+                let sw = event.sw;
+                while self.queue.front().is_some_and(|e| e.ended) {
+                    self.queue.pop_front();
+                    self.base += 1;
+                }
+                Some(sw)
+            }
+            Place::Other(deadline) => self.others.remove(&(deadline, id)),
+        }
+    }
+
+    /// The soonest deadline of an event in flight, and its id.
+    fn first(&self) -> Option<(Timestamp, DispatchId)> {
+        let queued = self.queue.front().map(|e| (e.deadline, e.id));
+        let other = self.others.first_key_value().map(|(k, _)| *k);
+        match (queued, other) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Every deadline moves back by `back` ms: the order holds.
+    fn shift_back(&mut self, back: u64) {
+        for e in &mut self.queue {
+            e.deadline = Timestamp(e.deadline.0.saturating_sub(back));
+        }
+        for ((t, id), sw) in std::mem::take(&mut self.others) {
+            let t = Timestamp(t.0.saturating_sub(back));
+            self.others.insert((t, id), sw);
+            self.by_id.insert(id, Place::Other(t));
+        }
+    }
 }
 
 /// Fires events through a [`ServiceWorkerHost`] and enforces their time limits.
 pub struct Dispatcher {
     host: Arc<dyn ServiceWorkerHost>,
     sink: OutcomeSink,
-    in_flight: HashMap<DispatchId, InFlight>,
-    deadlines: BTreeSet<(Timestamp, DispatchId)>,
+    in_flight: InFlightEvents,
 }
 
 impl Dispatcher {
@@ -210,8 +298,7 @@ impl Dispatcher {
         Dispatcher {
             host,
             sink,
-            in_flight: HashMap::default(),
-            deadlines: BTreeSet::new(),
+            in_flight: InFlightEvents::default(),
         }
     }
 
@@ -244,14 +331,7 @@ impl Dispatcher {
             return Some((request.id, DispatchOutcome::WorkerFailedToStart));
         }
         let deadline = now.saturating_add(request.time_limit);
-        self.in_flight.insert(
-            request.id,
-            InFlight {
-                deadline,
-                sw: request.sw,
-            },
-        );
-        self.deadlines.insert((deadline, request.id));
+        self.in_flight.insert(request.id, deadline, request.sw);
         let reply = OutcomeReporter {
             id: request.id,
             sink: Some(self.sink.clone()),
@@ -271,8 +351,7 @@ impl Dispatcher {
         {
             // The worker never got the event: a failed start. The reporter the panic dropped
             // reports a termination, which finds nothing in flight and is ignored.
-            self.in_flight.remove(&request.id);
-            self.deadlines.remove(&(deadline, request.id));
+            self.in_flight.remove(request.id);
             return Some((request.id, DispatchOutcome::WorkerFailedToStart));
         }
         None
@@ -290,16 +369,14 @@ impl Dispatcher {
         id: DispatchId,
         outcome: DispatchOutcome,
     ) -> Option<DispatchOutcome> {
-        let f = self.in_flight.remove(&id)?;
-        self.deadlines.remove(&(f.deadline, id));
+        self.in_flight.remove(id)?;
         Some(outcome)
     }
 
     /// Forgets an event (its registration is gone) and asks the host to stop it.
     pub fn abandon(&mut self, id: DispatchId) {
-        if let Some(f) = self.in_flight.remove(&id) {
-            self.deadlines.remove(&(f.deadline, id));
-            self.terminate(id, f.sw);
+        if let Some(sw) = self.in_flight.remove(id) {
+            self.terminate(id, sw);
         }
     }
 
@@ -307,33 +384,25 @@ impl Dispatcher {
     /// left, so a hung event is still stopped on time.
     pub fn clock_went_back(&mut self, from: Timestamp, to: Timestamp) {
         let back = from.0.saturating_sub(to.0);
-        let deadlines = std::mem::take(&mut self.deadlines);
-        for (t, id) in deadlines {
-            let t = Timestamp(t.0.saturating_sub(back));
-            if let Some(f) = self.in_flight.get_mut(&id) {
-                f.deadline = t;
-            }
-            self.deadlines.insert((t, id));
-        }
+        self.in_flight.shift_back(back);
     }
 
     /// When the soonest time limit runs out.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.deadlines.first().map(|(t, _)| *t)
+        self.in_flight.first().map(|(t, _)| t)
     }
 
     /// Ends every event whose time limit ran out by `now`: the host is asked to terminate it and
     /// it is returned as [`DispatchOutcome::TimedOut`].
     pub fn handle_timeout(&mut self, now: Timestamp) -> Vec<(DispatchId, DispatchOutcome)> {
         let mut expired = Vec::new();
-        while let Some(&(deadline, id)) = self.deadlines.first() {
+        while let Some((deadline, id)) = self.in_flight.first() {
             if deadline > now {
                 break;
             }
-            self.deadlines.pop_first();
-            if let Some(f) = self.in_flight.remove(&id) {
-                tracing::info!(id = id.0, sw = %f.sw, "sync event ran past its time limit");
-                self.terminate(id, f.sw);
+            if let Some(sw) = self.in_flight.remove(id) {
+                tracing::info!(id = id.0, %sw, "sync event ran past its time limit");
+                self.terminate(id, sw);
                 expired.push((id, DispatchOutcome::TimedOut));
             }
         }

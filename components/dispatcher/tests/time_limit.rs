@@ -141,3 +141,42 @@ fn abandoning_terminates_and_ignores_the_outcome() {
     );
     assert_eq!(d.poll_timeout(), None);
 }
+
+#[test]
+fn time_limits_run_out_in_deadline_order_whatever_the_order_of_dispatch_and_of_outcomes() {
+    let (_host, mut d, _) = setup(Host::default());
+    let with_limit = |id: u64, secs: u64| DispatchRequest {
+        time_limit: Duration::from_secs(secs),
+        ..request(id, false)
+    };
+    // 1 and 2 with the usual limit; 3 with a shorter one, so its deadline is earlier than
+    // theirs; 4 after 3 with the usual limit again.
+    d.dispatch(Timestamp(0), with_limit(1, 180));
+    d.dispatch(Timestamp(1_000), with_limit(2, 180));
+    d.dispatch(Timestamp(2_000), with_limit(3, 10));
+    d.dispatch(Timestamp(3_000), with_limit(4, 180));
+    assert_eq!(d.in_flight(), 4);
+    assert_eq!(d.poll_timeout(), Some(Timestamp(12_000)));
+    // 2 ends before 1: 1 stays the next of the usual limits.
+    assert_eq!(
+        d.outcome_reported(DispatchId(2), DispatchOutcome::Fulfilled),
+        Some(DispatchOutcome::Fulfilled)
+    );
+    // The clock goes back 1 s: every limit keeps the time it had left.
+    d.clock_went_back(Timestamp(5_000), Timestamp(4_000));
+    assert_eq!(d.poll_timeout(), Some(Timestamp(11_000)));
+    assert_eq!(
+        d.handle_timeout(Timestamp(11_000)),
+        vec![(DispatchId(3), DispatchOutcome::TimedOut)]
+    );
+    assert_eq!(d.poll_timeout(), Some(Timestamp(179_000)));
+    assert_eq!(
+        d.handle_timeout(Timestamp(u64::MAX)),
+        vec![
+            (DispatchId(1), DispatchOutcome::TimedOut),
+            (DispatchId(4), DispatchOutcome::TimedOut)
+        ]
+    );
+    assert_eq!(d.in_flight(), 0);
+    assert_eq!(d.poll_timeout(), None);
+}

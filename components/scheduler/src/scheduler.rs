@@ -80,6 +80,23 @@ struct SyncRegistration {
     next_fire: Timestamp,
     /// The event in flight, if firing.
     in_flight: Option<InFlight>,
+    /// A change to it is waiting for the store: inputs for it queue until that is durable.
+    busy: bool,
+}
+
+/// A registration in its slot.
+#[derive(Debug, Clone)]
+struct Entry {
+    key: Key,
+    reg: SyncRegistration,
+}
+
+/// What a staged change is about: a key, and the slot its registration had when the change was
+/// staged (none for a new registration).
+#[derive(Debug)]
+struct Target {
+    key: Key,
+    slot: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -166,12 +183,24 @@ pub struct Scheduler {
     params: Parameters,
     now: Timestamp,
     online: bool,
-    /// Every committed registration, by (service worker registration, tag).
-    registrations: BTreeMap<Key, SyncRegistration>,
+    /// Every committed registration, in a slab. A dispatch's id carries its registration's
+    /// slot and a staged change its slot, so the end of an event and the acknowledgement of
+    /// its write find the registration by index, without a search.
+    slots: Vec<Option<Entry>>,
+    /// Slots free for reuse.
+    free: Vec<u32>,
+    /// The slots by key, in key order: one service worker registration's range for getTags and
+    /// unregistration, and the order of `inspect()`. Removing a registration leaves its entry here (counted in
+    /// `stale`, skipped by every reader) until the next compaction, so a removal needs no
+    /// search either.
+    index: BTreeMap<Key, u32>,
+    stale: usize,
+    /// How many registrations the slab holds.
+    live: usize,
     /// Waiting registrations by the end of their back-off.
     retry_timers: BTreeSet<(Timestamp, Key)>,
-    /// Events in flight.
-    in_flight: HashMap<DispatchId, Key>,
+    /// Events in flight (registrations with an event whose outcome has not been settled).
+    in_flight: usize,
     /// The origin of every service worker registration we hold registrations for.
     sw_keys: HashMap<SwRegistrationId, StorageKey>,
     /// Service worker registrations that were unregistered; their ids are never reused.
@@ -184,10 +213,16 @@ pub struct Scheduler {
     next_seq: u32,
     /// Origins whose "background-sync" permission is denied.
     denied: HashSet<Origin>,
-    /// Keys with a change waiting for the store, and the inputs queued behind it.
-    busy: HashMap<Key, VecDeque<Deferred>>,
-    /// Changes waiting for the store, by persist id.
-    staged: HashMap<PersistId, (Option<Key>, Staged)>,
+    /// Keys with a change waiting for the store that have no registration in the slab: a new
+    /// registration, or one removed while its change was being written. (A registration in the
+    /// slab is marked busy in its slot.)
+    busy_keys: HashSet<Key>,
+    /// The inputs queued behind a busy key's change.
+    deferred: HashMap<Key, VecDeque<Deferred>>,
+    /// Changes waiting for the store: persist id `staged_base + i` at `i`. The store
+    /// acknowledges writes in order, so the front is taken and the queue stays short.
+    staged: VecDeque<Option<(Option<Target>, Staged)>>,
+    staged_base: u64,
     effects: VecDeque<Effect>,
     log: Vec<LogEntry>,
     next_dispatch: u64,
@@ -201,17 +236,23 @@ impl Scheduler {
             params,
             now: Timestamp(0),
             online: true,
-            registrations: BTreeMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: BTreeMap::new(),
+            stale: 0,
+            live: 0,
             retry_timers: BTreeSet::new(),
-            in_flight: HashMap::default(),
+            in_flight: 0,
             sw_keys: HashMap::default(),
             unregistered: HashSet::default(),
             origin_counts: HashMap::default(),
             total_bytes: 0,
             next_seq: 1,
             denied: HashSet::default(),
-            busy: HashMap::default(),
-            staged: HashMap::default(),
+            busy_keys: HashSet::default(),
+            deferred: HashMap::default(),
+            staged: VecDeque::new(),
+            staged_base: 1,
             effects: VecDeque::new(),
             log: Vec::new(),
             next_dispatch: 1,
@@ -244,6 +285,13 @@ impl Scheduler {
         std::mem::take(&mut self.log)
     }
 
+    /// Moves the log lines written since the last call to the end of `out`. Unlike
+    /// [`take_log`](Scheduler::take_log), the core keeps its buffer, so a driver that drains the
+    /// log after every round does not grow a new one each time.
+    pub fn append_log_to(&mut self, out: &mut Vec<LogEntry>) {
+        out.append(&mut self.log);
+    }
+
     /// When the scheduler must next be given the time: the end of the soonest back-off.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         self.retry_timers.first().map(|(t, _)| *t)
@@ -253,7 +301,7 @@ impl Scheduler {
     /// back-off, and, while events are in flight, no later than the recovery time from now, so
     /// a user agent killed mid-event is woken to fire again.
     pub fn wake_up_time(&self) -> Option<Timestamp> {
-        let recovery = (!self.in_flight.is_empty())
+        let recovery = (self.in_flight > 0)
             .then(|| self.now.saturating_add(self.params.min_sync_recovery_time));
         match (self.poll_timeout(), recovery) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -263,24 +311,116 @@ impl Scheduler {
 
     /// The state of the registration `tag` of `sw`, if there is one (for DevTools and tests).
     pub fn registration_state(&self, sw: SwRegistrationId, tag: &Tag) -> Option<RegistrationState> {
-        self.registrations.get(&(sw, tag.clone())).map(|r| r.state)
+        self.get(&(sw, tag.clone())).map(|r| r.state)
     }
 
     /// Failed attempts so far of the registration `tag` of `sw`.
     pub fn attempts(&self, sw: SwRegistrationId, tag: &Tag) -> Option<u32> {
-        self.registrations
-            .get(&(sw, tag.clone()))
-            .map(|r| r.attempts)
+        self.get(&(sw, tag.clone())).map(|r| r.attempts)
     }
 
     /// How many registrations the scheduler holds.
     pub fn len(&self) -> usize {
-        self.registrations.len()
+        self.live
     }
 
     /// Whether the scheduler holds no registration.
     pub fn is_empty(&self) -> bool {
-        self.registrations.is_empty()
+        self.live == 0
+    }
+
+    /// The slot of `key`'s registration, if there is one.
+    fn slot_of(&self, key: &Key) -> Option<u32> {
+        let &slot = self.index.get(key)?;
+        live(&self.slots, key, slot).then_some(slot)
+    }
+
+    fn get(&self, key: &Key) -> Option<&SyncRegistration> {
+        self.slot_of(key).map(|s| &self.entry(s).reg)
+    }
+
+    /// The registration in `slot`, which the caller knows is occupied.
+    fn entry(&self, slot: u32) -> &Entry {
+        self.slots[slot as usize]
+            .as_ref()
+            .expect("an occupied slot")
+    }
+
+    fn entry_mut(&mut self, slot: u32) -> &mut Entry {
+        self.slots[slot as usize]
+            .as_mut()
+            .expect("an occupied slot")
+    }
+
+    /// The registration in `slot` if it is still `key`'s: a slot is reused once freed.
+    fn entry_of(&mut self, slot: u32, key: &Key) -> Option<&mut Entry> {
+        self.slots
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)
+            .filter(|e| e.key == *key)
+    }
+
+    /// Puts a registration (for a key that has none) in a slot.
+    fn insert(&mut self, key: Key, reg: SyncRegistration) -> u32 {
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(None);
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 registrations")
+            }
+        };
+        if self.index.insert(key.clone(), slot).is_some() {
+            // The key's entry was stale (its registration had been removed).
+            self.stale -= 1;
+        }
+        self.slots[slot as usize] = Some(Entry { key, reg });
+        self.live += 1;
+        slot
+    }
+
+    /// Takes the registration out of `slot`, leaving its index entry stale.
+    fn remove(&mut self, slot: u32) -> Entry {
+        let entry = self.slots[slot as usize].take().expect("an occupied slot");
+        self.free.push(slot);
+        self.live -= 1;
+        self.stale += 1;
+        if entry.reg.in_flight.is_some() {
+            self.in_flight -= 1;
+        }
+        // Compacted when stale entries are three times the live ones: each compaction visits
+        // the whole index, and this spacing keeps its cost per removal constant (about 1.3
+        // visits) while the index holds at most four entries per registration.
+        if self.live == 0 {
+            self.index.clear();
+            self.stale = 0;
+        } else if self.stale > 1_024 && self.stale > 3 * self.live {
+            // Rebuilt from its live entries, in order (a bulk build: removing the stale ones
+            // one by one would rebalance the tree at each).
+            let slots = &self.slots;
+            self.index = std::mem::take(&mut self.index)
+                .into_iter()
+                .filter(|(k, s)| live(slots, k, *s))
+                .collect();
+            self.stale = 0;
+        }
+        entry
+    }
+
+    /// The live slots of `sw`'s registrations, in key order.
+    fn slots_of(&self, sw: SwRegistrationId) -> impl Iterator<Item = u32> + '_ {
+        self.index
+            .range((sw, Tag::default())..)
+            .take_while(move |((s, _), _)| *s == sw)
+            .filter(|(k, s)| live(&self.slots, k, **s))
+            .map(|(_, s)| *s)
+    }
+
+    /// Every registration in key order.
+    fn entries(&self) -> impl Iterator<Item = &Entry> + '_ {
+        self.index
+            .iter()
+            .filter(|(k, s)| live(&self.slots, k, **s))
+            .map(|(_, s)| self.entry(*s))
     }
 
     /// Loads registrations from the store at start-up.
@@ -336,24 +476,28 @@ impl Scheduler {
             max_attempts: r.max_attempts.max(1),
             next_fire,
             in_flight: None,
+            busy: false,
         };
-        if let Some(old) = self.registrations.insert(key.clone(), reg) {
+        if let Some(old) = self.slot_of(&key) {
             // A store never yields a key twice; if one did, keep the count honest.
-            self.decrement_origin(key.0, &old.origin, &key.1);
+            let old = self.remove(old);
+            self.retry_timers.remove(&(old.reg.next_fire, key.clone()));
+            self.decrement_origin(key.0, &old.reg.origin, &key.1);
         }
         if waiting {
-            self.retry_timers.insert((next_fire, key));
+            self.retry_timers.insert((next_fire, key.clone()));
+            self.insert(key, reg);
         } else {
-            self.try_fire(key);
+            let slot = self.insert(key, reg);
+            self.try_fire(slot);
         }
     }
 
     /// Every registration the scheduler holds, as the store keeps it: what a store rebuilt
     /// after damage is rewritten from (changes not yet acknowledged are not included).
     pub fn stored_registrations(&self) -> Vec<StoredRegistration> {
-        self.registrations
-            .iter()
-            .map(|(key, reg)| reg.record(key, self.partition_of(key.0)))
+        self.entries()
+            .map(|e| e.reg.record(&e.key, self.partition_of(e.key.0)))
             .collect()
     }
 
@@ -370,27 +514,33 @@ impl Scheduler {
     /// Every registration with its state, attempts, next fire time and what it waits for, in
     /// key order (for diagnostics; not in the spec).
     pub fn inspect(&self) -> Vec<crate::RegistrationSnapshot> {
-        self.registrations
-            .iter()
-            .map(|((sw, tag), reg)| crate::RegistrationSnapshot {
-                origin: reg.origin.clone(),
-                partition: self.partition_of(*sw),
-                sw: *sw,
-                tag: tag.clone(),
-                state: reg.state,
-                attempts: reg.attempts,
-                max_attempts: reg.max_attempts,
-                next_fire: reg.next_fire,
-                waiting_for: match reg.state {
-                    RegistrationState::Firing | RegistrationState::ReregisteredWhileFiring => {
-                        Some(crate::WaitingFor::EventInFlight)
-                    }
-                    RegistrationState::Waiting => Some(crate::WaitingFor::BackOff),
-                    _ if !self.online => Some(crate::WaitingFor::Network),
-                    _ if self.denied.contains(&reg.origin) => Some(crate::WaitingFor::Permission),
-                    _ => None,
+        self.entries()
+            .map(
+                |Entry {
+                     key: (sw, tag),
+                     reg,
+                 }| crate::RegistrationSnapshot {
+                    origin: reg.origin.clone(),
+                    partition: self.partition_of(*sw),
+                    sw: *sw,
+                    tag: tag.clone(),
+                    state: reg.state,
+                    attempts: reg.attempts,
+                    max_attempts: reg.max_attempts,
+                    next_fire: reg.next_fire,
+                    waiting_for: match reg.state {
+                        RegistrationState::Firing | RegistrationState::ReregisteredWhileFiring => {
+                            Some(crate::WaitingFor::EventInFlight)
+                        }
+                        RegistrationState::Waiting => Some(crate::WaitingFor::BackOff),
+                        _ if !self.online => Some(crate::WaitingFor::Network),
+                        _ if self.denied.contains(&reg.origin) => {
+                            Some(crate::WaitingFor::Permission)
+                        }
+                        _ => None,
+                    },
                 },
-            })
+            )
             .collect()
     }
 
@@ -443,8 +593,8 @@ impl Scheduler {
         let timers = std::mem::take(&mut self.retry_timers);
         for (t, key) in timers {
             let t = Timestamp(t.0.saturating_sub(back));
-            if let Some(reg) = self.registrations.get_mut(&key) {
-                reg.next_fire = t;
+            if let Some(slot) = self.slot_of(&key) {
+                self.entry_mut(slot).reg.next_fire = t;
             }
             self.retry_timers.insert((t, key));
         }
@@ -455,8 +605,11 @@ impl Scheduler {
     pub fn register(&mut self, now: Timestamp, request: RequestId, call: RegisterCall) {
         self.advance(now);
         let key = (call.sw, call.tag.clone());
-        if let Some(queue) = self.busy.get_mut(&key) {
-            queue.push_back(Deferred::Register(request, call));
+        if self.is_busy(&key) {
+            self.deferred
+                .entry(key)
+                .or_default()
+                .push_back(Deferred::Register(request, call));
             return;
         }
         let caller = call.caller.clone();
@@ -533,11 +686,12 @@ impl Scheduler {
         }
         // 7. Let currentRegistration be the registration in the list with tag, if any.
         let key = (sw, tag);
-        if let Some(current) = self.registrations.get(&key) {
+        if let Some(slot) = self.slot_of(&key) {
             // 8. If currentRegistration is not null:
+            let current = &self.entry(slot).reg;
             let state = current.state;
             let mut record = current.record(&key, caller.partition.clone());
-            self.log(&key, LogEvent::Reregistered { state });
+            self.log_slot(slot, LogEvent::Reregistered { state });
             match state {
                 // 8.1 If its state is waiting, set it to pending — once its end of back-off,
                 //     moved to now, is durable, so that a restart does not wait it out. (Chromium
@@ -545,7 +699,10 @@ impl Scheduler {
                 RegistrationState::Waiting => {
                     record.next_fire = self.now;
                     self.stage(
-                        Some(key),
+                        Some(Target {
+                            key,
+                            slot: Some(slot),
+                        }),
                         vec![StoreOp::Put(record)],
                         Staged::ReregisterWhileWaiting { request },
                     );
@@ -555,16 +712,14 @@ impl Scheduler {
                 //     completes, as Chromium does (the spec has no attempt count), so a restart
                 //     before then keeps the count.
                 RegistrationState::Firing => {
-                    if let Some(reg) = self.registrations.get_mut(&key) {
-                        reg.state = RegistrationState::ReregisteredWhileFiring;
-                    }
+                    self.entry_mut(slot).reg.state = RegistrationState::ReregisteredWhileFiring;
                     self.settle(request, Ok(Response::Registered));
                 }
                 // 8.3 Resolve promise. 8.4 If online and pending, fire a sync event.
                 RegistrationState::Pending | RegistrationState::ReregisteredWhileFiring => {
                     self.settle(request, Ok(Response::Registered));
                     if state == RegistrationState::Pending {
-                        self.try_fire(key);
+                        self.try_fire(slot);
                     }
                 }
             }
@@ -630,7 +785,7 @@ impl Scheduler {
         };
         // 9.2 Add it to the list — once it is durable; 9.3-9.4 then resolve and fire.
         self.stage(
-            Some(key),
+            Some(Target { key, slot: None }),
             vec![StoreOp::Put(record.clone())],
             Staged::NewRegistration {
                 request,
@@ -698,10 +853,11 @@ impl Scheduler {
     /// (the spec's list; Chromium sorts by UTF-8 bytes instead: docs/chromium.md).
     fn tags_of(&self, sw: SwRegistrationId) -> Vec<Tag> {
         let mut placed: Vec<(u32, &Tag)> = self
-            .registrations
-            .range((sw, Tag::default())..)
-            .take_while(|((s, _), _)| *s == sw)
-            .map(|((_, t), reg)| (reg.seq, t))
+            .slots_of(sw)
+            .map(|s| {
+                let e = self.entry(s);
+                (e.reg.seq, &e.key.1)
+            })
             .collect();
         placed.sort_by_key(|(seq, _)| *seq); // stable: equal places keep key order
         placed.into_iter().map(|(_, t)| t.clone()).collect()
@@ -722,31 +878,32 @@ impl Scheduler {
     }
 
     /// [When the user agent goes online](https://wicg.github.io/background-sync/spec/#online):
-    /// fire a sync event for each pending registration (of the origins `filter` selects).
+    /// fire a sync event for each pending registration (of the origins `filter` selects), in
+    /// the order of the list: the order they were registered in, as `getTags()` lists them.
+    /// (Chromium fires in its map's order, by tag; the order is not observable from one page
+    /// but by the order of events when many fire at once.)
     fn fire_pending_registrations(&mut self, filter: impl Fn(&Origin) -> bool) {
         if !self.online {
             return;
         }
-        // One pass over the registrations: this happens once per network or permission change,
-        // and keeping no index of blocked registrations saves memory on every one of them.
-        for (key, reg) in self.registrations.iter_mut() {
-            if reg.state == RegistrationState::Pending
-                && filter(&reg.origin)
-                && !self.denied.contains(&reg.origin)
-            {
-                let id = DispatchId(self.next_dispatch);
-                self.next_dispatch += 1;
-                Self::fire_sync_event(
-                    reg,
-                    key.clone(),
-                    id,
-                    self.now,
-                    self.params.max_sync_event_duration,
-                    &mut self.in_flight,
-                    &mut self.log,
-                    &mut self.effects,
-                );
-            }
+        // One pass over the slab, in memory order: this happens once per network or permission
+        // change, and keeping no index of blocked registrations saves memory on every one of
+        // them. Then the ones to fire in their list order (places are unique below 2^32).
+        let mut due: Vec<(u32, u32)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, e)| {
+                let reg = &e.as_ref()?.reg;
+                (reg.state == RegistrationState::Pending
+                    && filter(&reg.origin)
+                    && !self.denied.contains(&reg.origin))
+                .then_some((reg.seq, slot as u32))
+            })
+            .collect();
+        due.sort_unstable();
+        for (_, slot) in due {
+            self.try_fire(slot);
         }
     }
 
@@ -866,36 +1023,38 @@ impl Scheduler {
         error: DomException,
         event: LogEvent,
     ) -> bool {
-        let keys: Vec<Key> = self
-            .registrations
-            .range((sw, Tag::default())..)
-            .take_while(|((s, _), _)| *s == sw)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in keys {
-            if let Some(reg) = self.registrations.remove(&key) {
-                self.retry_timers.remove(&(reg.next_fire, key.clone()));
-                if let Some(f) = reg.in_flight {
-                    self.in_flight.remove(&f.id);
-                    self.effects.push_back(Effect::AbandonDispatch { id: f.id });
-                }
-                self.decrement_origin(sw, &reg.origin, &key.1);
-                self.log_for(&key, &reg.origin, event.clone());
+        let slots: Vec<u32> = self.slots_of(sw).collect();
+        for slot in slots {
+            // Outcomes of its event, in flight or queued behind its write, are ignored from now
+            // on: its slot no longer holds it.
+            let Entry { key, reg } = self.remove(slot);
+            self.retry_timers.remove(&(reg.next_fire, key.clone()));
+            if let Some(f) = reg.in_flight {
+                self.effects.push_back(Effect::AbandonDispatch { id: f.id });
+            }
+            self.decrement_origin(sw, &reg.origin, &key.1);
+            self.log_for(&key, &reg.origin, event.clone());
+            if reg.busy {
+                // Its write is still on its way: the key stays busy until it is acknowledged.
+                self.busy_keys.insert(key);
             }
         }
-        // Outcomes of events that ended but whose write is still in flight.
-        self.in_flight.retain(|_, k| k.0 != sw);
-        let queued: Vec<Key> = self.busy.keys().filter(|k| k.0 == sw).cloned().collect();
+        let queued: Vec<Key> = self
+            .deferred
+            .keys()
+            .filter(|k| k.0 == sw)
+            .cloned()
+            .collect();
         for key in queued {
-            if let Some(queue) = self.busy.get_mut(&key) {
-                for item in std::mem::take(queue) {
+            if let Some(queue) = self.deferred.remove(&key) {
+                for item in queue {
                     if let Deferred::Register(request, _) = item {
                         self.settle(request, Err(error.clone()));
                     }
                 }
             }
         }
-        for (_, staged) in self.staged.values_mut() {
+        for (_, staged) in self.staged.iter_mut().flatten() {
             if let Staged::NewRegistration {
                 record, cancelled, ..
             } = staged
@@ -913,23 +1072,37 @@ impl Scheduler {
     /// Outcomes of unknown or abandoned events are ignored.
     pub fn dispatch_completed(&mut self, now: Timestamp, id: DispatchId, outcome: DispatchOutcome) {
         self.advance(now);
-        let Some(key) = self.in_flight.get(&id).cloned() else {
+        let Some(slot) = self.slot_in_flight(id) else {
             return;
         };
-        if let Some(queue) = self.busy.get_mut(&key) {
-            queue.push_back(Deferred::Completion(id, outcome));
+        let entry = self.entry(slot);
+        if entry.reg.busy {
+            let key = entry.key.clone();
+            self.deferred
+                .entry(key)
+                .or_default()
+                .push_back(Deferred::Completion(id, outcome));
             return;
         }
-        self.in_flight.remove(&id);
-        self.sync_event_settled(key, outcome);
+        self.sync_event_settled(slot, outcome);
+    }
+
+    /// The slot of the registration whose event in flight is `id`, if that event is still its
+    /// event in flight (the id carries the slot).
+    fn slot_in_flight(&self, id: DispatchId) -> Option<u32> {
+        let slot = (id.0 & u64::from(u32::MAX)) as u32;
+        let entry = self.slots.get(slot as usize)?.as_ref()?;
+        (entry.reg.in_flight.map(|f| f.id) == Some(id)).then_some(slot)
     }
 
     /// Steps 4-5 of [fire a sync event](https://wicg.github.io/background-sync/spec/#fire-a-sync-event).
-    fn sync_event_settled(&mut self, key: Key, outcome: DispatchOutcome) {
-        let partition = self.partition_of(key.0);
-        let Some(reg) = self.registrations.get_mut(&key) else {
+    fn sync_event_settled(&mut self, slot: u32, outcome: DispatchOutcome) {
+        let partition = self.partition_of(self.entry(slot).key.0);
+        let Some(Entry { key, reg }) = self.slots[slot as usize].as_mut() else {
             return;
         };
+        self.in_flight -= 1;
+        let key = key.clone();
         let last_chance = reg.in_flight.take().is_some_and(|f| f.last_chance);
         // 4.1 / 5.1 If the state is reregisteredWhileFiring: set it to pending, fire again if
         //     online, and stop — once its attempt count, reset (as Chromium resets it, here),
@@ -939,7 +1112,10 @@ impl Scheduler {
             reg.next_fire = self.now;
             let record = reg.record(&key, partition);
             self.stage(
-                Some(key),
+                Some(Target {
+                    key,
+                    slot: Some(slot),
+                }),
                 vec![StoreOp::Put(record)],
                 Staged::Completion {
                     outcome,
@@ -965,7 +1141,14 @@ impl Scheduler {
             // 5.3 Otherwise (lastChance was true) remove the registration from the list.
             (StoreOp::Delete(store_key(&key)), NextStep::GaveUp)
         };
-        self.stage(Some(key), vec![op], Staged::Completion { outcome, next });
+        self.stage(
+            Some(Target {
+                key,
+                slot: Some(slot),
+            }),
+            vec![op],
+            Staged::Completion { outcome, next },
+        );
     }
 
     /// The retry wait of step 5.2 of
@@ -975,21 +1158,22 @@ impl Scheduler {
     fn retry_wait_ended(&mut self, key: Key) {
         // 1. Wait for the UA-defined delay (the timer that brought us here).
         // 2. If the registration is still in the list and waiting:
-        let Some(reg) = self.registrations.get_mut(&key) else {
+        let Some(slot) = self.slot_of(&key) else {
             return;
         };
+        let reg = &mut self.entry_mut(slot).reg;
         if reg.state != RegistrationState::Waiting {
             return;
         }
         // 2.1 Set its state to pending. 2.2 If online, fire a sync event for it.
         reg.state = RegistrationState::Pending;
-        self.try_fire(key);
+        self.try_fire(slot);
     }
 
     /// Fires `key` now if the user agent is online and its origin has permission; otherwise it
     /// stays pending until one of those changes.
-    fn try_fire(&mut self, key: Key) {
-        let Some(reg) = self.registrations.get_mut(&key) else {
+    fn try_fire(&mut self, slot: u32) {
+        let Some(Entry { key, reg }) = self.slots[slot as usize].as_mut() else {
             return;
         };
         // Otherwise it stays pending; going online or a grant fires it.
@@ -997,11 +1181,10 @@ impl Scheduler {
             && self.online
             && !self.denied.contains(&reg.origin)
         {
-            let id = DispatchId(self.next_dispatch);
-            self.next_dispatch += 1;
+            let id = dispatch_id(&mut self.next_dispatch, slot);
             Self::fire_sync_event(
                 reg,
-                key,
+                key.clone(),
                 id,
                 self.now,
                 self.params.max_sync_event_duration,
@@ -1022,7 +1205,7 @@ impl Scheduler {
         id: DispatchId,
         now: Timestamp,
         time_limit: std::time::Duration,
-        in_flight: &mut HashMap<DispatchId, Key>,
+        in_flight: &mut usize,
         log: &mut Vec<LogEntry>,
         effects: &mut VecDeque<Effect>,
     ) {
@@ -1032,7 +1215,7 @@ impl Scheduler {
         //    now, at dispatch.
         let last_chance = reg.attempts.saturating_add(1) >= reg.max_attempts;
         reg.in_flight = Some(InFlight { id, last_chance });
-        in_flight.insert(id, key.clone());
+        *in_flight += 1;
         log.push(LogEntry {
             time: now,
             origin: reg.origin.clone(),
@@ -1064,16 +1247,20 @@ impl Scheduler {
     /// crash the registration may fire once more — never once less).
     pub fn persist_completed(&mut self, now: Timestamp, id: PersistId, result: Result<(), String>) {
         self.advance(now);
-        let Some((key, staged)) = self.staged.remove(&id) else {
+        let Some((target, staged)) = self.take_staged(id) else {
             return;
         };
+        // The registration the change is about, if it is still in the slot it had.
+        let slot = target
+            .as_ref()
+            .and_then(|t| t.slot.filter(|&s| self.entry_of(s, &t.key).is_some()));
         match staged {
             Staged::NewRegistration {
                 request,
                 record,
                 cancelled,
             } => {
-                let key = key.unwrap_or_else(|| (record.sw, record.tag.clone()));
+                let key = target.map_or_else(|| (record.sw, record.tag.clone()), |t| t.key);
                 if let Err(cause) = result {
                     self.decrement_origin(record.sw, &record.origin, &record.tag);
                     self.log_for(
@@ -1089,7 +1276,7 @@ impl Scheduler {
                     self.settle(request, Err(error));
                 } else {
                     // 9.2 Add it to the list. 9.3 Resolve promise. 9.4 If online, fire.
-                    self.registrations.insert(
+                    let slot = self.insert(
                         key.clone(),
                         SyncRegistration {
                             origin: record.origin,
@@ -1099,42 +1286,55 @@ impl Scheduler {
                             max_attempts: record.max_attempts,
                             next_fire: record.next_fire,
                             in_flight: None,
+                            busy: false,
                         },
                     );
-                    self.log(&key, LogEvent::Registered);
+                    self.log_slot(slot, LogEvent::Registered);
                     self.settle(request, Ok(Response::Registered));
-                    self.try_fire(key.clone());
+                    self.try_fire(slot);
                 }
-                self.release(key);
+                self.release(key, None);
             }
             Staged::ReregisterWhileWaiting { request } => {
-                let Some(key) = key else { return };
-                match (result, self.registrations.get_mut(&key)) {
-                    (Ok(()), Some(reg)) if reg.state == RegistrationState::Waiting => {
-                        let timer = (reg.next_fire, key.clone());
-                        reg.state = RegistrationState::Pending;
-                        reg.next_fire = self.now;
-                        self.retry_timers.remove(&timer);
-                        // 8.3 Resolve promise. 8.4 If online (and pending), fire a sync event.
-                        self.settle(request, Ok(Response::Registered));
-                        self.try_fire(key.clone());
+                let Some(Target { key, .. }) = target else {
+                    return;
+                };
+                match (result, slot) {
+                    (Ok(()), Some(slot)) => {
+                        let now = self.now;
+                        let reg = &mut self.entry_mut(slot).reg;
+                        if reg.state == RegistrationState::Waiting {
+                            let timer = (reg.next_fire, key.clone());
+                            reg.state = RegistrationState::Pending;
+                            reg.next_fire = now;
+                            self.retry_timers.remove(&timer);
+                            // 8.3 Resolve promise. 8.4 If online (and pending), fire.
+                            self.settle(request, Ok(Response::Registered));
+                            self.try_fire(slot);
+                        } else {
+                            self.settle(request, Ok(Response::Registered));
+                        }
                     }
-                    (Ok(()), Some(_)) => self.settle(request, Ok(Response::Registered)),
                     (Ok(()), None) => self.settle(request, Err(unregistered_error(key.0))),
                     (Err(cause), _) => self.settle(request, Err(storage_error(&cause))),
                 }
-                self.release(key);
+                self.release(key, slot);
             }
             Staged::Completion { outcome, next } => {
-                let Some(key) = key else { return };
+                let Some(Target { key, .. }) = target else {
+                    return;
+                };
+                let Some(slot) = slot else {
+                    // Removed while its write was in flight.
+                    self.release(key, None);
+                    return;
+                };
                 if let Err(cause) = result {
-                    if let Some(reg) = self.registrations.get(&key) {
-                        let origin = reg.origin.clone();
-                        self.log_for(&key, &origin, LogEvent::StoreFailed { cause });
-                    }
+                    let origin = self.entry(slot).reg.origin.clone();
+                    self.log_for(&key, &origin, LogEvent::StoreFailed { cause });
                 }
-                self.completion_committed(key.clone(), outcome, next);
-                self.release(key);
+                let kept = self.completion_committed(slot, outcome, next);
+                self.release(key, kept.then_some(slot));
             }
             // Nothing to roll back or release: the registrations are already gone from memory.
             // Rows a failed removal leaves behind belong to registrations the embedder no longer
@@ -1151,42 +1351,73 @@ impl Scheduler {
         }
     }
 
-    fn completion_committed(&mut self, key: Key, outcome: DispatchOutcome, next: NextStep) {
+    /// Takes the staged change `id`, and the acknowledged ones at the front of the queue.
+    fn take_staged(&mut self, id: PersistId) -> Option<(Option<Target>, Staged)> {
+        let at = usize::try_from(id.0.checked_sub(self.staged_base)?).ok()?;
+        let taken = self.staged.get_mut(at)?.take();
+        while let Some(None) = self.staged.front() {
+            self.staged.pop_front();
+            self.staged_base += 1;
+        }
+        taken
+    }
+
+    /// Carries out the end of an event once it is durable; returns whether the registration is
+    /// still in `slot`.
+    fn completion_committed(
+        &mut self,
+        slot: u32,
+        outcome: DispatchOutcome,
+        next: NextStep,
+    ) -> bool {
         match next {
             NextStep::RetryAfter(_) => {
-                let Some(reg) = self.registrations.get_mut(&key) else {
-                    return;
-                };
+                let Entry { key, reg } = self.entry_mut(slot);
                 reg.state = RegistrationState::Waiting;
-                let at = reg.next_fire;
-                let origin = reg.origin.clone();
-                self.retry_timers.insert((at, key.clone()));
-                self.log_for(&key, &origin, LogEvent::Completed { outcome, next });
+                let timer = (reg.next_fire, key.clone());
+                self.retry_timers.insert(timer);
+                self.log_slot(slot, LogEvent::Completed { outcome, next });
                 // A zero delay ends the wait at once.
                 self.advance(self.now);
+                true
             }
             NextStep::RunAgain => {
-                let Some(reg) = self.registrations.get_mut(&key) else {
-                    return;
-                };
-                reg.state = RegistrationState::Pending;
-                let origin = reg.origin.clone();
-                self.log_for(&key, &origin, LogEvent::Completed { outcome, next });
-                self.try_fire(key);
+                self.entry_mut(slot).reg.state = RegistrationState::Pending;
+                self.log_slot(slot, LogEvent::Completed { outcome, next });
+                self.try_fire(slot);
+                true
             }
             NextStep::Removed | NextStep::GaveUp => {
-                if let Some(reg) = self.registrations.remove(&key) {
-                    self.decrement_origin(key.0, &reg.origin, &key.1);
-                    self.log_for(&key, &reg.origin, LogEvent::Completed { outcome, next });
-                }
+                let Entry { key, reg } = self.remove(slot);
+                self.decrement_origin(key.0, &reg.origin, &key.1);
+                self.log_for(&key, &reg.origin, LogEvent::Completed { outcome, next });
+                false
             }
         }
     }
 
-    /// The key's staged change is settled: run what queued behind it, in order, until one of them
-    /// stages a change of its own.
-    fn release(&mut self, key: Key) {
-        let Some(mut queue) = self.busy.remove(&key) else {
+    /// Whether `key` has a change waiting for the store.
+    fn is_busy(&self, key: &Key) -> bool {
+        match self.slot_of(key) {
+            Some(slot) => self.entry(slot).reg.busy || self.busy_keys.contains(key),
+            None => self.busy_keys.contains(key),
+        }
+    }
+
+    /// The key's staged change is settled (`slot`: its registration's slot, if it has one and
+    /// that is where it was marked busy): run what queued behind it, in order, until one of
+    /// them stages a change of its own.
+    fn release(&mut self, key: Key, slot: Option<u32>) {
+        match slot {
+            Some(slot) => self.entry_mut(slot).reg.busy = false,
+            None => {
+                self.busy_keys.remove(&key);
+            }
+        }
+        if self.deferred.is_empty() {
+            return;
+        }
+        let Some(mut queue) = self.deferred.remove(&key) else {
             return;
         };
         while let Some(item) = queue.pop_front() {
@@ -1197,25 +1428,35 @@ impl Scheduler {
                     }
                 }
                 Deferred::Completion(id, outcome) => {
-                    if self.in_flight.remove(&id).is_some() {
-                        self.sync_event_settled(key.clone(), outcome);
+                    if let Some(slot) = self.slot_in_flight(id) {
+                        self.sync_event_settled(slot, outcome);
                     }
                 }
             }
-            if let Some(next) = self.busy.get_mut(&key) {
-                next.extend(queue);
+            if self.is_busy(&key) {
+                self.deferred.entry(key).or_default().extend(queue);
                 return;
             }
         }
     }
 
-    fn stage(&mut self, key: Option<Key>, ops: Vec<StoreOp>, staged: Staged) {
+    /// Queues a write; the key it is about is busy until it is acknowledged.
+    fn stage(&mut self, target: Option<Target>, ops: Vec<StoreOp>, staged: Staged) {
         let id = PersistId(self.next_persist);
         self.next_persist += 1;
-        if let Some(k) = &key {
-            self.busy.entry(k.clone()).or_default();
+        match &target {
+            Some(Target {
+                slot: Some(slot), ..
+            }) => self.entry_mut(*slot).reg.busy = true,
+            Some(Target { key, slot: None }) => {
+                self.busy_keys.insert(key.clone());
+            }
+            None => {}
         }
-        self.staged.insert(id, (key, staged));
+        if self.staged.is_empty() {
+            self.staged_base = id.0;
+        }
+        self.staged.push_back(Some((target, staged)));
         self.effects.push_back(Effect::Persist { id, ops });
     }
 
@@ -1252,10 +1493,15 @@ impl Scheduler {
         }
     }
 
-    fn log(&mut self, key: &Key, event: LogEvent) {
-        if let Some(origin) = self.registrations.get(key).map(|r| r.origin.clone()) {
-            self.log_for(key, &origin, event);
-        }
+    fn log_slot(&mut self, slot: u32, event: LogEvent) {
+        let Entry { key, reg } = self.entry(slot);
+        self.log.push(LogEntry {
+            time: self.now,
+            origin: reg.origin.clone(),
+            sw: key.0,
+            tag: key.1.clone(),
+            event,
+        });
     }
 
     fn log_for(&mut self, key: &Key, origin: &Origin, event: LogEvent) {
@@ -1267,6 +1513,23 @@ impl Scheduler {
             event,
         });
     }
+}
+
+/// Whether `slot` holds `key`'s registration (an index entry left by a removal does not).
+fn live(slots: &[Option<Entry>], key: &Key, slot: u32) -> bool {
+    slots
+        .get(slot as usize)
+        .and_then(Option::as_ref)
+        .is_some_and(|e| e.key == *key)
+}
+
+/// A new dispatch id: a count in the high 32 bits (below 2^31, so that the ids a driver makes
+/// for its own dispatches, from 2^63 up, are never the core's), the registration's slot in the
+/// low 32, so that an outcome finds its registration without a search.
+fn dispatch_id(next: &mut u64, slot: u32) -> DispatchId {
+    let id = DispatchId((*next << 32) | u64::from(slot));
+    *next = if *next >= (1 << 31) - 1 { 1 } else { *next + 1 };
+    id
 }
 
 fn store_key(key: &Key) -> RegistrationKey {

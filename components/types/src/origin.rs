@@ -12,9 +12,43 @@ use crate::{DomException, DomExceptionName};
 /// documents, unparseable schemes) cannot be represented: constructing one from them fails with
 /// [`OriginError::Opaque`], which callers report as a `SecurityError`. `file:` URLs, whose origin
 /// the URL standard leaves to the implementation, are all treated as one origin, `file://`, because
-/// the Secure Contexts spec counts them as potentially trustworthy. Clones share one allocation.
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
-pub struct Origin(Arc<Repr>);
+/// the Secure Contexts spec counts them as potentially trustworthy. Clones share one allocation,
+/// which also holds the origin's hash: the engine's maps are keyed by origins, and hashing one is
+/// then a single word, not its scheme and host.
+#[derive(Clone, Debug)]
+pub struct Origin(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    repr: Repr,
+    /// `repr` hashed with this process's random keys (so that no one can choose origins that
+    /// collide), computed once.
+    hash: u64,
+}
+
+impl Inner {
+    fn new(repr: Repr) -> Arc<Inner> {
+        static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+            std::sync::OnceLock::new();
+        let hash = std::hash::BuildHasher::hash_one(KEYS.get_or_init(Default::default), &repr);
+        Arc::new(Inner { repr, hash })
+    }
+}
+
+impl PartialEq for Origin {
+    fn eq(&self, other: &Origin) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+            || (self.0.hash == other.0.hash && self.0.repr == other.0.repr)
+    }
+}
+
+impl Eq for Origin {}
+
+impl std::hash::Hash for Origin {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0.hash);
+    }
+}
 
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 enum Repr {
@@ -61,10 +95,10 @@ impl Origin {
     /// The origin of `url`.
     pub fn from_url(url: &Url) -> Result<Origin, OriginError> {
         if url.scheme() == "file" {
-            return Ok(Origin(Arc::new(Repr::File)));
+            return Ok(Origin(Inner::new(Repr::File)));
         }
         match url.origin() {
-            o @ url::Origin::Tuple(..) => Ok(Origin(Arc::new(Repr::Tuple(o)))),
+            o @ url::Origin::Tuple(..) => Ok(Origin(Inner::new(Repr::Tuple(o)))),
             url::Origin::Opaque(_) => Err(OriginError::Opaque {
                 input: url.as_str().to_owned(),
             }),
@@ -73,7 +107,7 @@ impl Origin {
 
     /// The ASCII serialization of the origin (`https://example.com`, `http://localhost:8000`).
     pub fn serialize(&self) -> String {
-        match &*self.0 {
+        match &self.0.repr {
             Repr::Tuple(o) => o.ascii_serialization(),
             Repr::File => "file://".to_owned(),
         }
@@ -84,7 +118,7 @@ impl Origin {
     /// True for `https`, `wss` and `file`, for the loopback hosts 127.0.0.0/8 and `::1`, and for
     /// `localhost` and names under `.localhost`.
     pub fn is_potentially_trustworthy(&self) -> bool {
-        let (scheme, host) = match &*self.0 {
+        let (scheme, host) = match &self.0.repr {
             Repr::File => return true,
             Repr::Tuple(url::Origin::Tuple(scheme, host, _)) => (scheme.as_str(), host),
             Repr::Tuple(url::Origin::Opaque(_)) => return false,
@@ -122,7 +156,7 @@ impl Origin {
 
     /// The loopback IP address of the origin's host, if it has one (used by tests and docs).
     pub fn ip(&self) -> Option<IpAddr> {
-        match &*self.0 {
+        match &self.0.repr {
             Repr::Tuple(url::Origin::Tuple(_, Host::Ipv4(a), _)) => Some(IpAddr::V4(*a)),
             Repr::Tuple(url::Origin::Tuple(_, Host::Ipv6(a), _)) => Some(IpAddr::V6(*a)),
             _ => None,

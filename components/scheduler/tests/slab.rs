@@ -1,0 +1,97 @@
+//! The registrations' slab: slots are reused, an event's id carries its slot, removals leave
+//! index entries that are skipped and compacted, and writes may be acknowledged out of order.
+
+mod common;
+
+use bgsync_scheduler::DispatchOutcome;
+use common::{origin, Harness};
+
+#[test]
+fn an_outcome_for_a_slot_reused_by_another_registration_is_ignored() {
+    let mut h = Harness::new();
+    let a = origin("https://a.example");
+    h.register_ok(&a, 1, "first");
+    let first = h.last_dispatch();
+    // The registration goes (its service worker registration is unregistered) while its event
+    // is in flight; a new registration takes its slot.
+    h.core
+        .service_worker_unregistered(h.now, bgsync_types::SwRegistrationId(1));
+    h.run();
+    h.register_ok(&a, 2, "second");
+    let second = h.last_dispatch();
+    assert_eq!(
+        first.id.0 & 0xFFFF_FFFF,
+        second.id.0 & 0xFFFF_FFFF,
+        "the slot is reused"
+    );
+    assert_ne!(first.id, second.id);
+    // The first event's late outcome finds the slot held by another event: ignored.
+    h.complete(&first, DispatchOutcome::Fulfilled);
+    assert_eq!(h.get_tags(&a, 2).unwrap(), vec!["second"]);
+    h.complete(&second, DispatchOutcome::Fulfilled);
+    assert!(h.core.is_empty());
+}
+
+#[test]
+fn many_removals_compact_the_index_and_keys_can_be_registered_again() {
+    let a = origin("https://a.example");
+    let params = bgsync_scheduler::Parameters {
+        max_registrations_per_origin: None,
+        ..Default::default()
+    };
+    let mut h = Harness::with_params(params);
+    h.set_online(false);
+    for i in 0..5_000 {
+        h.register_ok(&a, 1, &format!("t{i}"));
+    }
+    h.set_online(true);
+    let events = h.dispatched();
+    assert_eq!(events.len(), 5_000);
+    // Going online fires in the list's order: the order of registration.
+    let tags: Vec<String> = events.iter().map(|d| d.tag.to_string()).collect();
+    assert_eq!(tags[..3], ["t0", "t1", "t2"]);
+    assert_eq!(tags[4_999], "t4999");
+    // Completing all but 10 leaves stale index entries, compacted on the way.
+    for d in &events[..4_990] {
+        h.complete(d, DispatchOutcome::Fulfilled);
+    }
+    assert_eq!(h.core.len(), 10);
+    let left: Vec<String> = (4_990..5_000).map(|i| format!("t{i}")).collect();
+    assert_eq!(h.get_tags(&a, 1).unwrap(), left);
+    // A removed key registers again as new, with a fresh place at the end of the list.
+    h.register_ok(&a, 1, "t0");
+    let mut expected = left.clone();
+    expected.push("t0".into());
+    assert_eq!(h.get_tags(&a, 1).unwrap(), expected);
+    assert_eq!(h.core.inspect().len(), 11);
+    assert_eq!(h.store.snapshot().len(), 11);
+}
+
+#[test]
+fn writes_acknowledged_out_of_order_each_settle_their_own_call() {
+    let mut h = Harness::new();
+    h.auto_ack = false;
+    let a = origin("https://a.example");
+    let r1 = h.register(&a, 1, "one");
+    let r2 = h.register(&a, 1, "two");
+    let r3 = h.register(&a, 1, "three");
+    let held = std::mem::take(&mut h.held);
+    assert_eq!(held.len(), 3);
+    // The last write first, then the first, then the middle one.
+    for i in [2, 0, 1] {
+        let (id, ops) = &held[i];
+        let result =
+            bgsync_store::RegistrationStore::commit(&mut h.store, ops).map_err(|e| e.to_string());
+        h.core.persist_completed(h.now, *id, result);
+        h.run();
+    }
+    for r in [r1, r2, r3] {
+        h.assert_resolved(r);
+    }
+    // An acknowledgement for a write that was never staged, or twice, changes nothing.
+    h.core.persist_completed(h.now, held[0].0, Ok(()));
+    h.core
+        .persist_completed(h.now, bgsync_types::PersistId(999), Ok(()));
+    h.run();
+    assert_eq!(h.get_tags(&a, 1).unwrap(), vec!["one", "two", "three"]);
+}
