@@ -150,7 +150,8 @@ enum Staged {
     /// A new registration; resolve `request` once it is durable.
     NewRegistration {
         request: RequestId,
-        record: StoredRegistration,
+        /// Boxed: the other changes are small, and a fan-out stages one per registration.
+        record: Box<StoredRegistration>,
         /// Set when the registration's data was removed (unregistration, clear-site-data)
         /// while the write was in flight: the call is then rejected with this.
         cancelled: Option<DomException>,
@@ -789,7 +790,7 @@ impl Scheduler {
             vec![StoreOp::Put(record.clone())],
             Staged::NewRegistration {
                 request,
-                record,
+                record: Box::new(record),
                 cancelled: None,
             },
         );
@@ -1260,6 +1261,7 @@ impl Scheduler {
                 record,
                 cancelled,
             } => {
+                let record = *record;
                 let key = target.map_or_else(|| (record.sw, record.tag.clone()), |t| t.key);
                 if let Err(cause) = result {
                     self.decrement_origin(record.sw, &record.origin, &record.tag);
