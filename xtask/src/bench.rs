@@ -611,6 +611,20 @@ pub fn one(args: &[String]) -> Result<(), String> {
             );
         }
         Some("register") => println!("register: {:.1} ns/op", per_op(n, 2_000).0),
+        Some("latency") => {
+            let base = std::env::temp_dir().join(format!("bgsync-lat-{}", std::process::id()));
+            std::fs::create_dir_all(&base).map_err(|e| e.to_string())?;
+            let (fsync, _) = fsync_limits(&base, 1_000)?;
+            let (median, p99) = register_latency(&base.join("e"), n.min(10_000))?;
+            let one = 1e6 / fsync;
+            println!(
+                "register latency: median {:.0} µs = {:.2} × one fdatasync ({one:.0} µs), p99 {:.0} µs",
+                median.as_secs_f64() * 1e6,
+                median.as_secs_f64() * 1e6 / one,
+                p99.as_secs_f64() * 1e6
+            );
+            let _ = std::fs::remove_dir_all(&base);
+        }
         Some("throughput") => {
             let base = std::env::temp_dir().join(format!("bgsync-tp-{}", std::process::id()));
             let tp = throughput_rounds(&base, n.div_ceil(64), 3)?;
@@ -631,7 +645,7 @@ pub fn one(args: &[String]) -> Result<(), String> {
             println!("cold start: {s:.2} s, {b:.0} B/registration; SqliteStore::open alone (reads and decodes all {rows} rows): {:.2} s", open.as_secs_f64());
             let _ = std::fs::remove_dir_all(&base);
         }
-        _ => return Err("bench-one fanout|register|cold|throughput [N]".into()),
+        _ => return Err("bench-one fanout|register|cold|throughput|latency [N]".into()),
     }
     Ok(())
 }
