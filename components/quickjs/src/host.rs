@@ -17,9 +17,9 @@ pub(crate) enum HostCall {
     Terminate(DispatchId),
     /// The engine's answer to a realm's call (`register()`, `getTags()`), queued as a task.
     Reply {
-        realm: crate::ua::RealmId,
+        realm: crate::values::RealmId,
         call: u64,
-        result: Result<crate::ua::Out, crate::ua::ErrOut>,
+        result: Result<crate::values::Out, crate::values::ErrOut>,
     },
 }
 

@@ -25,11 +25,35 @@
 //! assert_eq!(r.unwrap(), r#"["registered:send-mail","dispatched:send-mail","completed:fulfilled"]"#);
 //! ```
 
+// The modules, layer by layer from the bottom: a module uses only modules of the layers before
+// its own, never one of its own layer or a later one, so there is no cycle among them.
+mod config;
+mod values;
+
 mod host;
+
+mod agent;
+
+mod registration;
+
+mod extendable_event;
+
 mod native;
+
+mod realm;
+
+mod control;
+mod dedicated_worker;
+mod service_worker;
+mod window;
+
 mod ua;
 
-pub use ua::{GlobalKind, LogRecord, PageElement, RealmId, Served, UserAgent, UserAgentConfig};
+pub use agent::LogRecord;
+pub use config::{Served, UserAgentConfig};
+pub use realm::UserAgent;
+pub use values::{GlobalKind, RealmId};
+pub use window::PageElement;
 
 /// Why the user agent could not do what was asked.
 #[derive(Debug, thiserror::Error)]

@@ -8,10 +8,11 @@ use bgsync_types::{Origin, SwRegistrationId, Tag};
 use rquickjs::{Ctx, Exception, Function, Object, Value};
 use url::Url;
 
+use crate::agent::{State, Task};
 use crate::host::HostCall;
-use crate::ua::{options, ErrOut, Out, RealmId, UaState, UaTask};
+use crate::values::{options, to_js, ErrOut, Out, RealmId};
 
-type Shared = Rc<RefCell<UaState>>;
+type Shared = Rc<RefCell<State>>;
 
 fn err(name: &str, message: impl Into<String>) -> ErrOut {
     ErrOut::new(name, message)
@@ -63,7 +64,7 @@ pub(crate) fn make<'js>(
             None => Url::parse(&input),
         };
         match parsed {
-            Ok(url) => crate::ua::to_js(&ctx, url_parts(&url)),
+            Ok(url) => to_js(&ctx, url_parts(&url)),
             Err(_) => Ok(Value::new_null(ctx)),
         }
     });
@@ -222,7 +223,7 @@ pub(crate) fn make<'js>(
             ("id", Out::Str(format!("client-{realm}"))),
             ("realm", Out::Num(realm as f64)),
         ]);
-        s.push_task(UaTask::PostToWorker {
+        s.push_task(Task::PostToWorker {
             sw: SwRegistrationId(sw as u64),
             json,
             source,
@@ -255,7 +256,7 @@ pub(crate) fn make<'js>(
                     ])
                 })
                 .collect();
-            crate::ua::to_js(&ctx, Out::List(list))
+            to_js(&ctx, Out::List(list))
         }
     );
 
@@ -294,7 +295,7 @@ pub(crate) fn make<'js>(
           -> rquickjs::Result<Value<'js>> {
         match st.borrow_mut().wait_until(lifetime as u64) {
             Ok(()) => Ok(Value::new_null(ctx)),
-            Err(e) => crate::ua::to_js(
+            Err(e) => to_js(
                 &ctx,
                 Out::Obj(vec![
                     ("name", Out::Str(e.name.as_str().into())),
@@ -381,7 +382,7 @@ pub(crate) fn make<'js>(
         } else {
             Out::Undefined
         };
-        st.borrow_mut().push_task(UaTask::Control {
+        st.borrow_mut().push_task(Task::Control {
             realm,
             call: call as u64,
             op,
@@ -431,7 +432,7 @@ fn url_parts(url: &Url) -> Out {
 
 /// `navigator.serviceWorker.register(url, {scope})`: checks, then installs in a task.
 fn register_service_worker(
-    s: &mut UaState,
+    s: &mut State,
     realm: RealmId,
     call: u64,
     url: &str,
@@ -485,7 +486,7 @@ fn register_service_worker(
         return Ok(());
     }
     let sw = s.new_sw(scope, script, origin);
-    s.push_task(UaTask::Install {
+    s.push_task(Task::Install {
         sw,
         caller: Some((realm, call)),
     });
