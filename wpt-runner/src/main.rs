@@ -7,6 +7,7 @@
 //! With no PATH it runs this repository's `spec-tests/`.
 
 mod discover;
+mod hosts;
 mod report;
 mod run;
 

@@ -193,19 +193,6 @@ fn served(setup: &Setup) -> HashMap<String, Served> {
     s
 }
 
-/// What a server substitutes in `.sub.` files, for the origin `base`.
-fn substitutions(base: &Url) -> Vec<(String, String)> {
-    let host = base.host_str().unwrap_or("web-platform.test").to_owned();
-    let port = base.port_or_known_default().unwrap_or(443).to_string();
-    vec![
-        ("{{host}}".into(), host.clone()),
-        ("{{domains[]}}".into(), host.clone()),
-        ("{{ports[https][0]}}".into(), port.clone()),
-        ("{{ports[http][0]}}".into(), "8000".into()),
-        ("{{location[host]}}".into(), format!("{host}:{port}")),
-    ]
-}
-
 type Failure = (FileStatus, String);
 
 fn crash(e: impl std::fmt::Display) -> Failure {
@@ -268,7 +255,9 @@ fn run_inner(setup: &Setup, v: &Variant) -> Result<Outcome, Failure> {
     let mut config = UserAgentConfig::new(&setup.root);
     config.data_dir = Some(data.path().to_owned());
     config.served = served(setup);
-    config.substitutions = substitutions(&config.base_url);
+    let hosts = crate::hosts::wpt_hosts(&config.base_url);
+    config.substitutions = hosts.substitutions;
+    config.origins = hosts.origins;
     config.watchdog = Duration::from_secs(5).mul_f64(setup.timeout_multiplier);
 
     let base = config.base_url.clone();

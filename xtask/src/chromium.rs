@@ -195,7 +195,15 @@ pub fn main(args: &[String]) -> Result<(), String> {
 }
 
 /// Controls a page test cannot have carried out on Chromium.
-const NOT_COMPARABLE: &[&str] = &["restart", "setWindowClient", "timeLimit", "restartOffline"];
+const NOT_COMPARABLE: &[&str] = &[
+    "restart",
+    "setWindowClient",
+    "timeLimit",
+    "restartOffline",
+    "openWindow",
+    "addIframe",
+    "clearSiteData",
+];
 
 fn reason(control: &str) -> &'static str {
     match control {
@@ -203,6 +211,8 @@ fn reason(control: &str) -> &'static str {
         "setWindowClient" => "a page is always its own window client in Chromium",
         "restartOffline" => "Chromium, relaunched, is online until the driver can emulate offline on its worker, which starts only to fire the event",
         "timeLimit" => "the 3-minute event time limit runs on Chromium's monotonic clock, which the frozen wall clock does not move",
+        "openWindow" | "addIframe" => "windows and frames of other origins: the driver serves the fixtures from one origin and has no remote-context executor",
+        "clearSiteData" => "Clear-Site-Data needs a response header from a server of that origin; the driver's server serves one origin",
         _ => "",
     }
 }

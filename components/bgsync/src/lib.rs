@@ -870,6 +870,17 @@ impl BackgroundSync {
         }
     }
 
+    /// [`clear_origin`](BackgroundSync::clear_origin) for an engine's event loop: `done` is
+    /// called once, on the Background Sync thread, once the removal is committed (or failed),
+    /// as [`register_then`](BackgroundSync::register_then) says.
+    pub fn clear_origin_then(
+        &self,
+        origin: &Origin,
+        done: impl FnOnce(Result<(), DomException>) + Send + 'static,
+    ) {
+        self.call_now(Msg::ClearOrigin(origin.clone(), Reply::then(done)));
+    }
+
     /// Clear-site-data in an engine that partitions storage: removes the sync registrations of
     /// one storage key (the origin in one partition; a container's, a top-level site's), and
     /// no other partition's. Returns as [`clear_origin`](BackgroundSync::clear_origin) does.

@@ -14,7 +14,9 @@ use bgsync::{
 };
 use bgsync_idl::ExtendableEventLifetime;
 use bgsync_store::MemoryStore;
-use bgsync_types::{DispatchId, DomException, Origin, SwRegistrationId, Tag, Timestamp};
+use bgsync_types::{
+    DispatchId, DomException, Origin, Partition, StorageKey, SwRegistrationId, Tag, Timestamp,
+};
 use crossbeam_channel::{Receiver, Sender};
 use url::Url;
 
@@ -56,6 +58,27 @@ pub(crate) enum Task {
         json: String,
         source: Out,
     },
+    /// `new Worker(url)` in `parent`: start the dedicated worker known to script as `handle`.
+    StartWorker {
+        parent: RealmId,
+        handle: u64,
+        url: Url,
+    },
+    /// `worker.postMessage(…)`: a `message` event at the dedicated worker `handle`.
+    PostToDedicated {
+        handle: u64,
+        json: String,
+    },
+    /// `worker.terminate()`.
+    TerminateDedicated(u64),
+}
+
+/// A dedicated worker as its `Worker` object knows it.
+pub(crate) struct Dedicated {
+    /// The realm that made it (its owner).
+    pub(crate) parent: RealmId,
+    /// Its own realm, once started; `None` before (or if its script could not be fetched).
+    pub(crate) realm: Option<RealmId>,
 }
 
 /// What an extendable event's lifetime decides once it is over (see `extendable_event`).
@@ -107,6 +130,8 @@ pub(crate) struct SwReg {
     pub(crate) scope: Url,
     pub(crate) script: Url,
     pub(crate) origin: Origin,
+    /// The storage partition it was registered in (its registrant's).
+    pub(crate) partition: Partition,
     pub(crate) state: WorkerState,
     pub(crate) realm: Option<RealmId>,
 }
@@ -115,7 +140,22 @@ pub(crate) struct RealmInfo {
     pub(crate) kind: GlobalKind,
     pub(crate) url: Url,
     pub(crate) origin: Origin,
+    /// Its storage partition: the default one, except in a frame of another site than its
+    /// top-level window's, whose storage is partitioned under that site (as Chromium does).
+    pub(crate) partition: Partition,
+    /// A top-level window (what counts as a window client); not a frame, not a worker.
+    pub(crate) top_level: bool,
+    /// The window a frame is nested in, the realm that started a dedicated worker.
+    pub(crate) parent: Option<RealmId>,
     pub(crate) alive: bool,
+}
+
+/// How a new realm sits among the others.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Placement {
+    pub(crate) parent: Option<RealmId>,
+    pub(crate) top_level: bool,
+    pub(crate) partition: Partition,
 }
 
 /// One line of the engine's log as `bgsyncTest.log()` shows it.
@@ -171,6 +211,12 @@ pub(crate) struct State {
     pub(crate) console: Vec<String>,
     pub(crate) uncaught: Vec<String>,
     pub(crate) host_reports: Vec<String>,
+    /// `executeScript` calls running in another realm: id → the caller's realm and call.
+    pub(crate) remote_calls: HashMap<u64, (RealmId, u64)>,
+    pub(crate) next_remote: u64,
+    /// Dedicated workers by the handle their `Worker` object holds.
+    pub(crate) dedicated: HashMap<u64, Dedicated>,
+    pub(crate) next_dedicated: u64,
 }
 
 pub(crate) fn start_engine(
@@ -206,10 +252,11 @@ impl State {
     /// The text served at `url`: a [`Served`] entry, else the file under the root.
     pub(crate) fn load(&self, url: &Url) -> Result<String, UaError> {
         let not_found = || UaError::NotFound(url.to_string());
-        let base = &self.config.base_url;
-        if Origin::from_url(url).ok() != Origin::from_url(base).ok() {
-            return Err(not_found());
-        }
+        let origin = Origin::from_url(url).map_err(|_| not_found())?;
+        let base = std::iter::once(&self.config.base_url)
+            .chain(&self.config.origins)
+            .find(|b| Origin::from_url(b).ok().as_ref() == Some(&origin))
+            .ok_or_else(not_found)?;
         let path = url.path();
         let path = match self.config.served.get(path) {
             Some(Served::Text(t)) => return Ok(t.clone()),
@@ -378,13 +425,109 @@ impl State {
     pub(crate) fn push_task(&mut self, task: Task) {
         self.tasks.push_back(task);
     }
-    pub(crate) fn windows_of(&self, origin: &Origin) -> Vec<(RealmId, Url)> {
+    /// The windows and frames of a storage key: `(realm, url, top-level)`.
+    pub(crate) fn windows_of(&self, key: &StorageKey) -> Vec<(RealmId, Url, bool)> {
         self.realms
             .iter()
             .enumerate()
-            .filter(|(_, r)| r.alive && r.kind == GlobalKind::Window && r.origin == *origin)
-            .map(|(i, r)| (i, r.url.clone()))
+            .filter(|(_, r)| {
+                r.alive
+                    && r.kind == GlobalKind::Window
+                    && r.origin == key.origin
+                    && r.partition == key.partition
+            })
+            .map(|(i, r)| (i, r.url.clone(), r.top_level))
             .collect()
+    }
+
+    /// The storage key of `realm`: its origin in its partition.
+    pub(crate) fn realm_key(&self, realm: RealmId) -> StorageKey {
+        let r = &self.realms[realm];
+        StorageKey {
+            origin: r.origin.clone(),
+            partition: r.partition.clone(),
+        }
+    }
+
+    /// The top-level window `realm` is in (itself if it is one).
+    pub(crate) fn top_of(&self, mut realm: RealmId) -> RealmId {
+        while let Some(p) = self.realms[realm]
+            .parent
+            .filter(|_| !self.realms[realm].top_level)
+        {
+            realm = p;
+        }
+        realm
+    }
+
+    /// Marks `realm` and the frames and dedicated workers nested in it closed; an origin left
+    /// with no top-level window is no longer a window client. Returns the realms closed.
+    pub(crate) fn close_realm(&mut self, realm: RealmId) -> Vec<RealmId> {
+        let mut closed = vec![realm];
+        let mut i = 0;
+        while i < closed.len() {
+            let r = closed[i];
+            let children: Vec<RealmId> = (0..self.realms.len())
+                .filter(|c| {
+                    self.realms[*c].alive
+                        && self.realms[*c].parent == Some(r)
+                        && !closed.contains(c)
+                })
+                .collect();
+            closed.extend(children);
+            i += 1;
+        }
+        for r in &closed {
+            self.realms[*r].alive = false;
+        }
+        let origins: Vec<Origin> = closed
+            .iter()
+            .filter(|r| self.realms[**r].top_level)
+            .map(|r| self.realms[*r].origin.clone())
+            .collect();
+        for origin in origins {
+            let open = self
+                .realms
+                .iter()
+                .any(|r| r.alive && r.top_level && r.origin == origin);
+            if !open {
+                self.shared.windows().remove(&origin);
+            }
+        }
+        self.dedicated.retain(|_, d| !closed.contains(&d.parent));
+        closed
+    }
+}
+
+/// The schemeful site of `origin` (scheme and registrable domain), what storage partitions
+/// are keyed by. The registrable domain is taken as the last two labels of the host, which is
+/// right for the test hosts (`web-platform.test`, `not-web-platform.test` and their
+/// subdomains); an IP address is its own site.
+pub(crate) fn site_of(origin: &Origin) -> String {
+    let url = Url::parse(&origin.serialize()).ok();
+    let scheme = url.as_ref().map_or("https", |u| u.scheme()).to_owned();
+    let host = url
+        .as_ref()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    let site = if host.parse::<std::net::IpAddr>().is_ok() || host.starts_with('[') {
+        host
+    } else {
+        let labels: Vec<&str> = host.split('.').collect();
+        labels[labels.len().saturating_sub(2)..].join(".")
+    };
+    format!("{scheme}://{site}")
+}
+
+/// The partition of a frame of `origin` nested under a top-level window of `top`: the top's
+/// site when the two sites differ (third-party storage partitioning, as Chromium does since
+/// version 115), the default partition otherwise.
+pub(crate) fn frame_partition(origin: &Origin, top: &Origin) -> Partition {
+    let site = site_of(top);
+    if site_of(origin) == site {
+        Partition::default()
+    } else {
+        Partition::new(&site)
     }
 }
 

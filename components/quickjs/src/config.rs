@@ -24,6 +24,10 @@ pub struct UserAgentConfig {
     /// URL paths (`/resources/testharness.js`) served from somewhere other than `root`:
     /// fixed text, or another file. Checked before `root`.
     pub served: HashMap<String, Served>,
+    /// Other origins the same tree is served from (as WPT's server serves it under every host
+    /// name it knows: `https://www.web-platform.test:8443/`, …), each as the URL of its `/`.
+    /// Windows, frames and workers of these origins can be opened.
+    pub origins: Vec<Url>,
     /// What a server substitutes in files with `.sub.` in their name (WPT's `{{host}}` and
     /// the like): each `(from, to)` pair is replaced in order.
     pub substitutions: Vec<(String, String)>,
@@ -61,6 +65,7 @@ impl UserAgentConfig {
             data_dir: None,
             watchdog: Duration::from_secs(10),
             served: HashMap::new(),
+            origins: Vec::new(),
             substitutions: Vec::new(),
             stack_limit: 1024 * 1024,
             memory_limit: Some(512 * 1024 * 1024),

@@ -3,9 +3,10 @@
 //! clock, terminating workers, restarting, DevTools' dispatch of a `sync` event, the engine's
 //! log — and the waits that answer it once the engine has settled.
 
-use bgsync_types::{PermissionState, SwRegistrationId, Tag, Timestamp};
+use bgsync_types::{Origin, PermissionState, SwRegistrationId, Tag, Timestamp};
 
 use crate::agent::{outcome_name, start_engine, Purpose, Task, Waiter, Waiting};
+use crate::host::HostCall;
 use crate::realm::UserAgent;
 use crate::values::{type_error, ErrOut, Out, RealmId};
 use crate::UaError;
@@ -155,6 +156,81 @@ impl UserAgent {
                     .collect();
                 st.deliver(realm, call, Ok(Out::List(list)));
             }
+            ("openWindow" | "addIframe", Out::List(v)) => {
+                let strings: Vec<String> = v
+                    .into_iter()
+                    .filter_map(|o| match o {
+                        Out::Str(s) => Some(s),
+                        _ => None,
+                    })
+                    .collect();
+                // addIframe: [window, url, scripts…]; openWindow: [url, scripts…].
+                let (frame_of, rest) = if op == "addIframe" {
+                    let parent = strings.first().and_then(|s| s.parse::<RealmId>().ok());
+                    (
+                        Some(parent.unwrap_or(realm)),
+                        strings.get(1..).unwrap_or(&[]),
+                    )
+                } else {
+                    (None, &strings[..])
+                };
+                let result = self.open_remote(realm, frame_of, rest);
+                self.state.borrow_mut().deliver(realm, call, result);
+            }
+            ("executeScript", Out::List(v)) => {
+                let (Some(Out::Str(target)), Some(Out::Str(source)), Some(Out::Str(args))) =
+                    (v.first(), v.get(1), v.get(2))
+                else {
+                    return self.state.borrow_mut().deliver(
+                        realm,
+                        call,
+                        Err(type_error("executeScript: bad arguments")),
+                    );
+                };
+                let target = target.parse::<RealmId>().unwrap_or(usize::MAX);
+                self.execute_script(realm, call, target, source, args);
+            }
+            ("close", Out::List(v)) => {
+                let target = match v.first() {
+                    Some(Out::Str(t)) => t.parse::<RealmId>().ok(),
+                    _ => None,
+                };
+                if let Some(target) = target {
+                    if self.contexts.get(target).is_some_and(Option::is_some) {
+                        self.close(target);
+                    }
+                }
+                self.state
+                    .borrow_mut()
+                    .deliver(realm, call, Ok(Out::Undefined));
+            }
+            ("clearSiteData", Out::List(v)) => {
+                let st = self.state.borrow();
+                let origin = match v.first() {
+                    Some(Out::Str(o)) => o.clone(),
+                    _ => String::new(),
+                };
+                match Origin::parse(&origin) {
+                    Ok(origin) => {
+                        let replies = st.replies();
+                        st.engine.clear_origin_then(&origin, move |r| {
+                            let _ = replies.send(HostCall::Reply {
+                                realm,
+                                call,
+                                result: r.map(|()| Out::Undefined).map_err(ErrOut::from),
+                            });
+                        });
+                    }
+                    Err(e) => {
+                        drop(st);
+                        self.state.borrow_mut().deliver(
+                            realm,
+                            call,
+                            Err(type_error(format!("clearSiteData: {e}"))),
+                        );
+                    }
+                }
+            }
             (op, _) => self.state.borrow_mut().deliver(
                 realm,
                 call,
@@ -164,6 +240,92 @@ impl UserAgent {
     }
 
     /// Kills every running service worker; events in flight count as failed.
+    /// `bgsyncTest.openWindow(url, {scripts})` and `addIframe`: `args` is the URL, then the
+    /// scripts, each resolved against the caller's URL.
+    fn open_remote(
+        &mut self,
+        caller: RealmId,
+        frame_of: Option<RealmId>,
+        args: &[String],
+    ) -> Result<Out, ErrOut> {
+        if let Some(parent) = frame_of {
+            if !self
+                .state
+                .borrow()
+                .realms
+                .get(parent)
+                .is_some_and(|r| r.alive)
+            {
+                return Err(ErrOut::new("InvalidStateError", "the window was closed"));
+            }
+        }
+        // A frame's URL is resolved against the window it goes in (its document would hold the
+        // iframe element), a new window's against the caller's; scripts against the new one.
+        let resolve = |base: &url::Url, s: &String| {
+            base.join(s)
+                .map_err(|e| type_error(format!("{s} is not a valid URL: {e}")))
+        };
+        let base = self.state.borrow().realm_url(frame_of.unwrap_or(caller));
+        let url = resolve(
+            &base,
+            args.first()
+                .ok_or_else(|| type_error("a URL is required"))?,
+        )?;
+        let scripts = args[1..]
+            .iter()
+            .map(|s| resolve(&url, s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let realm = self
+            .open_window(&url, frame_of, &scripts)
+            .map_err(|e| ErrOut::new("NetworkError", e.to_string()))?;
+        let st = self.state.borrow();
+        Ok(Out::Obj(vec![
+            ("id", Out::Str(realm.to_string())),
+            ("url", Out::Str(url.to_string())),
+            ("origin", Out::Str(st.realm_origin(realm).serialize())),
+        ]))
+    }
+
+    /// `handle.executeScript(fn, args)`: runs `source` (a function's text) with the JSON
+    /// `args` in `target`; its result, or what it threw, goes back to `caller`'s call when it
+    /// settles.
+    fn execute_script(
+        &mut self,
+        caller: RealmId,
+        call: u64,
+        target: RealmId,
+        source: &str,
+        args: &str,
+    ) {
+        if !self.contexts.get(target).is_some_and(Option::is_some) {
+            return self.state.borrow_mut().deliver(
+                caller,
+                call,
+                Err(ErrOut::new("InvalidStateError", "the window was closed")),
+            );
+        }
+        let id = {
+            let mut st = self.state.borrow_mut();
+            let id = st.next_remote;
+            st.next_remote += 1;
+            st.remote_calls.insert(id, (caller, call));
+            id
+        };
+        let code = format!(
+            "(() => {{ const f = ({source}\n); const a = JSON.parse({args}); \
+             Promise.resolve().then(() => f(...a)).then((v) => JSON.stringify(v === undefined ? null : v)).then(\
+             (j) => __bgsyncRemoteDone({id}, true, j, ''), \
+             (e) => __bgsyncRemoteDone({id}, false, String(e && e.message !== undefined ? e.message : e), String((e && e.name) || 'Error'))); }})();",
+            args = js_string(args),
+        );
+        if let Err(e) = self.eval(target, &code, "executeScript") {
+            let mut st = self.state.borrow_mut();
+            if st.remote_calls.remove(&id).is_some() {
+                st.deliver(caller, call, Err(ErrOut::new("SyntaxError", e.to_string())));
+            }
+        }
+    }
+
     fn terminate_workers(&mut self) {
         let realms: Vec<RealmId> = {
             let st = self.state.borrow();
@@ -320,4 +482,24 @@ impl UserAgent {
         self.state.borrow_mut().waiters.extend(keep);
         progressed
     }
+}
+
+/// A JavaScript string literal of `s`.
+fn js_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }

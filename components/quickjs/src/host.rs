@@ -73,6 +73,12 @@ impl WindowClients for Host {
     fn has_window_client(&self, origin: &Origin) -> bool {
         self.shared.windows().contains(origin)
     }
+
+    /// Chromium: only a top-level window of the storage key counts; top-level windows are
+    /// first-party, so a partitioned key (a frame's of another site) never has one.
+    fn has_window_client_in(&self, key: &bgsync_types::StorageKey) -> bool {
+        key.partition.is_default() && self.has_window_client(&key.origin)
+    }
 }
 
 impl Permissions for Host {

@@ -98,11 +98,11 @@ pub(crate) fn make<'js>(
                 );
                 return;
             }
-            (s.engine().clone(), s.realm_origin(realm), s.replies())
+            (s.engine().clone(), s.realm_key(realm), s.replies())
         };
         let tag = Tag::from_utf16(units.into_iter().map(|u| u as u16).collect::<Vec<u16>>());
         let answer = answer_to(replies, realm, call);
-        engine.register_then(&origin, SwRegistrationId(sw as u64), tag, move |r| {
+        engine.register_then(origin, SwRegistrationId(sw as u64), tag, move |r| {
             answer(r.map(|()| Out::Undefined).map_err(ErrOut::from))
         });
     });
@@ -120,12 +120,12 @@ pub(crate) fn make<'js>(
     });
     let st = state.clone();
     native!("getTags", move |call: f64, sw: f64| {
-        let (engine, origin, replies) = {
+        let (engine, key, replies) = {
             let s = st.borrow();
-            (s.engine().clone(), s.realm_origin(realm), s.replies())
+            (s.engine().clone(), s.realm_key(realm), s.replies())
         };
         let answer = answer_to(replies, realm, call);
-        engine.get_tags_then(&origin, SwRegistrationId(sw as u64), move |r| {
+        engine.get_tags_then(key, SwRegistrationId(sw as u64), move |r| {
             answer(
                 r.map(|tags| {
                     // A well-formed tag becomes a JS string here; one with a lone
@@ -176,7 +176,7 @@ pub(crate) fn make<'js>(
                         "The URL is not of the caller's origin.",
                     ));
                 }
-                Ok(s.match_scope(client.as_str())
+                Ok(s.match_scope(client.as_str(), &s.realm_key(realm))
                     .map_or(Out::Undefined, |sw| s.registration_out(sw)))
             });
         s.deliver(realm, call as u64, result);
@@ -184,9 +184,9 @@ pub(crate) fn make<'js>(
     let st = state.clone();
     native!("getRegistrations", move |call: f64| {
         let mut s = st.borrow_mut();
-        let origin = s.realm_origin(realm);
+        let key = s.realm_key(realm);
         let list = s
-            .registrations_of(&origin)
+            .registrations_of(&key)
             .into_iter()
             .map(|sw| s.registration_out(sw))
             .collect();
@@ -196,14 +196,17 @@ pub(crate) fn make<'js>(
     native!("unregister", move |call: f64, sw: f64| {
         let mut s = st.borrow_mut();
         let sw = SwRegistrationId(sw as u64);
-        let ok = s.registrations_of(&s.realm_origin(realm)).contains(&sw) && s.unregister_sw(sw);
+        let ok = s.registrations_of(&s.realm_key(realm)).contains(&sw) && s.unregister_sw(sw);
         s.deliver(realm, call as u64, Ok(Out::Bool(ok)));
     });
     let st = state.clone();
     native!("watchReady", move || {
         let mut s = st.borrow_mut();
         let url = s.realm_url(realm);
-        if let Some(sw) = s.match_scope(url.as_str()).filter(|sw| s.is_active(*sw)) {
+        if let Some(sw) = s
+            .match_scope(url.as_str(), &s.realm_key(realm))
+            .filter(|sw| s.is_active(*sw))
+        {
             let out = s.registration_out(sw);
             s.hook(realm, "ready", vec![out]);
         }
@@ -232,9 +235,9 @@ pub(crate) fn make<'js>(
     let st = state.clone();
     native!("postToClient", move |target: f64, json: String| {
         let mut s = st.borrow_mut();
-        let origin = s.realm_origin(realm);
+        let key = s.realm_key(realm);
         let sw = s
-            .registrations_of(&origin)
+            .registrations_of(&key)
             .into_iter()
             .find(|sw| s.sw_realm(*sw) == Some(realm));
         let source = sw.map_or(Out::Null, |sw| s.registration_out(sw));
@@ -246,13 +249,17 @@ pub(crate) fn make<'js>(
         move |ctx: Ctx<'js>| -> rquickjs::Result<Value<'js>> {
             let s = st.borrow();
             let list = s
-                .windows_of(&s.realm_origin(realm))
+                .windows_of(&s.realm_key(realm))
                 .into_iter()
-                .map(|(r, url)| {
+                .map(|(r, url, top_level)| {
                     Out::Obj(vec![
                         ("url", Out::Str(url.to_string())),
                         ("id", Out::Str(format!("client-{r}"))),
                         ("realm", Out::Num(r as f64)),
+                        (
+                            "frameType",
+                            Out::Str(if top_level { "top-level" } else { "nested" }.into()),
+                        ),
                     ])
                 })
                 .collect();
@@ -364,6 +371,97 @@ pub(crate) fn make<'js>(
     native!("hostReport", move |text: String| st
         .borrow_mut()
         .host_report(text));
+
+    // Dedicated workers: `new Worker(url)` and messages both ways (JSON-cloned).
+    let st = state.clone();
+    native!("startWorker", move |ctx: Ctx<'js>,
+                                 url: String|
+          -> rquickjs::Result<f64> {
+        let mut s = st.borrow_mut();
+        let throw = |name: &str, message: String| {
+            let e = Object::new(ctx.clone())?;
+            e.set("name", name)?;
+            e.set("message", message)?;
+            Err::<f64, _>(ctx.throw(e.into_value()))
+        };
+        let resolved = match s.realm_url(realm).join(&url) {
+            Ok(u) => u,
+            Err(e) => {
+                return throw(
+                    "SyntaxError",
+                    format!("Failed to construct 'Worker': the script URL {url} is invalid: {e}"),
+                )
+            }
+        };
+        if Origin::from_url(&resolved).ok() != Some(s.realm_origin(realm)) {
+            return throw(
+                "SecurityError",
+                format!(
+                    "Failed to construct 'Worker': the script at {resolved} cannot be accessed from origin {}.",
+                    s.realm_origin(realm)
+                ),
+            );
+        }
+        let handle = s.next_dedicated;
+        s.next_dedicated += 1;
+        s.dedicated.insert(
+            handle,
+            crate::agent::Dedicated {
+                parent: realm,
+                realm: None,
+            },
+        );
+        s.push_task(Task::StartWorker {
+            parent: realm,
+            handle,
+            url: resolved,
+        });
+        Ok(handle as f64)
+    });
+    let st = state.clone();
+    native!("postToDedicated", move |handle: f64, json: String| st
+        .borrow_mut()
+        .push_task(Task::PostToDedicated {
+            handle: handle as u64,
+            json
+        }));
+    let st = state.clone();
+    native!("terminateDedicated", move |handle: f64| st
+        .borrow_mut()
+        .push_task(Task::TerminateDedicated(handle as u64)));
+    let st = state.clone();
+    native!("postToParent", move |json: String| {
+        let mut s = st.borrow_mut();
+        let owner = s
+            .dedicated
+            .iter()
+            .find(|(_, d)| d.realm == Some(realm))
+            .map(|(h, d)| (*h, d.parent));
+        if let Some((handle, parent)) = owner {
+            s.hook(
+                parent,
+                "workerMessage",
+                vec![Out::Num(handle as f64), Out::Str(json)],
+            );
+        }
+    });
+
+    // The end of `executeScript` in this realm: the answer goes to the realm that asked.
+    let st = state.clone();
+    native!("remoteDone", move |id: f64,
+                                ok: bool,
+                                payload: String,
+                                name: String| {
+        let mut s = st.borrow_mut();
+        if let Some((caller, call)) = s.remote_calls.remove(&(id as u64)) {
+            let result = if ok {
+                Ok(Out::Str(payload))
+            } else {
+                Err(err(&name, payload))
+            };
+            s.deliver(caller, call, result);
+        }
+    });
 
     // The control surface.
     let st = state.clone();
@@ -480,12 +578,13 @@ fn register_service_worker(
     if !scope.as_str().starts_with(max_scope.as_str()) {
         return Err(err("SecurityError", format!("Failed to register a ServiceWorker: the scope {scope} is not under the script's directory {max_scope}.")));
     }
-    if let Some(existing) = s.scope_registration(&scope) {
+    let partition = s.realm_key(realm).partition;
+    if let Some(existing) = s.scope_registration(&scope, &partition) {
         let out = s.registration_out(existing);
         s.deliver(realm, call, Ok(out));
         return Ok(());
     }
-    let sw = s.new_sw(scope, script, origin);
+    let sw = s.new_sw(scope, script, origin, partition);
     s.push_task(Task::Install {
         sw,
         caller: Some((realm, call)),

@@ -515,7 +515,7 @@
   // ---- Clients (service worker) ---------------------------------------------------------------
   define('Client', {
     exposed: ['ServiceWorker'],
-    attrs: { url: { get: (s) => s.url }, id: { get: (s) => s.id }, type: { get: () => 'window' }, frameType: { get: () => 'top-level' } },
+    attrs: { url: { get: (s) => s.url }, id: { get: (s) => s.id }, type: { get: () => 'window' }, frameType: { get: (s) => s.frameType || 'top-level' } },
     ops: { postMessage: { length: 1, fn(s, message) {
       if (s.realm < 0) native.hostReport(hostJSON(message));
       else native.postToClient(s.realm, JSON.stringify(message === undefined ? null : message));
@@ -531,6 +531,29 @@
       } },
       get: { length: 1, promise: true, fn: () => undefined },
       claim: { length: 0, promise: true, fn: () => undefined },
+    },
+  });
+
+  // ---- Dedicated workers (HTML § 10.2.6, the Worker interface) ----------------------------------
+  // A worker of the page's origin and storage partition; messages are JSON-cloned.
+  const dedicatedWorkers = new Map(); // handle -> Worker object
+  define('Worker', {
+    parent: 'EventTarget', exposed: ['Window', 'DedicatedWorker'], length: 1,
+    construct(nt, scriptURL) {
+      let handle;
+      try {
+        handle = native.startWorker(toDOMString(scriptURL));
+      } catch (e) {
+        throw e && typeof e.name === 'string' && !(e instanceof Error) ? domException(e.name, e.message) : e;
+      }
+      const w = adopt(Object.create(nt.prototype), 'Worker', { listeners: new Map(), handle });
+      dedicatedWorkers.set(handle, w);
+      return w;
+    },
+    attrs: { onmessage: handlerAttr('message'), onmessageerror: handlerAttr('messageerror'), onerror: handlerAttr('error') },
+    ops: {
+      postMessage: { length: 1, fn(s, message) { native.postToDedicated(s.handle, JSON.stringify(message === undefined ? null : message)); } },
+      terminate: { length: 0, fn(s) { dedicatedWorkers.delete(s.handle); native.terminateDedicated(s.handle); } },
     },
   });
 
@@ -641,11 +664,14 @@
   };
   define('WindowOrWorkerGlobalScope', { exposed: [] });
   if (kind === 'window') {
-    // A top-level browsing context of its own: no parent, no opener.
+    // A top-level browsing context of its own (no parent, no opener), or a frame nested in a
+    // window of the user agent, whose parent and top are windows of other realms: script sees
+    // them as opaque objects (no DOM to reach across, as across origins).
+    const elsewhere = info.topLevel ? G : Object.freeze(Object.create(null));
     define('Window', {
       parent: 'EventTarget', exposed: ['Window'], global: 'Window',
       attrs: Object.assign({
-        window: { get: () => G }, document: { get: () => document }, parent: { get: () => G }, top: { get: () => G },
+        window: { get: () => G }, document: { get: () => document }, parent: { get: () => elsewhere }, top: { get: () => elsewhere },
         frames: { get: () => G }, opener: { get: () => null }, length: { get: () => 0 },
         onload: handlerAttr('load'), onmessage: handlerAttr('message'),
       }, globalAttrs),
@@ -654,7 +680,12 @@
   } else {
     define('WorkerGlobalScope', { parent: 'EventTarget', exposed: ['Worker'], global: 'Worker', attrs: globalAttrs, ops: Object.assign({ importScripts: { length: 0, fn(s, ...urls) { for (const u of urls) native.importScript(toDOMString(u)); } } }, globalOps) });
     if (kind === 'worker') {
-      define('DedicatedWorkerGlobalScope', { parent: 'WorkerGlobalScope', exposed: ['DedicatedWorker'], global: 'DedicatedWorker', attrs: { name: { get: () => '' }, onmessage: handlerAttr('message') }, ops: { postMessage: { length: 1, fn(s, message) { native.hostReport(hostJSON(message)); } }, close: { length: 0, fn() {} } } });
+      // postMessage goes to the Worker object of the page that started it (JSON-cloned), or,
+      // in a worker the host opened itself, to the host.
+      define('DedicatedWorkerGlobalScope', { parent: 'WorkerGlobalScope', exposed: ['DedicatedWorker'], global: 'DedicatedWorker', attrs: { name: { get: () => '' }, onmessage: handlerAttr('message') }, ops: { postMessage: { length: 1, fn(s, message) {
+        if (info.hasParent) native.postToParent(JSON.stringify(message === undefined ? null : message));
+        else native.hostReport(hostJSON(message));
+      } }, close: { length: 0, fn() {} } } });
     } else {
       define('ServiceWorkerGlobalScope', {
         parent: 'WorkerGlobalScope', exposed: ['ServiceWorker'], global: 'ServiceWorker',
@@ -714,9 +745,35 @@
       },
       idle: () => call(native.control, 'idle', null),
       log: () => call(native.control, 'log', null).then((l) => l.map(logEntry)),
+      // Windows and frames of any served origin, and script run in them (docs/testing.md).
+      openWindow: (url, options) => openRemote('openWindow', [], url, options),
+      addIframe: (url, options) => openRemote('addIframe', ['-1'], url, options),
+      // Clear-Site-Data for an origin: its sync registrations, in every partition.
+      clearSiteData: (origin) => call(native.control, 'clearSiteData', [toDOMString(origin)]).then(() => undefined),
     }),
     writable: false, enumerable: false, configurable: false,
   });
+  // A window or frame bgsyncTest opened, as WPT's RemoteContextWrapper shapes it.
+  function remoteHandle(d) {
+    return Object.freeze({
+      url: d.url,
+      origin: d.origin,
+      executeScript(fn, args = []) {
+        if (typeof fn !== 'function') return Promise.reject(new TypeError('executeScript: the first argument must be a function'));
+        let json;
+        try { json = JSON.stringify(Array.from(args)); } catch (e) { return Promise.reject(e); }
+        return call(native.control, 'executeScript', [d.id, String(fn), json]).then((r) => JSON.parse(r));
+      },
+      addIframe: (url, options) => openRemote('addIframe', [d.id], url, options),
+      close: () => call(native.control, 'close', [d.id]).then(() => undefined),
+    });
+  }
+  function openRemote(op, head, url, options) {
+    const scripts = options && options.scripts ? Array.from(options.scripts, toDOMString) : [];
+    return call(native.control, op, [...head, toDOMString(url), ...scripts]).then(remoteHandle);
+  }
+  Object.defineProperty(G, '__bgsyncRemoteDone', { value: (id, ok, payload, name) => native.remoteDone(id, ok, String(payload), String(name)), writable: false, enumerable: false, configurable: false });
+
   function setPermission(descriptor, state) {
     const name = descriptor && toDOMString(descriptor.name);
     if (name !== 'background-sync' && name !== 'periodic-background-sync') return Promise.reject(new TypeError(`unsupported permission ${name}`));
@@ -759,7 +816,9 @@
     lifecycle(type, lifetime) { fireLifetimeEvent('ExtendableEvent', type, lifetime); },
     message(json, source) {
       const data = JSON.parse(json);
-      if (kind === 'serviceworker') {
+      if (kind === 'worker') {
+        dispatch(G, trustedEvent('MessageEvent', 'message', { data, origin: '', lastEventId: '', source: null, ports: Object.freeze([]) }));
+      } else if (kind === 'serviceworker') {
         const client = create('WindowClient', source);
         dispatch(G, trustedEvent('MessageEvent', 'message', { data, origin: info.origin, lastEventId: '', source: client, ports: Object.freeze([]) }));
       } else {
@@ -776,6 +835,14 @@
       dispatch(w, trustedEvent('Event', 'statechange'));
     },
     ready(d) { if (readyResolve) { readyResolve(registrationFor(d)); readyResolve = null; } },
+    workerMessage(handle, json) {
+      const w = dedicatedWorkers.get(handle);
+      if (w) dispatch(w, trustedEvent('MessageEvent', 'message', { data: JSON.parse(json), origin: '', lastEventId: '', source: null, ports: Object.freeze([]) }));
+    },
+    workerError(handle, message) {
+      const w = dedicatedWorkers.get(handle);
+      if (w) dispatch(w, trustedEvent('Event', 'error', { message }));
+    },
     network(online) { dispatch(G, trustedEvent('Event', online ? 'online' : 'offline')); },
     // Page loading (UserAgent::load_page).
     insertElement(tag, attrs, text) {

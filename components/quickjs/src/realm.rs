@@ -15,7 +15,7 @@ use rquickjs::function::Rest;
 use rquickjs::{CatchResultExt, CaughtError, Context, Function, Object, Persistent, Runtime};
 use url::Url;
 
-use crate::agent::{RealmInfo, State};
+use crate::agent::{Placement, RealmInfo, State};
 use crate::values::{describe, js_error, options, to_js, GlobalKind, Out, RealmId};
 use crate::UaError;
 
@@ -37,18 +37,26 @@ impl UserAgent {
         kind: GlobalKind,
         url: &Url,
         sw: Option<SwRegistrationId>,
+        placement: Placement,
     ) -> Result<RealmId, UaError> {
         let origin = Origin::from_url(url).map_err(|e| UaError::Script(e.to_string()))?;
         let id = self.contexts.len();
+        let top_level = kind == GlobalKind::Window && placement.top_level;
+        let dedicated_child = kind == GlobalKind::DedicatedWorker && placement.parent.is_some();
         {
             let mut st = self.state.borrow_mut();
             st.realms.push(RealmInfo {
                 kind,
                 url: url.clone(),
                 origin: origin.clone(),
+                partition: placement.partition,
+                top_level,
+                parent: placement.parent,
                 alive: true,
             });
-            if kind == GlobalKind::Window {
+            // A top-level window makes its origin a window client (not a frame: Chromium counts
+            // main frames only).
+            if top_level {
                 st.shared.windows().insert(origin.clone());
             }
         }
@@ -64,6 +72,8 @@ impl UserAgent {
                 info.set("origin", origin.serialize())?;
                 info.set("isSecureContext", origin.is_potentially_trustworthy())?;
                 info.set("maxTagBytes", max_tag_bytes)?;
+                info.set("topLevel", top_level || kind != GlobalKind::Window)?;
+                info.set("hasParent", dedicated_child)?;
                 if let Some(r) = registration {
                     info.set("registration", to_js(&ctx, r)?)?;
                 }
@@ -244,5 +254,29 @@ impl UserAgent {
             return false;
         }
         true
+    }
+
+    /// Closes `realm` and what is nested in it (frames, dedicated workers): their timers stop,
+    /// their globals go, and an origin left with no top-level window is in the background.
+    pub(crate) fn close(&mut self, realm: RealmId) {
+        let closed = {
+            let mut st = self.state.borrow_mut();
+            let closed = st.close_realm(realm);
+            let timers: Vec<(RealmId, u64)> = st
+                .timer_index
+                .keys()
+                .filter(|k| closed.contains(&k.0))
+                .copied()
+                .collect();
+            for (r, id) in timers {
+                st.clear_timer(r, id);
+            }
+            closed
+        };
+        for r in closed {
+            if let Some(slot) = self.contexts.get_mut(r) {
+                *slot = None;
+            }
+        }
     }
 }

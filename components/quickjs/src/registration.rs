@@ -4,7 +4,7 @@
 //! (`navigator.serviceWorker.*`) and the service worker lifecycle both use these.
 
 use bgsync::RegistrationInfo;
-use bgsync_types::{Origin, SwRegistrationId};
+use bgsync_types::{Origin, Partition, StorageKey, SwRegistrationId};
 use url::Url;
 
 use crate::agent::{State, SwReg, WorkerState};
@@ -25,15 +25,21 @@ impl State {
         reg.state = state;
         let info = RegistrationInfo {
             origin: reg.origin.clone(),
-            partition: Default::default(),
+            partition: reg.partition.clone(),
             has_active_worker: state == WorkerState::Activated,
         };
         let scope = reg.scope.as_str().to_owned();
+        let partition = reg.partition.clone();
         self.shared.registrations().insert(sw, info);
         let out = self.registration_out(sw);
         let realms: Vec<(RealmId, bool)> = (0..self.realms.len())
             .filter(|r| self.realms[*r].alive)
-            .map(|r| (r, self.realms[r].url.as_str().starts_with(&scope)))
+            .map(|r| {
+                let realm = &self.realms[r];
+                let in_scope =
+                    realm.partition == partition && realm.url.as_str().starts_with(&scope);
+                (r, in_scope)
+            })
             .collect();
         for (realm, in_scope) in realms {
             self.hook(realm, "workerState", vec![out.clone()]);
@@ -55,7 +61,13 @@ impl State {
         }
     }
 
-    pub(crate) fn new_sw(&mut self, scope: Url, script: Url, origin: Origin) -> SwRegistrationId {
+    pub(crate) fn new_sw(
+        &mut self,
+        scope: Url,
+        script: Url,
+        origin: Origin,
+        partition: Partition,
+    ) -> SwRegistrationId {
         let id = SwRegistrationId(self.next_sw);
         self.next_sw += 1;
         self.sws.insert(
@@ -64,30 +76,45 @@ impl State {
                 scope,
                 script,
                 origin,
+                partition,
                 state: WorkerState::Parsed,
                 realm: None,
             },
         );
         id
     }
-    /// The registration whose scope is the longest prefix of `url`.
-    pub(crate) fn match_scope(&self, url: &str) -> Option<SwRegistrationId> {
+    /// The registration of storage key `key` whose scope is the longest prefix of `url`.
+    pub(crate) fn match_scope(&self, url: &str, key: &StorageKey) -> Option<SwRegistrationId> {
         self.sws
             .iter()
-            .filter(|(_, r)| r.state != WorkerState::Redundant && url.starts_with(r.scope.as_str()))
+            .filter(|(_, r)| {
+                r.state != WorkerState::Redundant
+                    && r.partition == key.partition
+                    && url.starts_with(r.scope.as_str())
+            })
             .max_by_key(|(_, r)| r.scope.as_str().len())
             .map(|(id, _)| *id)
     }
-    pub(crate) fn scope_registration(&self, scope: &Url) -> Option<SwRegistrationId> {
+    pub(crate) fn scope_registration(
+        &self,
+        scope: &Url,
+        partition: &Partition,
+    ) -> Option<SwRegistrationId> {
         self.sws
             .iter()
-            .find(|(_, r)| r.scope == *scope && r.state != WorkerState::Redundant)
+            .find(|(_, r)| {
+                r.scope == *scope && r.partition == *partition && r.state != WorkerState::Redundant
+            })
             .map(|(id, _)| *id)
     }
-    pub(crate) fn registrations_of(&self, origin: &Origin) -> Vec<SwRegistrationId> {
+    pub(crate) fn registrations_of(&self, key: &StorageKey) -> Vec<SwRegistrationId> {
         self.sws
             .iter()
-            .filter(|(_, r)| r.origin == *origin && r.state != WorkerState::Redundant)
+            .filter(|(_, r)| {
+                r.origin == key.origin
+                    && r.partition == key.partition
+                    && r.state != WorkerState::Redundant
+            })
             .map(|(id, _)| *id)
             .collect()
     }

@@ -5,10 +5,10 @@
 //! their events in `extendable_event`.
 
 use bgsync::{DispatchOutcome, OutcomeReporter, SyncEventDispatch};
-use bgsync_types::{Origin, SwRegistrationId};
+use bgsync_types::{Origin, Partition, SwRegistrationId};
 use url::Url;
 
-use crate::agent::{Purpose, Task, WorkerState};
+use crate::agent::{Placement, Purpose, Task, WorkerState};
 use crate::realm::UserAgent;
 use crate::values::{type_error, GlobalKind, Out, RealmId};
 use crate::UaError;
@@ -21,11 +21,18 @@ impl UserAgent {
     /// [`install_service_worker`](Self::install_service_worker) fires `install` and `activate`.
     pub fn open_service_worker(&mut self, script: &Url, scope: &Url) -> Result<RealmId, UaError> {
         let origin = Origin::from_url(script).map_err(|e| UaError::Script(e.to_string()))?;
-        let sw = self
-            .state
-            .borrow_mut()
-            .new_sw(scope.clone(), script.clone(), origin);
-        let realm = self.open_realm(GlobalKind::ServiceWorker, script, Some(sw))?;
+        let sw = self.state.borrow_mut().new_sw(
+            scope.clone(),
+            script.clone(),
+            origin,
+            Partition::default(),
+        );
+        let realm = self.open_realm(
+            GlobalKind::ServiceWorker,
+            script,
+            Some(sw),
+            Placement::default(),
+        )?;
         if let Some(reg) = self.state.borrow_mut().sws.get_mut(&sw) {
             reg.realm = Some(realm);
         }
@@ -92,18 +99,23 @@ impl UserAgent {
 
     /// Starts the worker of `sw` in a fresh realm if it is not running. Returns its realm.
     pub(crate) fn ensure_worker(&mut self, sw: SwRegistrationId) -> Option<RealmId> {
-        let (script, running) = {
+        let (script, running, partition) = {
             let st = self.state.borrow();
             let reg = st.sws.get(&sw)?;
             (
                 reg.script.clone(),
                 reg.realm.filter(|r| st.realms[*r].alive),
+                reg.partition.clone(),
             )
         };
         if running.is_some() {
             return running;
         }
-        let realm = match self.open_realm(GlobalKind::ServiceWorker, &script, Some(sw)) {
+        let placement = Placement {
+            partition,
+            ..Placement::default()
+        };
+        let realm = match self.open_realm(GlobalKind::ServiceWorker, &script, Some(sw), placement) {
             Ok(r) => r,
             Err(e) => {
                 self.state.borrow_mut().console.push(format!("error: {e}"));

@@ -17,7 +17,7 @@ use bgsync_types::Timestamp;
 use rquickjs::{Runtime, Value};
 use url::Url;
 
-use crate::agent::{start_engine, LogRecord, State, Task};
+use crate::agent::{start_engine, LogRecord, Placement, State, Task};
 use crate::config::UserAgentConfig;
 use crate::host::Shared;
 use crate::realm::UserAgent;
@@ -76,6 +76,10 @@ impl UserAgent {
             console: Vec::new(),
             uncaught: Vec::new(),
             host_reports: Vec::new(),
+            remote_calls: HashMap::new(),
+            next_remote: 1,
+            dedicated: HashMap::new(),
+            next_dedicated: 1,
             started,
             advanced: Duration::ZERO,
         };
@@ -100,7 +104,15 @@ impl UserAgent {
 
     /// Creates a realm of `kind` for the document or worker at `url` (nothing runs yet).
     pub fn open(&mut self, kind: GlobalKind, url: &Url) -> Result<RealmId, UaError> {
-        self.open_realm(kind, url, None)
+        self.open_realm(
+            kind,
+            url,
+            None,
+            Placement {
+                top_level: true,
+                ..Placement::default()
+            },
+        )
     }
 
     /// Evaluates `expression` in `realm`, runs the event loop until the promise it gives
@@ -298,6 +310,13 @@ impl UserAgent {
             }
             Task::Install { sw, caller } => self.install(sw, caller),
             Task::Activate(sw) => self.activate(sw),
+            Task::StartWorker {
+                parent,
+                handle,
+                url,
+            } => self.start_dedicated(parent, handle, &url),
+            Task::PostToDedicated { handle, json } => self.post_to_dedicated(handle, json),
+            Task::TerminateDedicated(handle) => self.terminate_dedicated(handle),
         }
     }
 }

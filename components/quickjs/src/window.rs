@@ -1,11 +1,16 @@
 //! The `Window` global (HTML § 7.2): loading a page's markup into a window realm, its scripts
-//! in order, then `DOMContentLoaded` and `load`. (Opening a window is
-//! [`UserAgent::open`] with [`GlobalKind::Window`]; what the global looks like is in the prelude.)
+//! in order, then `DOMContentLoaded` and `load`; opening another top-level window (an
+//! auxiliary browsing context) or a frame nested in a window, of any origin the user agent
+//! serves. (A host opens a page with [`UserAgent::open`] and [`GlobalKind::Window`]; what the
+//! global looks like is in the prelude.)
 
+use bgsync_types::Origin;
 use url::Url;
 
+use crate::agent::{frame_partition, Placement};
 use crate::realm::UserAgent;
 use crate::values::{GlobalKind, Out, RealmId};
+use crate::UaError;
 
 /// One element of a page's markup, in markup order, as [`UserAgent::load_page`] loads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,5 +91,43 @@ impl UserAgent {
         st.hook(realm, "domContentLoaded", Vec::new());
         st.hook(realm, "windowLoaded", Vec::new());
         failures
+    }
+
+    /// A window at `url`: top-level when `frame_of` is `None` (as `window.open` makes an
+    /// auxiliary one), else a frame nested in the window `frame_of`. A frame of another site
+    /// than its top-level window's has its storage partitioned under that site (Chromium, since
+    /// third-party storage partitioning). The document at `url` must be served (it is fetched,
+    /// not parsed: the window starts blank). Then each of `scripts` runs in it, in order.
+    pub(crate) fn open_window(
+        &mut self,
+        url: &Url,
+        frame_of: Option<RealmId>,
+        scripts: &[Url],
+    ) -> Result<RealmId, UaError> {
+        let origin = Origin::from_url(url).map_err(|e| UaError::Script(e.to_string()))?;
+        self.state.borrow().load(url)?;
+        let placement = match frame_of {
+            None => Placement {
+                top_level: true,
+                ..Placement::default()
+            },
+            Some(parent) => {
+                let st = self.state.borrow();
+                let top = st.top_of(parent);
+                Placement {
+                    parent: Some(parent),
+                    top_level: false,
+                    partition: frame_partition(&origin, &st.realms[top].origin),
+                }
+            }
+        };
+        let realm = self.open_realm(GlobalKind::Window, url, None, placement)?;
+        for script in scripts {
+            if let Err(e) = self.run_script(realm, script) {
+                self.close(realm);
+                return Err(e);
+            }
+        }
+        Ok(realm)
     }
 }

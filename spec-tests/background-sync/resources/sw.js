@@ -32,6 +32,21 @@ self.addEventListener('sync', (e) => {
   else e.waitUntil(Promise.resolve());
 });
 
+// register() called by the worker itself, `ms` after a page asks (so that the page can close
+// first); the outcome ('ok' or the exception's name) is kept for a later 'result' message.
+const registered = new Map();
+
 self.addEventListener('message', (e) => {
   if (e.data === 'ping') e.source.postMessage({ type: 'pong', scope: self.registration.scope });
+  if (e.data && e.data.type === 'register-after') {
+    const { tag, ms } = e.data;
+    setTimeout(() => {
+      self.registration.sync.register(tag).then(
+        () => registered.set(tag, 'ok'),
+        (err) => registered.set(tag, err.name));
+    }, ms);
+  }
+  if (e.data && e.data.type === 'result') {
+    e.source.postMessage({ type: 'result', tag: e.data.tag, result: registered.get(e.data.tag) || 'none' });
+  }
 });
