@@ -214,3 +214,56 @@ fn expectations_make_known_failures_expected_and_catch_unexpected_passes() {
         "FAIL"
     );
 }
+
+#[test]
+fn a_checkouts_sub_files_name_wpts_hosts_and_their_origins_open() {
+    // A helper of the checkout's own, written with wptserve's templates, as
+    // /common/get-host-info.sub.js is; a test that opens a window of each origin it names.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(
+        root,
+        "resources/testharness.js",
+        include_str!("../js/harness.js"),
+    );
+    write(
+        root,
+        "common/names.sub.js",
+        "const NAMES = { remote: 'https://{{domains[www1]}}:{{ports[https][0]}}', other: 'https://{{hosts[alt][]}}:{{ports[https][1]}}', idn: '{{domains[élève]}}', http: 'http://{{host}}:{{ports[http][0]}}' };\n",
+    );
+    write(root, "t/blank.html", "<!doctype html>");
+    write(
+        root,
+        "t/hosts.window.js",
+        "// META: script=/common/names.sub.js\n\
+         test(() => { assert_equals(NAMES.remote, 'https://www1.web-platform.test:8443'); assert_equals(NAMES.other, 'https://not-web-platform.test:8444'); assert_equals(NAMES.idn, 'xn--lve-6lad.web-platform.test'); }, 'templates');\n\
+         promise_test(async () => { for (const o of [NAMES.remote, NAMES.other, NAMES.http]) { const w = await bgsyncTest.openWindow(o + '/t/blank.html'); assert_equals(await w.executeScript(() => location.origin), o); await w.close(); } }, 'each origin opens');\n\
+         promise_test(async (t) => { await promise_rejects_dom(t, 'NetworkError', bgsyncTest.openWindow('https://elsewhere.example/t/blank.html')); }, 'an origin WPT does not serve does not');\n",
+    );
+    let r = run(root, &[]);
+    let test = result(&r, "/t/hosts.window.html");
+    let subtests: Vec<(String, String)> = test["subtests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                s["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        subtests,
+        [
+            ("templates".to_owned(), "PASS".to_owned()),
+            ("each origin opens".to_owned(), "PASS".to_owned()),
+            (
+                "an origin WPT does not serve does not".to_owned(),
+                "PASS".to_owned()
+            ),
+        ],
+        "{}",
+        r.stdout
+    );
+}
