@@ -237,9 +237,10 @@ fn controls_by_subtest(source: &str) -> HashMap<String, Vec<String>> {
     for block in source
         .split("promise_test(")
         .flat_map(|b| b.split("restartTest("))
+        .flat_map(|b| b.split("\ntest("))
         .skip(1)
     {
-        // The name is the string after the body's closing "}, ".
+        // The name is the string literal after the body's closing "}, " (its escapes undone).
         let Some(end) = block.rfind("}, ") else {
             continue;
         };
@@ -247,7 +248,15 @@ fn controls_by_subtest(source: &str) -> HashMap<String, Vec<String>> {
         let Some(quote) = rest.chars().next() else {
             continue;
         };
-        let name: String = rest[1..].chars().take_while(|c| *c != quote).collect();
+        let mut name = String::new();
+        let mut chars = rest[1..].chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => name.extend(chars.next()),
+                c if c == quote => break,
+                c => name.push(c),
+            }
+        }
         let mut controls = Vec::new();
         for part in block.split("bgsyncTest.").skip(1) {
             let c: String = part
@@ -1402,7 +1411,13 @@ fn serve(
             if rel.contains("..") {
                 ("404 Not Found", "text/plain", Vec::new())
             } else {
-                file(&root.join("spec-tests").join(rel))
+                let (status, kind, body) = file(&root.join("spec-tests").join(rel));
+                if rel.contains(".sub.") {
+                    let text = String::from_utf8_lossy(&body).into_owned();
+                    (status, kind, substitute(&text).into_bytes())
+                } else {
+                    (status, kind, body)
+                }
             }
         };
     let mut stream = stream;
@@ -1414,6 +1429,31 @@ fn serve(
         .write_all(head.as_bytes())
         .and_then(|()| stream.write_all(&content))
         .map_err(|e| e.to_string())
+}
+
+/// wptserve's templates in a `.sub.` file, for this driver's one server: the page's own host is
+/// `localhost`; the other hosts are WPT's names, which Chromium never reaches here (subtests
+/// that open them are not comparable), but which make well-formed URLs of other origins.
+fn substitute(text: &str) -> String {
+    let mut out = text
+        .replace("{{host}}", "localhost")
+        .replace("{{hosts[alt][]}}", "not-web-platform.test")
+        .replace("{{ports[https][0]}}", "8443")
+        .replace("{{ports[https][1]}}", "8444")
+        .replace("{{ports[http][0]}}", "8000")
+        .replace("{{ports[http][1]}}", "8001");
+    for sub in ["www", "www1", "www2"] {
+        out = out
+            .replace(
+                &format!("{{{{domains[{sub}]}}}}"),
+                &format!("{sub}.localhost"),
+            )
+            .replace(
+                &format!("{{{{hosts[alt][{sub}]}}}}"),
+                &format!("{sub}.not-web-platform.test"),
+            );
+    }
+    out
 }
 
 fn file(path: &Path) -> (&'static str, &'static str, Vec<u8>) {
@@ -1463,6 +1503,14 @@ mod tests {
         let m = controls_by_subtest(src);
         assert_eq!(m["a restart"], ["restart"]);
         assert_eq!(m["offline"], ["setOnline"]);
+    }
+
+    #[test]
+    fn subtest_names_with_escapes_and_plain_tests_get_their_own_controls() {
+        let source = "promise_test(async () => {\n  await bgsyncTest.openWindow(u);\n}, 'the page\\'s origin');\n\ntest(() => {\n  new Worker(u);\n}, 'a plain test');\n";
+        let c = controls_by_subtest(source);
+        assert_eq!(c["the page's origin"], ["openWindow"]);
+        assert!(c["a plain test"].is_empty(), "{c:?}");
     }
 
     #[test]

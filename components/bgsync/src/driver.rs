@@ -818,6 +818,7 @@ impl Driver {
             tag: tag.clone(),
             last_chance,
             time_limit: self.core.params().max_sync_event_duration,
+            kind: bgsync_types::SyncKind::OneShot,
         };
         self.manual.insert(id, (reply, done));
         if let Some((id, outcome)) = self.dispatcher.dispatch(now, request) {

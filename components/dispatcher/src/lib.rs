@@ -34,6 +34,7 @@
 //!     tag: Tag::from("send-mail"),
 //!     last_chance: false,
 //!     time_limit: std::time::Duration::from_secs(180),
+//!     kind: bgsync_types::SyncKind::OneShot,
 //! });
 //! let (id, outcome) = reported.lock().unwrap()[0];
 //! assert_eq!(dispatcher.outcome_reported(id, outcome), Some(DispatchOutcome::Fulfilled));
@@ -46,7 +47,7 @@ use std::sync::Arc;
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 use bgsync_scheduler::{DispatchOutcome, DispatchRequest};
-use bgsync_types::{DispatchId, Origin, Partition, SwRegistrationId, Tag, Timestamp};
+use bgsync_types::{DispatchId, Origin, Partition, SwRegistrationId, SyncKind, Tag, Timestamp};
 
 /// An embedder's trait method panicked. The call it happened in fails with this; the engine
 /// goes on.
@@ -106,8 +107,11 @@ pub struct SyncEventDispatch {
     pub origin: Origin,
     /// `SyncEvent.tag`.
     pub tag: Tag,
-    /// `SyncEvent.lastChance`.
+    /// `SyncEvent.lastChance` (always false for a `periodicsync` event).
     pub last_chance: bool,
+    /// Which event to fire: `sync` (one-shot) or `periodicsync` (periodic, a
+    /// `PeriodicSyncEvent` with the tag).
+    pub kind: SyncKind,
 }
 
 /// The embedder's service-worker host: the part of the engine that owns service workers.
@@ -342,6 +346,7 @@ impl Dispatcher {
             origin: request.origin,
             tag: request.tag,
             last_chance: request.last_chance,
+            kind: request.kind,
         };
         let host = &self.host;
         if contain("ServiceWorkerHost::fire_sync_event", || {

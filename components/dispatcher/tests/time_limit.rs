@@ -58,6 +58,7 @@ fn request(id: u64, last_chance: bool) -> DispatchRequest {
         tag: Tag::from("t"),
         last_chance,
         time_limit: Duration::from_secs(180),
+        kind: bgsync_types::SyncKind::OneShot,
     }
 }
 

@@ -142,6 +142,7 @@ mod tests {
             origin: Origin::parse("https://a.example").unwrap(),
             tag: Tag::from_utf16(vec![0xD800]),
             last_chance: true,
+            kind: bgsync_types::SyncKind::OneShot,
         });
         assert_eq!(e.event_type, "sync");
         assert_eq!(e.tag, Tag::from_utf16(vec![0xD800]));

@@ -64,6 +64,8 @@ pub struct DispatchRequest {
     pub last_chance: bool,
     /// How long the event may run; past it the attempt counts as failed.
     pub time_limit: Duration,
+    /// `sync` (one-shot) or `periodicsync` (periodic).
+    pub kind: bgsync_types::SyncKind,
 }
 
 /// How a dispatched `sync` event ended.
@@ -158,6 +160,29 @@ pub enum LogEvent {
     DevToolsCompleted {
         /// How it ended.
         outcome: DispatchOutcome,
+    },
+    /// A periodic registration was made (its `register()` resolves once durable).
+    PeriodicRegistered {
+        /// The `minInterval` asked for.
+        min_interval: Duration,
+        /// The interval it fires at, given the origin's engagement (`None`: suspended).
+        effective: Option<Duration>,
+    },
+    /// A periodic registration was removed (`unregister()`, or the permission revoked).
+    PeriodicUnregistered,
+    /// A `periodicsync` event was dispatched.
+    PeriodicDispatched {
+        /// Failed attempts of this round before this one.
+        previous_attempts: u32,
+    },
+    /// A `periodicsync` event ended.
+    PeriodicCompleted {
+        /// How it ended.
+        outcome: DispatchOutcome,
+        /// Whether it is retried after a back-off (else it is back on its interval).
+        retry: bool,
+        /// When it fires next (`None`: suspended for want of engagement).
+        next_fire: Option<bgsync_types::Timestamp>,
     },
     /// The registration database was found damaged, moved aside and rebuilt. Written once per
     /// origin with registrations in it, naming that origin's first kept registration.

@@ -34,12 +34,14 @@
 
 mod effects;
 mod params;
+mod periodic;
 mod scheduler;
 
 pub use effects::{
     DispatchOutcome, DispatchRequest, Effect, LogEntry, LogEvent, NextStep, Response,
 };
 pub use params::Parameters;
+pub use periodic::{Engagement, PeriodicRegisterCall, PeriodicState};
 pub use scheduler::{RegisterCall, RegisterContext, Scheduler};
 
 /// One registration as the engine holds it, for diagnostics ("why didn't my sync fire?").

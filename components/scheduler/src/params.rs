@@ -30,6 +30,9 @@ pub struct Parameters {
     /// The most bytes all origins' registrations together may take; `None` for no cap.
     /// Default 64 MiB: many origins cannot together fill the disk either.
     pub max_bytes_total: Option<u64>,
+    /// Chromium: the least time between two rounds of one origin's `periodicsync` events, and
+    /// the unit periodic intervals snap to (times the engagement penalty). Default 12 hours.
+    pub min_periodic_interval: Duration,
 }
 
 /// What one registration is counted for in the byte quotas besides its tag: the origin,
@@ -48,6 +51,7 @@ impl Default for Parameters {
             max_registrations_per_origin: Some(1_000),
             max_bytes_per_origin: Some(1 << 20),
             max_bytes_total: Some(64 << 20),
+            min_periodic_interval: Duration::from_secs(12 * 60 * 60),
         }
     }
 }

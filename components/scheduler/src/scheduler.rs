@@ -2,7 +2,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 // The core's hash maps are keyed by ids and origins; foldhash is several times faster than
 // SipHash on them and keeps per-map random seeds.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 use bgsync_store::{RegistrationKey, StoreOp, StoredRegistration};
@@ -94,7 +94,7 @@ struct Entry {
 /// What a staged change is about: a key, and the slot its registration had when the change was
 /// staged (none for a new registration).
 #[derive(Debug)]
-struct Target {
+pub(crate) struct Target {
     key: Key,
     slot: Option<u32>,
 }
@@ -146,7 +146,7 @@ struct Usage {
 
 /// A change waiting for its store acknowledgement before it becomes visible.
 #[derive(Debug)]
-enum Staged {
+pub(crate) enum Staged {
     /// A new registration; resolve `request` once it is durable.
     NewRegistration {
         request: RequestId,
@@ -166,6 +166,12 @@ enum Staged {
     },
     /// A bulk removal; `request`, if any, is settled with the write's result.
     Removal { request: Option<RequestId> },
+    /// A periodic registration's change (`periodic`): `request` resolves once it is durable;
+    /// if the write fails, a new registration (`new`) is taken back out.
+    Periodic {
+        request: RequestId,
+        new: Option<(SwRegistrationId, Tag)>,
+    },
 }
 
 /// An input that touched a key whose previous change is not yet durable; it runs once it is.
@@ -228,6 +234,8 @@ pub struct Scheduler {
     log: Vec<LogEntry>,
     next_dispatch: u64,
     next_persist: u64,
+    /// The periodic registrations (`periodic`).
+    pub(crate) periodic: crate::periodic::Periodic,
 }
 
 impl Scheduler {
@@ -258,6 +266,7 @@ impl Scheduler {
             log: Vec::new(),
             next_dispatch: 1,
             next_persist: 1,
+            periodic: Default::default(),
         }
     }
 
@@ -295,14 +304,52 @@ impl Scheduler {
 
     /// When the scheduler must next be given the time: the end of the soonest back-off.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.retry_timers.first().map(|(t, _)| *t)
+        let one_shot = self.retry_timers.first().map(|(t, _)| *t);
+        match (one_shot, self.periodic.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub(crate) fn advance_to(&mut self, now: Timestamp) {
+        self.advance(now);
+    }
+
+    pub(crate) fn settle_request(
+        &mut self,
+        request: RequestId,
+        result: Result<Response, DomException>,
+    ) {
+        self.settle(request, result);
+    }
+
+    pub(crate) fn push_log(&mut self, entry: LogEntry) {
+        self.log.push(entry);
+    }
+
+    pub(crate) fn push_effect(&mut self, effect: Effect) {
+        self.effects.push_back(effect);
+    }
+
+    pub(crate) fn check_owner_of(
+        &self,
+        caller: &StorageKey,
+        sw: SwRegistrationId,
+        registration_key: Option<&StorageKey>,
+    ) -> Result<(), DomException> {
+        self.check_owner(caller, sw, registration_key)
+    }
+
+    /// Records the storage key `sw` belongs to, if not yet known.
+    pub(crate) fn note_sw_key(&mut self, sw: SwRegistrationId, key: &StorageKey) {
+        self.sw_keys.entry(sw).or_insert_with(|| key.clone());
     }
 
     /// The soonest time the user agent must be woken (for an OS wake-up): the end of the soonest
     /// back-off, and, while events are in flight, no later than the recovery time from now, so
     /// a user agent killed mid-event is woken to fire again.
     pub fn wake_up_time(&self) -> Option<Timestamp> {
-        let recovery = (self.in_flight > 0)
+        let recovery = (self.in_flight > 0 || self.periodic.in_flight() > 0)
             .then(|| self.now.saturating_add(self.params.min_sync_recovery_time));
         match (self.poll_timeout(), recovery) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -442,7 +489,11 @@ impl Scheduler {
     /// [`restore`](Scheduler::restore) for one record, for drivers that stream the store.
     pub fn restore_one(&mut self, now: Timestamp, r: StoredRegistration) {
         self.advance(now);
-        if r.kind != SyncKind::OneShot || self.unregistered.contains(&r.sw) {
+        if self.unregistered.contains(&r.sw) {
+            return;
+        }
+        if r.kind == SyncKind::Periodic {
+            self.restore_periodic(r);
             return;
         }
         let key = (r.sw, r.tag);
@@ -499,6 +550,7 @@ impl Scheduler {
     pub fn stored_registrations(&self) -> Vec<StoredRegistration> {
         self.entries()
             .map(|e| e.reg.record(&e.key, self.partition_of(e.key.0)))
+            .chain(self.stored_periodic())
             .collect()
     }
 
@@ -584,6 +636,7 @@ impl Scheduler {
             };
             self.retry_wait_ended(key);
         }
+        self.fire_due_periodic();
     }
 
     /// Note: not in the spec. The wall clock went back (set by the user or by time sync):
@@ -875,6 +928,7 @@ impl Scheduler {
         self.online = online;
         if online && !was {
             self.fire_pending_registrations(|_| true);
+            self.fire_due_periodic();
         }
     }
 
@@ -1024,6 +1078,7 @@ impl Scheduler {
         error: DomException,
         event: LogEvent,
     ) -> bool {
+        self.drop_periodic_of(sw, &event);
         let slots: Vec<u32> = self.slots_of(sw).collect();
         for slot in slots {
             // Outcomes of its event, in flight or queued behind its write, are ignored from now
@@ -1073,6 +1128,9 @@ impl Scheduler {
     /// Outcomes of unknown or abandoned events are ignored.
     pub fn dispatch_completed(&mut self, now: Timestamp, id: DispatchId, outcome: DispatchOutcome) {
         self.advance(now);
+        if crate::periodic::is_periodic(id) {
+            return self.periodic_completed(id, outcome);
+        }
         let Some(slot) = self.slot_in_flight(id) else {
             return;
         };
@@ -1236,6 +1294,7 @@ impl Scheduler {
             tag: key.1,
             last_chance,
             time_limit,
+            kind: SyncKind::OneShot,
         }));
     }
 
@@ -1342,6 +1401,13 @@ impl Scheduler {
             // Rows a failed removal leaves behind belong to registrations the embedder no longer
             // has (the facade removes such rows at start-up) or to a cleared origin, whose
             // caller is told to retry.
+            Staged::Periodic { request, new } => match result {
+                Ok(()) => self.settle(request, Ok(Response::Registered)),
+                Err(cause) => {
+                    self.periodic_write_failed(new);
+                    self.settle(request, Err(storage_error(&cause)));
+                }
+            },
             Staged::Removal { request } => {
                 if let Some(request) = request {
                     let result = result
@@ -1443,7 +1509,7 @@ impl Scheduler {
     }
 
     /// Queues a write; the key it is about is busy until it is acknowledged.
-    fn stage(&mut self, target: Option<Target>, ops: Vec<StoreOp>, staged: Staged) {
+    pub(crate) fn stage(&mut self, target: Option<Target>, ops: Vec<StoreOp>, staged: Staged) {
         let id = PersistId(self.next_persist);
         self.next_persist += 1;
         match &target {
