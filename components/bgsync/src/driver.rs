@@ -78,9 +78,29 @@ pub(crate) enum Msg {
         sw: SwRegistrationId,
         reply: Reply<Result<Vec<Tag>, DomException>>,
     },
+    PeriodicRegister {
+        caller: StorageKey,
+        sw: SwRegistrationId,
+        tag: Tag,
+        min_interval: std::time::Duration,
+        reply: Reply<Result<(), DomException>>,
+    },
+    PeriodicUnregister {
+        caller: StorageKey,
+        sw: SwRegistrationId,
+        tag: Tag,
+        reply: Reply<Result<(), DomException>>,
+    },
+    PeriodicGetTags {
+        caller: StorageKey,
+        sw: SwRegistrationId,
+        reply: Reply<Result<Vec<Tag>, DomException>>,
+    },
     Outcome(DispatchId, DispatchOutcome),
     Network(bool),
     Permission(Origin, PermissionState),
+    PeriodicPermission(Origin, PermissionState),
+    EngagementChanged(Origin, bgsync_scheduler::Engagement),
     SwUnregistered(SwRegistrationId),
     RegistryLoaded,
     /// DevTools' `ServiceWorker.dispatchSyncEvent`: fire now, whatever the network.
@@ -124,6 +144,7 @@ pub(crate) struct Embedder {
     pub host: Arc<dyn ServiceWorkerHost>,
     pub clients: Arc<dyn WindowClients>,
     pub permissions: Arc<dyn Permissions>,
+    pub engagement: Arc<dyn crate::SiteEngagement>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -598,6 +619,79 @@ impl Driver {
                 let _entered = tracing::info_span!("permission_changed", %origin, ?state).entered();
                 self.core.set_permission(now, &origin, state);
             }
+            Msg::PeriodicPermission(origin, state) => {
+                self.core.set_periodic_permission(now, &origin, state);
+            }
+            Msg::EngagementChanged(origin, level) => {
+                self.core.set_engagement(now, &origin, level);
+            }
+            Msg::PeriodicRegister {
+                caller,
+                sw,
+                tag,
+                min_interval,
+                reply,
+            } => {
+                let _entered =
+                    tracing::info_span!("periodic_register", origin = %caller, %sw, %tag).entered();
+                let e = &self.embedder;
+                let context = self.register_context(&caller, sw).and_then(|mut c| {
+                    c.permission = contain("Permissions::periodic_background_sync", || {
+                        e.permissions.periodic_background_sync(&caller.origin)
+                    })?;
+                    Ok(c)
+                });
+                let engagement = context.and_then(|c| {
+                    let level = contain("SiteEngagement::engagement", || {
+                        e.engagement.engagement(&caller.origin)
+                    })?;
+                    Ok((c, level))
+                });
+                let (context, engagement) = match engagement {
+                    Ok(v) => v,
+                    Err(fault) => return reply.send(Err(embedder_fault(&fault))),
+                };
+                let request = self.request_id();
+                self.pending.insert(request, Pending::Register(reply));
+                self.core.periodic_register(
+                    now,
+                    request,
+                    bgsync_scheduler::PeriodicRegisterCall {
+                        caller,
+                        sw,
+                        tag,
+                        min_interval,
+                        context,
+                        engagement,
+                    },
+                );
+            }
+            Msg::PeriodicUnregister {
+                caller,
+                sw,
+                tag,
+                reply,
+            } => {
+                let owner = self.owner_of(sw);
+                let owner = match owner {
+                    Ok(o) => o,
+                    Err(fault) => return reply.send(Err(embedder_fault(&fault))),
+                };
+                let request = self.request_id();
+                self.pending.insert(request, Pending::Register(reply));
+                self.core
+                    .periodic_unregister(now, request, &caller, sw, tag, owner.as_ref());
+            }
+            Msg::PeriodicGetTags { caller, sw, reply } => {
+                let owner = match self.owner_of(sw) {
+                    Ok(o) => o,
+                    Err(fault) => return reply.send(Err(embedder_fault(&fault))),
+                };
+                let request = self.request_id();
+                self.pending.insert(request, Pending::Tags(reply));
+                self.core
+                    .periodic_get_tags(now, request, &caller, sw, owner.as_ref());
+            }
             Msg::SwUnregistered(sw) => {
                 let _entered = tracing::info_span!("service_worker_unregistered", %sw).entered();
                 self.core.service_worker_unregistered(now, sw);
@@ -840,6 +934,16 @@ impl Driver {
     }
 
     /// What `register()` needs to know from the embedder; a panic in any of it fails the call.
+    /// The storage key owning `sw` as the embedder knows it (`None`: no such registration).
+    fn owner_of(&self, sw: SwRegistrationId) -> Result<Option<StorageKey>, EmbedderPanic> {
+        let host = &self.embedder.host;
+        let info = contain("ServiceWorkerHost::registration", || host.registration(sw))?;
+        Ok(info.map(|i| StorageKey {
+            origin: i.origin,
+            partition: i.partition,
+        }))
+    }
+
     fn register_context(
         &self,
         caller: &StorageKey,
@@ -1089,10 +1193,14 @@ pub(crate) fn refuse_shut_down(msg: Msg) {
     let gone = crate::shut_down;
     match msg {
         Msg::Register { reply, .. }
+        | Msg::PeriodicRegister { reply, .. }
+        | Msg::PeriodicUnregister { reply, .. }
         | Msg::ClearOrigin(_, reply)
         | Msg::ClearStorageKey(_, reply)
         | Msg::ClearAll(reply) => reply.send(Err(gone())),
-        Msg::GetTags { reply, .. } => reply.send(Err(gone())),
+        Msg::GetTags { reply, .. } | Msg::PeriodicGetTags { reply, .. } => {
+            reply.send(Err(gone()))
+        }
         Msg::ServiceWorkerId { reply, .. } => reply.send(Err(gone())),
         // The other calls' callers see their reply channel closed, which they report as this.
         _ => {}
@@ -1111,10 +1219,14 @@ pub(crate) fn refuse_busy(msg: Msg, capacity: usize) {
     };
     match msg {
         Msg::Register { reply, .. }
+        | Msg::PeriodicRegister { reply, .. }
+        | Msg::PeriodicUnregister { reply, .. }
         | Msg::ClearOrigin(_, reply)
         | Msg::ClearStorageKey(_, reply)
         | Msg::ClearAll(reply) => reply.send(Err(busy())),
-        Msg::GetTags { reply, .. } => reply.send(Err(busy())),
+        Msg::GetTags { reply, .. } | Msg::PeriodicGetTags { reply, .. } => {
+            reply.send(Err(busy()))
+        }
         Msg::ServiceWorkerId { reply, .. } => reply.send(Err(busy())),
         // Other calls wait for room rather than being refused; dropping one answers its caller
         // as after a shutdown.

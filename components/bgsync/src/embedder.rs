@@ -11,6 +11,7 @@
 //!
 //! Every method is called on the Background Sync thread and must answer without blocking on it.
 
+use bgsync_scheduler::Engagement;
 use bgsync_types::{Origin, PermissionState, StorageKey};
 
 pub use bgsync_dispatcher::{
@@ -61,6 +62,46 @@ pub trait WindowClients: Send + Sync + 'static {
 pub trait Permissions: Send + Sync + 'static {
     /// The permission state of `origin`.
     fn background_sync(&self, origin: &Origin) -> PermissionState;
+
+    /// The "periodic-background-sync" permission of `origin`; only `Granted` lets it register
+    /// a periodic sync. Chromium: denied until granted (it grants it to installed web apps), so
+    /// the default is `Denied`. Changes are pushed with
+    /// [`BackgroundSync::periodic_permission_changed`](crate::BackgroundSync::periodic_permission_changed).
+    fn periodic_background_sync(&self, origin: &Origin) -> PermissionState {
+        let _ = origin;
+        PermissionState::Denied
+    }
+}
+
+/// Chromium: how much the user engages with a site (its site-engagement score, as a level),
+/// which sets how often the site's periodic syncs may fire: intervals snap to multiples of
+/// 12 h × 1 (high), × 2 (medium, low), × 3 (minimal), and none suspends them. Changes are
+/// pushed with [`BackgroundSync::engagement_changed`](crate::BackgroundSync::engagement_changed).
+///
+/// ```
+/// use bgsync::{Engagement, SiteEngagement};
+/// use bgsync_types::Origin;
+///
+/// /// Every site counts as much used.
+/// struct AllHigh;
+/// impl SiteEngagement for AllHigh {
+///     fn engagement(&self, _origin: &Origin) -> Engagement { Engagement::High }
+/// }
+/// ```
+pub trait SiteEngagement: Send + Sync + 'static {
+    /// The engagement of `origin` now.
+    fn engagement(&self, origin: &Origin) -> Engagement;
+}
+
+/// An embedder without engagement scores: every site counts as highly engaged (periodic
+/// intervals snap to multiples of 12 h).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FullEngagement;
+
+impl SiteEngagement for FullEngagement {
+    fn engagement(&self, _origin: &Origin) -> Engagement {
+        Engagement::High
+    }
 }
 
 /// The network, as far as sync is concerned: any connection but none counts as online.

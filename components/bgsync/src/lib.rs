@@ -62,13 +62,13 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
 pub use bgsync_scheduler::{
-    DispatchOutcome, LogEntry, LogEvent, NextStep, Parameters, RegistrationSnapshot,
+    DispatchOutcome, Engagement, LogEntry, LogEvent, NextStep, Parameters, RegistrationSnapshot,
     RegistrationState, WaitingFor,
 };
 pub use clock::{Clock, Sleep, SystemClock, VirtualClock};
 pub use embedder::{
-    AlwaysGranted, AssumeOnline, NetworkState, OutcomeReporter, Permissions, RegistrationInfo,
-    ServiceWorkerHost, SyncEventDispatch, WindowClients,
+    AlwaysGranted, AssumeOnline, FullEngagement, NetworkState, OutcomeReporter, Permissions,
+    RegistrationInfo, ServiceWorkerHost, SiteEngagement, SyncEventDispatch, WindowClients,
 };
 
 use driver::{Driver, Embedder, Msg, Reply};
@@ -122,6 +122,7 @@ pub struct Builder {
     host: Arc<dyn ServiceWorkerHost>,
     clients: Arc<dyn WindowClients>,
     permissions: Arc<dyn Permissions>,
+    engagement: Arc<dyn SiteEngagement>,
     network: Arc<dyn NetworkState>,
     clock: Arc<dyn Clock>,
     params: Parameters,
@@ -173,6 +174,13 @@ impl Builder {
     /// The permission source (default: [`AlwaysGranted`]).
     pub fn permissions(mut self, permissions: Arc<dyn Permissions>) -> Self {
         self.permissions = permissions;
+        self
+    }
+
+    /// The sites' engagement, which sets how often periodic syncs fire (default:
+    /// [`FullEngagement`]).
+    pub fn engagement(mut self, engagement: Arc<dyn SiteEngagement>) -> Self {
+        self.engagement = engagement;
         self
     }
 
@@ -279,6 +287,7 @@ impl Builder {
                 host: self.host,
                 clients: self.clients,
                 permissions: self.permissions,
+                engagement: self.engagement,
                 clock: self.clock,
             },
             network: self.network,
@@ -574,6 +583,7 @@ impl BackgroundSync {
             host,
             clients,
             permissions: Arc::new(AlwaysGranted),
+            engagement: Arc::new(FullEngagement),
             network: Arc::new(AssumeOnline),
             clock: Arc::new(SystemClock),
             params: Parameters::default(),
@@ -845,6 +855,89 @@ impl BackgroundSync {
     /// The "background-sync" permission of `origin` changed.
     pub fn permission_changed(&self, origin: &Origin, state: PermissionState) {
         self.send(Msg::Permission(origin.clone(), state));
+    }
+
+    /// The "periodic-background-sync" permission of `origin` changed. Chromium: revoked, the
+    /// origin's periodic registrations are removed.
+    pub fn periodic_permission_changed(&self, origin: &Origin, state: PermissionState) {
+        self.send(Msg::PeriodicPermission(origin.clone(), state));
+    }
+
+    /// The engagement of `origin` changed: its periodic registrations' intervals follow (none
+    /// suspends them; engagement coming back revives them).
+    pub fn engagement_changed(&self, origin: &Origin, engagement: Engagement) {
+        self.send(Msg::EngagementChanged(origin.clone(), engagement));
+    }
+
+    /// [`PeriodicSyncManager.register(tag, {minInterval})`](https://wicg.github.io/periodic-background-sync/#dom-periodicsyncmanager-register)
+    /// for an engine's event loop: `done` is called once, on the Background Sync thread, when
+    /// the registration is durable (or refused), as [`register_then`](BackgroundSync::register_then)
+    /// says. `min_interval` is the WebIDL-converted `minInterval` in milliseconds.
+    pub fn periodic_register_then(
+        &self,
+        caller: impl Into<StorageKey>,
+        sw: SwRegistrationId,
+        tag: impl Into<Tag>,
+        min_interval: std::time::Duration,
+        done: impl FnOnce(Result<(), DomException>) + Send + 'static,
+    ) {
+        self.call_now(Msg::PeriodicRegister {
+            caller: caller.into(),
+            sw,
+            tag: tag.into(),
+            min_interval,
+            reply: Reply::then(done),
+        });
+    }
+
+    /// `PeriodicSyncManager.unregister(tag)`: resolves whether or not there was one.
+    pub fn periodic_unregister_then(
+        &self,
+        caller: impl Into<StorageKey>,
+        sw: SwRegistrationId,
+        tag: impl Into<Tag>,
+        done: impl FnOnce(Result<(), DomException>) + Send + 'static,
+    ) {
+        self.call_now(Msg::PeriodicUnregister {
+            caller: caller.into(),
+            sw,
+            tag: tag.into(),
+            reply: Reply::then(done),
+        });
+    }
+
+    /// `PeriodicSyncManager.getTags()`: the tags of `sw`'s periodic registrations, in the order
+    /// they were registered.
+    pub fn periodic_get_tags_then(
+        &self,
+        caller: impl Into<StorageKey>,
+        sw: SwRegistrationId,
+        done: impl FnOnce(Result<Vec<Tag>, DomException>) + Send + 'static,
+    ) {
+        self.call_now(Msg::PeriodicGetTags {
+            caller: caller.into(),
+            sw,
+            reply: Reply::then(done),
+        });
+    }
+
+    /// [`periodic_register_then`](BackgroundSync::periodic_register_then) for an engine thread.
+    pub fn periodic_register_with_reply(
+        &self,
+        caller: impl Into<StorageKey>,
+        sw: SwRegistrationId,
+        tag: impl Into<Tag>,
+        min_interval: std::time::Duration,
+    ) -> crossbeam_channel::Receiver<Result<(), DomException>> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.call_now(Msg::PeriodicRegister {
+            caller: caller.into(),
+            sw,
+            tag: tag.into(),
+            min_interval,
+            reply: Reply::Channel(tx),
+        });
+        rx
     }
 
     /// The service worker registration `sw` was unregistered: its sync registrations go, and an

@@ -234,7 +234,8 @@ pub(crate) fn start_engine(
     let (log_tx, log_rx) = crossbeam_channel::unbounded();
     let mut builder = BackgroundSync::builder(host.clone(), host.clone())
         .log_to(log_tx)
-        .permissions(host)
+        .permissions(host.clone())
+        .engagement(host)
         .network(Arc::new(bgsync::testing::FixedNetwork(online)))
         .clock(Arc::new(clock.clone()))
         .params(config.params.clone());
@@ -347,6 +348,12 @@ impl State {
                 LogEvent::Reregistered { .. } => ("reregistered", false, ""),
                 LogEvent::Dispatched { last_chance, .. } => ("dispatched", last_chance, ""),
                 LogEvent::Completed { outcome, .. } => ("completed", false, outcome_name(outcome)),
+                LogEvent::PeriodicRegistered { .. } => ("periodic-registered", false, ""),
+                LogEvent::PeriodicUnregistered => ("periodic-unregistered", false, ""),
+                LogEvent::PeriodicDispatched { .. } => ("periodic-dispatched", false, ""),
+                LogEvent::PeriodicCompleted { outcome, .. } => {
+                    ("periodic-completed", false, outcome_name(outcome))
+                }
                 _ => continue,
             };
             self.log.push(LogRecord {

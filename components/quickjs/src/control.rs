@@ -79,8 +79,48 @@ impl UserAgent {
                         st.shared.denied().remove(&origin);
                     }
                     st.engine.permission_changed(&origin, state);
+                } else if name == "periodic-background-sync" {
+                    // Chromium: denied until granted; only 'granted' lets register() through.
+                    let state = if value == "granted" {
+                        st.shared.periodic_granted().insert(origin.clone());
+                        PermissionState::Granted
+                    } else {
+                        st.shared.periodic_granted().remove(&origin);
+                        if value == "denied" {
+                            PermissionState::Denied
+                        } else {
+                            PermissionState::Prompt
+                        }
+                    };
+                    st.engine.periodic_permission_changed(&origin, state);
                 }
                 drop(st);
+                wait(self, Waiting::Settled);
+            }
+            ("setEngagement", Out::List(v)) => {
+                let (Some(Out::Str(origin)), Some(Out::Str(level))) = (v.first(), v.get(1)) else {
+                    return self.state.borrow_mut().deliver(
+                        realm,
+                        call,
+                        Err(type_error("setEngagement(origin, level)")),
+                    );
+                };
+                let (Ok(origin), Some(level)) =
+                    (Origin::parse(origin), bgsync::Engagement::parse(level))
+                else {
+                    return self.state.borrow_mut().deliver(
+                        realm,
+                        call,
+                        Err(type_error(format!(
+                            "setEngagement: {origin:?} is not an origin, or {level:?} is not one of none, minimal, low, medium, high"
+                        ))),
+                    );
+                };
+                {
+                    let st = self.state.borrow();
+                    st.shared.engagement().insert(origin.clone(), level);
+                    st.engine.engagement_changed(&origin, level);
+                }
                 wait(self, Waiting::Settled);
             }
             ("terminateWorker", _) => {

@@ -29,6 +29,10 @@ pub(crate) struct Shared {
     pub registrations: Mutex<HashMap<SwRegistrationId, RegistrationInfo>>,
     pub windows: Mutex<HashSet<Origin>>,
     pub denied: Mutex<HashSet<Origin>>,
+    /// Origins granted "periodic-background-sync" (denied until granted).
+    pub periodic_granted: Mutex<HashSet<Origin>>,
+    /// `bgsyncTest.setEngagement` levels.
+    pub engagement: Mutex<HashMap<Origin, bgsync::Engagement>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -45,6 +49,12 @@ impl Shared {
     }
     pub fn denied(&self) -> MutexGuard<'_, HashSet<Origin>> {
         lock(&self.denied)
+    }
+    pub fn periodic_granted(&self) -> MutexGuard<'_, HashSet<Origin>> {
+        lock(&self.periodic_granted)
+    }
+    pub fn engagement(&self) -> MutexGuard<'_, HashMap<Origin, bgsync::Engagement>> {
+        lock(&self.engagement)
     }
 }
 
@@ -81,7 +91,27 @@ impl WindowClients for Host {
     }
 }
 
+impl bgsync::SiteEngagement for Host {
+    /// `bgsyncTest.setEngagement`'s level; `high` for a site it was never given for.
+    fn engagement(&self, origin: &Origin) -> bgsync::Engagement {
+        self.shared
+            .engagement()
+            .get(origin)
+            .copied()
+            .unwrap_or(bgsync::Engagement::High)
+    }
+}
+
 impl Permissions for Host {
+    /// Chromium: denied until granted (`test_driver.set_permission`).
+    fn periodic_background_sync(&self, origin: &Origin) -> PermissionState {
+        if self.shared.periodic_granted().contains(origin) {
+            PermissionState::Granted
+        } else {
+            PermissionState::Denied
+        }
+    }
+
     fn background_sync(&self, origin: &Origin) -> PermissionState {
         if self.shared.denied().contains(origin) {
             PermissionState::Denied

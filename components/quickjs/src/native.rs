@@ -72,11 +72,77 @@ pub(crate) fn make<'js>(
     native!("online", move || st.borrow().online());
     let st = state.clone();
     native!("permissionState", move |name: String| -> String {
+        let s = st.borrow();
         if name == "background-sync" {
-            st.borrow().permission(realm).to_owned()
+            s.permission(realm).to_owned()
+        } else if name == "periodic-background-sync"
+            && s.shared.periodic_granted().contains(&s.realm_origin(realm))
+        {
+            "granted".to_owned()
         } else {
             "denied".to_owned()
         }
+    });
+
+    // PeriodicSyncManager.register(tag, {minInterval}), unregister(tag) and getTags().
+    let st = state.clone();
+    native!("periodicRegister", move |call: f64, sw: f64, units: Vec<u32>, min_interval: f64| {
+        let (engine, key, replies) = {
+            let mut s = st.borrow_mut();
+            if !s.has_active_worker(SwRegistrationId(sw as u64)) {
+                s.deliver(
+                    realm,
+                    call as u64,
+                    Err(err(
+                        "InvalidStateError",
+                        "Registration failed: the service worker registration has no active worker",
+                    )),
+                );
+                return;
+            }
+            (s.engine().clone(), s.realm_key(realm), s.replies())
+        };
+        let tag = Tag::from_utf16(units.into_iter().map(|u| u as u16).collect::<Vec<u16>>());
+        let answer = answer_to(replies, realm, call);
+        engine.periodic_register_then(
+            key,
+            SwRegistrationId(sw as u64),
+            tag,
+            Duration::from_millis(min_interval as u64),
+            move |r| answer(r.map(|()| Out::Undefined).map_err(ErrOut::from)),
+        );
+    });
+    let st = state.clone();
+    native!("periodicUnregister", move |call: f64, sw: f64, units: Vec<u32>| {
+        let (engine, key, replies) = {
+            let s = st.borrow();
+            (s.engine().clone(), s.realm_key(realm), s.replies())
+        };
+        let tag = Tag::from_utf16(units.into_iter().map(|u| u as u16).collect::<Vec<u16>>());
+        let answer = answer_to(replies, realm, call);
+        engine.periodic_unregister_then(key, SwRegistrationId(sw as u64), tag, move |r| {
+            answer(r.map(|()| Out::Undefined).map_err(ErrOut::from))
+        });
+    });
+    let st = state.clone();
+    native!("periodicGetTags", move |call: f64, sw: f64| {
+        let (engine, key, replies) = {
+            let s = st.borrow();
+            (s.engine().clone(), s.realm_key(realm), s.replies())
+        };
+        let answer = answer_to(replies, realm, call);
+        engine.periodic_get_tags_then(key, SwRegistrationId(sw as u64), move |r| {
+            answer(
+                r.map(|tags| {
+                    Out::List(
+                        tags.iter()
+                            .map(|t| Out::Units(t.as_utf16().to_vec()))
+                            .collect(),
+                    )
+                })
+                .map_err(ErrOut::from),
+            )
+        });
     });
 
     // SyncManager.register(tag) and getTags().

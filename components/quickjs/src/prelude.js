@@ -346,6 +346,18 @@
     },
     attrs: { tag: { get: (s) => s.tag }, lastChance: { get: (s) => s.lastChance } },
   });
+  // https://wicg.github.io/periodic-background-sync/#periodicsyncevent-interface
+  define('PeriodicSyncEvent', {
+    parent: 'ExtendableEvent', exposed: ['ServiceWorker'], length: 2,
+    construct(nt, type, init) {
+      type = toDOMString(type);
+      if (init === undefined || init === null) throw new TypeError("Failed to construct 'PeriodicSyncEvent': required member tag is undefined.");
+      const d = dictionary(init, 'PeriodicSyncEvent');
+      if (d.tag === undefined) throw new TypeError("Failed to construct 'PeriodicSyncEvent': required member tag is undefined.");
+      return initEvent(Object.create(nt.prototype), 'PeriodicSyncEvent', type, d, false, { lifetime: 0, tag: toDOMString(d.tag) });
+    },
+    attrs: { tag: { get: (s) => s.tag } },
+  });
   define('MessageEvent', {
     parent: 'Event', exposed: ['Window', 'Worker'], length: 1,
     construct(nt, type, init) {
@@ -457,6 +469,7 @@
       // ServiceWorkerRegistration is [SecureContext] (Service Workers), and so are the members
       // of its partial interfaces, this one (Background Sync's) among them.
       sync: { secureContext: true, get: (s) => s.sync || (s.sync = create('SyncManager', { id: s.id })) },
+      periodicSync: { secureContext: true, get: (s) => s.periodicSync || (s.periodicSync = create('PeriodicSyncManager', { id: s.id })) },
       onupdatefound: handlerAttr('updatefound'),
     },
     ops: {
@@ -509,6 +522,35 @@
         return call(native.register, s.id, units(tag)).then(() => undefined);
       } },
       getTags: { length: 0, promise: true, fn(s) { return call(native.getTags, s.id).then((tags) => tags.map((t) => (typeof t === 'string' ? t : fromUnits(t)))); } },
+    },
+  });
+
+  // ---- PeriodicSyncManager (https://wicg.github.io/periodic-background-sync/#periodicsyncmanager-interface)
+  // BackgroundSyncOptions.minInterval: [EnforceRange] unsigned long long, default 0.
+  function minIntervalOf(options) {
+    const fail = (why) => new TypeError(`Failed to execute 'register' on 'PeriodicSyncManager': ${why}`);
+    if (options === undefined || options === null) return 0;
+    if (typeof options !== 'object' && typeof options !== 'function') throw fail("parameter 2 is not of type 'BackgroundSyncOptions'.");
+    const v = options.minInterval;
+    if (v === undefined) return 0;
+    if (typeof v === 'bigint' || typeof v === 'symbol') throw fail(`Cannot convert a ${typeof v} value to a number.`);
+    const n = Number(v);
+    if (!Number.isFinite(n)) throw fail('Value is not a finite number.');
+    const t = Math.trunc(n);
+    if (t < 0 || t > Number.MAX_SAFE_INTEGER) throw fail('Value is outside the \'unsigned long long\' value range.');
+    return t;
+  }
+  define('PeriodicSyncManager', {
+    exposed: ['Window', 'Worker'], secureContext: true,
+    ops: {
+      register: { length: 1, promise: true, fn(s, tag, options) {
+        tag = toDOMString(tag);
+        const ms = minIntervalOf(options);
+        if (tag.length > info.maxTagBytes) return call(native.tagTooLong, tag.length);
+        return call(native.periodicRegister, s.id, units(tag), ms).then(() => undefined);
+      } },
+      getTags: { length: 0, promise: true, fn(s) { return call(native.periodicGetTags, s.id).then((tags) => tags.map(fromUnits)); } },
+      unregister: { length: 1, promise: true, fn(s, tag) { return call(native.periodicUnregister, s.id, units(toDOMString(tag))).then(() => undefined); } },
     },
   });
 
@@ -694,7 +736,7 @@
           registration: { get: () => registrationFor(info.registration) },
           serviceWorker: { get: () => workerFor(info.registration) },
           oninstall: handlerAttr('install'), onactivate: handlerAttr('activate'),
-          onmessage: handlerAttr('message'), onsync: handlerAttr('sync'),
+          onmessage: handlerAttr('message'), onsync: handlerAttr('sync'), onperiodicsync: handlerAttr('periodicsync'),
         },
         ops: { skipWaiting: { length: 0, promise: true, fn: () => call(native.skipWaiting) } },
       });
@@ -748,6 +790,9 @@
       // Windows and frames of any served origin, and script run in them (docs/testing.md).
       openWindow: (url, options) => openRemote('openWindow', [], url, options),
       addIframe: (url, options) => openRemote('addIframe', ['-1'], url, options),
+      // Chromium's site engagement of an origin: 'none', 'minimal', 'low', 'medium' or 'high'
+      // (the default); it sets how often periodic syncs fire.
+      setEngagement: (origin, level) => call(native.control, 'setEngagement', [toDOMString(origin), toDOMString(level)]).then(() => undefined),
       // Clear-Site-Data for an origin: its sync registrations, in every partition.
       clearSiteData: (origin) => call(native.control, 'clearSiteData', [toDOMString(origin)]).then(() => undefined),
     }),
@@ -813,6 +858,7 @@
       try { if (typeof t.handler === 'function') t.handler(...t.args); else (0, eval)(`${t.handler}`); } catch (e) { reportError(e); }
     },
     sync(lifetime, tagUnits, lastChance) { fireLifetimeEvent('SyncEvent', 'sync', lifetime, { tag: fromUnits(tagUnits), lastChance }); },
+    periodicsync(lifetime, tagUnits) { fireLifetimeEvent('PeriodicSyncEvent', 'periodicsync', lifetime, { tag: fromUnits(tagUnits) }); },
     lifecycle(type, lifetime) { fireLifetimeEvent('ExtendableEvent', type, lifetime); },
     message(json, source) {
       const data = JSON.parse(json);

@@ -143,6 +143,14 @@ impl UserAgent {
             .borrow_mut()
             .new_lifetime(Purpose::Sync(reporter));
         let units = event.tag.as_utf16().to_vec();
+        if event.kind == bgsync_types::SyncKind::Periodic {
+            return self.dispatch_extendable(
+                realm,
+                "periodicsync",
+                vec![Out::Num(lifetime as f64), Out::Units(units)],
+                lifetime,
+            );
+        }
         self.dispatch_extendable(
             realm,
             "sync",
