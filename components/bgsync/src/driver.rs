@@ -1198,9 +1198,7 @@ pub(crate) fn refuse_shut_down(msg: Msg) {
         | Msg::ClearOrigin(_, reply)
         | Msg::ClearStorageKey(_, reply)
         | Msg::ClearAll(reply) => reply.send(Err(gone())),
-        Msg::GetTags { reply, .. } | Msg::PeriodicGetTags { reply, .. } => {
-            reply.send(Err(gone()))
-        }
+        Msg::GetTags { reply, .. } | Msg::PeriodicGetTags { reply, .. } => reply.send(Err(gone())),
         Msg::ServiceWorkerId { reply, .. } => reply.send(Err(gone())),
         // The other calls' callers see their reply channel closed, which they report as this.
         _ => {}
@@ -1224,9 +1222,7 @@ pub(crate) fn refuse_busy(msg: Msg, capacity: usize) {
         | Msg::ClearOrigin(_, reply)
         | Msg::ClearStorageKey(_, reply)
         | Msg::ClearAll(reply) => reply.send(Err(busy())),
-        Msg::GetTags { reply, .. } | Msg::PeriodicGetTags { reply, .. } => {
-            reply.send(Err(busy()))
-        }
+        Msg::GetTags { reply, .. } | Msg::PeriodicGetTags { reply, .. } => reply.send(Err(busy())),
         Msg::ServiceWorkerId { reply, .. } => reply.send(Err(busy())),
         // Other calls wait for room rather than being refused; dropping one answers its caller
         // as after a shutdown.

@@ -205,6 +205,9 @@ pub(crate) struct State {
     pub(crate) next_sw: u64,
     pub(crate) online: bool,
     pub(crate) permissions: HashMap<Origin, &'static str>,
+    /// "periodic-background-sync" as `test_driver.set_permission` set it (Chromium: denied
+    /// until granted).
+    pub(crate) periodic_permissions: HashMap<Origin, &'static str>,
     pub(crate) log: Vec<LogRecord>,
     /// The engine's log lines as it wrote them (for a timeline).
     pub(crate) entries: Vec<LogEntry>,

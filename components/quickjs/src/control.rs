@@ -80,6 +80,7 @@ impl UserAgent {
                     }
                     st.engine.permission_changed(&origin, state);
                 } else if name == "periodic-background-sync" {
+                    st.periodic_permissions.insert(origin.clone(), value);
                     // Chromium: denied until granted; only 'granted' lets register() through.
                     let state = if value == "granted" {
                         st.shared.periodic_granted().insert(origin.clone());

@@ -75,10 +75,12 @@ pub(crate) fn make<'js>(
         let s = st.borrow();
         if name == "background-sync" {
             s.permission(realm).to_owned()
-        } else if name == "periodic-background-sync"
-            && s.shared.periodic_granted().contains(&s.realm_origin(realm))
-        {
-            "granted".to_owned()
+        } else if name == "periodic-background-sync" {
+            s.periodic_permissions
+                .get(&s.realm_origin(realm))
+                .copied()
+                .unwrap_or("denied")
+                .to_owned()
         } else {
             "denied".to_owned()
         }
@@ -86,11 +88,13 @@ pub(crate) fn make<'js>(
 
     // PeriodicSyncManager.register(tag, {minInterval}), unregister(tag) and getTags().
     let st = state.clone();
-    native!("periodicRegister", move |call: f64, sw: f64, units: Vec<u32>, min_interval: f64| {
-        let (engine, key, replies) = {
-            let mut s = st.borrow_mut();
-            if !s.has_active_worker(SwRegistrationId(sw as u64)) {
-                s.deliver(
+    native!(
+        "periodicRegister",
+        move |call: f64, sw: f64, units: Vec<u32>, min_interval: f64| {
+            let (engine, key, replies) = {
+                let mut s = st.borrow_mut();
+                if !s.has_active_worker(SwRegistrationId(sw as u64)) {
+                    s.deliver(
                     realm,
                     call as u64,
                     Err(err(
@@ -98,32 +102,36 @@ pub(crate) fn make<'js>(
                         "Registration failed: the service worker registration has no active worker",
                     )),
                 );
-                return;
-            }
-            (s.engine().clone(), s.realm_key(realm), s.replies())
-        };
-        let tag = Tag::from_utf16(units.into_iter().map(|u| u as u16).collect::<Vec<u16>>());
-        let answer = answer_to(replies, realm, call);
-        engine.periodic_register_then(
-            key,
-            SwRegistrationId(sw as u64),
-            tag,
-            Duration::from_millis(min_interval as u64),
-            move |r| answer(r.map(|()| Out::Undefined).map_err(ErrOut::from)),
-        );
-    });
+                    return;
+                }
+                (s.engine().clone(), s.realm_key(realm), s.replies())
+            };
+            let tag = Tag::from_utf16(units.into_iter().map(|u| u as u16).collect::<Vec<u16>>());
+            let answer = answer_to(replies, realm, call);
+            engine.periodic_register_then(
+                key,
+                SwRegistrationId(sw as u64),
+                tag,
+                Duration::from_millis(min_interval as u64),
+                move |r| answer(r.map(|()| Out::Undefined).map_err(ErrOut::from)),
+            );
+        }
+    );
     let st = state.clone();
-    native!("periodicUnregister", move |call: f64, sw: f64, units: Vec<u32>| {
-        let (engine, key, replies) = {
-            let s = st.borrow();
-            (s.engine().clone(), s.realm_key(realm), s.replies())
-        };
-        let tag = Tag::from_utf16(units.into_iter().map(|u| u as u16).collect::<Vec<u16>>());
-        let answer = answer_to(replies, realm, call);
-        engine.periodic_unregister_then(key, SwRegistrationId(sw as u64), tag, move |r| {
-            answer(r.map(|()| Out::Undefined).map_err(ErrOut::from))
-        });
-    });
+    native!(
+        "periodicUnregister",
+        move |call: f64, sw: f64, units: Vec<u32>| {
+            let (engine, key, replies) = {
+                let s = st.borrow();
+                (s.engine().clone(), s.realm_key(realm), s.replies())
+            };
+            let tag = Tag::from_utf16(units.into_iter().map(|u| u as u16).collect::<Vec<u16>>());
+            let answer = answer_to(replies, realm, call);
+            engine.periodic_unregister_then(key, SwRegistrationId(sw as u64), tag, move |r| {
+                answer(r.map(|()| Out::Undefined).map_err(ErrOut::from))
+            });
+        }
+    );
     let st = state.clone();
     native!("periodicGetTags", move |call: f64, sw: f64| {
         let (engine, key, replies) = {

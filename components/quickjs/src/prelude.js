@@ -769,7 +769,7 @@
   Object.defineProperty(G, '__bgsyncHostReport', { value: (message) => native.hostReport(hostJSON(message)), writable: false, enumerable: false, configurable: false });
 
   // ---- The conformance-test control surface (docs/testing.md) --------------------------------
-  function logEntry(e) { const o = { type: e.type, tag: fromUnits(e.tag), time: e.time }; if (e.type === 'dispatched') o.lastChance = e.lastChance; if (e.type === 'completed') o.outcome = e.outcome; return o; }
+  function logEntry(e) { const o = { type: e.type, tag: fromUnits(e.tag), time: e.time }; if (e.type === 'dispatched') o.lastChance = e.lastChance; if (e.type === 'completed' || e.type === 'periodic-completed') o.outcome = e.outcome; return o; }
   Object.defineProperty(G, 'bgsyncTest', {
     value: Object.freeze({
       setOnline: (online) => call(native.control, 'setOnline', !!online),

@@ -76,6 +76,7 @@ impl UserAgent {
             console: Vec::new(),
             uncaught: Vec::new(),
             host_reports: Vec::new(),
+            periodic_permissions: HashMap::new(),
             remote_calls: HashMap::new(),
             next_remote: 1,
             dedicated: HashMap::new(),

@@ -126,6 +126,8 @@ struct PeriodicRegistration {
     next_fire: Option<Timestamp>,
     /// Whether `next_fire` is a retry's (a retry is not held by the origin's 12 h gap).
     retrying: bool,
+    /// Attempts a round gets (the parameters' when it was registered).
+    max_attempts: u32,
     in_flight: Option<DispatchId>,
     seq: u64,
 }
@@ -336,6 +338,7 @@ impl Scheduler {
             }
         }
         // 6. A new registration, anchored now, pending; it never fires at registration.
+        let max_attempts = self.params().max_attempts.max(1);
         let p = &mut self.periodic;
         p.next_seq += 1;
         let reg = PeriodicRegistration {
@@ -347,6 +350,7 @@ impl Scheduler {
             attempts: 0,
             next_fire: None,
             retrying: false,
+            max_attempts,
             in_flight: None,
             seq: p.next_seq,
         };
@@ -543,6 +547,7 @@ impl Scheduler {
             attempts: r.attempts,
             next_fire: None,
             retrying: r.attempts > 0,
+            max_attempts: r.max_attempts.max(1),
             in_flight: None,
             seq: if r.seq == 0 { p.next_seq + 1 } else { r.seq },
         };
@@ -681,6 +686,7 @@ impl Scheduler {
             return;
         };
         let rerun = reg.state == PeriodicState::ReregisteredWhileFiring;
+        let max_attempts = reg.max_attempts.min(max_attempts).max(1);
         let attempts = reg.attempts.saturating_add(1);
         let delay = retry_delay(attempts);
         let reg = self.periodic.regs.get_mut(&key).expect("checked above");
@@ -764,7 +770,7 @@ fn record_of(key: &Key, reg: &PeriodicRegistration) -> StoredRegistration {
         tag: key.1.clone(),
         kind: SyncKind::Periodic,
         attempts: reg.attempts,
-        max_attempts: 0,
+        max_attempts: reg.max_attempts,
         next_fire: reg
             .next_fire
             .unwrap_or_else(|| reg.anchor.saturating_add(reg.min_interval)),

@@ -17,7 +17,12 @@ use common::{origin, Harness};
 
 const H: u64 = 60 * 60 * 1000;
 
-fn call(h: &Harness, tag: &str, min_interval_ms: u64, engagement: Engagement) -> PeriodicRegisterCall {
+fn call(
+    h: &Harness,
+    tag: &str,
+    min_interval_ms: u64,
+    engagement: Engagement,
+) -> PeriodicRegisterCall {
     let a = origin("https://a.example");
     let _ = h;
     PeriodicRegisterCall {
@@ -61,7 +66,10 @@ fn never_fires_at_registration_then_every_snapped_interval() {
     assert!(h.dispatched().is_empty(), "not before 12 h");
     h.advance(1);
     let d = h.last_dispatch();
-    assert_eq!((d.kind, d.tag.to_string(), d.last_chance), (SyncKind::Periodic, "news".into(), false));
+    assert_eq!(
+        (d.kind, d.tag.to_string(), d.last_chance),
+        (SyncKind::Periodic, "news".into(), false)
+    );
     h.complete(&d, DispatchOutcome::Fulfilled);
     h.advance(12 * H);
     assert_eq!(h.dispatched().len(), 2, "again 12 h after the last fire");
@@ -84,7 +92,11 @@ fn min_interval_snaps_up_to_a_multiple_of_the_engagement_penalty_times_12_hours(
         h.advance(fires_at - 1);
         assert!(h.dispatched().is_empty(), "{engagement:?} {asked}: early");
         h.advance(1);
-        assert_eq!(h.dispatched().len(), 1, "{engagement:?} {asked}: at {fires_at}");
+        assert_eq!(
+            h.dispatched().len(),
+            1,
+            "{engagement:?} {asked}: at {fires_at}"
+        );
     }
 }
 
@@ -95,7 +107,11 @@ fn an_origins_registrations_due_within_12_hours_fire_together() {
     register(&mut h, "b", 24 * H, Engagement::High);
     h.advance(12 * H);
     let tags: Vec<String> = h.dispatched().iter().map(|d| d.tag.to_string()).collect();
-    assert_eq!(tags, ["a", "b"], "b (due at 24 h) comes with a's round at 12 h");
+    assert_eq!(
+        tags,
+        ["a", "b"],
+        "b (due at 24 h) comes with a's round at 12 h"
+    );
 }
 
 #[test]
@@ -104,7 +120,8 @@ fn no_engagement_suspends_and_engagement_revives() {
     register(&mut h, "t", 0, Engagement::None);
     h.advance(100 * H);
     assert!(h.dispatched().is_empty(), "suspended");
-    h.core.set_engagement(h.now, &origin("https://a.example"), Engagement::High);
+    h.core
+        .set_engagement(h.now, &origin("https://a.example"), Engagement::High);
     h.run();
     assert_eq!(h.dispatched().len(), 1, "due long ago: fires on revival");
 }
@@ -126,7 +143,11 @@ fn failures_retry_with_the_one_shot_back_off_then_return_to_the_interval() {
     h.complete(&d, DispatchOutcome::Rejected);
     let done = h.now.0;
     h.advance(12 * H - 1);
-    assert_eq!(h.dispatched().len(), 3, "retries exhausted: back on the interval");
+    assert_eq!(
+        h.dispatched().len(),
+        3,
+        "retries exhausted: back on the interval"
+    );
     h.advance(1);
     assert_eq!(h.dispatched().len(), 4);
     assert_eq!(h.now.0 - done, 12 * H);
@@ -146,16 +167,28 @@ fn offline_holds_events_until_online_and_unregister_stops_them() {
     h.complete(&d, DispatchOutcome::Fulfilled);
     let req = RequestId(77);
     let key = StorageKey::new(origin("https://a.example"));
-    h.core
-        .periodic_unregister(h.now, req, &key, SwRegistrationId(1), Tag::from("t"), Some(&key));
+    h.core.periodic_unregister(
+        h.now,
+        req,
+        &key,
+        SwRegistrationId(1),
+        Tag::from("t"),
+        Some(&key),
+    );
     h.run();
     assert_eq!(h.result(req), Some(Ok(Response::Registered)));
     h.advance(48 * H);
     assert_eq!(h.dispatched().len(), 1, "no event after unregister");
     assert!(h.store.snapshot().is_empty(), "the removal is written");
     // Unregistering an unknown tag resolves too.
-    h.core
-        .periodic_unregister(h.now, RequestId(78), &key, SwRegistrationId(1), Tag::from("never"), Some(&key));
+    h.core.periodic_unregister(
+        h.now,
+        RequestId(78),
+        &key,
+        SwRegistrationId(1),
+        Tag::from("never"),
+        Some(&key),
+    );
     h.run();
     assert_eq!(h.result(RequestId(78)), Some(Ok(Response::Registered)));
 }
@@ -174,8 +207,14 @@ fn refusals_and_a_revoked_permission() {
     h.core.periodic_register(h.now, RequestId(3), c);
     h.run();
     assert_eq!(h.rejection(RequestId(1)), DomExceptionName::NotAllowedError);
-    assert_eq!(h.rejection(RequestId(2)), DomExceptionName::InvalidStateError);
-    assert_eq!(h.rejection(RequestId(3)), DomExceptionName::InvalidAccessError);
+    assert_eq!(
+        h.rejection(RequestId(2)),
+        DomExceptionName::InvalidStateError
+    );
+    assert_eq!(
+        h.rejection(RequestId(3)),
+        DomExceptionName::InvalidAccessError
+    );
     register(&mut h, "kept-until-revoked", 0, Engagement::High);
     assert_eq!(h.store.snapshot().len(), 1);
     h.core
@@ -199,7 +238,10 @@ fn a_restart_keeps_the_next_fire_time() {
     h2.core.restore(h2.now, stored);
     h2.run();
     h2.advance(19 * H - 1);
-    assert!(h2.dispatched().is_empty(), "not before 24 h from registration");
+    assert!(
+        h2.dispatched().is_empty(),
+        "not before 24 h from registration"
+    );
     h2.advance(1);
     assert_eq!(h2.dispatched().len(), 1, "at 24 h, as before the restart");
 }

@@ -5,7 +5,7 @@
 //   hang-…    waitUntil() with a promise that never settles
 //   slow-…    waitUntil() with a promise that fulfils after 20 ms of real time
 //   anything else: waitUntil() with a promise that fulfils at once
-// Every event is reported to the pages of the origin as {type: 'sync', …}.
+// Every event is reported to the pages of the origin as {type: 'sync', …} (or 'periodicsync').
 self.addEventListener('install', (e) => e.waitUntil(self.skipWaiting()));
 self.addEventListener('activate', (e) => e.waitUntil(Promise.resolve()));
 
@@ -29,6 +29,26 @@ self.addEventListener('sync', (e) => {
   if (tag.startsWith('reject-')) e.waitUntil(Promise.reject(new Error('the server is down')));
   else if (tag.startsWith('hang-')) e.waitUntil(new Promise(() => {}));
   else if (tag.startsWith('slow-')) e.waitUntil(new Promise((r) => setTimeout(r, 20)));
+  else e.waitUntil(Promise.resolve());
+});
+
+// A `periodicsync` event settles as a `sync` event with the same tag prefix would, and is
+// reported as {type: 'periodicsync', …}.
+self.addEventListener('periodicsync', (e) => {
+  report({
+    type: 'periodicsync',
+    tag: e.tag,
+    isTrusted: e.isTrusted,
+    isPeriodicSyncEvent: e instanceof PeriodicSyncEvent,
+    isExtendableEvent: e instanceof ExtendableEvent,
+    hasLastChance: 'lastChance' in e,
+    scope: self.registration.scope,
+    time: Date.now(),
+  });
+  const tag = e.tag;
+  if (tag.startsWith('throw-')) throw new Error('the handler threw');
+  if (tag.startsWith('reject-')) e.waitUntil(Promise.reject(new Error('the server is down')));
+  else if (tag.startsWith('hang-')) e.waitUntil(new Promise(() => {}));
   else e.waitUntil(Promise.resolve());
 });
 
