@@ -36,6 +36,12 @@ use bgsync_types::Tag;
 /// `onsync`, `SyncEvent` and `SyncEventInit`.
 pub const BACKGROUND_SYNC_WEBIDL: &str = include_str!("../webidl/background-sync.webidl");
 
+/// The spec's IDL for Periodic Background Sync: `ServiceWorkerRegistration.periodicSync`,
+/// `PeriodicSyncManager`, `BackgroundSyncOptions`, `onperiodicsync`, `PeriodicSyncEvent` and
+/// `PeriodicSyncEventInit`.
+pub const PERIODIC_BACKGROUND_SYNC_WEBIDL: &str =
+    include_str!("../webidl/periodic-background-sync.webidl");
+
 /// A WebIDL conversion failure: script sees a `TypeError` with this message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("TypeError: {0}")]
@@ -101,6 +107,30 @@ impl SyncEvent {
 mod tests {
     use super::*;
     use bgsync_types::{DispatchId, Origin, SwRegistrationId};
+
+    #[test]
+    fn the_periodic_idl_declares_every_member_of_the_spec() {
+        let idl = PERIODIC_BACKGROUND_SYNC_WEBIDL;
+        for needle in [
+            "attribute EventHandler onperiodicsync;",
+            "readonly attribute PeriodicSyncManager periodicSync;",
+            "[Exposed=(Window,Worker), SecureContext]\ninterface PeriodicSyncManager {",
+            "Promise<undefined> register(DOMString tag, optional BackgroundSyncOptions options = {});",
+            "Promise<sequence<DOMString>> getTags();",
+            "Promise<undefined> unregister(DOMString tag);",
+            "[EnforceRange] unsigned long long minInterval = 0;",
+            "dictionary PeriodicSyncEventInit : ExtendableEventInit {",
+            "[Exposed=ServiceWorker]\ninterface PeriodicSyncEvent : ExtendableEvent {",
+            "constructor(DOMString type, PeriodicSyncEventInit init);",
+        ] {
+            assert!(idl.contains(needle), "missing {needle:?}");
+        }
+        assert_eq!(
+            idl.matches('{').count() - 1,
+            idl.matches("};").count(),
+            "`= {{}}` opens none"
+        );
+    }
 
     #[test]
     fn the_idl_declares_every_member_of_the_spec() {

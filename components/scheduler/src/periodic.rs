@@ -141,6 +141,8 @@ pub(crate) struct Periodic {
     /// When each origin's periodic events last fired.
     last_fired: HashMap<Origin, Timestamp>,
     engagement: HashMap<Origin, Engagement>,
+    /// When the last round of periodic events (of any origin) fired.
+    last_round: Option<Timestamp>,
     /// Origins whose "periodic-background-sync" permission was revoked since start-up.
     denied: std::collections::HashSet<Origin>,
     next_dispatch: u64,
@@ -208,6 +210,26 @@ impl Periodic {
 
     pub(crate) fn poll_timeout(&self) -> Option<Timestamp> {
         self.timers.first().map(|(t, _)| *t)
+    }
+
+    /// Chromium: when to wake the browser for periodic events. A round wakes it at most once
+    /// per `gap` (12 h) whatever the origins, so a round's wake-up is held until `gap` after
+    /// the last round; a retry's is not.
+    pub(crate) fn wake_up(&self, gap: Duration) -> Option<Timestamp> {
+        let held = self.last_round.map(|t| t.saturating_add(gap));
+        let mut soonest: Option<Timestamp> = None;
+        for (t, key) in &self.timers {
+            if soonest.is_some_and(|s| s <= *t) {
+                break;
+            }
+            let retrying = self.regs.get(key).is_some_and(|r| r.retrying);
+            let at = match held {
+                Some(h) if !retrying => (*t).max(h),
+                _ => *t,
+            };
+            soonest = Some(soonest.map_or(at, |s| s.min(at)));
+        }
+        soonest
     }
 
     pub(crate) fn in_flight(&self) -> usize {
@@ -624,6 +646,7 @@ impl Scheduler {
                 .any(|(_, k)| self.periodic.regs.get(k).is_some_and(|r| !r.retrying));
             if any_round {
                 self.periodic.last_fired.insert(origin.clone(), now);
+                self.periodic.last_round = Some(now);
             }
             for (_, key) in keys {
                 self.fire_periodic(&key);

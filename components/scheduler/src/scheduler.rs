@@ -351,10 +351,9 @@ impl Scheduler {
     pub fn wake_up_time(&self) -> Option<Timestamp> {
         let recovery = (self.in_flight > 0 || self.periodic.in_flight() > 0)
             .then(|| self.now.saturating_add(self.params.min_sync_recovery_time));
-        match (self.poll_timeout(), recovery) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let one_shot = self.retry_timers.first().map(|(t, _)| *t);
+        let periodic = self.periodic.wake_up(self.params.min_periodic_interval);
+        [one_shot, periodic, recovery].into_iter().flatten().min()
     }
 
     /// The state of the registration `tag` of `sw`, if there is one (for DevTools and tests).

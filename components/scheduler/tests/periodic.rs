@@ -245,3 +245,49 @@ fn a_restart_keeps_the_next_fire_time() {
     h2.advance(1);
     assert_eq!(h2.dispatched().len(), 1, "at 24 h, as before the restart");
 }
+
+#[test]
+fn the_browser_is_woken_for_periodic_rounds_at_most_once_per_12_hours_but_retries_are_not_held() {
+    for outcome in [DispatchOutcome::Fulfilled, DispatchOutcome::Rejected] {
+        let mut h = Harness::new();
+        register(&mut h, "a", 0, Engagement::High);
+        assert_eq!(h.core.wake_up_time(), Some(bgsync_types::Timestamp(12 * H)));
+        // Another origin's registration, due at 13 h.
+        h.advance(H);
+        let b = origin("https://b.example");
+        h.core.periodic_register(
+            h.now,
+            RequestId(9),
+            PeriodicRegisterCall {
+                caller: StorageKey::new(b.clone()),
+                sw: SwRegistrationId(2),
+                tag: Tag::from("b"),
+                min_interval: Duration::from_millis(0),
+                context: RegisterContext::ready(b),
+                engagement: Engagement::High,
+            },
+        );
+        h.run();
+        h.advance(11 * H);
+        let d = h.last_dispatch();
+        assert_eq!(d.tag, Tag::from("a"), "a's round at 12 h");
+        h.complete(&d, outcome);
+        let expected = if outcome == DispatchOutcome::Rejected {
+            // a's retry, 5 minutes after its failure, wakes the browser then.
+            12 * H + 5 * 60_000
+        } else {
+            // b is due at 13 h (and fires then if the browser is running), but the browser
+            // is not woken for a round until 12 h after the last one.
+            24 * H
+        };
+        assert_eq!(
+            h.core.wake_up_time(),
+            Some(bgsync_types::Timestamp(expected)),
+            "{outcome:?}"
+        );
+        assert_eq!(
+            h.core.poll_timeout(),
+            Some(bgsync_types::Timestamp(expected.min(13 * H)))
+        );
+    }
+}
