@@ -136,6 +136,8 @@ struct PeriodicRegistration {
 #[derive(Debug, Default)]
 pub(crate) struct Periodic {
     regs: BTreeMap<Key, PeriodicRegistration>,
+    /// Each origin's registrations (a round, engagement and permission are per origin).
+    by_origin: HashMap<Origin, BTreeSet<Key>>,
     timers: BTreeSet<(Timestamp, Key)>,
     in_flight: HashMap<DispatchId, Key>,
     /// When each origin's periodic events last fired.
@@ -171,6 +173,33 @@ impl Periodic {
             .max(1);
         unit.checked_mul(u32::try_from(units).unwrap_or(u32::MAX))
             .or(Some(Duration::MAX))
+    }
+
+    fn add(&mut self, key: Key, reg: PeriodicRegistration) {
+        self.by_origin
+            .entry(reg.origin.clone())
+            .or_default()
+            .insert(key.clone());
+        self.regs.insert(key, reg);
+    }
+
+    fn take(&mut self, key: &Key) -> Option<PeriodicRegistration> {
+        let reg = self.regs.remove(key)?;
+        if let Some(keys) = self.by_origin.get_mut(&reg.origin) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.by_origin.remove(&reg.origin);
+            }
+        }
+        Some(reg)
+    }
+
+    /// The keys of `origin`'s registrations.
+    fn keys_of(&self, origin: &Origin) -> Vec<Key> {
+        self.by_origin
+            .get(origin)
+            .map(|k| k.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     fn engagement_of(&self, origin: &Origin) -> Engagement {
@@ -377,7 +406,7 @@ impl Scheduler {
             seq: p.next_seq,
         };
         let record = record_of(&key, &reg);
-        p.regs.insert(key.clone(), reg);
+        p.add(key.clone(), reg);
         p.reschedule(&key, gap);
         self.note_sw_key(sw, &caller);
         let effective = Periodic::effective(min_interval, engagement, gap);
@@ -462,14 +491,7 @@ impl Scheduler {
         self.advance_to(now);
         self.periodic.engagement.insert(origin.clone(), engagement);
         let gap = self.periodic_gap();
-        let keys: Vec<Key> = self
-            .periodic
-            .regs
-            .iter()
-            .filter(|(_, r)| r.origin == *origin)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in keys {
+        for key in self.periodic.keys_of(origin) {
             self.periodic.reschedule(&key, gap);
         }
         self.fire_due_periodic();
@@ -490,13 +512,7 @@ impl Scheduler {
             return;
         }
         self.periodic.denied_insert(origin);
-        let keys: Vec<Key> = self
-            .periodic
-            .regs
-            .iter()
-            .filter(|(_, r)| r.origin == *origin)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let keys = self.periodic.keys_of(origin);
         let ops: Vec<StoreOp> = keys
             .iter()
             .filter_map(|k| self.remove_periodic(k, LogEvent::PeriodicUnregistered))
@@ -509,7 +525,7 @@ impl Scheduler {
     /// Takes `key`'s periodic registration out (abandoning its event in flight); the write that
     /// makes it durable.
     pub(crate) fn remove_periodic(&mut self, key: &Key, event: LogEvent) -> Option<StoreOp> {
-        let reg = self.periodic.regs.remove(key)?;
+        let reg = self.periodic.take(key)?;
         if let Some(t) = reg.next_fire {
             self.periodic.timers.remove(&(t, key.clone()));
         }
@@ -575,7 +591,7 @@ impl Scheduler {
         };
         p.next_seq = p.next_seq.max(reg.seq);
         let retry_at = reg.retrying.then_some(r.next_fire);
-        p.regs.insert(key.clone(), reg);
+        p.add(key.clone(), reg);
         if let Some(t) = retry_at {
             if let Some(reg) = p.regs.get_mut(&key) {
                 reg.next_fire = Some(t);
@@ -613,13 +629,14 @@ impl Scheduler {
         let gap = self.periodic_gap();
         let due_origins: Vec<Origin> = {
             let p = &self.periodic;
+            let mut seen = std::collections::HashSet::new();
             let mut v: Vec<Origin> = Vec::new();
             for (t, key) in &p.timers {
                 if *t > now {
                     break;
                 }
                 if let Some(r) = p.regs.get(key) {
-                    if !v.contains(&r.origin) && !p.is_denied(&r.origin) {
+                    if !p.is_denied(&r.origin) && seen.insert(r.origin.clone()) {
                         v.push(r.origin.clone());
                     }
                 }
@@ -630,15 +647,15 @@ impl Scheduler {
             let horizon = now.saturating_add(gap);
             let mut keys: Vec<(u64, Key)> = self
                 .periodic
-                .regs
-                .iter()
-                .filter(|(_, r)| {
-                    r.origin == origin
-                        && r.state == PeriodicState::Pending
+                .keys_of(&origin)
+                .into_iter()
+                .filter_map(|k| {
+                    let r = self.periodic.regs.get(&k)?;
+                    (r.state == PeriodicState::Pending
                         && r.next_fire
-                            .is_some_and(|t| t <= now || (!r.retrying && t <= horizon))
+                            .is_some_and(|t| t <= now || (!r.retrying && t <= horizon)))
+                    .then_some((r.seq, k))
                 })
-                .map(|(k, r)| (r.seq, k.clone()))
                 .collect();
             keys.sort();
             let any_round = keys
@@ -759,7 +776,7 @@ impl Scheduler {
     /// A periodic write failed: a new registration it was for is taken back out of memory.
     pub(crate) fn periodic_write_failed(&mut self, new: Option<Key>) {
         if let Some(key) = new {
-            if let Some(reg) = self.periodic.regs.remove(&key) {
+            if let Some(reg) = self.periodic.take(&key) {
                 if let Some(t) = reg.next_fire {
                     self.periodic.timers.remove(&(t, key));
                 }
