@@ -9,12 +9,13 @@ use bgsync_dispatcher::{
     Dispatcher, OutcomeReporter, RegistrationInfo, ServiceWorkerHost, SyncEventDispatch,
 };
 use bgsync_scheduler::{
-    DispatchOutcome, Effect, Parameters, RegisterCall, RegisterContext, Response, Scheduler,
+    DispatchOutcome, Effect, Engagement, Parameters, PeriodicRegisterCall, RegisterCall,
+    RegisterContext, Response, Scheduler,
 };
 use bgsync_store::{MemoryStore, RegistrationStore};
 use bgsync_types::{
     DispatchId, DomException, DomExceptionName, Origin, PermissionState, RequestId, StorageKey,
-    SwRegistrationId, Tag, Timestamp,
+    SwRegistrationId, SyncKind, Tag, Timestamp,
 };
 
 use crate::model::{Fired, Model, Settled};
@@ -79,7 +80,43 @@ pub enum Op {
     Restart,
     /// Time passes.
     Advance(u64),
+    /// `periodicSync.register(tag, {minInterval: INTERVALS[interval]})`.
+    PeriodicRegister {
+        origin: u8,
+        sw: u8,
+        tag: u8,
+        interval: u8,
+    },
+    /// `periodicSync.unregister(tag)`.
+    PeriodicUnregister { origin: u8, sw: u8, tag: u8 },
+    /// The `n`-th periodic event in flight settles.
+    PeriodicSettle { n: u8, fulfilled: bool },
+    /// `origin`'s engagement becomes `ENGAGEMENTS[level]`.
+    Engagement { origin: u8, level: u8 },
+    /// `origin`'s "periodic-background-sync" permission is granted or revoked.
+    PeriodicPermission { origin: u8, granted: bool },
 }
+
+/// The `minInterval`s periodic registrations ask for, in ms.
+pub const INTERVALS: [u64; 8] = [
+    0,
+    3_600_000,
+    43_200_000,
+    46_800_000,
+    86_400_000,
+    90_000_000,
+    129_600_000,
+    172_800_000,
+];
+
+/// The engagement levels scenarios set.
+pub const ENGAGEMENTS: [Engagement; 5] = [
+    Engagement::None,
+    Engagement::Minimal,
+    Engagement::Low,
+    Engagement::Medium,
+    Engagement::High,
+];
 
 impl fmt::Debug for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -121,6 +158,43 @@ impl fmt::Debug for Op {
             Op::Unregister { sw: s } => write!(f, "unregister sw#{}", sw(s)),
             Op::Restart => write!(f, "restart"),
             Op::Advance(ms) => write!(f, "advance {ms} ms"),
+            Op::PeriodicRegister {
+                origin,
+                sw: s,
+                tag,
+                interval,
+            } => write!(
+                f,
+                "periodicSync.register({}, sw#{}, {}, minInterval {} ms)",
+                o(origin),
+                sw(s),
+                t(tag),
+                INTERVALS[*interval as usize % INTERVALS.len()]
+            ),
+            Op::PeriodicUnregister { origin, sw: s, tag } => write!(
+                f,
+                "periodicSync.unregister({}, sw#{}, {})",
+                o(origin),
+                sw(s),
+                t(tag)
+            ),
+            Op::PeriodicSettle { n, fulfilled } => write!(
+                f,
+                "settle(periodic event #{n}, {})",
+                if *fulfilled { "fulfil" } else { "reject" }
+            ),
+            Op::Engagement { origin, level } => write!(
+                f,
+                "engagement({}, {:?})",
+                o(origin),
+                ENGAGEMENTS[*level as usize % ENGAGEMENTS.len()]
+            ),
+            Op::PeriodicPermission { origin, granted } => write!(
+                f,
+                "periodic permission({}, {})",
+                o(origin),
+                if *granted { "granted" } else { "denied" }
+            ),
         }
     }
 }
@@ -128,14 +202,15 @@ impl fmt::Debug for Op {
 impl Op {
     /// Decodes operations from bytes (for coverage-guided fuzzing): 3 bytes an operation.
     pub fn decode(bytes: &[u8]) -> Vec<Op> {
-        const ADVANCES: [u64; 8] = [
-            1, 1_000, 60_000, 179_999, 180_000, 300_000, 900_000, 3_600_000,
+        const ADVANCES: [u64; 11] = [
+            1, 1_000, 60_000, 179_999, 180_000, 300_000, 900_000, 3_600_000, 43_199_999,
+            43_200_000, 86_400_000,
         ];
         bytes
             .chunks_exact(3)
             .map(|c| {
                 let (a, b) = (c[1], c[2]);
-                match c[0] % 10 {
+                match c[0] % 15 {
                     0 => Op::Register {
                         origin: a % 3,
                         sw: b % 3,
@@ -161,6 +236,29 @@ impl Op {
                     6 => Op::Terminate { sw: a % 3 },
                     7 => Op::Unregister { sw: a % 3 },
                     8 => Op::Restart,
+                    10 => Op::PeriodicRegister {
+                        origin: a % 3,
+                        sw: b % 3,
+                        tag: (a / 3) % 7,
+                        interval: b / 3,
+                    },
+                    11 => Op::PeriodicUnregister {
+                        origin: a % 3,
+                        sw: b % 3,
+                        tag: (a / 3) % 7,
+                    },
+                    12 => Op::PeriodicSettle {
+                        n: a,
+                        fulfilled: b % 2 == 0,
+                    },
+                    13 => Op::Engagement {
+                        origin: a % 3,
+                        level: b,
+                    },
+                    14 => Op::PeriodicPermission {
+                        origin: a % 3,
+                        granted: b % 2 == 0,
+                    },
                     _ => Op::Advance(ADVANCES[a as usize % ADVANCES.len()]),
                 }
             })
@@ -217,6 +315,8 @@ struct Engine {
     reported: Arc<Mutex<Vec<(DispatchId, DispatchOutcome)>>>,
     /// Events in flight, by key.
     in_flight: HashMap<(SwRegistrationId, Tag), DispatchId>,
+    /// Periodic events in flight, by key.
+    periodic_in_flight: HashMap<(SwRegistrationId, Tag), DispatchId>,
     settled: HashMap<RequestId, Result<Response, DomException>>,
     fired: Vec<Fired>,
     next_request: u64,
@@ -230,6 +330,7 @@ impl Engine {
         now: Timestamp,
         online: bool,
         denied: &[Origin],
+        engagement: &[(Origin, Engagement)],
     ) -> Engine {
         let reported: Arc<Mutex<Vec<(DispatchId, DispatchOutcome)>>> = Arc::default();
         let sink = reported.clone();
@@ -241,6 +342,10 @@ impl Engine {
         core.set_online(now, online);
         for o in denied {
             core.set_permission(now, o, PermissionState::Denied);
+        }
+        // What a driver asks the embedder at start-up for the origins it holds.
+        for (o, level) in engagement {
+            core.set_engagement(now, o, *level);
         }
         let mut records = store.snapshot();
         let live = host
@@ -255,6 +360,7 @@ impl Engine {
             store,
             reported,
             in_flight: HashMap::new(),
+            periodic_in_flight: HashMap::new(),
             settled: HashMap::new(),
             fired: Vec::new(),
             next_request: 1,
@@ -276,15 +382,20 @@ impl Engine {
                     self.settled.insert(request, result);
                 }
                 Effect::Dispatch(d) => {
+                    let periodic = d.kind == SyncKind::Periodic;
                     self.fired.push(Fired {
                         sw: d.sw,
                         tag: d.tag.clone(),
                         last_chance: d.last_chance,
+                        periodic,
                     });
                     let key = (d.sw, d.tag.clone());
                     let id = d.id;
                     match self.dispatcher.dispatch(self.now, d) {
                         Some((id, outcome)) => self.core.dispatch_completed(self.now, id, outcome),
+                        None if periodic => {
+                            self.periodic_in_flight.insert(key, id);
+                        }
                         None => {
                             self.in_flight.insert(key, id);
                         }
@@ -293,6 +404,7 @@ impl Engine {
                 Effect::AbandonDispatch { id } => {
                     self.dispatcher.abandon(id);
                     self.in_flight.retain(|_, v| *v != id);
+                    self.periodic_in_flight.retain(|_, v| *v != id);
                 }
             }
         }
@@ -310,6 +422,7 @@ impl Engine {
 
     fn complete(&mut self, id: DispatchId, outcome: DispatchOutcome) {
         self.in_flight.retain(|_, v| *v != id);
+        self.periodic_in_flight.retain(|_, v| *v != id);
         if let Some(o) = self.dispatcher.outcome_reported(id, outcome) {
             self.core.dispatch_completed(self.now, id, o);
         }
@@ -327,6 +440,7 @@ impl Engine {
                     self.now = self.now.max(t);
                     for (id, outcome) in self.dispatcher.handle_timeout(self.now) {
                         self.in_flight.retain(|_, v| *v != id);
+                        self.periodic_in_flight.retain(|_, v| *v != id);
                         self.core.dispatch_completed(self.now, id, outcome);
                     }
                     self.core.handle_timeout(self.now);
@@ -342,6 +456,12 @@ impl Engine {
 
     fn in_flight_keys(&self) -> Vec<(SwRegistrationId, Tag)> {
         let mut v: Vec<_> = self.in_flight.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    fn periodic_in_flight_keys(&self) -> Vec<(SwRegistrationId, Tag)> {
+        let mut v: Vec<_> = self.periodic_in_flight.keys().cloned().collect();
         v.sort();
         v
     }
@@ -366,7 +486,16 @@ pub fn run_scenario(ops: &[Op]) -> Result<(), Divergence> {
     let mut windows: Vec<Origin> = workers.iter().map(|(_, o)| o.clone()).collect();
     let mut denied: Vec<Origin> = Vec::new();
     let mut online = true;
-    let mut engine = Engine::start(MemoryStore::new(), host.clone(), Timestamp(0), true, &[]);
+    let mut engine = Engine::start(
+        MemoryStore::new(),
+        host.clone(),
+        Timestamp(0),
+        true,
+        &[],
+        &[],
+    );
+    let mut engagement: Vec<(Origin, Engagement)> = Vec::new();
+    let mut periodic_granted: Vec<Origin> = Vec::new();
 
     for (step, op) in ops.iter().enumerate() {
         let diverge = |what: String| Divergence {
@@ -493,7 +622,13 @@ pub fn run_scenario(ops: &[Op]) -> Result<(), Divergence> {
                     .filter(|((x, _), _)| *x == sw(s))
                     .map(|(_, id)| *id)
                     .collect();
-                for id in ids {
+                let periodic: Vec<DispatchId> = engine
+                    .periodic_in_flight
+                    .iter()
+                    .filter(|((x, _), _)| *x == sw(s))
+                    .map(|(_, id)| *id)
+                    .collect();
+                for id in ids.into_iter().chain(periodic) {
                     engine.complete(id, DispatchOutcome::WorkerTerminated);
                 }
             }
@@ -510,12 +645,151 @@ pub fn run_scenario(ops: &[Op]) -> Result<(), Divergence> {
                 model.restart();
                 let (store, now) = (engine.store.clone(), engine.now);
                 host.fired.lock().unwrap_or_else(|e| e.into_inner()).clear();
-                engine = Engine::start(store, host.clone(), now, online, &denied);
+                engine = Engine::start(store, host.clone(), now, online, &denied, &engagement);
             }
             Op::Advance(ms) => {
                 let target = Timestamp(engine.now.0 + ms);
                 model.advance_to(target);
                 engine.advance_to(target);
+            }
+            Op::PeriodicRegister {
+                origin,
+                sw: s,
+                tag,
+                interval,
+            } => {
+                let caller = o(origin);
+                let tag = tags[*tag as usize % tags.len()].clone();
+                let ms = INTERVALS[*interval as usize % INTERVALS.len()];
+                let expected = model.periodic_register(&caller, sw(s), &tag, ms);
+                let request = engine.request();
+                let owner = host
+                    .registered
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&sw(s))
+                    .cloned();
+                let level = engagement
+                    .iter()
+                    .find(|(x, _)| *x == caller)
+                    .map_or(Engagement::High, |(_, l)| *l);
+                engine.core.periodic_register(
+                    engine.now,
+                    request,
+                    PeriodicRegisterCall {
+                        caller: caller.clone().into(),
+                        sw: sw(s),
+                        tag,
+                        min_interval: std::time::Duration::from_millis(ms),
+                        context: RegisterContext {
+                            registration_key: owner.map(StorageKey::new),
+                            has_active_worker: true,
+                            has_window_client: windows.contains(&caller),
+                            permission: if periodic_granted.contains(&caller) {
+                                PermissionState::Granted
+                            } else {
+                                PermissionState::Denied
+                            },
+                        },
+                        engagement: level,
+                    },
+                );
+                engine.run();
+                let got = match engine.settled.remove(&request) {
+                    Some(Ok(_)) => Ok(()),
+                    Some(Err(e)) => Err(e.name),
+                    None => return Err(diverge("the engine did not settle the promise".into())),
+                };
+                if got != expected {
+                    return Err(diverge(format!("engine {got:?}, model {expected:?}")));
+                }
+            }
+            Op::PeriodicUnregister { origin, sw: s, tag } => {
+                let caller = o(origin);
+                let tag = tags[*tag as usize % tags.len()].clone();
+                let expected = model.periodic_unregister(&caller, sw(s), &tag);
+                let request = engine.request();
+                let owner = host
+                    .registered
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&sw(s))
+                    .cloned();
+                engine.core.periodic_unregister(
+                    engine.now,
+                    request,
+                    &StorageKey::new(caller.clone()),
+                    sw(s),
+                    tag,
+                    owner.map(StorageKey::new).as_ref(),
+                );
+                engine.run();
+                let got = match engine.settled.remove(&request) {
+                    Some(Ok(_)) => Ok(()),
+                    Some(Err(e)) => Err(e.name),
+                    None => return Err(diverge("the engine did not settle the promise".into())),
+                };
+                if got != expected {
+                    return Err(diverge(format!("engine {got:?}, model {expected:?}")));
+                }
+            }
+            Op::PeriodicSettle { n, fulfilled } => {
+                let keys = model.periodic_in_flight();
+                if keys != engine.periodic_in_flight_keys() {
+                    return Err(diverge(format!(
+                        "periodic in flight: engine {:?}, model {keys:?}",
+                        engine.periodic_in_flight_keys()
+                    )));
+                }
+                if keys.is_empty() {
+                    continue;
+                }
+                let (s, tag) = keys[*n as usize % keys.len()].clone();
+                model.settle_periodic(
+                    s,
+                    &tag,
+                    if *fulfilled {
+                        Settled::Fulfilled
+                    } else {
+                        Settled::Failed
+                    },
+                );
+                let id = engine.periodic_in_flight[&(s, tag)];
+                engine.complete(
+                    id,
+                    if *fulfilled {
+                        DispatchOutcome::Fulfilled
+                    } else {
+                        DispatchOutcome::Rejected
+                    },
+                );
+            }
+            Op::Engagement { origin, level } => {
+                let origin = o(origin);
+                let level = ENGAGEMENTS[*level as usize % ENGAGEMENTS.len()];
+                engagement.retain(|(x, _)| *x != origin);
+                engagement.push((origin.clone(), level));
+                model.set_engagement(&origin, level);
+                engine.core.set_engagement(engine.now, &origin, level);
+                engine.run();
+            }
+            Op::PeriodicPermission { origin, granted } => {
+                let origin = o(origin);
+                periodic_granted.retain(|x| *x != origin);
+                if *granted {
+                    periodic_granted.push(origin.clone());
+                }
+                model.set_periodic_permission(&origin, *granted);
+                engine.core.set_periodic_permission(
+                    engine.now,
+                    &origin,
+                    if *granted {
+                        PermissionState::Granted
+                    } else {
+                        PermissionState::Denied
+                    },
+                );
+                engine.run();
             }
         }
         // What script can observe: the events fired, the tags of every registration, the wake-up.
@@ -533,6 +807,13 @@ pub fn run_scenario(ops: &[Op]) -> Result<(), Divergence> {
             if got != want {
                 return Err(diverge(format!(
                     "getTags of {s}: engine {got:?}, model {want:?}"
+                )));
+            }
+            let got = engine_periodic_tags(&mut engine, &host, owner, *s);
+            let want = model.periodic_get_tags(owner, *s);
+            if got != want {
+                return Err(diverge(format!(
+                    "periodicSync.getTags of {s}: engine {got:?}, model {want:?}"
                 )));
             }
         }
@@ -561,6 +842,35 @@ fn engine_tags(
         .get(&sw)
         .cloned();
     engine.core.get_tags(
+        engine.now,
+        request,
+        &StorageKey::new(caller.clone()),
+        sw,
+        owner.map(StorageKey::new).as_ref(),
+    );
+    engine.run();
+    match engine.settled.remove(&request) {
+        Some(Ok(Response::Tags(t))) => Ok(t),
+        Some(Ok(other)) => Ok(vec![Tag::from(format!("{other:?}"))]),
+        Some(Err(e)) => Err(e.name),
+        None => Ok(vec![Tag::from("<unsettled>")]),
+    }
+}
+
+fn engine_periodic_tags(
+    engine: &mut Engine,
+    host: &Host,
+    caller: &Origin,
+    sw: SwRegistrationId,
+) -> Result<Vec<Tag>, DomExceptionName> {
+    let request = engine.request();
+    let owner = host
+        .registered
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&sw)
+        .cloned();
+    engine.core.periodic_get_tags(
         engine.now,
         request,
         &StorageKey::new(caller.clone()),

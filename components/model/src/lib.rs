@@ -23,6 +23,10 @@
 
 mod diff;
 mod model;
+mod periodic;
 
-pub use diff::{origins, params, run_scenario, tags, Divergence, Op, WORKERS};
+pub use diff::{
+    origins, params, run_scenario, tags, Divergence, Op, ENGAGEMENTS, INTERVALS, WORKERS,
+};
 pub use model::{Fired, Model, Registration, ServiceWorker, Settled, State};
+pub use periodic::PeriodicRegistration;

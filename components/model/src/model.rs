@@ -52,8 +52,10 @@ pub struct Fired {
     pub sw: SwRegistrationId,
     /// `SyncEvent.tag`.
     pub tag: Tag,
-    /// `SyncEvent.lastChance`.
+    /// `SyncEvent.lastChance` (false for a `periodicsync` event).
     pub last_chance: bool,
+    /// A `periodicsync` event (of a periodic registration), not a `sync` event.
+    pub periodic: bool,
 }
 
 /// The whole user agent, as the spec describes it.
@@ -75,6 +77,16 @@ pub struct Model {
     pub registrations: Vec<Registration>,
     /// Events fired since the caller last took them.
     pub fired: Vec<Fired>,
+    /// Periodic sync registrations, in the order they were made (`periodic`).
+    pub periodic: Vec<crate::periodic::PeriodicRegistration>,
+    /// Origins granted "periodic-background-sync".
+    pub periodic_granted: Vec<Origin>,
+    /// Origins' engagement, where set (high otherwise).
+    pub engagement: Vec<(Origin, bgsync_scheduler::Engagement)>,
+    /// When each origin's last round of periodic events fired.
+    pub last_fired: Vec<(Origin, Timestamp)>,
+    /// When the last round of any origin fired.
+    pub last_round: Option<Timestamp>,
 }
 
 /// How an event ended.
@@ -106,14 +118,19 @@ impl Model {
                 .collect(),
             registrations: Vec::new(),
             fired: Vec::new(),
+            periodic: Vec::new(),
+            periodic_granted: Vec::new(),
+            engagement: Vec::new(),
+            last_fired: Vec::new(),
+            last_round: None,
         }
     }
 
-    fn worker(&self, sw: SwRegistrationId) -> Option<&ServiceWorker> {
+    pub(crate) fn worker(&self, sw: SwRegistrationId) -> Option<&ServiceWorker> {
         self.workers.iter().find(|w| w.sw == sw && w.registered)
     }
 
-    fn origin_of(&self, sw: SwRegistrationId) -> Option<Origin> {
+    pub(crate) fn origin_of(&self, sw: SwRegistrationId) -> Option<Origin> {
         self.workers
             .iter()
             .find(|w| w.sw == sw)
@@ -249,6 +266,7 @@ impl Model {
             sw: r.sw,
             tag: r.tag.clone(),
             last_chance,
+            periodic: false,
         });
     }
 
@@ -300,10 +318,14 @@ impl Model {
                 .filter(|r| r.state == State::Waiting)
                 .map(|r| r.retry_at)
                 .min();
-            let next = [next_deadline, next_retry].into_iter().flatten().min();
+            let next = [next_deadline, next_retry, self.periodic_next()]
+                .into_iter()
+                .flatten()
+                .min();
             match next {
                 Some(t) if t <= target => {
                     self.now = self.now.max(t);
+                    self.periodic_time_outs(t);
                     let timed_out: Vec<(SwRegistrationId, Tag)> = self
                         .registrations
                         .iter()
@@ -320,11 +342,13 @@ impl Model {
                             self.fire_if_possible(i);
                         }
                     }
+                    self.fire_due_periodic();
                 }
                 _ => break,
             }
         }
         self.now = self.now.max(target);
+        self.fire_due_periodic();
     }
 
     /// The network went online or offline.
@@ -335,6 +359,7 @@ impl Model {
             for i in 0..self.registrations.len() {
                 self.fire_if_possible(i);
             }
+            self.fire_due_periodic();
         }
     }
 
@@ -368,6 +393,11 @@ impl Model {
                 self.settle(s, &tag, Settled::Failed);
             }
         }
+        for (s, tag) in self.periodic_in_flight() {
+            if s == sw {
+                self.settle_periodic(s, &tag, Settled::Failed);
+            }
+        }
     }
 
     /// `sw` was unregistered: its registrations are gone, events in flight forgotten.
@@ -378,6 +408,7 @@ impl Model {
             }
         }
         self.registrations.retain(|r| r.sw != sw);
+        self.periodic.retain(|r| r.sw != sw);
     }
 
     /// A user-agent restart: events in flight are lost without counting; registrations are
@@ -395,6 +426,7 @@ impl Model {
         for i in 0..self.registrations.len() {
             self.fire_if_possible(i);
         }
+        self.periodic_restart();
     }
 
     /// The OS wake-up the user agent asks for: the soonest back-off end, and no later than the
@@ -411,7 +443,16 @@ impl Model {
             .iter()
             .any(|r| r.event.is_some())
             .then(|| self.now.saturating_add(self.params.min_sync_recovery_time));
-        [retry, recovery].into_iter().flatten().min()
+        let recovery = recovery.or_else(|| {
+            self.periodic
+                .iter()
+                .any(|r| r.deadline.is_some())
+                .then(|| self.now.saturating_add(self.params.min_sync_recovery_time))
+        });
+        [retry, recovery, self.periodic_wake_up()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Takes the events fired since the last call, sorted (the spec leaves their order open).

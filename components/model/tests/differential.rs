@@ -17,6 +17,14 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..3).prop_map(|sw| Op::Unregister { sw }),
         1 => Just(Op::Restart),
         3 => prop::sample::select(vec![1u64, 1_000, 60_000, 179_999, 180_000, 300_000, 900_000, 3_600_000]).prop_map(Op::Advance),
+        // Periodic Background Sync: registrations, their events, engagement and permission,
+        // and the half-days their schedule is counted in.
+        3 => (0u8..3, 0u8..3, 0u8..7, any::<u8>()).prop_map(|(origin, sw, tag, interval)| Op::PeriodicRegister { origin, sw, tag, interval }),
+        1 => (0u8..3, 0u8..3, 0u8..7).prop_map(|(origin, sw, tag)| Op::PeriodicUnregister { origin, sw, tag }),
+        2 => (any::<u8>(), any::<bool>()).prop_map(|(n, fulfilled)| Op::PeriodicSettle { n, fulfilled }),
+        1 => (0u8..3, any::<u8>()).prop_map(|(origin, level)| Op::Engagement { origin, level }),
+        2 => (0u8..3, prop::bool::weighted(0.8)).prop_map(|(origin, granted)| Op::PeriodicPermission { origin, granted }),
+        2 => prop::sample::select(vec![43_199_999u64, 43_200_000, 46_800_000, 86_400_000]).prop_map(Op::Advance),
     ]
 }
 
@@ -44,6 +52,97 @@ proptest! {
 fn regression_scenarios() {
     use Op::*;
     let scenarios: Vec<Vec<Op>> = vec![
+        // Periodic: a shorter minInterval makes a registration due at once (found by the
+        // differential when periodic sync was added).
+        vec![
+            PeriodicPermission {
+                origin: 0,
+                granted: true,
+            },
+            PeriodicRegister {
+                origin: 0,
+                sw: 0,
+                tag: 2,
+                interval: 3,
+            },
+            Advance(43_200_000),
+            PeriodicRegister {
+                origin: 0,
+                sw: 0,
+                tag: 2,
+                interval: 0,
+            },
+        ],
+        // Periodic: re-registered during a retry in flight, then a restart: the retry is
+        // written with its time, and runs again after the restart.
+        vec![
+            PeriodicPermission {
+                origin: 0,
+                granted: true,
+            },
+            PeriodicRegister {
+                origin: 0,
+                sw: 1,
+                tag: 0,
+                interval: 0,
+            },
+            Advance(43_199_999),
+            Advance(179_999),
+            Advance(179_999),
+            Advance(179_999),
+            PeriodicRegister {
+                origin: 0,
+                sw: 1,
+                tag: 0,
+                interval: 3,
+            },
+            Restart,
+        ],
+        // Periodic: a retry and an event's end at the same moment: a retry does not start a
+        // round, and a registration whose event just ended is not coalesced into one.
+        vec![
+            PeriodicPermission {
+                origin: 0,
+                granted: true,
+            },
+            Register {
+                origin: 0,
+                sw: 0,
+                tag: 0,
+            },
+            PeriodicRegister {
+                origin: 0,
+                sw: 1,
+                tag: 0,
+                interval: 0,
+            },
+            Advance(43_200_000),
+            Register {
+                origin: 0,
+                sw: 0,
+                tag: 0,
+            },
+            PeriodicRegister {
+                origin: 0,
+                sw: 0,
+                tag: 0,
+                interval: 3,
+            },
+            PeriodicSettle {
+                n: 0,
+                fulfilled: false,
+            },
+            Advance(43_199_999),
+            Advance(1_000),
+            Advance(46_800_000),
+            Advance(179_999),
+            Restart,
+            PeriodicSettle {
+                n: 155,
+                fulfilled: false,
+            },
+            Advance(43_199_999),
+        ],
         // Three failures, then gone.
         vec![
             Register {

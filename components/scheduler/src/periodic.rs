@@ -126,6 +126,9 @@ struct PeriodicRegistration {
     next_fire: Option<Timestamp>,
     /// Whether `next_fire` is a retry's (a retry is not held by the origin's 12 h gap).
     retrying: bool,
+    /// While retrying: when the retry is (or was) due; it is what is written, so that a retry
+    /// in flight at a crash is retried after the restart.
+    retry_at: Option<Timestamp>,
     /// Attempts a round gets (the parameters' when it was registered).
     max_attempts: u32,
     in_flight: Option<DispatchId>,
@@ -237,8 +240,13 @@ impl Periodic {
         }
     }
 
+    /// The soonest time a registration is due that can fire then (not of an origin whose
+    /// permission was revoked).
     pub(crate) fn poll_timeout(&self) -> Option<Timestamp> {
-        self.timers.first().map(|(t, _)| *t)
+        self.timers
+            .iter()
+            .find(|(_, k)| self.regs.get(k).is_some_and(|r| !self.is_denied(&r.origin)))
+            .map(|(t, _)| *t)
     }
 
     /// Chromium: when to wake the browser for periodic events. A round wakes it at most once
@@ -401,6 +409,7 @@ impl Scheduler {
             attempts: 0,
             next_fire: None,
             retrying: false,
+            retry_at: None,
             max_attempts,
             in_flight: None,
             seq: p.next_seq,
@@ -574,8 +583,7 @@ impl Scheduler {
             origin: r.origin.clone(),
             partition: r.partition.clone(),
             min_interval,
-            // The stored next fire is an anchor plus an interval; keep it by anchoring so that
-            // the same interval lands there.
+            // The record holds the anchor plus `minInterval` (`record_of`).
             anchor: r
                 .next_fire
                 .0
@@ -585,6 +593,7 @@ impl Scheduler {
             attempts: r.attempts,
             next_fire: None,
             retrying: r.attempts > 0,
+            retry_at: (r.attempts > 0).then_some(r.next_fire),
             max_attempts: r.max_attempts.max(1),
             in_flight: None,
             seq: if r.seq == 0 { p.next_seq + 1 } else { r.seq },
@@ -627,23 +636,35 @@ impl Scheduler {
         }
         let now = self.now();
         let gap = self.periodic_gap();
-        let due_origins: Vec<Origin> = {
+        // Due retries fire on their own; an origin with a due registration that is not a
+        // retry has a round.
+        let (retries, due_origins): (Vec<Key>, Vec<Origin>) = {
             let p = &self.periodic;
             let mut seen = std::collections::HashSet::new();
-            let mut v: Vec<Origin> = Vec::new();
+            let (mut retries, mut origins) = (Vec::new(), Vec::new());
             for (t, key) in &p.timers {
                 if *t > now {
                     break;
                 }
-                if let Some(r) = p.regs.get(key) {
-                    if !p.is_denied(&r.origin) && seen.insert(r.origin.clone()) {
-                        v.push(r.origin.clone());
-                    }
+                let Some(r) = p.regs.get(key) else { continue };
+                if p.is_denied(&r.origin) {
+                    continue;
+                }
+                if r.retrying {
+                    retries.push((r.seq, key.clone()));
+                } else if seen.insert(r.origin.clone()) {
+                    origins.push(r.origin.clone());
                 }
             }
-            v
+            retries.sort();
+            (retries.into_iter().map(|(_, k)| k).collect(), origins)
         };
+        for key in retries {
+            self.fire_periodic(&key);
+        }
         for origin in due_origins {
+            // The round: every registration of the origin due now, and every other (not a
+            // retry, and not one whose event ended this very moment) due within the gap.
             let horizon = now.saturating_add(gap);
             let mut keys: Vec<(u64, Key)> = self
                 .periodic
@@ -651,20 +672,15 @@ impl Scheduler {
                 .into_iter()
                 .filter_map(|k| {
                     let r = self.periodic.regs.get(&k)?;
-                    (r.state == PeriodicState::Pending
-                        && r.next_fire
-                            .is_some_and(|t| t <= now || (!r.retrying && t <= horizon)))
-                    .then_some((r.seq, k))
+                    let t = r.next_fire?;
+                    let due = t <= now && !r.retrying;
+                    let coalesced = !r.retrying && t <= horizon && r.anchor < now;
+                    (r.state == PeriodicState::Pending && (due || coalesced)).then_some((r.seq, k))
                 })
                 .collect();
             keys.sort();
-            let any_round = keys
-                .iter()
-                .any(|(_, k)| self.periodic.regs.get(k).is_some_and(|r| !r.retrying));
-            if any_round {
-                self.periodic.last_fired.insert(origin.clone(), now);
-                self.periodic.last_round = Some(now);
-            }
+            self.periodic.last_fired.insert(origin.clone(), now);
+            self.periodic.last_round = Some(now);
             for (_, key) in keys {
                 self.fire_periodic(&key);
             }
@@ -736,10 +752,12 @@ impl Scheduler {
         if retry {
             reg.attempts = attempts;
             reg.retrying = true;
-            reg.next_fire = Some(now.saturating_add(delay));
+            reg.retry_at = Some(now.saturating_add(delay));
+            reg.next_fire = reg.retry_at;
         } else {
             reg.attempts = 0;
             reg.retrying = false;
+            reg.retry_at = None;
             reg.anchor = now;
         }
         let record = record_of(&key, reg);
@@ -799,9 +817,14 @@ impl Periodic {
     }
 }
 
-/// The stored record of a periodic registration: its next fire time, or, suspended, its anchor
-/// plus its interval.
+/// The stored record of a periodic registration. Its `next_fire` holds a retry's time while
+/// retrying (with `attempts` > 0), else the anchor plus `minInterval`: from that the anchor is
+/// restored, and the schedule recomputed with the engagement known then.
 fn record_of(key: &Key, reg: &PeriodicRegistration) -> StoredRegistration {
+    let next_fire = match (reg.retrying, reg.retry_at) {
+        (true, Some(t)) => t,
+        _ => reg.anchor.saturating_add(reg.min_interval),
+    };
     StoredRegistration {
         origin: reg.origin.clone(),
         partition: reg.partition.clone(),
@@ -809,11 +832,9 @@ fn record_of(key: &Key, reg: &PeriodicRegistration) -> StoredRegistration {
         sw: key.0,
         tag: key.1.clone(),
         kind: SyncKind::Periodic,
-        attempts: reg.attempts,
+        attempts: if reg.retrying { reg.attempts.max(1) } else { 0 },
         max_attempts: reg.max_attempts,
-        next_fire: reg
-            .next_fire
-            .unwrap_or_else(|| reg.anchor.saturating_add(reg.min_interval)),
+        next_fire,
         periodic_interval: Some(reg.min_interval),
     }
 }

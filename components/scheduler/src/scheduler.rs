@@ -305,7 +305,14 @@ impl Scheduler {
     /// When the scheduler must next be given the time: the end of the soonest back-off.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let one_shot = self.retry_timers.first().map(|(t, _)| *t);
-        match (one_shot, self.periodic.poll_timeout()) {
+        // Periodic registrations fire only online: offline, a due one waits for the network,
+        // not for a timer (a timer already due would wake the driver for nothing, again).
+        let periodic = if self.online {
+            self.periodic.poll_timeout()
+        } else {
+            None
+        };
+        match (one_shot, periodic) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -483,11 +490,16 @@ impl Scheduler {
         for r in records {
             self.restore_one(now, r);
         }
+        // Periodic registrations due by now fire (if online); `restore_one` leaves that to the
+        // next change of time or network, so that streaming a store stays linear.
+        self.fire_due_periodic();
     }
 
     /// [`restore`](Scheduler::restore) for one record, for drivers that stream the store.
     pub fn restore_one(&mut self, now: Timestamp, r: StoredRegistration) {
-        self.advance(now);
+        // Periodic ones fire after the whole store is read (`restore`), or with the next
+        // change of time or network: an origin's round must see all its registrations.
+        self.advance_timers(now);
         if self.unregistered.contains(&r.sw) {
             return;
         }
@@ -622,6 +634,12 @@ impl Scheduler {
     }
 
     fn advance(&mut self, now: Timestamp) {
+        self.advance_timers(now);
+        self.fire_due_periodic();
+    }
+
+    /// [`advance`](Scheduler::advance) without firing periodic registrations.
+    fn advance_timers(&mut self, now: Timestamp) {
         if now < self.now {
             self.clock_went_back(now);
         }
@@ -635,7 +653,6 @@ impl Scheduler {
             };
             self.retry_wait_ended(key);
         }
-        self.fire_due_periodic();
     }
 
     /// Note: not in the spec. The wall clock went back (set by the user or by time sync):

@@ -1,0 +1,359 @@
+//! The reference model of Periodic Background Sync
+//! (<https://wicg.github.io/periodic-background-sync/>), with Chromium's schedule where the
+//! spec leaves it to the user agent: written as plainly as the rules read, over lists.
+//!
+//! - An interval is `minInterval` rounded up to a whole number (at least one) of units, a unit
+//!   being 12 h times the origin's engagement penalty (1 high, 2 medium or low, 3 minimal); an
+//!   origin without engagement has no schedule at all.
+//! - A registration is due one interval after its anchor (its registration, or its last event),
+//!   and not sooner than 12 h after its origin's last round; a retry is due when its back-off
+//!   ends.
+//! - When the user agent is online and an origin has a due registration, the origin's round
+//!   fires it and every other of its registrations due within the next 12 h (a retry only when
+//!   due); a round that is not only retries is the origin's last round.
+//! - An event that fails is retried after the one-shot back-off until the attempts run out; any
+//!   other end (success, attempts exhausted, re-registered while firing) anchors it anew.
+
+use bgsync_scheduler::Engagement;
+use bgsync_types::{DomExceptionName, Origin, SwRegistrationId, Tag, Timestamp};
+
+use crate::model::{Fired, Model, Settled};
+
+const HOUR: u64 = 60 * 60 * 1000;
+
+/// A periodic sync registration.
+#[derive(Debug, Clone)]
+pub struct PeriodicRegistration {
+    /// Its service worker registration.
+    pub sw: SwRegistrationId,
+    /// Its tag.
+    pub tag: Tag,
+    /// `minInterval`, in ms.
+    pub min_interval: u64,
+    /// When it was registered or its last event ended.
+    pub anchor: Timestamp,
+    /// Failed attempts of this round.
+    pub attempts: u32,
+    /// When a failed event's retry is due.
+    pub retry_at: Option<Timestamp>,
+    /// While its event is in flight: when the event's time limit ends.
+    pub deadline: Option<Timestamp>,
+    /// Registered again while its event was in flight.
+    pub reregistered: bool,
+}
+
+fn gap(model: &Model) -> u64 {
+    u64::try_from(model.params.min_periodic_interval.as_millis()).unwrap_or(12 * HOUR)
+}
+
+impl Model {
+    fn engagement_of(&self, origin: &Origin) -> Engagement {
+        self.engagement
+            .iter()
+            .find(|(o, _)| o == origin)
+            .map_or(Engagement::High, |(_, e)| *e)
+    }
+
+    /// The interval `r` fires at, or `None` without engagement.
+    fn interval(&self, r: &PeriodicRegistration) -> Option<u64> {
+        let origin = self.origin_of(r.sw)?;
+        let penalty = match self.engagement_of(&origin) {
+            Engagement::High => 1,
+            Engagement::Medium | Engagement::Low => 2,
+            Engagement::Minimal => 3,
+            _ => return None,
+        };
+        let unit = gap(self) * penalty;
+        let units = r.min_interval.div_ceil(unit).max(1);
+        Some(unit.saturating_mul(units))
+    }
+
+    /// When `r` is due (if pending), by the rules above.
+    fn due(&self, r: &PeriodicRegistration) -> Option<Timestamp> {
+        if r.deadline.is_some() {
+            return None;
+        }
+        if let Some(t) = r.retry_at {
+            return Some(t);
+        }
+        let own = r
+            .anchor
+            .saturating_add(std::time::Duration::from_millis(self.interval(r)?));
+        let origin = self.origin_of(r.sw)?;
+        let after_round = self
+            .last_fired
+            .iter()
+            .find(|(o, _)| *o == origin)
+            .map(|(_, t)| t.saturating_add(std::time::Duration::from_millis(gap(self))));
+        Some(after_round.map_or(own, |t| own.max(t)))
+    }
+
+    fn find_periodic(&self, sw: SwRegistrationId, tag: &Tag) -> Option<usize> {
+        self.periodic
+            .iter()
+            .position(|r| r.sw == sw && r.tag == *tag)
+    }
+
+    /// `periodicSync.register(tag, {minInterval})` from `caller` on `sw`, Chromium's checks in
+    /// Chromium's order.
+    pub fn periodic_register(
+        &mut self,
+        caller: &Origin,
+        sw: SwRegistrationId,
+        tag: &Tag,
+        min_interval: u64,
+    ) -> Result<(), DomExceptionName> {
+        if !caller.is_potentially_trustworthy() {
+            return Err(DomExceptionName::SecurityError);
+        }
+        let Some(worker) = self.worker(sw) else {
+            return Err(DomExceptionName::InvalidStateError);
+        };
+        if worker.origin != *caller {
+            return Err(DomExceptionName::SecurityError);
+        }
+        if !self.windows.contains(caller) {
+            return Err(DomExceptionName::InvalidAccessError);
+        }
+        if tag.utf8_len() > self.params.max_tag_bytes {
+            return Err(DomExceptionName::InvalidAccessError);
+        }
+        if !self.periodic_granted.contains(caller) {
+            return Err(DomExceptionName::NotAllowedError);
+        }
+        if let Some(i) = self.find_periodic(sw, tag) {
+            let r = &mut self.periodic[i];
+            r.min_interval = min_interval;
+            if r.deadline.is_some() {
+                r.reregistered = true;
+            }
+            // A shorter interval may make it due now: the processing loop fires it.
+            self.fire_due_periodic();
+            return Ok(());
+        }
+        let held = self
+            .periodic
+            .iter()
+            .filter(|r| self.origin_of(r.sw).as_ref() == Some(caller))
+            .count();
+        if self
+            .params
+            .max_registrations_per_origin
+            .is_some_and(|cap| held >= cap)
+        {
+            return Err(DomExceptionName::QuotaExceededError);
+        }
+        self.periodic.push(PeriodicRegistration {
+            sw,
+            tag: tag.clone(),
+            min_interval,
+            anchor: self.now,
+            attempts: 0,
+            retry_at: None,
+            deadline: None,
+            reregistered: false,
+        });
+        Ok(())
+    }
+
+    /// `periodicSync.unregister(tag)`: removes it if there is one; resolves either way.
+    pub fn periodic_unregister(
+        &mut self,
+        caller: &Origin,
+        sw: SwRegistrationId,
+        tag: &Tag,
+    ) -> Result<(), DomExceptionName> {
+        if !caller.is_potentially_trustworthy() {
+            return Err(DomExceptionName::SecurityError);
+        }
+        if self.worker(sw).is_some_and(|w| w.origin != *caller) {
+            return Err(DomExceptionName::SecurityError);
+        }
+        self.periodic.retain(|r| !(r.sw == sw && r.tag == *tag));
+        Ok(())
+    }
+
+    /// `periodicSync.getTags()`, in the order of registration.
+    pub fn periodic_get_tags(
+        &self,
+        caller: &Origin,
+        sw: SwRegistrationId,
+    ) -> Result<Vec<Tag>, DomExceptionName> {
+        if !caller.is_potentially_trustworthy() {
+            return Err(DomExceptionName::SecurityError);
+        }
+        if self.worker(sw).is_some_and(|w| w.origin != *caller) {
+            return Err(DomExceptionName::SecurityError);
+        }
+        Ok(self
+            .periodic
+            .iter()
+            .filter(|r| r.sw == sw)
+            .map(|r| r.tag.clone())
+            .collect())
+    }
+
+    /// Fires what is due, if online: each due retry on its own, and each origin's round (its
+    /// registrations due now, and those due within the 12 h that did not just end an event).
+    pub(crate) fn fire_due_periodic(&mut self) {
+        if !self.online {
+            return;
+        }
+        let now = self.now;
+        let horizon = now.saturating_add(std::time::Duration::from_millis(gap(self)));
+        let mut fire: Vec<usize> = Vec::new();
+        let mut origins: Vec<Origin> = Vec::new();
+        for (i, r) in self.periodic.iter().enumerate() {
+            let Some(due) = self.due(r) else { continue };
+            if due > now {
+                continue;
+            }
+            if r.retry_at.is_some() {
+                fire.push(i);
+            } else if let Some(o) = self.origin_of(r.sw) {
+                if !origins.contains(&o) {
+                    origins.push(o);
+                }
+            }
+        }
+        for origin in &origins {
+            for (i, r) in self.periodic.iter().enumerate() {
+                if self.origin_of(r.sw).as_ref() != Some(origin) || r.retry_at.is_some() {
+                    continue;
+                }
+                let Some(due) = self.due(r) else { continue };
+                if due <= now || (due <= horizon && r.anchor < now) {
+                    fire.push(i);
+                }
+            }
+            self.last_fired.retain(|(o, _)| o != origin);
+            self.last_fired.push((origin.clone(), now));
+            self.last_round = Some(now);
+        }
+        for i in fire {
+            let deadline = now.saturating_add(self.params.max_sync_event_duration);
+            let r = &mut self.periodic[i];
+            r.deadline = Some(deadline);
+            self.fired.push(Fired {
+                sw: r.sw,
+                tag: r.tag.clone(),
+                last_chance: false,
+                periodic: true,
+            });
+        }
+    }
+
+    /// The `periodicsync` event of (`sw`, `tag`) ended.
+    pub fn settle_periodic(&mut self, sw: SwRegistrationId, tag: &Tag, how: Settled) {
+        let Some(i) = self.find_periodic(sw, tag) else {
+            return;
+        };
+        if self.periodic[i].deadline.take().is_none() {
+            return;
+        }
+        let now = self.now;
+        let max_attempts = self.params.max_attempts.max(1);
+        let r = &mut self.periodic[i];
+        let attempts = r.attempts + 1;
+        if how == Settled::Failed && !r.reregistered && attempts < max_attempts {
+            r.attempts = attempts;
+            r.retry_at = Some(now.saturating_add(self.params.retry_delay(attempts)));
+        } else {
+            r.attempts = 0;
+            r.retry_at = None;
+            r.anchor = now;
+        }
+        r.reregistered = false;
+    }
+
+    /// Periodic events in flight.
+    pub fn periodic_in_flight(&self) -> Vec<(SwRegistrationId, Tag)> {
+        let mut v: Vec<_> = self
+            .periodic
+            .iter()
+            .filter(|r| r.deadline.is_some())
+            .map(|r| (r.sw, r.tag.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The next time something periodic happens: a time limit, or (online) a due time.
+    pub(crate) fn periodic_next(&self) -> Option<Timestamp> {
+        let deadline = self.periodic.iter().filter_map(|r| r.deadline).min();
+        let due = if self.online {
+            self.periodic.iter().filter_map(|r| self.due(r)).min()
+        } else {
+            None
+        };
+        [deadline, due].into_iter().flatten().min()
+    }
+
+    /// Time limits that ended by `t` count as failed events.
+    pub(crate) fn periodic_time_outs(&mut self, t: Timestamp) {
+        let ended: Vec<(SwRegistrationId, Tag)> = self
+            .periodic
+            .iter()
+            .filter(|r| r.deadline.is_some_and(|d| d <= t))
+            .map(|r| (r.sw, r.tag.clone()))
+            .collect();
+        for (sw, tag) in ended {
+            self.settle_periodic(sw, &tag, Settled::Failed);
+        }
+    }
+
+    /// The engagement of `origin` changed.
+    pub fn set_engagement(&mut self, origin: &Origin, level: Engagement) {
+        self.engagement.retain(|(o, _)| o != origin);
+        self.engagement.push((origin.clone(), level));
+        self.fire_due_periodic();
+    }
+
+    /// "periodic-background-sync" for `origin` granted, or not: revoked, its periodic
+    /// registrations go (Chromium).
+    pub fn set_periodic_permission(&mut self, origin: &Origin, granted: bool) {
+        self.periodic_granted.retain(|o| o != origin);
+        if granted {
+            self.periodic_granted.push(origin.clone());
+            self.fire_due_periodic();
+        } else {
+            let gone: Vec<SwRegistrationId> = self
+                .workers
+                .iter()
+                .filter(|w| w.origin == *origin)
+                .map(|w| w.sw)
+                .collect();
+            self.periodic.retain(|r| !gone.contains(&r.sw));
+        }
+    }
+
+    /// A restart: events in flight are lost; what was written stays (the anchor, a retry);
+    /// each origin's last round is forgotten. Due registrations fire once online.
+    pub(crate) fn periodic_restart(&mut self) {
+        for r in &mut self.periodic {
+            r.deadline = None;
+            r.reregistered = false;
+        }
+        self.last_fired.clear();
+        self.last_round = None;
+        self.fire_due_periodic();
+    }
+
+    /// The OS wake-up for periodic events: a round's is held until 12 h after the last round;
+    /// a retry's is not.
+    pub(crate) fn periodic_wake_up(&self) -> Option<Timestamp> {
+        let held = self
+            .last_round
+            .map(|t| t.saturating_add(std::time::Duration::from_millis(gap(self))));
+        self.periodic
+            .iter()
+            .filter_map(|r| {
+                let due = self.due(r)?;
+                Some(match held {
+                    Some(h) if r.retry_at.is_none() => due.max(h),
+                    _ => due,
+                })
+            })
+            .min()
+    }
+}
