@@ -787,6 +787,23 @@ impl Driver {
             .unwrap_or(PermissionState::Denied);
             self.core.set_permission(now, &origin, state);
         }
+        // Periodic registrations: their origins' engagement and permission now (a revoked
+        // permission removes them, as a revocation while running does).
+        for origin in self.core.periodic_origins() {
+            let e = &self.embedder;
+            let level = contain("SiteEngagement::engagement", || {
+                e.engagement.engagement(&origin)
+            })
+            .unwrap_or(bgsync_scheduler::Engagement::High);
+            self.core.set_engagement(now, &origin, level);
+            let state = contain("Permissions::periodic_background_sync", || {
+                e.permissions.periodic_background_sync(&origin)
+            })
+            .unwrap_or(PermissionState::Denied);
+            if state != PermissionState::Granted {
+                self.core.set_periodic_permission(now, &origin, state);
+            }
+        }
         let network = &self.network_source;
         self.real_online =
             contain("NetworkState::is_online", || network.is_online()).unwrap_or(false);

@@ -198,25 +198,65 @@ impl WindowClients for OpenWindows {
     }
 }
 
-/// Permissions as a table (every origin not in it granted).
+/// Permissions as a table: "background-sync" granted to every origin not in it,
+/// "periodic-background-sync" denied to every origin not granted it (as Chromium).
 #[derive(Default, Debug)]
-pub struct PermissionTable(Mutex<HashMap<Origin, PermissionState>>);
+pub struct PermissionTable {
+    background_sync: Mutex<HashMap<Origin, PermissionState>>,
+    periodic: Mutex<HashMap<Origin, PermissionState>>,
+}
 
 impl PermissionTable {
-    /// Sets the state of `origin`. The engine must also be told, with
+    /// Sets the "background-sync" state of `origin`. The engine must also be told, with
     /// [`BackgroundSync::permission_changed`](crate::BackgroundSync::permission_changed).
     pub fn set(&self, origin: &Origin, state: PermissionState) {
-        self.0.lock().insert(origin.clone(), state);
+        self.background_sync.lock().insert(origin.clone(), state);
+    }
+
+    /// Sets the "periodic-background-sync" state of `origin`; tell the engine with
+    /// [`BackgroundSync::periodic_permission_changed`](crate::BackgroundSync::periodic_permission_changed).
+    pub fn set_periodic(&self, origin: &Origin, state: PermissionState) {
+        self.periodic.lock().insert(origin.clone(), state);
     }
 }
 
 impl Permissions for PermissionTable {
     fn background_sync(&self, origin: &Origin) -> PermissionState {
-        self.0
+        self.background_sync
             .lock()
             .get(origin)
             .copied()
             .unwrap_or(PermissionState::Granted)
+    }
+
+    fn periodic_background_sync(&self, origin: &Origin) -> PermissionState {
+        self.periodic
+            .lock()
+            .get(origin)
+            .copied()
+            .unwrap_or(PermissionState::Denied)
+    }
+}
+
+/// Engagement as a table (every origin not in it highly engaged).
+#[derive(Default, Debug)]
+pub struct EngagementTable(Mutex<HashMap<Origin, crate::Engagement>>);
+
+impl EngagementTable {
+    /// Sets the engagement of `origin`; tell the engine with
+    /// [`BackgroundSync::engagement_changed`](crate::BackgroundSync::engagement_changed).
+    pub fn set(&self, origin: &Origin, level: crate::Engagement) {
+        self.0.lock().insert(origin.clone(), level);
+    }
+}
+
+impl crate::SiteEngagement for EngagementTable {
+    fn engagement(&self, origin: &Origin) -> crate::Engagement {
+        self.0
+            .lock()
+            .get(origin)
+            .copied()
+            .unwrap_or(crate::Engagement::High)
     }
 }
 

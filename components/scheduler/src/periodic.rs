@@ -494,6 +494,11 @@ impl Scheduler {
         self.settle_request(request, result);
     }
 
+    /// The origins holding periodic registrations.
+    pub fn periodic_origins(&self) -> Vec<Origin> {
+        self.periodic.by_origin.keys().cloned().collect()
+    }
+
     /// The origin's engagement changed: its registrations' intervals snap to the new penalty;
     /// with none they are suspended, and revived when it returns.
     pub fn set_engagement(&mut self, now: Timestamp, origin: &Origin, engagement: Engagement) {

@@ -15,10 +15,15 @@ use crate::{DomException, DomExceptionName};
 /// the Secure Contexts spec counts them as potentially trustworthy. Clones share one allocation,
 /// which also holds the origin's hash: the engine's maps are keyed by origins, and hashing one is
 /// then a single word, not its scheme and host.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Origin(Arc<Inner>);
 
-#[derive(Debug)]
+impl fmt::Debug for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Origin").field(&self.0.repr).finish()
+    }
+}
+
 struct Inner {
     repr: Repr,
     /// `repr` hashed with this process's random keys (so that no one can choose origins that
