@@ -636,10 +636,11 @@ impl Scheduler {
     /// their origin may: per origin, the one due and every other due within the 12 h gap
     /// (Chromium's coalescing), so that the origin is woken once a round.
     pub(crate) fn fire_due_periodic(&mut self) {
-        if !self.is_online() {
+        let now = self.now();
+        // Called after every input: nothing to do is the common case, and must cost nothing.
+        if !self.is_online() || self.periodic.timers.first().is_none_or(|(t, _)| *t > now) {
             return;
         }
-        let now = self.now();
         let gap = self.periodic_gap();
         // Due retries fire on their own; an origin with a due registration that is not a
         // retry has a round.

@@ -960,18 +960,14 @@ impl Scheduler {
         // One pass over the slab, in memory order: this happens once per network or permission
         // change, and keeping no index of blocked registrations saves memory on every one of
         // them. Then the ones to fire in their list order (places are unique below 2^32).
-        let mut due: Vec<(u32, u32)> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(slot, e)| {
-                let reg = &e.as_ref()?.reg;
-                (reg.state == RegistrationState::Pending
-                    && filter(&reg.origin)
-                    && !self.denied.contains(&reg.origin))
-                .then_some((reg.seq, slot as u32))
-            })
-            .collect();
+        let mut due: Vec<(u32, u32)> = Vec::with_capacity(self.live);
+        due.extend(self.slots.iter().enumerate().filter_map(|(slot, e)| {
+            let reg = &e.as_ref()?.reg;
+            (reg.state == RegistrationState::Pending
+                && filter(&reg.origin)
+                && !self.denied.contains(&reg.origin))
+            .then_some((reg.seq, slot as u32))
+        }));
         due.sort_unstable();
         for (_, slot) in due {
             self.try_fire(slot);
