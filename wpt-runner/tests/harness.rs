@@ -267,3 +267,58 @@ fn a_checkouts_sub_files_name_wpts_hosts_and_their_origins_open() {
         r.stdout
     );
 }
+
+#[test]
+fn the_command_line_speaks_wptrunner() {
+    let bin = env!("CARGO_BIN_EXE_wpt-runner");
+    let help = Command::new(bin).arg("--help").output().unwrap();
+    assert!(help.status.success(), "--help exits 0");
+    let text = String::from_utf8_lossy(&help.stdout);
+    for option in [
+        "--log-wptreport",
+        "--include",
+        "--exclude",
+        "--include-file",
+        "--total-chunks",
+        "--this-chunk",
+        "--timeout-multiplier",
+        "--processes",
+        "--repeat",
+        "--rerun",
+        "--verify",
+        "[alias: --json]",
+        "[alias: --filter]",
+        "[alias: --jobs]",
+    ] {
+        assert!(text.contains(option), "--help describes {option}:\n{text}");
+    }
+    let version = Command::new(bin).arg("--version").output().unwrap();
+    assert!(version.status.success());
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("wpt-runner "));
+    let bad = Command::new(bin).arg("--no-such-option").output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--no-such-option"));
+    let chunk = Command::new(bin)
+        .args(["--total-chunks", "2", "--this-chunk", "3"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        chunk.status.code(),
+        Some(2),
+        "a chunk past the total is refused"
+    );
+}
+
+#[test]
+fn verify_runs_each_test_ten_times_and_a_steady_file_is_not_flaky() {
+    let root = fixture();
+    let r = run(root.path(), &["--verify", "--include", "/t/fail.window"]);
+    assert!(
+        r.stdout
+            .contains("stability: 10 runs of each test; 0 flaky"),
+        "{}",
+        r.stdout
+    );
+    // fail.window.js fails, which is unexpected without expectations: not a pass, but stable.
+    assert!(!r.ok);
+}
