@@ -259,12 +259,12 @@ fn revision() -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::run::Subtest;
     use std::time::Duration;
 
-    fn outcome(id: &str, status: FileStatus, subs: &[(&str, &'static str)]) -> Outcome {
+    pub(crate) fn outcome(id: &str, status: FileStatus, subs: &[(&str, &'static str)]) -> Outcome {
         Outcome {
             id: id.into(),
             status,
