@@ -179,6 +179,17 @@ fn served(setup: &Setup) -> HashMap<String, Served> {
             "/resources/WebIDLParser.js".to_owned(),
             Served::File(setup.root.join("resources/webidl2/lib/webidl2.js")),
         );
+        // WPT's testdriver.js reads `window` and `document`, which a worker does not have: it is
+        // served wrapped in a function whose `window` is the global and whose `document` is the
+        // global's (undefined in a worker), so that it loads in every global.
+        if let Ok(text) = std::fs::read_to_string(setup.root.join("resources/testdriver.js")) {
+            s.insert(
+                "/resources/testdriver.js".to_owned(),
+                Served::Text(format!(
+                    "(function (window, document) {{\n{text}\n}}).call(self, self, self.document);\n"
+                )),
+            );
+        }
     } else {
         s.insert(
             "/resources/testharness.js".to_owned(),

@@ -322,3 +322,73 @@ fn verify_runs_each_test_ten_times_and_a_steady_file_is_not_flaky() {
     // fail.window.js fails, which is unexpected without expectations: not a pass, but stable.
     assert!(!r.ok);
 }
+
+#[test]
+fn a_checkouts_testdriver_loads_in_every_global_and_unsupported_actions_reject_by_name() {
+    // A testdriver.js of the checkout's, which (as WPT's does) reads `document` and sets
+    // `window.test_driver` and `window.test_driver_internal`.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(
+        root,
+        "resources/testharness.js",
+        include_str!("../js/harness.js"),
+    );
+    write(
+        root,
+        "resources/testdriver.js",
+        "(function () {\n\
+         const src = document?.currentScript?.src ?? '';\n\
+         window.test_driver = {\n\
+           set_permission(descriptor, state) { return window.test_driver_internal.set_permission({ descriptor, state }); },\n\
+           bless(intent) { return window.test_driver_internal.bless(intent); },\n\
+           loaded_from: src,\n\
+         };\n\
+         window.test_driver_internal = { set_permission() { return Promise.reject(new Error('unimplemented')); }, bless() { return Promise.reject(new Error('unimplemented')); } };\n\
+         })();\n",
+    );
+    write(
+        root,
+        "t/driver.https.any.js",
+        "// META: global=window,dedicatedworker,serviceworker\n\
+         // META: script=/resources/testdriver.js\n\
+         // META: script=/resources/testdriver-vendor.js\n\
+         promise_test(async () => { await test_driver.set_permission({ name: 'background-sync' }, 'denied'); assert_equals((await navigator.permissions.query({ name: 'background-sync' })).state, 'denied'); }, 'set_permission');\n\
+         promise_test(async () => { let message = ''; try { await test_driver.bless('x'); } catch (e) { message = e.message; } assert_true(message.includes('test_driver.bless is not supported'), message); }, 'bless rejects by name');\n",
+    );
+    let r = run(root, &[]);
+    for id in [
+        "/t/driver.https.any.html",
+        "/t/driver.https.any.worker.html",
+        "/t/driver.https.any.serviceworker.html",
+    ] {
+        let test = result(&r, id);
+        assert_eq!(test["status"], "OK", "{id}: {}", r.stdout);
+        let statuses: Vec<&str> = test["subtests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(statuses, ["PASS", "PASS"], "{id}: {}", r.stdout);
+    }
+}
+
+#[test]
+fn an_optional_feature_missing_is_precondition_failed() {
+    let root = fixture();
+    write(
+        root.path(),
+        "t/optional.window.js",
+        "test(() => assert_implements_optional(false, 'an optional feature'), 'optional');\ntest(() => {}, 'plain');\n",
+    );
+    let r = run(root.path(), &["--include", "/t/optional"]);
+    let test = result(&r, "/t/optional.window.html");
+    let statuses: Vec<&str> = test["subtests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["PRECONDITION_FAILED", "PASS"], "{}", r.stdout);
+}
