@@ -8,6 +8,7 @@
 
 mod discover;
 mod hosts;
+mod metadata;
 mod report;
 mod run;
 
@@ -46,6 +47,15 @@ struct Args {
     /// Rewrite the --expectations file from this run.
     #[arg(long, requires = "expectations")]
     update_expectations: bool,
+    /// Expectations as wptrunner's metadata: a `.ini` file beside each test path under DIR
+    /// (`DIR/background-sync/retry.https.window.js.ini`), conditions evaluated against this
+    /// run's run_info.
+    #[arg(long, value_name = "DIR", conflicts_with = "expectations")]
+    metadata: Option<PathBuf>,
+    /// Write the --metadata files from this run (a file per test path with anything but
+    /// OK and PASS; a file whose tests now all pass is removed).
+    #[arg(long, requires = "metadata")]
+    update_metadata: bool,
     /// Run only tests whose id starts with PATH (or contains it); repeatable.
     #[arg(long, visible_alias = "filter", value_name = "PATH")]
     include: Vec<String>,
@@ -77,6 +87,104 @@ struct Args {
     /// status changes between runs is reported flaky (and fails the run).
     #[arg(long)]
     verify: bool,
+}
+
+/// Reads the `.ini` of every test path, evaluated for this run; a disabled test is skipped
+/// with its reason.
+fn load_metadata(
+    dir: &std::path::Path,
+    variants: &mut [discover::Variant],
+) -> Result<Expectations, String> {
+    let run_info = report::run_info();
+    let mut files: std::collections::HashMap<
+        String,
+        std::collections::BTreeMap<String, metadata::TestMeta>,
+    > = std::collections::HashMap::new();
+    let mut out = Expectations::default();
+    for v in variants.iter_mut() {
+        if !files.contains_key(&v.url_path) {
+            let path = metadata::ini_path(dir, &v.url_path);
+            let tests = match std::fs::read_to_string(&path) {
+                Ok(text) => metadata::parse(&text, &run_info)
+                    .map_err(|e| format!("{}: {e}", path.display()))?,
+                Err(_) => Default::default(),
+            };
+            files.insert(v.url_path.clone(), tests);
+        }
+        let meta = files[&v.url_path]
+            .get(metadata::section_name(&v.id))
+            .cloned()
+            .unwrap_or_default();
+        if let Some(reason) = &meta.disabled {
+            v.skip = Some(format!("disabled in the metadata: {reason}"));
+        }
+        out.insert(v.id.clone(), report::Expectation::Metadata(meta));
+    }
+    Ok(out)
+}
+
+/// Writes each test path's `.ini` from this run: a section for each test that was not OK with
+/// every subtest passing (disabled tests keep their entry).
+fn update_metadata(
+    dir: &std::path::Path,
+    variants: &[discover::Variant],
+    outcomes: &[Outcome],
+) -> Result<usize, String> {
+    let run_info = report::run_info();
+    let mut by_file: std::collections::BTreeMap<
+        String,
+        std::collections::BTreeMap<String, metadata::TestMeta>,
+    > = std::collections::BTreeMap::new();
+    for (v, o) in variants.iter().zip(outcomes) {
+        let tests = by_file.entry(v.url_path.clone()).or_default();
+        let section = metadata::section_name(&o.id).to_owned();
+        if o.status == FileStatus::Skip {
+            // A disabled test keeps what its file said.
+            let path = metadata::ini_path(dir, &v.url_path);
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                if let Ok(old) = metadata::parse(&text, &run_info) {
+                    if let Some(m) = old.get(&section).filter(|m| m.disabled.is_some()) {
+                        tests.insert(section, m.clone());
+                    }
+                }
+            }
+            continue;
+        }
+        let meta = metadata::TestMeta {
+            expected: if o.status == FileStatus::Ok {
+                Vec::new()
+            } else {
+                vec![o.status.as_str().to_owned()]
+            },
+            subtests: o
+                .subtests
+                .iter()
+                .filter(|s| s.status != "PASS")
+                .map(|s| (s.name.clone(), vec![s.status.to_owned()]))
+                .collect(),
+            disabled: None,
+        };
+        if meta != metadata::TestMeta::default() {
+            tests.insert(section, meta);
+        }
+    }
+    let mut written = 0;
+    for (url_path, tests) in by_file {
+        let path = metadata::ini_path(dir, &url_path);
+        if tests.is_empty() {
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            continue;
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        std::fs::write(&path, metadata::render(&tests))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        written += 1;
+    }
+    Ok(written)
 }
 
 fn positive(s: &str) -> Result<f64, String> {
@@ -162,12 +270,16 @@ fn real_main(args: Args) -> Result<bool, String> {
     if variants.is_empty() {
         return Err("no tests found".into());
     }
+    let metadata_expectations = match &args.metadata {
+        Some(dir) => Some(load_metadata(dir, &mut variants)?),
+        None => None,
+    };
     let expectations = match &args.expectations {
         Some(p) if p.exists() => Expectations::load(p)?,
         Some(p) if !args.update_expectations => {
             return Err(format!("{}: no such expectations file", p.display()))
         }
-        _ => Expectations::default(),
+        _ => metadata_expectations.unwrap_or_default(),
     };
     let setup = Setup {
         root: root.clone(),
@@ -304,6 +416,12 @@ fn real_main(args: Args) -> Result<bool, String> {
             sections.len(),
             p.display()
         );
+    }
+    if args.update_metadata {
+        if let Some(dir) = &args.metadata {
+            let written = update_metadata(dir, &variants, &outcomes)?;
+            println!("updated {written} metadata files under {}", dir.display());
+        }
     }
     if args.update_expectations {
         if let Some(p) = &args.expectations {

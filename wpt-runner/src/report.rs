@@ -16,6 +16,8 @@ pub enum Expectation {
     Fail,
     /// These subtests fail, the rest pass.
     Failing(Vec<String>),
+    /// wptrunner metadata: the statuses allowed for the test and each subtest.
+    Metadata(crate::metadata::TestMeta),
 }
 
 /// Expectations by test id.
@@ -31,6 +33,11 @@ impl Expectations {
         let mut out = BTreeMap::new();
         walk(&value, String::new(), &mut out).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(Expectations(out))
+    }
+
+    /// Sets the expectation of `id`.
+    pub fn insert(&mut self, id: String, e: Expectation) {
+        self.0.insert(id, e);
     }
 
     /// The expectation of `id` (a pass when the file does not mention it).
@@ -80,6 +87,8 @@ impl Expectations {
                 Expectation::Pass => Value::Bool(true),
                 Expectation::Fail => Value::Bool(false),
                 Expectation::Failing(names) => json!(names),
+                // Metadata is written as .ini files (`--update-metadata`), not here.
+                Expectation::Metadata(_) => continue,
             };
             node.insert(segments[segments.len() - 1].to_owned(), leaf);
         }
@@ -134,17 +143,21 @@ pub struct Verdict {
 }
 
 /// The expected status of a subtest and of the file, given `e`.
-pub fn expected_subtest(e: &Expectation, name: &str) -> &'static str {
+pub fn expected_subtest(e: &Expectation, name: &str) -> String {
     match e {
-        Expectation::Pass => "PASS",
-        Expectation::Fail => "FAIL",
-        Expectation::Failing(names) if names.iter().any(|n| n == name) => "FAIL",
-        Expectation::Failing(_) => "PASS",
+        Expectation::Pass => "PASS".into(),
+        Expectation::Fail => "FAIL".into(),
+        Expectation::Failing(names) if names.iter().any(|n| n == name) => "FAIL".into(),
+        Expectation::Failing(_) => "PASS".into(),
+        Expectation::Metadata(m) => m.allowed_subtest(name)[0].clone(),
     }
 }
 
 fn subtest_unexpected(e: &Expectation, name: &str, status: &str) -> bool {
-    match (e, expected_subtest(e, name)) {
+    if let Expectation::Metadata(m) = e {
+        return !m.allowed_subtest(name).iter().any(|s| s == status);
+    }
+    match (e, expected_subtest(e, name).as_str()) {
         (Expectation::Fail, _) => false,
         (_, "PASS") => status != "PASS",
         _ => status == "PASS",
@@ -156,6 +169,7 @@ fn file_unexpected(e: &Expectation, o: &Outcome) -> bool {
         Expectation::Fail => {
             o.status == FileStatus::Ok && o.subtests.iter().all(|s| s.status == "PASS")
         }
+        Expectation::Metadata(m) => !m.allowed().iter().any(|s| s == o.status.as_str()),
         _ => o.status != FileStatus::Ok,
     }
 }
@@ -211,6 +225,12 @@ pub fn wptreport(
                     if subtest_unexpected(&e, &s.name, s.status) {
                         v["expected"] = json!(expected_subtest(&e, &s.name));
                     }
+                    if let Expectation::Metadata(m) = &e {
+                        let allowed = m.allowed_subtest(&s.name);
+                        if allowed.len() > 1 {
+                            v["known_intermittent"] = json!(allowed[1..]);
+                        }
+                    }
                     v
                 })
                 .collect();
@@ -222,28 +242,33 @@ pub fn wptreport(
                 "subtests": subtests,
             });
             if file_unexpected(&e, o) && o.status != FileStatus::Skip {
-                v["expected"] = json!(if matches!(e, Expectation::Fail) {
-                    "ERROR"
-                } else {
-                    "OK"
-                });
+                v["expected"] = match &e {
+                    Expectation::Fail => json!("ERROR"),
+                    Expectation::Metadata(m) => json!(m.allowed()[0]),
+                    _ => json!("OK"),
+                };
             }
             v
         })
         .collect();
     json!({
-        "run_info": {
-            "product": "bgsync",
-            "browser_version": env!("CARGO_PKG_VERSION"),
-            "os": std::env::consts::OS,
-            "processor": std::env::consts::ARCH,
-            "bits": usize::BITS,
-            "debug": cfg!(debug_assertions),
-            "revision": revision(),
-        },
+        "run_info": run_info(),
         "time_start": time_start as u64,
         "time_end": time_end as u64,
         "results": results,
+    })
+}
+
+/// What a report says of this run, and what metadata conditions are evaluated against.
+pub fn run_info() -> Value {
+    json!({
+        "product": "bgsync",
+        "browser_version": env!("CARGO_PKG_VERSION"),
+        "os": std::env::consts::OS,
+        "processor": std::env::consts::ARCH,
+        "bits": usize::BITS,
+        "debug": cfg!(debug_assertions),
+        "revision": revision(),
     })
 }
 

@@ -241,18 +241,7 @@ fn a_checkouts_sub_files_name_wpts_hosts_and_their_origins_open() {
          promise_test(async (t) => { await promise_rejects_dom(t, 'NetworkError', bgsyncTest.openWindow('https://elsewhere.example/t/blank.html')); }, 'an origin WPT does not serve does not');\n",
     );
     let r = run(root, &[]);
-    let test = result(&r, "/t/hosts.window.html");
-    let subtests: Vec<(String, String)> = test["subtests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["name"].as_str().unwrap().to_owned(),
-                s["status"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let subtests = statuses(result(&r, "/t/hosts.window.html"));
     assert_eq!(
         subtests,
         [
@@ -364,13 +353,8 @@ fn a_checkouts_testdriver_loads_in_every_global_and_unsupported_actions_reject_b
     ] {
         let test = result(&r, id);
         assert_eq!(test["status"], "OK", "{id}: {}", r.stdout);
-        let statuses: Vec<&str> = test["subtests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["status"].as_str().unwrap())
-            .collect();
-        assert_eq!(statuses, ["PASS", "PASS"], "{id}: {}", r.stdout);
+        let got: Vec<String> = statuses(test).into_iter().map(|(_, st)| st).collect();
+        assert_eq!(got, ["PASS", "PASS"], "{id}: {}", r.stdout);
     }
 }
 
@@ -384,11 +368,62 @@ fn an_optional_feature_missing_is_precondition_failed() {
     );
     let r = run(root.path(), &["--include", "/t/optional"]);
     let test = result(&r, "/t/optional.window.html");
-    let statuses: Vec<&str> = test["subtests"]
+    let got: Vec<String> = statuses(test).into_iter().map(|(_, st)| st).collect();
+    assert_eq!(got, ["PRECONDITION_FAILED", "PASS"], "{}", r.stdout);
+}
+
+#[test]
+fn wptrunner_metadata_is_read_and_written() {
+    let root = fixture();
+    let meta = root.path().join("meta");
+    // Written from a run, the metadata makes the same results expected.
+    let with_meta = |extra: &[&str]| {
+        let mut args = vec!["--metadata", meta.to_str().unwrap()];
+        args.extend(["--include", "/t/fail", "--include", "/t/timeout"]);
+        args.extend(extra);
+        run(root.path(), &args)
+    };
+    let first = with_meta(&["--update-metadata"]);
+    assert!(!first.ok, "failures with no metadata yet are unexpected");
+    let ini = std::fs::read_to_string(meta.join("t/fail.window.js.ini")).unwrap();
+    assert!(
+        ini.contains("[fail.window.html]") && ini.contains("  [equals fails]\n    expected: FAIL"),
+        "{ini}"
+    );
+    let second = with_meta(&[]);
+    assert!(
+        second.ok,
+        "the recorded results are expected:\n{}",
+        second.stdout
+    );
+    // Conditions are evaluated against this run; `disabled` skips a test with its reason.
+    write(
+        &meta,
+        "t/fail.window.js.ini",
+        &format!(
+            "[fail.window.html]\n  [equals fails]\n    expected:\n      if os == \"{}\": [PASS, FAIL]\n      PASS\n  [wrong exception]\n    expected: FAIL\n  [resolves instead]\n    expected: FAIL\n  [arrays differ]\n    expected: FAIL\n",
+            std::env::consts::OS
+        ),
+    );
+    write(
+        &meta,
+        "t/timeout.window.js.ini",
+        "[timeout.window.html]\n  disabled: hangs on purpose\n",
+    );
+    let third = with_meta(&[]);
+    assert!(third.ok, "{}", third.stdout);
+    let skipped = result(&third, "/t/timeout.window.html");
+    assert_eq!(skipped["status"], "SKIP");
+    let fail = result(&third, "/t/fail.window.html");
+    let equals = fail["subtests"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| s["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(statuses, ["PRECONDITION_FAILED", "PASS"], "{}", r.stdout);
+        .find(|s| s["name"] == "equals fails")
+        .unwrap();
+    assert_eq!(
+        equals["known_intermittent"],
+        serde_json::json!(["FAIL"]),
+        "{equals}"
+    );
 }
