@@ -565,15 +565,10 @@ impl Driver {
             Msg::GetTags { caller, sw, reply } => {
                 let span = tracing::info_span!("get_tags", origin = %caller, %sw);
                 let _entered = span.enter();
-                let host = &self.embedder.host;
-                let owner =
-                    match contain("ServiceWorkerHost::registration", || host.registration(sw)) {
-                        Ok(info) => info.map(|i| StorageKey {
-                            origin: i.origin,
-                            partition: i.partition,
-                        }),
-                        Err(fault) => return reply.send(Err(embedder_fault(&fault))),
-                    };
+                let owner = match self.owner_of(sw) {
+                    Ok(o) => o,
+                    Err(fault) => return reply.send(Err(embedder_fault(&fault))),
+                };
                 let request = self.request_id();
                 self.pending.insert(request, Pending::Tags(reply));
                 self.core
@@ -672,8 +667,7 @@ impl Driver {
                 tag,
                 reply,
             } => {
-                let owner = self.owner_of(sw);
-                let owner = match owner {
+                let owner = match self.owner_of(sw) {
                     Ok(o) => o,
                     Err(fault) => return reply.send(Err(embedder_fault(&fault))),
                 };

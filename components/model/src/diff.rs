@@ -289,6 +289,18 @@ struct Host {
     fired: Mutex<Vec<(SyncEventDispatch, Option<OutcomeReporter>)>>,
 }
 
+impl Host {
+    /// The storage key owning `sw`, if the host knows it.
+    fn owner(&self, sw: SwRegistrationId) -> Option<StorageKey> {
+        self.registered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&sw)
+            .cloned()
+            .map(StorageKey::new)
+    }
+}
+
 impl ServiceWorkerHost for Host {
     fn registration(&self, sw: SwRegistrationId) -> Option<RegistrationInfo> {
         let map = self.registered.lock().unwrap_or_else(|e| e.into_inner());
@@ -415,6 +427,13 @@ impl Engine {
             .clear();
     }
 
+    /// How the call `request` settled: resolved, or the exception's name.
+    fn outcome(&mut self, request: RequestId) -> Option<Result<(), DomExceptionName>> {
+        self.settled
+            .remove(&request)
+            .map(|r| r.map(|_| ()).map_err(|e| e.name))
+    }
+
     fn request(&mut self) -> RequestId {
         self.next_request += 1;
         RequestId(self.next_request)
@@ -510,14 +529,9 @@ pub fn run_scenario(ops: &[Op]) -> Result<(), Divergence> {
                 let tag = tags[*tag as usize % tags.len()].clone();
                 let expected = model.register(&caller, sw(s), &tag);
                 let request = engine.request();
-                let owner = host
-                    .registered
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&sw(s))
-                    .cloned();
+                let owner = host.owner(sw(s));
                 let context = RegisterContext {
-                    registration_key: owner.map(StorageKey::new),
+                    registration_key: owner,
                     has_active_worker: true,
                     has_window_client: windows.contains(&caller),
                     permission: if denied.contains(&caller) {
@@ -537,10 +551,8 @@ pub fn run_scenario(ops: &[Op]) -> Result<(), Divergence> {
                     },
                 );
                 engine.run();
-                let got = match engine.settled.remove(&request) {
-                    Some(Ok(_)) => Ok(()),
-                    Some(Err(e)) => Err(e.name),
-                    None => return Err(diverge("the engine did not settle the promise".into())),
+                let Some(got) = engine.outcome(request) else {
+                    return Err(diverge("the engine did not settle the promise".into()));
                 };
                 if got != expected {
                     return Err(diverge(format!("engine {got:?}, model {expected:?}")));
@@ -549,7 +561,7 @@ pub fn run_scenario(ops: &[Op]) -> Result<(), Divergence> {
             Op::GetTags { origin, sw: s } => {
                 let caller = o(origin);
                 let expected = model.get_tags(&caller, sw(s));
-                let got = engine_tags(&mut engine, &host, &caller, sw(s));
+                let got = engine_tags(&mut engine, &host, &caller, sw(s), false);
                 if got != expected {
                     return Err(diverge(format!("engine {got:?}, model {expected:?}")));
                 }
@@ -663,12 +675,7 @@ pub fn run_scenario(ops: &[Op]) -> Result<(), Divergence> {
                 let ms = INTERVALS[*interval as usize % INTERVALS.len()];
                 let expected = model.periodic_register(&caller, sw(s), &tag, ms);
                 let request = engine.request();
-                let owner = host
-                    .registered
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&sw(s))
-                    .cloned();
+                let owner = host.owner(sw(s));
                 let level = engagement
                     .iter()
                     .find(|(x, _)| *x == caller)
@@ -682,7 +689,7 @@ pub fn run_scenario(ops: &[Op]) -> Result<(), Divergence> {
                         tag,
                         min_interval: std::time::Duration::from_millis(ms),
                         context: RegisterContext {
-                            registration_key: owner.map(StorageKey::new),
+                            registration_key: owner,
                             has_active_worker: true,
                             has_window_client: windows.contains(&caller),
                             permission: if periodic_granted.contains(&caller) {
@@ -695,10 +702,8 @@ pub fn run_scenario(ops: &[Op]) -> Result<(), Divergence> {
                     },
                 );
                 engine.run();
-                let got = match engine.settled.remove(&request) {
-                    Some(Ok(_)) => Ok(()),
-                    Some(Err(e)) => Err(e.name),
-                    None => return Err(diverge("the engine did not settle the promise".into())),
+                let Some(got) = engine.outcome(request) else {
+                    return Err(diverge("the engine did not settle the promise".into()));
                 };
                 if got != expected {
                     return Err(diverge(format!("engine {got:?}, model {expected:?}")));
@@ -709,25 +714,18 @@ pub fn run_scenario(ops: &[Op]) -> Result<(), Divergence> {
                 let tag = tags[*tag as usize % tags.len()].clone();
                 let expected = model.periodic_unregister(&caller, sw(s), &tag);
                 let request = engine.request();
-                let owner = host
-                    .registered
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&sw(s))
-                    .cloned();
+                let owner = host.owner(sw(s));
                 engine.core.periodic_unregister(
                     engine.now,
                     request,
                     &StorageKey::new(caller.clone()),
                     sw(s),
                     tag,
-                    owner.map(StorageKey::new).as_ref(),
+                    owner.as_ref(),
                 );
                 engine.run();
-                let got = match engine.settled.remove(&request) {
-                    Some(Ok(_)) => Ok(()),
-                    Some(Err(e)) => Err(e.name),
-                    None => return Err(diverge("the engine did not settle the promise".into())),
+                let Some(got) = engine.outcome(request) else {
+                    return Err(diverge("the engine did not settle the promise".into()));
                 };
                 if got != expected {
                     return Err(diverge(format!("engine {got:?}, model {expected:?}")));
@@ -802,14 +800,14 @@ pub fn run_scenario(ops: &[Op]) -> Result<(), Divergence> {
             )));
         }
         for (s, owner) in &workers {
-            let got = engine_tags(&mut engine, &host, owner, *s);
+            let got = engine_tags(&mut engine, &host, owner, *s, false);
             let want = model.get_tags(owner, *s);
             if got != want {
                 return Err(diverge(format!(
                     "getTags of {s}: engine {got:?}, model {want:?}"
                 )));
             }
-            let got = engine_periodic_tags(&mut engine, &host, owner, *s);
+            let got = engine_tags(&mut engine, &host, owner, *s, true);
             let want = model.periodic_get_tags(owner, *s);
             if got != want {
                 return Err(diverge(format!(
@@ -833,50 +831,20 @@ fn engine_tags(
     host: &Host,
     caller: &Origin,
     sw: SwRegistrationId,
+    periodic: bool,
 ) -> Result<Vec<Tag>, DomExceptionName> {
     let request = engine.request();
-    let owner = host
-        .registered
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&sw)
-        .cloned();
-    engine.core.get_tags(
-        engine.now,
-        request,
-        &StorageKey::new(caller.clone()),
-        sw,
-        owner.map(StorageKey::new).as_ref(),
-    );
-    engine.run();
-    match engine.settled.remove(&request) {
-        Some(Ok(Response::Tags(t))) => Ok(t),
-        Some(Ok(other)) => Ok(vec![Tag::from(format!("{other:?}"))]),
-        Some(Err(e)) => Err(e.name),
-        None => Ok(vec![Tag::from("<unsettled>")]),
+    let owner = host.owner(sw);
+    let caller = StorageKey::new(caller.clone());
+    if periodic {
+        engine
+            .core
+            .periodic_get_tags(engine.now, request, &caller, sw, owner.as_ref());
+    } else {
+        engine
+            .core
+            .get_tags(engine.now, request, &caller, sw, owner.as_ref());
     }
-}
-
-fn engine_periodic_tags(
-    engine: &mut Engine,
-    host: &Host,
-    caller: &Origin,
-    sw: SwRegistrationId,
-) -> Result<Vec<Tag>, DomExceptionName> {
-    let request = engine.request();
-    let owner = host
-        .registered
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&sw)
-        .cloned();
-    engine.core.periodic_get_tags(
-        engine.now,
-        request,
-        &StorageKey::new(caller.clone()),
-        sw,
-        owner.map(StorageKey::new).as_ref(),
-    );
     engine.run();
     match engine.settled.remove(&request) {
         Some(Ok(Response::Tags(t))) => Ok(t),

@@ -150,6 +150,39 @@ impl Model {
         self.online && !origin.is_some_and(|o| self.denied.contains(&o))
     }
 
+    /// Who may register on `sw`: a secure context ([SecureContext]) of the origin of `sw`,
+    /// which must exist.
+    pub(crate) fn check_registrant(
+        &self,
+        caller: &Origin,
+        sw: SwRegistrationId,
+    ) -> Result<(), DomExceptionName> {
+        if !caller.is_potentially_trustworthy() {
+            return Err(DomExceptionName::SecurityError);
+        }
+        match self.worker(sw) {
+            None => Err(DomExceptionName::InvalidStateError),
+            Some(w) if w.origin != *caller => Err(DomExceptionName::SecurityError),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Who may read (or remove) `sw`'s registrations: a secure context, of `sw`'s origin if
+    /// `sw` still exists (one that does not has nothing to read).
+    pub(crate) fn check_reader(
+        &self,
+        caller: &Origin,
+        sw: SwRegistrationId,
+    ) -> Result<(), DomExceptionName> {
+        if !caller.is_potentially_trustworthy() {
+            return Err(DomExceptionName::SecurityError);
+        }
+        match self.worker(sw) {
+            Some(w) if w.origin != *caller => Err(DomExceptionName::SecurityError),
+            _ => Ok(()),
+        }
+    }
+
     /// `register(tag)` from a context of `caller` on `sw`.
     pub fn register(
         &mut self,
@@ -157,17 +190,7 @@ impl Model {
         sw: SwRegistrationId,
         tag: &Tag,
     ) -> Result<(), DomExceptionName> {
-        // [SecureContext]
-        if !caller.is_potentially_trustworthy() {
-            return Err(DomExceptionName::SecurityError);
-        }
-        // The registration must exist and be the caller's.
-        let Some(worker) = self.worker(sw) else {
-            return Err(DomExceptionName::InvalidStateError);
-        };
-        if worker.origin != *caller {
-            return Err(DomExceptionName::SecurityError);
-        }
+        self.check_registrant(caller, sw)?;
         // 2. No active worker: every registration here has one.
         // 3. The user disabled background sync (the spec checks it before the window; Chromium
         //    after: the spec decides, docs/chromium.md).
@@ -230,14 +253,7 @@ impl Model {
         caller: &Origin,
         sw: SwRegistrationId,
     ) -> Result<Vec<Tag>, DomExceptionName> {
-        if !caller.is_potentially_trustworthy() {
-            return Err(DomExceptionName::SecurityError);
-        }
-        match self.worker(sw) {
-            None => return Ok(Vec::new()),
-            Some(w) if w.origin != *caller => return Err(DomExceptionName::SecurityError),
-            Some(_) => {}
-        }
+        self.check_reader(caller, sw)?;
         // The list's order: the order of registration (the spec's getTags(); Chromium sorts by
         // UTF-8 bytes: docs/chromium.md).
         Ok(self

@@ -103,15 +103,7 @@ impl Model {
         tag: &Tag,
         min_interval: u64,
     ) -> Result<(), DomExceptionName> {
-        if !caller.is_potentially_trustworthy() {
-            return Err(DomExceptionName::SecurityError);
-        }
-        let Some(worker) = self.worker(sw) else {
-            return Err(DomExceptionName::InvalidStateError);
-        };
-        if worker.origin != *caller {
-            return Err(DomExceptionName::SecurityError);
-        }
+        self.check_registrant(caller, sw)?;
         if !self.windows.contains(caller) {
             return Err(DomExceptionName::InvalidAccessError);
         }
@@ -163,12 +155,7 @@ impl Model {
         sw: SwRegistrationId,
         tag: &Tag,
     ) -> Result<(), DomExceptionName> {
-        if !caller.is_potentially_trustworthy() {
-            return Err(DomExceptionName::SecurityError);
-        }
-        if self.worker(sw).is_some_and(|w| w.origin != *caller) {
-            return Err(DomExceptionName::SecurityError);
-        }
+        self.check_reader(caller, sw)?;
         self.periodic.retain(|r| !(r.sw == sw && r.tag == *tag));
         Ok(())
     }
@@ -179,12 +166,7 @@ impl Model {
         caller: &Origin,
         sw: SwRegistrationId,
     ) -> Result<Vec<Tag>, DomExceptionName> {
-        if !caller.is_potentially_trustworthy() {
-            return Err(DomExceptionName::SecurityError);
-        }
-        if self.worker(sw).is_some_and(|w| w.origin != *caller) {
-            return Err(DomExceptionName::SecurityError);
-        }
+        self.check_reader(caller, sw)?;
         Ok(self
             .periodic
             .iter()

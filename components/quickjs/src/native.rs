@@ -34,6 +34,41 @@ fn answer_to(
     }
 }
 
+/// A tag from the UTF-16 code units script passed.
+fn tag_of(units: Vec<u32>) -> Tag {
+    Tag::from_utf16(units.into_iter().map(|u| u as u16).collect::<Vec<u16>>())
+}
+
+/// What a call into the engine from `realm` needs: the engine, the realm's storage key and
+/// where answers go. With `active`, the call needs that service worker registration to have an
+/// active worker: Chromium's renderer checks it when the call is made (and the engine again
+/// when it runs the call), so a worker that activates meanwhile does not turn an early call
+/// into a registration. Refused, the call is answered here and `None` returned.
+fn engine_call(
+    st: &Shared,
+    realm: RealmId,
+    call: f64,
+    active: Option<SwRegistrationId>,
+) -> Option<(
+    bgsync::BackgroundSync,
+    bgsync_types::StorageKey,
+    crossbeam_channel::Sender<HostCall>,
+)> {
+    let mut s = st.borrow_mut();
+    if active.is_some_and(|sw| !s.has_active_worker(sw)) {
+        s.deliver(
+            realm,
+            call as u64,
+            Err(err(
+                "InvalidStateError",
+                "Registration failed: the service worker registration has no active worker",
+            )),
+        );
+        return None;
+    }
+    Some((s.engine().clone(), s.realm_key(realm), s.replies()))
+}
+
 /// Builds the `native` object of realm `realm`.
 pub(crate) fn make<'js>(
     ctx: &Ctx<'js>,
@@ -91,22 +126,12 @@ pub(crate) fn make<'js>(
     native!(
         "periodicRegister",
         move |call: f64, sw: f64, units: Vec<u32>, min_interval: f64| {
-            let (engine, key, replies) = {
-                let mut s = st.borrow_mut();
-                if !s.has_active_worker(SwRegistrationId(sw as u64)) {
-                    s.deliver(
-                    realm,
-                    call as u64,
-                    Err(err(
-                        "InvalidStateError",
-                        "Registration failed: the service worker registration has no active worker",
-                    )),
-                );
-                    return;
-                }
-                (s.engine().clone(), s.realm_key(realm), s.replies())
+            let Some((engine, key, replies)) =
+                engine_call(&st, realm, call, Some(SwRegistrationId(sw as u64)))
+            else {
+                return;
             };
-            let tag = Tag::from_utf16(units.into_iter().map(|u| u as u16).collect::<Vec<u16>>());
+            let tag = tag_of(units);
             let answer = answer_to(replies, realm, call);
             engine.periodic_register_then(
                 key,
@@ -121,11 +146,10 @@ pub(crate) fn make<'js>(
     native!(
         "periodicUnregister",
         move |call: f64, sw: f64, units: Vec<u32>| {
-            let (engine, key, replies) = {
-                let s = st.borrow();
-                (s.engine().clone(), s.realm_key(realm), s.replies())
+            let Some((engine, key, replies)) = engine_call(&st, realm, call, None) else {
+                return;
             };
-            let tag = Tag::from_utf16(units.into_iter().map(|u| u as u16).collect::<Vec<u16>>());
+            let tag = tag_of(units);
             let answer = answer_to(replies, realm, call);
             engine.periodic_unregister_then(key, SwRegistrationId(sw as u64), tag, move |r| {
                 answer(r.map(|()| Out::Undefined).map_err(ErrOut::from))
@@ -134,9 +158,8 @@ pub(crate) fn make<'js>(
     );
     let st = state.clone();
     native!("periodicGetTags", move |call: f64, sw: f64| {
-        let (engine, key, replies) = {
-            let s = st.borrow();
-            (s.engine().clone(), s.realm_key(realm), s.replies())
+        let Some((engine, key, replies)) = engine_call(&st, realm, call, None) else {
+            return;
         };
         let answer = answer_to(replies, realm, call);
         engine.periodic_get_tags_then(key, SwRegistrationId(sw as u64), move |r| {
@@ -156,25 +179,12 @@ pub(crate) fn make<'js>(
     // SyncManager.register(tag) and getTags().
     let st = state.clone();
     native!("register", move |call: f64, sw: f64, units: Vec<u32>| {
-        let (engine, origin, replies) = {
-            let mut s = st.borrow_mut();
-            // Chromium: the renderer checks the active worker when register() is called (and
-            // the engine again when it runs the call), so a worker that activates meanwhile
-            // does not turn an early call into a registration.
-            if !s.has_active_worker(SwRegistrationId(sw as u64)) {
-                s.deliver(
-                    realm,
-                    call as u64,
-                    Err(err(
-                        "InvalidStateError",
-                        "Registration failed: the service worker registration has no active worker",
-                    )),
-                );
-                return;
-            }
-            (s.engine().clone(), s.realm_key(realm), s.replies())
+        let Some((engine, origin, replies)) =
+            engine_call(&st, realm, call, Some(SwRegistrationId(sw as u64)))
+        else {
+            return;
         };
-        let tag = Tag::from_utf16(units.into_iter().map(|u| u as u16).collect::<Vec<u16>>());
+        let tag = tag_of(units);
         let answer = answer_to(replies, realm, call);
         engine.register_then(origin, SwRegistrationId(sw as u64), tag, move |r| {
             answer(r.map(|()| Out::Undefined).map_err(ErrOut::from))
@@ -194,9 +204,8 @@ pub(crate) fn make<'js>(
     });
     let st = state.clone();
     native!("getTags", move |call: f64, sw: f64| {
-        let (engine, key, replies) = {
-            let s = st.borrow();
-            (s.engine().clone(), s.realm_key(realm), s.replies())
+        let Some((engine, key, replies)) = engine_call(&st, realm, call, None) else {
+            return;
         };
         let answer = answer_to(replies, realm, call);
         engine.get_tags_then(key, SwRegistrationId(sw as u64), move |r| {

@@ -288,12 +288,12 @@ impl Scheduler {
         request: RequestId,
         call: PeriodicRegisterCall,
     ) {
-        self.advance_to(now);
+        self.advance(now);
         let key = (call.sw, call.tag.clone());
         let origin = call.caller.origin.clone();
         match self.periodic_register_steps(call) {
             Ok(Some(ops)) => self.stage_periodic(ops, request, Some(key)),
-            Ok(None) => self.settle_request(request, Ok(Response::Registered)),
+            Ok(None) => self.settle(request, Ok(Response::Registered)),
             Err(e) => {
                 self.push_log(LogEntry {
                     time: self.now(),
@@ -305,7 +305,7 @@ impl Scheduler {
                         message: e.message.clone(),
                     },
                 });
-                self.settle_request(request, Err(e));
+                self.settle(request, Err(e));
             }
         }
     }
@@ -325,7 +325,7 @@ impl Scheduler {
             engagement,
         } = call;
         caller.origin.require_potentially_trustworthy()?;
-        self.check_owner_of(&caller, sw, context.registration_key.as_ref())?;
+        self.check_owner(&caller, sw, context.registration_key.as_ref())?;
         // 3. If the registration has no active worker, reject with an InvalidStateError.
         if !context.has_active_worker {
             return Err(DomException::new(
@@ -444,21 +444,29 @@ impl Scheduler {
         tag: Tag,
         registration_key: Option<&StorageKey>,
     ) {
-        self.advance_to(now);
-        if let Err(e) = caller
-            .origin
-            .require_potentially_trustworthy()
-            .and_then(|()| match registration_key {
-                Some(k) => self.check_owner_of(caller, sw, Some(k)),
-                None => Ok(()),
-            })
-        {
-            return self.settle_request(request, Err(e));
+        self.advance(now);
+        if let Err(e) = self.check_periodic_caller(caller, sw, registration_key) {
+            return self.settle(request, Err(e));
         }
         let key = (sw, tag);
         match self.remove_periodic(&key, LogEvent::PeriodicUnregistered) {
             Some(op) => self.stage_periodic(vec![op], request, None),
-            None => self.settle_request(request, Ok(Response::Registered)),
+            None => self.settle(request, Ok(Response::Registered)),
+        }
+    }
+
+    /// A secure caller, and `sw` its own when the embedder knows `sw` (a registration it no
+    /// longer knows has nothing left to read or remove).
+    fn check_periodic_caller(
+        &self,
+        caller: &StorageKey,
+        sw: SwRegistrationId,
+        registration_key: Option<&StorageKey>,
+    ) -> Result<(), DomException> {
+        caller.origin.require_potentially_trustworthy()?;
+        match registration_key {
+            Some(k) => self.check_owner(caller, sw, Some(k)),
+            None => Ok(()),
         }
     }
 
@@ -472,14 +480,9 @@ impl Scheduler {
         sw: SwRegistrationId,
         registration_key: Option<&StorageKey>,
     ) {
-        self.advance_to(now);
-        let result = caller
-            .origin
-            .require_potentially_trustworthy()
-            .and_then(|()| match registration_key {
-                Some(k) => self.check_owner_of(caller, sw, Some(k)),
-                None => Ok(()),
-            })
+        self.advance(now);
+        let result = self
+            .check_periodic_caller(caller, sw, registration_key)
             .map(|()| {
                 let mut placed: Vec<(u64, Tag)> = self
                     .periodic
@@ -491,7 +494,7 @@ impl Scheduler {
                 placed.sort_by_key(|(seq, _)| *seq);
                 Response::Tags(placed.into_iter().map(|(_, t)| t).collect())
             });
-        self.settle_request(request, result);
+        self.settle(request, result);
     }
 
     /// The origins holding periodic registrations.
@@ -502,7 +505,7 @@ impl Scheduler {
     /// The origin's engagement changed: its registrations' intervals snap to the new penalty;
     /// with none they are suspended, and revived when it returns.
     pub fn set_engagement(&mut self, now: Timestamp, origin: &Origin, engagement: Engagement) {
-        self.advance_to(now);
+        self.advance(now);
         self.periodic.engagement.insert(origin.clone(), engagement);
         let gap = self.periodic_gap();
         for key in self.periodic.keys_of(origin) {
@@ -519,7 +522,7 @@ impl Scheduler {
         origin: &Origin,
         state: PermissionState,
     ) {
-        self.advance_to(now);
+        self.advance(now);
         if state == PermissionState::Granted {
             self.periodic.denied_remove(origin);
             self.fire_due_periodic();

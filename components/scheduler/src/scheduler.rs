@@ -318,33 +318,12 @@ impl Scheduler {
         }
     }
 
-    pub(crate) fn advance_to(&mut self, now: Timestamp) {
-        self.advance(now);
-    }
-
-    pub(crate) fn settle_request(
-        &mut self,
-        request: RequestId,
-        result: Result<Response, DomException>,
-    ) {
-        self.settle(request, result);
-    }
-
     pub(crate) fn push_log(&mut self, entry: LogEntry) {
         self.log.push(entry);
     }
 
     pub(crate) fn push_effect(&mut self, effect: Effect) {
         self.effects.push_back(effect);
-    }
-
-    pub(crate) fn check_owner_of(
-        &self,
-        caller: &StorageKey,
-        sw: SwRegistrationId,
-        registration_key: Option<&StorageKey>,
-    ) -> Result<(), DomException> {
-        self.check_owner(caller, sw, registration_key)
     }
 
     /// Records the storage key `sw` belongs to, if not yet known.
@@ -633,7 +612,7 @@ impl Scheduler {
         self.advance(now);
     }
 
-    fn advance(&mut self, now: Timestamp) {
+    pub(crate) fn advance(&mut self, now: Timestamp) {
         self.advance_timers(now);
         self.fire_due_periodic();
     }
@@ -866,7 +845,7 @@ impl Scheduler {
         Ok(())
     }
 
-    fn check_owner(
+    pub(crate) fn check_owner(
         &self,
         caller: &StorageKey,
         sw: SwRegistrationId,
@@ -1540,7 +1519,7 @@ impl Scheduler {
         self.effects.push_back(Effect::Persist { id, ops });
     }
 
-    fn settle(&mut self, request: RequestId, result: Result<Response, DomException>) {
+    pub(crate) fn settle(&mut self, request: RequestId, result: Result<Response, DomException>) {
         self.effects.push_back(Effect::Settle { request, result });
     }
 
