@@ -473,16 +473,61 @@ impl Engine {
         self.run();
     }
 
-    fn in_flight_keys(&self) -> Vec<(SwRegistrationId, Tag)> {
-        let mut v: Vec<_> = self.in_flight.keys().cloned().collect();
-        v.sort();
-        v
+    /// Runs the core, then checks that the call `request` settled as the model says it does.
+    fn settles_as(
+        &mut self,
+        request: RequestId,
+        expected: &Result<(), DomExceptionName>,
+    ) -> Result<(), String> {
+        self.run();
+        match self.outcome(request) {
+            None => Err("the engine did not settle the promise".into()),
+            Some(got) if got != *expected => Err(format!("engine {got:?}, model {expected:?}")),
+            Some(_) => Ok(()),
+        }
     }
 
-    fn periodic_in_flight_keys(&self) -> Vec<(SwRegistrationId, Tag)> {
-        let mut v: Vec<_> = self.periodic_in_flight.keys().cloned().collect();
-        v.sort();
-        v
+    /// Settles the `n`th event of `kind` in flight, after checking that the engine and the model
+    /// have the same events in flight (`model_keys`, sorted); `None` when none are.
+    fn settle_nth(
+        &mut self,
+        kind: SyncKind,
+        model_keys: &[(SwRegistrationId, Tag)],
+        n: u8,
+        fulfilled: bool,
+    ) -> Result<Option<(SwRegistrationId, Tag)>, String> {
+        let in_flight = if kind == SyncKind::Periodic {
+            &self.periodic_in_flight
+        } else {
+            &self.in_flight
+        };
+        let mut keys: Vec<_> = in_flight.keys().cloned().collect();
+        keys.sort();
+        if keys != model_keys {
+            return Err(format!(
+                "{kind:?} in flight: engine {keys:?}, model {model_keys:?}"
+            ));
+        }
+        let Some(key) = keys.get(n as usize % keys.len().max(1)).cloned() else {
+            return Ok(None);
+        };
+        let id = in_flight[&key];
+        let outcome = if fulfilled {
+            DispatchOutcome::Fulfilled
+        } else {
+            DispatchOutcome::Rejected
+        };
+        self.complete(id, outcome);
+        Ok(Some(key))
+    }
+}
+
+/// The model's word for how a `waitUntil` promise settled.
+fn settled(fulfilled: bool) -> Settled {
+    if fulfilled {
+        Settled::Fulfilled
+    } else {
+        Settled::Failed
     }
 }
 
@@ -550,13 +595,7 @@ pub fn run_scenario(ops: &[Op]) -> Result<(), Divergence> {
                         context,
                     },
                 );
-                engine.run();
-                let Some(got) = engine.outcome(request) else {
-                    return Err(diverge("the engine did not settle the promise".into()));
-                };
-                if got != expected {
-                    return Err(diverge(format!("engine {got:?}, model {expected:?}")));
-                }
+                engine.settles_as(request, &expected).map_err(diverge)?;
             }
             Op::GetTags { origin, sw: s } => {
                 let caller = o(origin);
@@ -568,34 +607,12 @@ pub fn run_scenario(ops: &[Op]) -> Result<(), Divergence> {
             }
             Op::Settle { n, fulfilled } => {
                 let keys = model.in_flight();
-                if keys != engine.in_flight_keys() {
-                    return Err(diverge(format!(
-                        "in flight: engine {:?}, model {keys:?}",
-                        engine.in_flight_keys()
-                    )));
+                if let Some((s, tag)) = engine
+                    .settle_nth(SyncKind::OneShot, &keys, *n, *fulfilled)
+                    .map_err(diverge)?
+                {
+                    model.settle(s, &tag, settled(*fulfilled));
                 }
-                if keys.is_empty() {
-                    continue;
-                }
-                let (s, tag) = keys[*n as usize % keys.len()].clone();
-                model.settle(
-                    s,
-                    &tag,
-                    if *fulfilled {
-                        Settled::Fulfilled
-                    } else {
-                        Settled::Failed
-                    },
-                );
-                let id = engine.in_flight[&(s, tag)];
-                engine.complete(
-                    id,
-                    if *fulfilled {
-                        DispatchOutcome::Fulfilled
-                    } else {
-                        DispatchOutcome::Rejected
-                    },
-                );
             }
             Op::Online(b) => {
                 online = *b;
@@ -701,13 +718,7 @@ pub fn run_scenario(ops: &[Op]) -> Result<(), Divergence> {
                         engagement: level,
                     },
                 );
-                engine.run();
-                let Some(got) = engine.outcome(request) else {
-                    return Err(diverge("the engine did not settle the promise".into()));
-                };
-                if got != expected {
-                    return Err(diverge(format!("engine {got:?}, model {expected:?}")));
-                }
+                engine.settles_as(request, &expected).map_err(diverge)?;
             }
             Op::PeriodicUnregister { origin, sw: s, tag } => {
                 let caller = o(origin);
@@ -723,44 +734,16 @@ pub fn run_scenario(ops: &[Op]) -> Result<(), Divergence> {
                     tag,
                     owner.as_ref(),
                 );
-                engine.run();
-                let Some(got) = engine.outcome(request) else {
-                    return Err(diverge("the engine did not settle the promise".into()));
-                };
-                if got != expected {
-                    return Err(diverge(format!("engine {got:?}, model {expected:?}")));
-                }
+                engine.settles_as(request, &expected).map_err(diverge)?;
             }
             Op::PeriodicSettle { n, fulfilled } => {
                 let keys = model.periodic_in_flight();
-                if keys != engine.periodic_in_flight_keys() {
-                    return Err(diverge(format!(
-                        "periodic in flight: engine {:?}, model {keys:?}",
-                        engine.periodic_in_flight_keys()
-                    )));
+                if let Some((s, tag)) = engine
+                    .settle_nth(SyncKind::Periodic, &keys, *n, *fulfilled)
+                    .map_err(diverge)?
+                {
+                    model.settle_periodic(s, &tag, settled(*fulfilled));
                 }
-                if keys.is_empty() {
-                    continue;
-                }
-                let (s, tag) = keys[*n as usize % keys.len()].clone();
-                model.settle_periodic(
-                    s,
-                    &tag,
-                    if *fulfilled {
-                        Settled::Fulfilled
-                    } else {
-                        Settled::Failed
-                    },
-                );
-                let id = engine.periodic_in_flight[&(s, tag)];
-                engine.complete(
-                    id,
-                    if *fulfilled {
-                        DispatchOutcome::Fulfilled
-                    } else {
-                        DispatchOutcome::Rejected
-                    },
-                );
             }
             Op::Engagement { origin, level } => {
                 let origin = o(origin);
