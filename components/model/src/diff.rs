@@ -1,100 +1,83 @@
-//! The differential harness: the same operations on the engine (scheduler + dispatcher + store)
-//! and on the [`Model`]; after every step, what script could observe must agree.
+//! The differential harness: the same operations on the engine (scheduler + dispatcher + store,
+//! and the neutral `ExtendableEvent` lifetime that decides an event's outcome) and on the
+//! [`Model`]; after every step, what script could observe must agree. The harness plays the
+//! embedder: it knows the service worker registrations, the windows and the permissions, and
+//! tells the engine what an embedder would.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bgsync_dispatcher::{
     Dispatcher, OutcomeReporter, RegistrationInfo, ServiceWorkerHost, SyncEventDispatch,
 };
+use bgsync_idl::{EventOutcome, ExtendableEventLifetime};
 use bgsync_scheduler::{
-    DispatchOutcome, Effect, Engagement, Parameters, PeriodicRegisterCall, RegisterCall,
-    RegisterContext, Response, Scheduler,
+    DispatchOutcome, Effect, Engagement as EngineEngagement, Parameters, PeriodicRegisterCall,
+    RegisterCall, RegisterContext, Response, Scheduler,
 };
-use bgsync_store::{MemoryStore, RegistrationStore};
+use bgsync_store::{MemoryStore, RegistrationStore, StoreOp};
 use bgsync_types::{
-    DispatchId, DomException, DomExceptionName, Origin, PermissionState, RequestId, StorageKey,
-    SwRegistrationId, SyncKind, Tag, Timestamp,
+    DispatchId, DomException, Origin, PermissionState, PersistId, RequestId, StorageKey,
+    SwRegistrationId, SyncKind, Tag as EngineTag, Timestamp,
 };
 
-use crate::model::{Fired, Model, Settled};
+use crate::model::{
+    utf8_bytes, Caller, CallerKind, Engagement, Exception, Fired, Listener, Model, Params,
+    Permission, State, Tag,
+};
 
-/// The origins scenarios use: two secure ones and an insecure one.
-pub fn origins() -> [Origin; 3] {
-    [
-        "https://a.example",
-        "https://b.example",
-        "http://insecure.example",
-    ]
-    .map(|s| Origin::parse(s).expect("static origin"))
-}
+/// The origins scenarios use: three secure ones (two of one site) and an insecure one.
+pub const ORIGINS: [&str; 4] = [
+    "https://a.example",
+    "https://b.example",
+    "https://a.example:8443",
+    "http://insecure.example",
+];
 
-/// The service worker registrations: two of origin A, one of origin B.
+/// The service worker registrations every scenario starts with (id, index into [`ORIGINS`]):
+/// two of origin A, one of origin B. [`Op::NewWorker`] adds more, up to [`MAX_WORKERS`].
 pub const WORKERS: [(u64, usize); 3] = [(1, 0), (2, 0), (3, 1)];
 
-/// The tags scenarios use: plain, empty, lone surrogates, astral, and one over the byte cap.
+/// The most service worker registrations a scenario holds.
+pub const MAX_WORKERS: usize = 8;
+
+/// How many of [`tags`] are plain short tags (the rest are edge cases).
+pub const PLAIN_TAGS: usize = 16;
+
+/// The tags scenarios use, as code units: sixteen plain ones (so that a registration holds
+/// many), then the edges: empty, astral, lone surrogates, U+FFFD (which a lone surrogate becomes
+/// in UTF-8, but is not equal to), the private-use and last BMP code points, non-ASCII that
+/// UTF-8 orders differently from UTF-16, and tags of exactly 10,240 UTF-8 bytes and one over,
+/// built from one-, three- (U+FFFD, lone surrogates) and four-byte code points.
 pub fn tags() -> Vec<Tag> {
-    vec![
-        Tag::from("a"),
-        Tag::from("b"),
-        Tag::from(""),
-        Tag::from_utf16(vec![0xD800]),
-        Tag::from_utf16(vec![0xDC00]),
-        Tag::from("📧"),
-        Tag::from("x".repeat(10_241)),
-    ]
-}
-
-/// The parameters scenarios run with: Chromium's, with a per-origin cap of 4 so the cap is
-/// reached.
-pub fn params() -> Parameters {
-    Parameters {
-        max_registrations_per_origin: Some(4),
-        ..Parameters::default()
-    }
-}
-
-/// One step of a scenario. Indexes are taken modulo the universe's sizes ([`origins`],
-/// [`WORKERS`], [`tags`]); each variant's fields are named for what they index.
-#[derive(Clone, PartialEq, Eq)]
-#[allow(missing_docs)]
-pub enum Op {
-    /// `register(tag)` from `origin` on service worker registration `sw`.
-    Register { origin: u8, sw: u8, tag: u8 },
-    /// `getTags()` from `origin` on `sw`.
-    GetTags { origin: u8, sw: u8 },
-    /// The `n`-th event in flight (in (sw, tag) order) settles.
-    Settle { n: u8, fulfilled: bool },
-    /// The network changes.
-    Online(bool),
-    /// The permission of `origin` changes.
-    Permission { origin: u8, granted: bool },
-    /// `origin` gains or loses its window client.
-    Window { origin: u8, open: bool },
-    /// The worker of `sw` dies.
-    Terminate { sw: u8 },
-    /// `sw` is unregistered.
-    Unregister { sw: u8 },
-    /// The user agent restarts.
-    Restart,
-    /// Time passes.
-    Advance(u64),
-    /// `periodicSync.register(tag, {minInterval: INTERVALS[interval]})`.
-    PeriodicRegister {
-        origin: u8,
-        sw: u8,
-        tag: u8,
-        interval: u8,
-    },
-    /// `periodicSync.unregister(tag)`.
-    PeriodicUnregister { origin: u8, sw: u8, tag: u8 },
-    /// The `n`-th periodic event in flight settles.
-    PeriodicSettle { n: u8, fulfilled: bool },
-    /// `origin`'s engagement becomes `ENGAGEMENTS[level]`.
-    Engagement { origin: u8, level: u8 },
-    /// `origin`'s "periodic-background-sync" permission is granted or revoked.
-    PeriodicPermission { origin: u8, granted: bool },
+    let s = |t: &str| t.encode_utf16().collect::<Vec<u16>>();
+    let mut v: Vec<Tag> = (0..PLAIN_TAGS).map(|i| s(&format!("t{i}"))).collect();
+    let rep = |unit: u16, n: usize, tail: &str| {
+        let mut t = vec![unit; n];
+        t.extend(tail.encode_utf16());
+        t
+    };
+    v.extend([
+        Vec::new(),
+        s("📧"),
+        vec![0xD800],
+        vec![0xDC00],
+        vec![0xFFFD],
+        vec![0xD800, 0x61],
+        vec![0xE000],
+        vec![0xFFFF],
+        s("\u{FF21}"),
+        s("é"),
+        s(&"x".repeat(10_240)),
+        s(&"x".repeat(10_241)),
+        rep(0xFFFD, 3_413, "x"),
+        rep(0xDC00, 3_413, "x"),
+        rep(0xDC00, 3_414, ""),
+        s(&"📧".repeat(2_560)),
+    ]);
+    v
 }
 
 /// The `minInterval`s periodic registrations ask for, in ms.
@@ -118,151 +101,354 @@ pub const ENGAGEMENTS: [Engagement; 5] = [
     Engagement::High,
 ];
 
+/// The permission states scenarios set.
+pub const PERMISSIONS: [Permission; 3] =
+    [Permission::Granted, Permission::Denied, Permission::Prompt];
+
+/// The callers' kinds.
+pub const KINDS: [CallerKind; 4] = [
+    CallerKind::Window,
+    CallerKind::DedicatedWorker,
+    CallerKind::ServiceWorker,
+    CallerKind::NestedFrame,
+];
+
+/// How listeners meet events ([`Op::Settle`]'s `listener` indexes it).
+pub const LISTENERS: [Listener; 7] = [
+    Listener::Ran {
+        wait_until: Some(true),
+        threw: false,
+    },
+    Listener::Ran {
+        wait_until: Some(false),
+        threw: false,
+    },
+    Listener::Ran {
+        wait_until: None,
+        threw: true,
+    },
+    Listener::Ran {
+        wait_until: Some(true),
+        threw: true,
+    },
+    Listener::Ran {
+        wait_until: Some(false),
+        threw: true,
+    },
+    Listener::Ran {
+        wait_until: None,
+        threw: false,
+    },
+    Listener::WorkerFailedToStart,
+];
+
+/// The user agent's constants for one scenario: drawn per scenario so that back-off, retry
+/// limits, time limits and caps vary. Times in ms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct Setup {
+    pub max_attempts: u32,
+    pub initial_retry_delay: u64,
+    pub retry_delay_factor: u32,
+    pub max_event_duration: u64,
+    pub recovery_time: u64,
+    pub max_registrations_per_origin: Option<usize>,
+    pub max_bytes_per_origin: Option<u64>,
+    pub min_periodic_interval: u64,
+}
+
+impl Default for Setup {
+    /// Chromium's constants, with a per-origin cap of 4 so that the cap is reached.
+    fn default() -> Self {
+        let p = Params::chromium();
+        Setup {
+            max_attempts: p.max_attempts,
+            initial_retry_delay: p.initial_retry_delay,
+            retry_delay_factor: p.retry_delay_factor,
+            max_event_duration: p.max_event_duration,
+            recovery_time: p.recovery_time,
+            max_registrations_per_origin: Some(4),
+            max_bytes_per_origin: None,
+            min_periodic_interval: p.min_periodic_interval,
+        }
+    }
+}
+
+impl Setup {
+    /// The model's constants.
+    pub fn model_params(&self) -> Params {
+        Params {
+            max_attempts: self.max_attempts,
+            initial_retry_delay: self.initial_retry_delay,
+            retry_delay_factor: self.retry_delay_factor,
+            max_event_duration: self.max_event_duration,
+            recovery_time: self.recovery_time,
+            max_tag_bytes: 10_240,
+            max_registrations_per_origin: self.max_registrations_per_origin,
+            max_bytes_per_origin: self.max_bytes_per_origin,
+            min_periodic_interval: self.min_periodic_interval,
+        }
+    }
+
+    /// The engine's parameters, the same constants.
+    pub fn engine_params(&self) -> Parameters {
+        Parameters {
+            max_attempts: self.max_attempts,
+            initial_retry_delay: Duration::from_millis(self.initial_retry_delay),
+            retry_delay_factor: self.retry_delay_factor,
+            max_sync_event_duration: Duration::from_millis(self.max_event_duration),
+            min_sync_recovery_time: Duration::from_millis(self.recovery_time),
+            max_tag_bytes: 10_240,
+            max_registrations_per_origin: self.max_registrations_per_origin,
+            max_bytes_per_origin: self.max_bytes_per_origin,
+            max_bytes_total: None,
+            min_periodic_interval: Duration::from_millis(self.min_periodic_interval),
+        }
+    }
+}
+
+/// Who calls: `origin` 0 is the origin of the registration called on (the common case), `k > 0`
+/// is `ORIGINS[k - 1]`; `kind` indexes [`KINDS`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct Who {
+    pub origin: u8,
+    pub kind: u8,
+}
+
+/// One step of a scenario. Indexes are taken modulo the universe's sizes; `sw` indexes the
+/// service worker registrations the scenario has made so far (unregistered ones included).
+#[derive(Clone, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum Op {
+    /// `sync.register(tag)` on `sw`.
+    Register { who: Who, sw: u8, tag: u8 },
+    /// `n` calls of `sync.register()` on `sw` with the tags from `tag` on, all made before the
+    /// store acknowledges any write (so they queue and share commits).
+    Burst { who: Who, sw: u8, tag: u8, n: u8 },
+    /// The store will fail the write of the next `register()` (if it makes one).
+    FailNextWrite,
+    /// `sync.getTags()` on `sw`.
+    GetTags { who: Who, sw: u8 },
+    /// The `n`-th event in flight (in (sw, tag) order) ends as `LISTENERS[listener]` says.
+    Settle { n: u8, listener: u8 },
+    /// The `n`-th event that already ended (time limit, worker death) reports an outcome late.
+    LateOutcome { n: u8, fulfilled: bool },
+    /// The network changes.
+    Online(bool),
+    /// The "background-sync" permission of `ORIGINS[origin]` becomes `PERMISSIONS[state]`.
+    Permission { origin: u8, state: u8 },
+    /// `ORIGINS[origin]` gains or loses its top-level window.
+    Window { origin: u8, open: bool },
+    /// A new service worker registration of `ORIGINS[origin]`, not yet active.
+    NewWorker { origin: u8 },
+    /// `sw`'s worker becomes active.
+    Activate { sw: u8 },
+    /// The worker of `sw` dies.
+    Terminate { sw: u8 },
+    /// `sw` is unregistered.
+    Unregister { sw: u8 },
+    /// Clear-Site-Data for `ORIGINS[origin]`.
+    ClearSiteData { origin: u8 },
+    /// The user agent restarts.
+    Restart,
+    /// Time passes, in ms.
+    Advance(u64),
+    /// `periodicSync.register(tag, {minInterval: INTERVALS[interval]})`.
+    PeriodicRegister {
+        who: Who,
+        sw: u8,
+        tag: u8,
+        interval: u8,
+    },
+    /// `periodicSync.unregister(tag)`.
+    PeriodicUnregister { who: Who, sw: u8, tag: u8 },
+    /// The `n`-th periodic event in flight ends as `LISTENERS[listener]` says.
+    PeriodicSettle { n: u8, listener: u8 },
+    /// `ORIGINS[origin]`'s engagement becomes `ENGAGEMENTS[level]`.
+    Engagement { origin: u8, level: u8 },
+    /// `ORIGINS[origin]`'s "periodic-background-sync" permission becomes `PERMISSIONS[state]`.
+    PeriodicPermission { origin: u8, state: u8 },
+}
+
+fn pick<T: Copy>(list: &[T], i: u8) -> T {
+    list[i as usize % list.len()]
+}
+
+fn tag_label(i: u8) -> String {
+    let tags = tags();
+    let tag = &tags[i as usize % tags.len()];
+    if tag.len() > 16 {
+        format!("<{} units, {} UTF-8 bytes>", tag.len(), utf8_bytes(tag))
+    } else {
+        format!("{:?}", String::from_utf16_lossy(tag)) + &format!(" {tag:04X?}")
+    }
+}
+
+impl fmt::Debug for Who {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = pick(&KINDS, self.kind);
+        match self.origin as usize % (ORIGINS.len() + 1) {
+            0 => write!(f, "{kind:?} of its origin"),
+            k => write!(f, "{kind:?} of {}", ORIGINS[k - 1]),
+        }
+    }
+}
+
 impl fmt::Debug for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let o = |i: &u8| origins()[*i as usize % 3].serialize();
-        let sw = |i: &u8| WORKERS[*i as usize % WORKERS.len()].0;
-        let t = |i: &u8| {
-            let tags = tags();
-            let tag = &tags[*i as usize % tags.len()];
-            if tag.utf8_len() > 64 {
-                format!("<{} bytes>", tag.utf8_len())
-            } else {
-                format!("{tag:?}")
-            }
-        };
+        let o = |i: &u8| pick(&ORIGINS, *i);
         match self {
-            Op::Register { origin, sw: s, tag } => {
-                write!(f, "register({}, sw#{}, {})", o(origin), sw(s), t(tag))
+            Op::Register { who, sw, tag } => {
+                write!(f, "register(sw {sw}, {}) from {who:?}", tag_label(*tag))
             }
-            Op::GetTags { origin, sw: s } => write!(f, "getTags({}, sw#{})", o(origin), sw(s)),
-            Op::Settle { n, fulfilled } => write!(
+            Op::Burst { who, sw, tag, n } => write!(
                 f,
-                "settle(event #{n}, {})",
-                if *fulfilled { "fulfil" } else { "reject" }
+                "burst of {} register(sw {sw}) from tag {} on, from {who:?}",
+                n,
+                tag_label(*tag)
             ),
+            Op::FailNextWrite => write!(f, "the store fails the next register()'s write"),
+            Op::GetTags { who, sw } => write!(f, "getTags(sw {sw}) from {who:?}"),
+            Op::Settle { n, listener } => {
+                write!(f, "event #{n}: {:?}", pick(&LISTENERS, *listener))
+            }
+            Op::LateOutcome { n, fulfilled } => {
+                write!(f, "ended event #{n} reports late (fulfilled: {fulfilled})")
+            }
             Op::Online(b) => write!(f, "online({b})"),
-            Op::Permission { origin, granted } => write!(
-                f,
-                "permission({}, {})",
-                o(origin),
-                if *granted { "granted" } else { "denied" }
-            ),
-            Op::Window { origin, open } => write!(
-                f,
-                "window({}, {})",
-                o(origin),
-                if *open { "open" } else { "closed" }
-            ),
-            Op::Terminate { sw: s } => write!(f, "terminate worker of sw#{}", sw(s)),
-            Op::Unregister { sw: s } => write!(f, "unregister sw#{}", sw(s)),
+            Op::Permission { origin, state } => {
+                write!(
+                    f,
+                    "permission({}, {:?})",
+                    o(origin),
+                    pick(&PERMISSIONS, *state)
+                )
+            }
+            Op::Window { origin, open } => write!(f, "window({}, open: {open})", o(origin)),
+            Op::NewWorker { origin } => {
+                write!(f, "new service worker registration of {}", o(origin))
+            }
+            Op::Activate { sw } => write!(f, "activate the worker of sw {sw}"),
+            Op::Terminate { sw } => write!(f, "terminate the worker of sw {sw}"),
+            Op::Unregister { sw } => write!(f, "unregister sw {sw}"),
+            Op::ClearSiteData { origin } => write!(f, "Clear-Site-Data for {}", o(origin)),
             Op::Restart => write!(f, "restart"),
             Op::Advance(ms) => write!(f, "advance {ms} ms"),
             Op::PeriodicRegister {
-                origin,
-                sw: s,
+                who,
+                sw,
                 tag,
                 interval,
             } => write!(
                 f,
-                "periodicSync.register({}, sw#{}, {}, minInterval {} ms)",
-                o(origin),
-                sw(s),
-                t(tag),
-                INTERVALS[*interval as usize % INTERVALS.len()]
+                "periodicSync.register(sw {sw}, {}, minInterval {} ms) from {who:?}",
+                tag_label(*tag),
+                pick(&INTERVALS, *interval)
             ),
-            Op::PeriodicUnregister { origin, sw: s, tag } => write!(
+            Op::PeriodicUnregister { who, sw, tag } => write!(
                 f,
-                "periodicSync.unregister({}, sw#{}, {})",
-                o(origin),
-                sw(s),
-                t(tag)
+                "periodicSync.unregister(sw {sw}, {}) from {who:?}",
+                tag_label(*tag)
             ),
-            Op::PeriodicSettle { n, fulfilled } => write!(
+            Op::PeriodicSettle { n, listener } => {
+                write!(f, "periodic event #{n}: {:?}", pick(&LISTENERS, *listener))
+            }
+            Op::Engagement { origin, level } => {
+                write!(
+                    f,
+                    "engagement({}, {:?})",
+                    o(origin),
+                    pick(&ENGAGEMENTS, *level)
+                )
+            }
+            Op::PeriodicPermission { origin, state } => write!(
                 f,
-                "settle(periodic event #{n}, {})",
-                if *fulfilled { "fulfil" } else { "reject" }
-            ),
-            Op::Engagement { origin, level } => write!(
-                f,
-                "engagement({}, {:?})",
+                "periodic permission({}, {:?})",
                 o(origin),
-                ENGAGEMENTS[*level as usize % ENGAGEMENTS.len()]
-            ),
-            Op::PeriodicPermission { origin, granted } => write!(
-                f,
-                "periodic permission({}, {})",
-                o(origin),
-                if *granted { "granted" } else { "denied" }
+                pick(&PERMISSIONS, *state)
             ),
         }
     }
 }
 
 impl Op {
-    /// Decodes operations from bytes (for coverage-guided fuzzing): 3 bytes an operation.
-    pub fn decode(bytes: &[u8]) -> Vec<Op> {
-        const ADVANCES: [u64; 11] = [
+    /// Decodes a scenario from bytes (for coverage-guided fuzzing): the first byte picks the
+    /// setup ([`Setup`]'s fields from small tables), then 4 bytes an operation.
+    pub fn decode(bytes: &[u8]) -> (Setup, Vec<Op>) {
+        const ADVANCES: [u64; 12] = [
             1, 1_000, 60_000, 179_999, 180_000, 300_000, 900_000, 3_600_000, 43_199_999,
-            43_200_000, 86_400_000,
+            43_200_000, 86_400_000, 7_200_000,
         ];
-        bytes
-            .chunks_exact(3)
+        let Some((&s, rest)) = bytes.split_first() else {
+            return (Setup::default(), Vec::new());
+        };
+        let setup = Setup {
+            max_attempts: 1 + u32::from(s % 5),
+            initial_retry_delay: [300_000, 1_000, 60_000, 3_600_000][usize::from(s >> 3) % 4],
+            retry_delay_factor: [3, 1, 2, 10][usize::from(s >> 5) % 4],
+            max_registrations_per_origin: [Some(4), Some(1), Some(8), None][usize::from(s >> 6)],
+            ..Setup::default()
+        };
+        let ops = rest
+            .chunks_exact(4)
             .map(|c| {
-                let (a, b) = (c[1], c[2]);
-                match c[0] % 15 {
-                    0 => Op::Register {
-                        origin: a % 3,
-                        sw: b % 3,
-                        tag: (a / 3) % 7,
+                let (a, b, d) = (c[1], c[2], c[3]);
+                let who = Who {
+                    origin: d % 8,
+                    kind: d / 8,
+                };
+                match c[0] % 23 {
+                    0 | 1 => Op::Register { who, sw: a, tag: b },
+                    2 => Op::Burst {
+                        who,
+                        sw: a,
+                        tag: b,
+                        n: 2 + d % 7,
                     },
-                    1 => Op::GetTags {
-                        origin: a % 3,
-                        sw: b % 3,
-                    },
-                    2 => Op::Settle {
+                    3 => Op::FailNextWrite,
+                    4 => Op::GetTags { who, sw: a },
+                    5 | 6 => Op::Settle { n: a, listener: b },
+                    7 => Op::LateOutcome {
                         n: a,
                         fulfilled: b % 2 == 0,
                     },
-                    3 => Op::Online(a % 2 == 0),
-                    4 => Op::Permission {
-                        origin: a % 3,
-                        granted: b % 2 == 0,
+                    8 => Op::Online(a % 2 == 0),
+                    9 => Op::Permission {
+                        origin: a,
+                        state: b,
                     },
-                    5 => Op::Window {
-                        origin: a % 3,
+                    10 => Op::Window {
+                        origin: a,
                         open: b % 2 == 0,
                     },
-                    6 => Op::Terminate { sw: a % 3 },
-                    7 => Op::Unregister { sw: a % 3 },
-                    8 => Op::Restart,
-                    10 => Op::PeriodicRegister {
-                        origin: a % 3,
-                        sw: b % 3,
-                        tag: (a / 3) % 7,
-                        interval: b / 3,
+                    11 => Op::NewWorker { origin: a },
+                    12 => Op::Activate { sw: a },
+                    13 => Op::Terminate { sw: a },
+                    14 => Op::Unregister { sw: a },
+                    15 => Op::ClearSiteData { origin: a },
+                    16 => Op::Restart,
+                    17 => Op::PeriodicRegister {
+                        who,
+                        sw: a,
+                        tag: b,
+                        interval: d,
                     },
-                    11 => Op::PeriodicUnregister {
-                        origin: a % 3,
-                        sw: b % 3,
-                        tag: (a / 3) % 7,
-                    },
-                    12 => Op::PeriodicSettle {
-                        n: a,
-                        fulfilled: b % 2 == 0,
-                    },
-                    13 => Op::Engagement {
-                        origin: a % 3,
+                    18 => Op::PeriodicUnregister { who, sw: a, tag: b },
+                    19 => Op::PeriodicSettle { n: a, listener: b },
+                    20 => Op::Engagement {
+                        origin: a,
                         level: b,
                     },
-                    14 => Op::PeriodicPermission {
-                        origin: a % 3,
-                        granted: b % 2 == 0,
+                    21 => Op::PeriodicPermission {
+                        origin: a,
+                        state: b,
                     },
                     _ => Op::Advance(ADVANCES[a as usize % ADVANCES.len()]),
                 }
             })
-            .collect()
+            .collect();
+        (setup, ops)
     }
 }
 
@@ -281,33 +467,120 @@ impl fmt::Display for Divergence {
     }
 }
 
-/// The service-worker host of the engine side: records events and holds their reporters until
-/// the scenario settles them.
+/// What scenarios reached, gathered over a run: how a fuzzing team judges a generator.
+#[derive(Debug, Default, Clone)]
+pub struct Reached {
+    /// Distinct (state, attempts, lastChance, kind) of single registrations.
+    pub registration_states: BTreeSet<(String, u32, Option<bool>, &'static str)>,
+    /// Distinct whole-user-agent states: online, and the multiset of every registration's
+    /// (kind, state, attempts, lastChance).
+    pub engine_states: BTreeSet<u64>,
+    /// Counters: operations and what came of them.
+    pub counts: BTreeMap<String, u64>,
+    /// The most tags one getTags() returned.
+    pub max_tags: usize,
+}
+
+impl Reached {
+    fn count(&mut self, what: impl Into<String>) {
+        *self.counts.entry(what.into()).or_default() += 1;
+    }
+
+    fn observe(&mut self, model: &Model) {
+        use std::hash::{Hash, Hasher};
+        let mut whole: Vec<(&'static str, String, u32, Option<bool>)> = Vec::new();
+        for r in &model.registrations {
+            let key = (
+                format!("{:?}", r.state),
+                r.attempts,
+                r.event.map(|(l, _)| l),
+                "one-shot",
+            );
+            whole.push((key.3, key.0.clone(), key.1, key.2));
+            self.registration_states.insert(key);
+        }
+        for r in &model.periodic {
+            let state = match (r.deadline.is_some(), r.reregistered, r.retry_at.is_some()) {
+                (true, true, _) => "ReregisteredWhileFiring",
+                (true, false, _) => "Firing",
+                (false, _, true) => "Waiting",
+                (false, _, false) => "Pending",
+            };
+            let key = (state.to_owned(), r.attempts, None, "periodic");
+            whole.push((key.3, key.0.clone(), key.1, key.2));
+            self.registration_states.insert(key);
+        }
+        whole.sort();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (model.online, whole).hash(&mut h);
+        self.engine_states.insert(h.finish());
+    }
+
+    /// Adds another run's figures.
+    pub fn merge(&mut self, other: Reached) {
+        self.registration_states.extend(other.registration_states);
+        self.engine_states.extend(other.engine_states);
+        for (k, v) in other.counts {
+            *self.counts.entry(k).or_default() += v;
+        }
+        self.max_tags = self.max_tags.max(other.max_tags);
+    }
+
+    /// The report, one figure a line.
+    pub fn report(&self) -> String {
+        let mut out = format!(
+            "distinct (state, attempts, lastChance, kind) of a registration: {}\n\
+             distinct whole-engine states (online + every registration's state): {}\n\
+             most tags one getTags() returned: {}\n",
+            self.registration_states.len(),
+            self.engine_states.len(),
+            self.max_tags
+        );
+        for (k, v) in &self.counts {
+            out.push_str(&format!("{k}: {v}\n"));
+        }
+        out
+    }
+}
+
+/// The service-worker host of the engine side: the registrations the harness made, and the
+/// events fired, holding their reporters until the scenario settles them.
 #[derive(Default)]
 struct Host {
-    registered: Mutex<HashMap<SwRegistrationId, Origin>>,
+    /// Each registration's origin and whether it has an active worker.
+    registered: Mutex<HashMap<SwRegistrationId, (Origin, bool)>>,
     fired: Mutex<Vec<(SyncEventDispatch, Option<OutcomeReporter>)>>,
 }
 
 impl Host {
-    /// The storage key owning `sw`, if the host knows it.
-    fn owner(&self, sw: SwRegistrationId) -> Option<StorageKey> {
+    fn get(&self, sw: SwRegistrationId) -> Option<(Origin, bool)> {
         self.registered
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&sw)
             .cloned()
-            .map(StorageKey::new)
+    }
+
+    /// The storage key owning `sw`, if the host knows it.
+    fn owner(&self, sw: SwRegistrationId) -> Option<StorageKey> {
+        self.get(sw).map(|(o, _)| StorageKey::new(o))
+    }
+
+    fn set(&self, sw: SwRegistrationId, value: Option<(Origin, bool)>) {
+        let mut map = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+        match value {
+            Some(v) => map.insert(sw, v),
+            None => map.remove(&sw),
+        };
     }
 }
 
 impl ServiceWorkerHost for Host {
     fn registration(&self, sw: SwRegistrationId) -> Option<RegistrationInfo> {
-        let map = self.registered.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&sw).map(|o| RegistrationInfo {
-            origin: o.clone(),
+        self.get(sw).map(|(origin, active)| RegistrationInfo {
+            origin,
             partition: Default::default(),
-            has_active_worker: true,
+            has_active_worker: active,
         })
     }
     fn fire_sync_event(&self, event: SyncEventDispatch, reply: OutcomeReporter) {
@@ -318,7 +591,8 @@ impl ServiceWorkerHost for Host {
     }
 }
 
-/// The engine, driven synchronously: every write is acknowledged at once.
+/// The engine, driven synchronously. Writes are acknowledged at once, unless held (a burst of
+/// calls) or failed (`fail_next`).
 struct Engine {
     core: Scheduler,
     dispatcher: Dispatcher,
@@ -326,46 +600,43 @@ struct Engine {
     /// Outcomes reporters sent (dropped reporters of dead workers); ignored by design.
     reported: Arc<Mutex<Vec<(DispatchId, DispatchOutcome)>>>,
     /// Events in flight, by key.
-    in_flight: HashMap<(SwRegistrationId, Tag), DispatchId>,
+    in_flight: HashMap<(SwRegistrationId, Vec<u16>), DispatchId>,
     /// Periodic events in flight, by key.
-    periodic_in_flight: HashMap<(SwRegistrationId, Tag), DispatchId>,
+    periodic_in_flight: HashMap<(SwRegistrationId, Vec<u16>), DispatchId>,
+    /// Events that ended without their worker's word (time limit, death), for late outcomes.
+    ended: Vec<DispatchId>,
     settled: HashMap<RequestId, Result<Response, DomException>>,
     fired: Vec<Fired>,
+    /// Writes held back while a burst of calls is made.
+    held: Option<Vec<(PersistId, Vec<StoreOp>)>>,
+    /// The next write fails.
+    fail_next: bool,
     next_request: u64,
     now: Timestamp,
 }
 
 impl Engine {
-    fn start(
-        store: MemoryStore,
-        host: Arc<Host>,
-        now: Timestamp,
-        online: bool,
-        denied: &[Origin],
-        engagement: &[(Origin, Engagement)],
-    ) -> Engine {
+    fn start(store: MemoryStore, host: Arc<Host>, now: Timestamp, ua: &Ua) -> Engine {
         let reported: Arc<Mutex<Vec<(DispatchId, DispatchOutcome)>>> = Arc::default();
         let sink = reported.clone();
         let dispatcher = Dispatcher::new(
             host.clone(),
             Arc::new(move |id, o| sink.lock().unwrap_or_else(|e| e.into_inner()).push((id, o))),
         );
-        let mut core = Scheduler::new(params());
-        core.set_online(now, online);
-        for o in denied {
-            core.set_permission(now, o, PermissionState::Denied);
-        }
+        let mut core = Scheduler::new(ua.setup.engine_params());
+        core.set_online(now, ua.online);
         // What a driver asks the embedder at start-up for the origins it holds.
-        for (o, level) in engagement {
-            core.set_engagement(now, o, *level);
+        for (o, p) in &ua.permissions {
+            core.set_permission(now, &origin(o), permission_state(*p));
+        }
+        for (o, p) in &ua.periodic_permissions {
+            core.set_periodic_permission(now, &origin(o), permission_state(*p));
+        }
+        for (o, level) in &ua.engagement {
+            core.set_engagement(now, &origin(o), engine_engagement(*level));
         }
         let mut records = store.snapshot();
-        let live = host
-            .registered
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        records.retain(|r| live.contains_key(&r.sw));
+        records.retain(|r| host.get(r.sw).is_some());
         let mut e = Engine {
             core,
             dispatcher,
@@ -373,8 +644,11 @@ impl Engine {
             reported,
             in_flight: HashMap::new(),
             periodic_in_flight: HashMap::new(),
+            ended: Vec::new(),
             settled: HashMap::new(),
             fired: Vec::new(),
+            held: None,
+            fail_next: false,
             next_request: 1,
             now,
         };
@@ -386,22 +660,22 @@ impl Engine {
     fn run(&mut self) {
         while let Some(effect) = self.core.poll_effect() {
             match effect {
-                Effect::Persist { id, ops } => {
-                    let result = self.store.commit(&ops).map_err(|e| e.to_string());
-                    self.core.persist_completed(self.now, id, result);
-                }
+                Effect::Persist { id, ops } => match &mut self.held {
+                    Some(held) => held.push((id, ops)),
+                    None => self.write(id, &ops),
+                },
                 Effect::Settle { request, result } => {
                     self.settled.insert(request, result);
                 }
                 Effect::Dispatch(d) => {
                     let periodic = d.kind == SyncKind::Periodic;
                     self.fired.push(Fired {
-                        sw: d.sw,
-                        tag: d.tag.clone(),
+                        sw: d.sw.0,
+                        tag: d.tag.as_utf16().to_vec(),
                         last_chance: d.last_chance,
                         periodic,
                     });
-                    let key = (d.sw, d.tag.clone());
+                    let key = (d.sw, d.tag.as_utf16().to_vec());
                     let id = d.id;
                     match self.dispatcher.dispatch(self.now, d) {
                         Some((id, outcome)) => self.core.dispatch_completed(self.now, id, outcome),
@@ -415,8 +689,7 @@ impl Engine {
                 }
                 Effect::AbandonDispatch { id } => {
                     self.dispatcher.abandon(id);
-                    self.in_flight.retain(|_, v| *v != id);
-                    self.periodic_in_flight.retain(|_, v| *v != id);
+                    self.forget(id);
                 }
             }
         }
@@ -427,11 +700,47 @@ impl Engine {
             .clear();
     }
 
+    /// The store takes (or fails) one write.
+    fn write(&mut self, id: PersistId, ops: &[StoreOp]) {
+        let result = if std::mem::take(&mut self.fail_next) {
+            Err("the disk is full (a failure the scenario asked for)".to_owned())
+        } else {
+            self.store.commit(ops).map_err(|e| e.to_string())
+        };
+        self.core.persist_completed(self.now, id, result);
+    }
+
+    /// Holds writes until [`release`](Engine::release).
+    fn hold(&mut self) {
+        self.held.get_or_insert_with(Vec::new);
+    }
+
+    /// Acknowledges the held writes, in order, and runs what they set off.
+    fn release(&mut self) {
+        for (id, ops) in self.held.take().unwrap_or_default() {
+            self.write(id, &ops);
+        }
+        self.run();
+    }
+
+    /// Forgets an event in flight; `ended` keeps its id for a late outcome.
+    fn forget(&mut self, id: DispatchId) {
+        let before = self.in_flight.len() + self.periodic_in_flight.len();
+        self.in_flight.retain(|_, v| *v != id);
+        self.periodic_in_flight.retain(|_, v| *v != id);
+        if self.in_flight.len() + self.periodic_in_flight.len() < before {
+            self.ended.push(id);
+            if self.ended.len() > 16 {
+                self.ended.remove(0);
+            }
+        }
+    }
+
     /// How the call `request` settled: resolved, or the exception's name.
-    fn outcome(&mut self, request: RequestId) -> Option<Result<(), DomExceptionName>> {
+    fn outcome(&mut self, request: RequestId) -> Option<Result<(), Exception>> {
         self.settled
             .remove(&request)
-            .map(|r| r.map(|_| ()).map_err(|e| e.name))
+            .map(|r| r.map(|_| ()).map_err(|e| e.name.as_str()))
     }
 
     fn request(&mut self) -> RequestId {
@@ -440,8 +749,7 @@ impl Engine {
     }
 
     fn complete(&mut self, id: DispatchId, outcome: DispatchOutcome) {
-        self.in_flight.retain(|_, v| *v != id);
-        self.periodic_in_flight.retain(|_, v| *v != id);
+        self.forget(id);
         if let Some(o) = self.dispatcher.outcome_reported(id, outcome) {
             self.core.dispatch_completed(self.now, id, o);
         }
@@ -458,8 +766,7 @@ impl Engine {
                 Some(t) if t <= target => {
                     self.now = self.now.max(t);
                     for (id, outcome) in self.dispatcher.handle_timeout(self.now) {
-                        self.in_flight.retain(|_, v| *v != id);
-                        self.periodic_in_flight.retain(|_, v| *v != id);
+                        self.forget(id);
                         self.core.dispatch_completed(self.now, id, outcome);
                     }
                     self.core.handle_timeout(self.now);
@@ -477,7 +784,7 @@ impl Engine {
     fn settles_as(
         &mut self,
         request: RequestId,
-        expected: &Result<(), DomExceptionName>,
+        expected: &Result<(), Exception>,
     ) -> Result<(), String> {
         self.run();
         match self.outcome(request) {
@@ -487,21 +794,22 @@ impl Engine {
         }
     }
 
-    /// Settles the `n`th event of `kind` in flight, after checking that the engine and the model
-    /// have the same events in flight (`model_keys`, sorted); `None` when none are.
+    /// Ends the `n`th event of `kind` in flight as `listener` says, after checking that the
+    /// engine and the model have the same events in flight (`model_keys`, sorted); `None` when
+    /// none are.
     fn settle_nth(
         &mut self,
         kind: SyncKind,
-        model_keys: &[(SwRegistrationId, Tag)],
+        model_keys: &[(u64, Tag)],
         n: u8,
-        fulfilled: bool,
-    ) -> Result<Option<(SwRegistrationId, Tag)>, String> {
+        listener: Listener,
+    ) -> Result<Option<(u64, Tag)>, String> {
         let in_flight = if kind == SyncKind::Periodic {
             &self.periodic_in_flight
         } else {
             &self.in_flight
         };
-        let mut keys: Vec<_> = in_flight.keys().cloned().collect();
+        let mut keys: Vec<(u64, Tag)> = in_flight.keys().map(|(s, t)| (s.0, t.clone())).collect();
         keys.sort();
         if keys != model_keys {
             return Err(format!(
@@ -511,264 +819,431 @@ impl Engine {
         let Some(key) = keys.get(n as usize % keys.len().max(1)).cloned() else {
             return Ok(None);
         };
-        let id = in_flight[&key];
-        let outcome = if fulfilled {
-            DispatchOutcome::Fulfilled
-        } else {
-            DispatchOutcome::Rejected
-        };
-        self.complete(id, outcome);
+        let id = in_flight[&(SwRegistrationId(key.0), key.1.clone())];
+        self.complete(id, dispatch_outcome(listener));
         Ok(Some(key))
     }
 }
 
-/// The model's word for how a `waitUntil` promise settled.
-fn settled(fulfilled: bool) -> Settled {
-    if fulfilled {
-        Settled::Fulfilled
-    } else {
-        Settled::Failed
+/// What the engine's binding reports for `listener`: the neutral `ExtendableEvent` lifetime
+/// decides from the listener's `waitUntil` and whether it threw.
+fn dispatch_outcome(listener: Listener) -> DispatchOutcome {
+    match listener {
+        Listener::WorkerDied => DispatchOutcome::WorkerTerminated,
+        Listener::WorkerFailedToStart => DispatchOutcome::WorkerFailedToStart,
+        Listener::Ran { wait_until, threw } => {
+            let mut lifetime = ExtendableEventLifetime::new(true);
+            if wait_until.is_some() && lifetime.wait_until().is_err() {
+                return DispatchOutcome::Rejected;
+            }
+            lifetime.dispatch_finished(threw);
+            if let Some(fulfilled) = wait_until {
+                lifetime.promise_settled(fulfilled);
+            }
+            match lifetime.outcome() {
+                Some(EventOutcome::Fulfilled) => DispatchOutcome::Fulfilled,
+                Some(EventOutcome::Rejected) | None => DispatchOutcome::Rejected,
+            }
+        }
     }
 }
 
-/// Runs `ops` on the engine and the model; the first disagreement is returned.
-pub fn run_scenario(ops: &[Op]) -> Result<(), Divergence> {
-    let origins = origins();
-    let tags = tags();
-    let workers: Vec<(SwRegistrationId, Origin)> = WORKERS
-        .iter()
-        .map(|(sw, o)| (SwRegistrationId(*sw), origins[*o].clone()))
-        .collect();
-    let mut model = Model::new(params(), workers.clone());
-    let host = Arc::new(Host::default());
-    for (sw, o) in &workers {
-        host.registered
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(*sw, o.clone());
+fn origin(s: &str) -> Origin {
+    Origin::parse(s).expect("the scenarios' origins parse")
+}
+
+fn permission_state(p: Permission) -> PermissionState {
+    match p {
+        Permission::Granted => PermissionState::Granted,
+        Permission::Denied => PermissionState::Denied,
+        Permission::Prompt => PermissionState::Prompt,
     }
-    let mut windows: Vec<Origin> = workers.iter().map(|(_, o)| o.clone()).collect();
-    let mut denied: Vec<Origin> = Vec::new();
-    let mut online = true;
-    let mut engine = Engine::start(
-        MemoryStore::new(),
-        host.clone(),
-        Timestamp(0),
-        true,
-        &[],
-        &[],
+}
+
+fn engine_engagement(e: Engagement) -> EngineEngagement {
+    match e {
+        Engagement::None => EngineEngagement::None,
+        Engagement::Minimal => EngineEngagement::Minimal,
+        Engagement::Low => EngineEngagement::Low,
+        Engagement::Medium => EngineEngagement::Medium,
+        Engagement::High => EngineEngagement::High,
+    }
+}
+
+/// What the harness, as the embedder, knows about the user agent.
+struct Ua {
+    setup: Setup,
+    online: bool,
+    windows: Vec<&'static str>,
+    permissions: Vec<(&'static str, Permission)>,
+    periodic_permissions: Vec<(&'static str, Permission)>,
+    engagement: Vec<(&'static str, Engagement)>,
+    /// Every service worker registration made (id, origin), unregistered ones included.
+    workers: Vec<(u64, &'static str)>,
+}
+
+fn set<T: Copy>(list: &mut Vec<(&'static str, T)>, key: &'static str, value: T) {
+    list.retain(|(k, _)| *k != key);
+    list.push((key, value));
+}
+
+fn get<T: Copy>(list: &[(&'static str, T)], key: &str, default: T) -> T {
+    list.iter()
+        .find(|(k, _)| *k == key)
+        .map_or(default, |(_, v)| *v)
+}
+
+impl Ua {
+    fn sw(&self, i: u8) -> u64 {
+        self.workers[i as usize % self.workers.len()].0
+    }
+
+    fn caller(&self, who: Who, sw: u64) -> Caller {
+        let own = self
+            .workers
+            .iter()
+            .find(|(id, _)| *id == sw)
+            .map_or(ORIGINS[0], |(_, o)| *o);
+        let origin = match who.origin as usize % (ORIGINS.len() + 1) {
+            0 => own,
+            k => ORIGINS[k - 1],
+        };
+        Caller {
+            origin: origin.to_owned(),
+            kind: pick(&KINDS, who.kind),
+        }
+    }
+
+    /// What the embedder tells the engine about a register() call.
+    fn context(
+        &self,
+        host: &Host,
+        caller: &Caller,
+        sw: u64,
+        permission: Permission,
+    ) -> RegisterContext {
+        let sw = SwRegistrationId(sw);
+        RegisterContext {
+            registration_key: host.owner(sw),
+            has_active_worker: host.get(sw).is_some_and(|(_, active)| active),
+            // The caller itself counts if it is (or belongs to) a top-level window.
+            has_window_client: matches!(
+                caller.kind,
+                CallerKind::Window | CallerKind::DedicatedWorker
+            ) || self.windows.contains(&caller.origin.as_str()),
+            permission: permission_state(permission),
+        }
+    }
+}
+
+/// Runs `ops` with [`Setup::default`]; the first disagreement is returned.
+pub fn run_scenario(ops: &[Op]) -> Result<(), Divergence> {
+    run_scenario_with(&Setup::default(), ops, &mut Reached::default())
+}
+
+/// Runs `ops` on the engine and the model with the constants of `setup`, noting what the
+/// scenario reached in `reached`; the first disagreement is returned.
+pub fn run_scenario_with(
+    setup: &Setup,
+    ops: &[Op],
+    reached: &mut Reached,
+) -> Result<(), Divergence> {
+    let tags = tags();
+    let mut ua = Ua {
+        setup: setup.clone(),
+        online: true,
+        windows: WORKERS.iter().map(|(_, o)| ORIGINS[*o]).collect(),
+        permissions: Vec::new(),
+        periodic_permissions: Vec::new(),
+        engagement: Vec::new(),
+        workers: WORKERS.iter().map(|(sw, o)| (*sw, ORIGINS[*o])).collect(),
+    };
+    ua.windows.dedup();
+    let mut model = Model::new(
+        setup.model_params(),
+        ua.workers
+            .iter()
+            .map(|(sw, o)| (*sw, o.to_string()))
+            .collect(),
     );
-    let mut engagement: Vec<(Origin, Engagement)> = Vec::new();
-    let mut periodic_granted: Vec<Origin> = Vec::new();
+    let host = Arc::new(Host::default());
+    for (sw, o) in &ua.workers {
+        host.set(SwRegistrationId(*sw), Some((origin(o), true)));
+    }
+    let mut engine = Engine::start(MemoryStore::new(), host.clone(), Timestamp(0), &ua);
+    let mut fail_next = false;
 
     for (step, op) in ops.iter().enumerate() {
         let diverge = |what: String| Divergence {
             step,
             what: format!("{op:?}: {what}"),
         };
-        let o = |i: &u8| origins[*i as usize % origins.len()].clone();
-        let sw = |i: &u8| SwRegistrationId(WORKERS[*i as usize % WORKERS.len()].0);
+        let o = |i: &u8| pick(&ORIGINS, *i);
         match op {
-            Op::Register { origin, sw: s, tag } => {
-                let caller = o(origin);
-                let tag = tags[*tag as usize % tags.len()].clone();
-                let expected = model.register(&caller, sw(s), &tag);
-                let request = engine.request();
-                let owner = host.owner(sw(s));
-                let context = RegisterContext {
-                    registration_key: owner,
-                    has_active_worker: true,
-                    has_window_client: windows.contains(&caller),
-                    permission: if denied.contains(&caller) {
-                        PermissionState::Denied
-                    } else {
-                        PermissionState::Granted
-                    },
-                };
-                engine.core.register(
-                    engine.now,
-                    request,
-                    RegisterCall {
-                        caller: caller.clone().into(),
-                        sw: sw(s),
-                        tag,
-                        context,
-                    },
-                );
-                engine.settles_as(request, &expected).map_err(diverge)?;
+            Op::Register { who, sw, tag } => {
+                let sw = ua.sw(*sw);
+                let caller = ua.caller(*who, sw);
+                let tag = &tags[*tag as usize % tags.len()];
+                register_both(
+                    &mut model,
+                    &mut engine,
+                    &host,
+                    &ua,
+                    &caller,
+                    sw,
+                    tag,
+                    fail_next,
+                    reached,
+                )
+                .map_err(diverge)?;
+                fail_next = false;
             }
-            Op::GetTags { origin, sw: s } => {
-                let caller = o(origin);
-                let expected = model.get_tags(&caller, sw(s));
-                let got = engine_tags(&mut engine, &host, &caller, sw(s), false);
+            Op::Burst { who, sw, tag, n } => {
+                let sw = ua.sw(*sw);
+                let caller = ua.caller(*who, sw);
+                engine.hold();
+                let mut calls = Vec::new();
+                for k in 0..*n as usize {
+                    let tag = &tags[(*tag as usize + k) % tags.len()];
+                    let expected = model.register(&caller, sw, tag);
+                    count_call(reached, "register (burst)", &expected);
+                    let request = engine.request();
+                    engine.core.register(
+                        engine.now,
+                        request,
+                        RegisterCall {
+                            caller: origin(&caller.origin).into(),
+                            sw: SwRegistrationId(sw),
+                            tag: EngineTag::from_utf16(tag.clone()),
+                            context: ua.context(
+                                &host,
+                                &caller,
+                                sw,
+                                model.permission(&caller.origin),
+                            ),
+                        },
+                    );
+                    engine.run();
+                    calls.push((request, expected));
+                }
+                engine.release();
+                for (request, expected) in calls {
+                    engine.settles_as(request, &expected).map_err(diverge)?;
+                }
+            }
+            Op::FailNextWrite => fail_next = true,
+            Op::GetTags { who, sw } => {
+                let sw = ua.sw(*sw);
+                let caller = ua.caller(*who, sw);
+                let expected = model.get_tags(&caller, sw);
+                let got = engine_tags(&mut engine, &host, &caller.origin, sw, false);
+                if let Ok(t) = &expected {
+                    reached.max_tags = reached.max_tags.max(t.len());
+                }
+                count_call(
+                    reached,
+                    "getTags",
+                    &expected.as_ref().map(|_| ()).map_err(|e| *e),
+                );
                 if got != expected {
                     return Err(diverge(format!("engine {got:?}, model {expected:?}")));
                 }
             }
-            Op::Settle { n, fulfilled } => {
+            Op::Settle { n, listener } => {
                 let keys = model.in_flight();
-                if let Some((s, tag)) = engine
-                    .settle_nth(SyncKind::OneShot, &keys, *n, *fulfilled)
+                let listener = pick(&LISTENERS, *listener);
+                match engine
+                    .settle_nth(SyncKind::OneShot, &keys, *n, listener)
                     .map_err(diverge)?
                 {
-                    model.settle(s, &tag, settled(*fulfilled));
+                    Some((s, tag)) => {
+                        model.settle(s, &tag, listener.settled());
+                        reached.count(format!("settle: {listener:?}"));
+                    }
+                    None => reached.count("settle: nothing in flight"),
+                }
+            }
+            Op::LateOutcome { n, fulfilled } => {
+                if let Some(&id) = engine.ended.get(*n as usize % engine.ended.len().max(1)) {
+                    reached.count("late outcome of an ended event");
+                    let outcome = if *fulfilled {
+                        DispatchOutcome::Fulfilled
+                    } else {
+                        DispatchOutcome::Rejected
+                    };
+                    engine.complete(id, outcome);
                 }
             }
             Op::Online(b) => {
-                online = *b;
+                ua.online = *b;
                 model.set_online(*b);
                 engine.core.set_online(engine.now, *b);
                 engine.run();
             }
-            Op::Permission { origin, granted } => {
-                let origin = o(origin);
-                denied.retain(|x| *x != origin);
-                if !granted {
-                    denied.push(origin.clone());
-                }
-                model.set_permission(&origin, *granted);
-                let state = if *granted {
-                    PermissionState::Granted
-                } else {
-                    PermissionState::Denied
-                };
-                engine.core.set_permission(engine.now, &origin, state);
+            Op::Permission { origin: i, state } => {
+                let (name, state) = (o(i), pick(&PERMISSIONS, *state));
+                set(&mut ua.permissions, name, state);
+                model.set_permission(name, state);
+                engine
+                    .core
+                    .set_permission(engine.now, &origin(name), permission_state(state));
                 engine.run();
             }
-            Op::Window { origin, open } => {
-                let origin = o(origin);
-                windows.retain(|x| *x != origin);
+            Op::Window { origin: i, open } => {
+                let name = o(i);
+                ua.windows.retain(|x| *x != name);
                 if *open {
-                    windows.push(origin.clone());
+                    ua.windows.push(name);
                 }
-                model.set_window(&origin, *open);
+                model.set_window(name, *open);
             }
-            Op::Terminate { sw: s } => {
-                model.terminate_worker(sw(s));
+            Op::NewWorker { origin: i } => {
+                if ua.workers.len() < MAX_WORKERS {
+                    let sw = ua.workers.iter().map(|(s, _)| *s).max().unwrap_or(0) + 1;
+                    ua.workers.push((sw, o(i)));
+                    model.add_worker(sw, o(i));
+                    host.set(SwRegistrationId(sw), Some((origin(o(i)), false)));
+                    reached.count("new service worker registration");
+                }
+            }
+            Op::Activate { sw } => {
+                let sw = ua.sw(*sw);
+                model.activate(sw);
+                if let Some((origin, _)) = host.get(SwRegistrationId(sw)) {
+                    host.set(SwRegistrationId(sw), Some((origin, true)));
+                }
+            }
+            Op::Terminate { sw } => {
+                let sw = SwRegistrationId(ua.sw(*sw));
+                model.terminate_worker(sw.0);
                 let ids: Vec<DispatchId> = engine
                     .in_flight
                     .iter()
-                    .filter(|((x, _), _)| *x == sw(s))
+                    .chain(engine.periodic_in_flight.iter())
+                    .filter(|((x, _), _)| *x == sw)
                     .map(|(_, id)| *id)
                     .collect();
-                let periodic: Vec<DispatchId> = engine
-                    .periodic_in_flight
-                    .iter()
-                    .filter(|((x, _), _)| *x == sw(s))
-                    .map(|(_, id)| *id)
-                    .collect();
-                for id in ids.into_iter().chain(periodic) {
+                for id in ids {
                     engine.complete(id, DispatchOutcome::WorkerTerminated);
                 }
             }
-            Op::Unregister { sw: s } => {
-                model.unregister(sw(s));
-                host.registered
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&sw(s));
-                engine.core.service_worker_unregistered(engine.now, sw(s));
+            Op::Unregister { sw } => {
+                let sw = ua.sw(*sw);
+                model.unregister(sw);
+                host.set(SwRegistrationId(sw), None);
+                engine
+                    .core
+                    .service_worker_unregistered(engine.now, SwRegistrationId(sw));
                 engine.run();
+            }
+            Op::ClearSiteData { origin: i } => {
+                let name = o(i);
+                model.clear_site_data(name);
+                let request = engine.request();
+                engine.core.clear_origin(engine.now, request, &origin(name));
+                engine.settles_as(request, &Ok(())).map_err(diverge)?;
+                reached.count("clear-site-data");
             }
             Op::Restart => {
                 model.restart();
                 let (store, now) = (engine.store.clone(), engine.now);
                 host.fired.lock().unwrap_or_else(|e| e.into_inner()).clear();
-                engine = Engine::start(store, host.clone(), now, online, &denied, &engagement);
+                reached.count(format!(
+                    "restart with {} events in flight",
+                    if model.in_flight().is_empty() {
+                        "no"
+                    } else {
+                        "some"
+                    }
+                ));
+                engine = Engine::start(store, host.clone(), now, &ua);
             }
             Op::Advance(ms) => {
-                let target = Timestamp(engine.now.0 + ms);
+                let target = engine.now.0 + ms;
                 model.advance_to(target);
-                engine.advance_to(target);
+                engine.advance_to(Timestamp(target));
             }
             Op::PeriodicRegister {
-                origin,
-                sw: s,
+                who,
+                sw,
                 tag,
                 interval,
             } => {
-                let caller = o(origin);
-                let tag = tags[*tag as usize % tags.len()].clone();
-                let ms = INTERVALS[*interval as usize % INTERVALS.len()];
-                let expected = model.periodic_register(&caller, sw(s), &tag, ms);
+                let sw = ua.sw(*sw);
+                let caller = ua.caller(*who, sw);
+                let tag = &tags[*tag as usize % tags.len()];
+                let ms = pick(&INTERVALS, *interval);
+                let expected = model.periodic_register(&caller, sw, tag, ms);
+                count_call(reached, "periodicSync.register", &expected);
                 let request = engine.request();
-                let owner = host.owner(sw(s));
-                let level = engagement
-                    .iter()
-                    .find(|(x, _)| *x == caller)
-                    .map_or(Engagement::High, |(_, l)| *l);
+                let level = get(&ua.engagement, &caller.origin, Engagement::High);
                 engine.core.periodic_register(
                     engine.now,
                     request,
                     PeriodicRegisterCall {
-                        caller: caller.clone().into(),
-                        sw: sw(s),
-                        tag,
-                        min_interval: std::time::Duration::from_millis(ms),
-                        context: RegisterContext {
-                            registration_key: owner,
-                            has_active_worker: true,
-                            has_window_client: windows.contains(&caller),
-                            permission: if periodic_granted.contains(&caller) {
-                                PermissionState::Granted
-                            } else {
-                                PermissionState::Denied
-                            },
-                        },
-                        engagement: level,
+                        caller: origin(&caller.origin).into(),
+                        sw: SwRegistrationId(sw),
+                        tag: EngineTag::from_utf16(tag.clone()),
+                        min_interval: Duration::from_millis(ms),
+                        context: ua.context(
+                            &host,
+                            &caller,
+                            sw,
+                            model.periodic_permission(&caller.origin),
+                        ),
+                        engagement: engine_engagement(level),
                     },
                 );
                 engine.settles_as(request, &expected).map_err(diverge)?;
             }
-            Op::PeriodicUnregister { origin, sw: s, tag } => {
-                let caller = o(origin);
-                let tag = tags[*tag as usize % tags.len()].clone();
-                let expected = model.periodic_unregister(&caller, sw(s), &tag);
+            Op::PeriodicUnregister { who, sw, tag } => {
+                let sw = ua.sw(*sw);
+                let caller = ua.caller(*who, sw);
+                let tag = &tags[*tag as usize % tags.len()];
+                let expected = model.periodic_unregister(&caller, sw, tag);
                 let request = engine.request();
-                let owner = host.owner(sw(s));
+                let owner = host.owner(SwRegistrationId(sw));
                 engine.core.periodic_unregister(
                     engine.now,
                     request,
-                    &StorageKey::new(caller.clone()),
-                    sw(s),
-                    tag,
+                    &StorageKey::new(origin(&caller.origin)),
+                    SwRegistrationId(sw),
+                    EngineTag::from_utf16(tag.clone()),
                     owner.as_ref(),
                 );
                 engine.settles_as(request, &expected).map_err(diverge)?;
             }
-            Op::PeriodicSettle { n, fulfilled } => {
+            Op::PeriodicSettle { n, listener } => {
                 let keys = model.periodic_in_flight();
-                if let Some((s, tag)) = engine
-                    .settle_nth(SyncKind::Periodic, &keys, *n, *fulfilled)
+                let listener = pick(&LISTENERS, *listener);
+                match engine
+                    .settle_nth(SyncKind::Periodic, &keys, *n, listener)
                     .map_err(diverge)?
                 {
-                    model.settle_periodic(s, &tag, settled(*fulfilled));
+                    Some((s, tag)) => {
+                        model.settle_periodic(s, &tag, listener.settled());
+                        reached.count("periodic settle: an event");
+                    }
+                    None => reached.count("periodic settle: nothing in flight"),
                 }
             }
-            Op::Engagement { origin, level } => {
-                let origin = o(origin);
-                let level = ENGAGEMENTS[*level as usize % ENGAGEMENTS.len()];
-                engagement.retain(|(x, _)| *x != origin);
-                engagement.push((origin.clone(), level));
-                model.set_engagement(&origin, level);
-                engine.core.set_engagement(engine.now, &origin, level);
+            Op::Engagement { origin: i, level } => {
+                let (name, level) = (o(i), pick(&ENGAGEMENTS, *level));
+                set(&mut ua.engagement, name, level);
+                model.set_engagement(name, level);
+                engine
+                    .core
+                    .set_engagement(engine.now, &origin(name), engine_engagement(level));
                 engine.run();
             }
-            Op::PeriodicPermission { origin, granted } => {
-                let origin = o(origin);
-                periodic_granted.retain(|x| *x != origin);
-                if *granted {
-                    periodic_granted.push(origin.clone());
-                }
-                model.set_periodic_permission(&origin, *granted);
+            Op::PeriodicPermission { origin: i, state } => {
+                let (name, state) = (o(i), pick(&PERMISSIONS, *state));
+                set(&mut ua.periodic_permissions, name, state);
+                model.set_periodic_permission(name, state);
                 engine.core.set_periodic_permission(
                     engine.now,
-                    &origin,
-                    if *granted {
-                        PermissionState::Granted
-                    } else {
-                        PermissionState::Denied
-                    },
+                    &origin(name),
+                    permission_state(state),
                 );
                 engine.run();
             }
@@ -782,43 +1257,145 @@ pub fn run_scenario(ops: &[Op]) -> Result<(), Divergence> {
                 "fired: engine {fired:?}, model {expected:?}"
             )));
         }
-        for (s, owner) in &workers {
-            let got = engine_tags(&mut engine, &host, owner, *s, false);
-            let want = model.get_tags(owner, *s);
-            if got != want {
-                return Err(diverge(format!(
-                    "getTags of {s}: engine {got:?}, model {want:?}"
-                )));
-            }
-            let got = engine_tags(&mut engine, &host, owner, *s, true);
-            let want = model.periodic_get_tags(owner, *s);
-            if got != want {
-                return Err(diverge(format!(
-                    "periodicSync.getTags of {s}: engine {got:?}, model {want:?}"
-                )));
+        for f in &expected {
+            reached.count(if f.periodic {
+                "fired: periodicsync".to_owned()
+            } else {
+                format!("fired: sync, lastChance {}", f.last_chance)
+            });
+        }
+        for (s, owner) in &ua.workers {
+            for periodic in [false, true] {
+                let caller = Caller {
+                    origin: owner.to_string(),
+                    kind: CallerKind::Window,
+                };
+                let got = engine_tags(&mut engine, &host, owner, *s, periodic);
+                let want = if periodic {
+                    model.periodic_get_tags(&caller, *s)
+                } else {
+                    model.get_tags(&caller, *s)
+                };
+                if got != want {
+                    return Err(diverge(format!(
+                        "{} of sw {s}: engine {got:?}, model {want:?}",
+                        if periodic {
+                            "periodicSync.getTags"
+                        } else {
+                            "getTags"
+                        }
+                    )));
+                }
             }
         }
-        if engine.core.wake_up_time() != model.wake_up() {
+        let wake = engine.core.wake_up_time().map(|t| t.0);
+        if wake != model.wake_up() {
             return Err(diverge(format!(
-                "wake-up: engine {:?}, model {:?}",
-                engine.core.wake_up_time(),
+                "wake-up: engine {wake:?}, model {:?}",
                 model.wake_up()
             )));
         }
+        note_reached(reached, &model, &ua);
     }
     Ok(())
+}
+
+/// A one-shot `register()` on both sides, the store failing its write if `fail` says so.
+#[allow(clippy::too_many_arguments)]
+fn register_both(
+    model: &mut Model,
+    engine: &mut Engine,
+    host: &Host,
+    ua: &Ua,
+    caller: &Caller,
+    sw: u64,
+    tag: &[u16],
+    fail: bool,
+    reached: &mut Reached,
+) -> Result<(), String> {
+    let reregister_last_chance = model
+        .registrations
+        .iter()
+        .any(|r| r.sw == sw && r.tag == tag && r.event.is_some_and(|(l, _)| l));
+    let expected = if fail {
+        model.register_failing_write(caller, sw, tag)
+    } else {
+        model.register(caller, sw, tag)
+    };
+    count_call(
+        reached,
+        if fail {
+            "register (failing write)"
+        } else {
+            "register"
+        },
+        &expected,
+    );
+    if reregister_last_chance && expected.is_ok() {
+        reached.count("register again while its lastChance event is in flight");
+    }
+    let request = engine.request();
+    engine.fail_next = fail;
+    engine.core.register(
+        engine.now,
+        request,
+        RegisterCall {
+            caller: origin(&caller.origin).into(),
+            sw: SwRegistrationId(sw),
+            tag: EngineTag::from_utf16(tag.to_vec()),
+            context: ua.context(host, caller, sw, model.permission(&caller.origin)),
+        },
+    );
+    let result = engine.settles_as(request, &expected);
+    // A call that wrote nothing leaves the failure unused: it is not carried over.
+    engine.fail_next = false;
+    result
+}
+
+fn count_call(reached: &mut Reached, call: &str, result: &Result<(), Exception>) {
+    match result {
+        Ok(()) => reached.count(format!("{call}: resolved")),
+        Err(e) => reached.count(format!("{call}: {e}")),
+    }
+}
+
+fn note_reached(reached: &mut Reached, model: &Model, ua: &Ua) {
+    reached.observe(model);
+    for o in ORIGINS {
+        let held = model
+            .registrations
+            .iter()
+            .filter(|r| model.origin_of(r.sw) == Some(o))
+            .count();
+        if ua
+            .setup
+            .max_registrations_per_origin
+            .is_some_and(|cap| held >= cap)
+        {
+            reached.count("steps with an origin at its cap");
+            break;
+        }
+    }
+    if model
+        .registrations
+        .iter()
+        .any(|r| r.state == State::ReregisteredWhileFiring)
+    {
+        reached.count("steps with a registration re-registered while firing");
+    }
 }
 
 fn engine_tags(
     engine: &mut Engine,
     host: &Host,
-    caller: &Origin,
-    sw: SwRegistrationId,
+    caller: &str,
+    sw: u64,
     periodic: bool,
-) -> Result<Vec<Tag>, DomExceptionName> {
+) -> Result<Vec<Tag>, Exception> {
     let request = engine.request();
+    let sw = SwRegistrationId(sw);
     let owner = host.owner(sw);
-    let caller = StorageKey::new(caller.clone());
+    let caller = StorageKey::new(origin(caller));
     if periodic {
         engine
             .core
@@ -830,9 +1407,9 @@ fn engine_tags(
     }
     engine.run();
     match engine.settled.remove(&request) {
-        Some(Ok(Response::Tags(t))) => Ok(t),
-        Some(Ok(other)) => Ok(vec![Tag::from(format!("{other:?}"))]),
-        Some(Err(e)) => Err(e.name),
-        None => Ok(vec![Tag::from("<unsettled>")]),
+        Some(Ok(Response::Tags(t))) => Ok(t.iter().map(|t| t.as_utf16().to_vec()).collect()),
+        Some(Ok(other)) => Ok(vec![format!("{other:?}").encode_utf16().collect()]),
+        Some(Err(e)) => Err(e.name.as_str()),
+        None => Ok(vec!["<unsettled>".encode_utf16().collect()]),
     }
 }

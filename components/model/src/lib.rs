@@ -9,13 +9,13 @@
 //! lastChance), any registration's tags, or the wake-up time.
 //!
 //! ```
-//! use bgsync_model::{run_scenario, Op};
+//! use bgsync_model::{run_scenario, Op, Who};
 //!
 //! let scenario = [
 //!     Op::Online(false),
-//!     Op::Register { origin: 0, sw: 0, tag: 0 },
+//!     Op::Register { who: Who { origin: 0, kind: 0 }, sw: 0, tag: 0 },
 //!     Op::Online(true),
-//!     Op::Settle { n: 0, fulfilled: false },
+//!     Op::Settle { n: 0, listener: 1 },
 //!     Op::Advance(300_000),
 //! ];
 //! assert_eq!(run_scenario(&scenario), Ok(()));
@@ -26,7 +26,11 @@ mod model;
 mod periodic;
 
 pub use diff::{
-    origins, params, run_scenario, tags, Divergence, Op, ENGAGEMENTS, INTERVALS, WORKERS,
+    run_scenario, run_scenario_with, tags, Divergence, Op, Reached, Setup, Who, ENGAGEMENTS,
+    INTERVALS, KINDS, LISTENERS, MAX_WORKERS, ORIGINS, PERMISSIONS, PLAIN_TAGS, WORKERS,
 };
-pub use model::{Fired, Model, Registration, ServiceWorker, Settled, State};
+pub use model::{
+    is_secure, utf8_bytes, Caller, CallerKind, Engagement, Exception, Fired, Listener, Model,
+    Params, Permission, Registration, ServiceWorker, Settled, State, SwId, Tag,
+};
 pub use periodic::PeriodicRegistration;

@@ -14,40 +14,37 @@
 //! - An event that fails is retried after the one-shot back-off until the attempts run out; any
 //!   other end (success, attempts exhausted, re-registered while firing) anchors it anew.
 
-use bgsync_scheduler::Engagement;
-use bgsync_types::{DomExceptionName, Origin, SwRegistrationId, Tag, Timestamp};
-
-use crate::model::{Fired, Model, Settled};
-
-const HOUR: u64 = 60 * 60 * 1000;
+use crate::model::{
+    utf8_bytes, Caller, Engagement, Exception, Fired, Model, Permission, Settled, SwId, Tag,
+};
 
 /// A periodic sync registration.
 #[derive(Debug, Clone)]
 pub struct PeriodicRegistration {
     /// Its service worker registration.
-    pub sw: SwRegistrationId,
+    pub sw: SwId,
     /// Its tag.
     pub tag: Tag,
     /// `minInterval`, in ms.
     pub min_interval: u64,
     /// When it was registered or its last event ended.
-    pub anchor: Timestamp,
+    pub anchor: u64,
     /// Failed attempts of this round.
     pub attempts: u32,
     /// When a failed event's retry is due.
-    pub retry_at: Option<Timestamp>,
+    pub retry_at: Option<u64>,
     /// While its event is in flight: when the event's time limit ends.
-    pub deadline: Option<Timestamp>,
+    pub deadline: Option<u64>,
     /// Registered again while its event was in flight.
     pub reregistered: bool,
 }
 
 fn gap(model: &Model) -> u64 {
-    u64::try_from(model.params.min_periodic_interval.as_millis()).unwrap_or(12 * HOUR)
+    model.params.min_periodic_interval
 }
 
 impl Model {
-    fn engagement_of(&self, origin: &Origin) -> Engagement {
+    fn engagement_of(&self, origin: &str) -> Engagement {
         self.engagement
             .iter()
             .find(|(o, _)| o == origin)
@@ -57,11 +54,12 @@ impl Model {
     /// The interval `r` fires at, or `None` without engagement.
     fn interval(&self, r: &PeriodicRegistration) -> Option<u64> {
         let origin = self.origin_of(r.sw)?;
-        let penalty = match self.engagement_of(&origin) {
+        // Chromium: the penalty of each engagement level; none suspends the registration.
+        let penalty = match self.engagement_of(origin) {
             Engagement::High => 1,
             Engagement::Medium | Engagement::Low => 2,
             Engagement::Minimal => 3,
-            _ => return None,
+            Engagement::None => return None,
         };
         let unit = gap(self) * penalty;
         let units = r.min_interval.div_ceil(unit).max(1);
@@ -69,49 +67,56 @@ impl Model {
     }
 
     /// When `r` is due (if pending), by the rules above.
-    fn due(&self, r: &PeriodicRegistration) -> Option<Timestamp> {
+    fn due(&self, r: &PeriodicRegistration) -> Option<u64> {
         if r.deadline.is_some() {
             return None;
         }
         if let Some(t) = r.retry_at {
             return Some(t);
         }
-        let own = r
-            .anchor
-            .saturating_add(std::time::Duration::from_millis(self.interval(r)?));
+        let own = r.anchor.saturating_add(self.interval(r)?);
         let origin = self.origin_of(r.sw)?;
         let after_round = self
             .last_fired
             .iter()
             .find(|(o, _)| *o == origin)
-            .map(|(_, t)| t.saturating_add(std::time::Duration::from_millis(gap(self))));
+            .map(|(_, t)| t.saturating_add(gap(self)));
         Some(after_round.map_or(own, |t| own.max(t)))
     }
 
-    fn find_periodic(&self, sw: SwRegistrationId, tag: &Tag) -> Option<usize> {
+    fn find_periodic(&self, sw: SwId, tag: &[u16]) -> Option<usize> {
         self.periodic
             .iter()
-            .position(|r| r.sw == sw && r.tag == *tag)
+            .position(|r| r.sw == sw && r.tag == tag)
+    }
+
+    /// The "periodic-background-sync" permission of `origin` (prompt until set).
+    pub fn periodic_permission(&self, origin: &str) -> Permission {
+        self.periodic_permissions
+            .iter()
+            .find(|(o, _)| o == origin)
+            .map_or(Permission::Prompt, |(_, p)| *p)
     }
 
     /// `periodicSync.register(tag, {minInterval})` from `caller` on `sw`, Chromium's checks in
     /// Chromium's order.
     pub fn periodic_register(
         &mut self,
-        caller: &Origin,
-        sw: SwRegistrationId,
-        tag: &Tag,
+        caller: &Caller,
+        sw: SwId,
+        tag: &[u16],
         min_interval: u64,
-    ) -> Result<(), DomExceptionName> {
+    ) -> Result<(), Exception> {
         self.check_registrant(caller, sw)?;
-        if !self.windows.contains(caller) {
-            return Err(DomExceptionName::InvalidAccessError);
+        if self.in_background(caller) {
+            return Err("InvalidAccessError");
         }
-        if tag.utf8_len() > self.params.max_tag_bytes {
-            return Err(DomExceptionName::InvalidAccessError);
+        if utf8_bytes(tag) > self.params.max_tag_bytes {
+            return Err("InvalidAccessError");
         }
-        if !self.periodic_granted.contains(caller) {
-            return Err(DomExceptionName::NotAllowedError);
+        // Not granted (denied or prompt): NotAllowedError.
+        if self.periodic_permission(&caller.origin) != Permission::Granted {
+            return Err("NotAllowedError");
         }
         if let Some(i) = self.find_periodic(sw, tag) {
             let r = &mut self.periodic[i];
@@ -126,18 +131,18 @@ impl Model {
         let held = self
             .periodic
             .iter()
-            .filter(|r| self.origin_of(r.sw).as_ref() == Some(caller))
+            .filter(|r| self.origin_of(r.sw) == Some(caller.origin.as_str()))
             .count();
         if self
             .params
             .max_registrations_per_origin
             .is_some_and(|cap| held >= cap)
         {
-            return Err(DomExceptionName::QuotaExceededError);
+            return Err("QuotaExceededError");
         }
         self.periodic.push(PeriodicRegistration {
             sw,
-            tag: tag.clone(),
+            tag: tag.to_vec(),
             min_interval,
             anchor: self.now,
             attempts: 0,
@@ -151,21 +156,17 @@ impl Model {
     /// `periodicSync.unregister(tag)`: removes it if there is one; resolves either way.
     pub fn periodic_unregister(
         &mut self,
-        caller: &Origin,
-        sw: SwRegistrationId,
-        tag: &Tag,
-    ) -> Result<(), DomExceptionName> {
+        caller: &Caller,
+        sw: SwId,
+        tag: &[u16],
+    ) -> Result<(), Exception> {
         self.check_reader(caller, sw)?;
-        self.periodic.retain(|r| !(r.sw == sw && r.tag == *tag));
+        self.periodic.retain(|r| !(r.sw == sw && r.tag == tag));
         Ok(())
     }
 
     /// `periodicSync.getTags()`, in the order of registration.
-    pub fn periodic_get_tags(
-        &self,
-        caller: &Origin,
-        sw: SwRegistrationId,
-    ) -> Result<Vec<Tag>, DomExceptionName> {
+    pub fn periodic_get_tags(&self, caller: &Caller, sw: SwId) -> Result<Vec<Tag>, Exception> {
         self.check_reader(caller, sw)?;
         Ok(self
             .periodic
@@ -182,9 +183,9 @@ impl Model {
             return;
         }
         let now = self.now;
-        let horizon = now.saturating_add(std::time::Duration::from_millis(gap(self)));
+        let horizon = now.saturating_add(gap(self));
         let mut fire: Vec<usize> = Vec::new();
-        let mut origins: Vec<Origin> = Vec::new();
+        let mut origins: Vec<String> = Vec::new();
         for (i, r) in self.periodic.iter().enumerate() {
             let Some(due) = self.due(r) else { continue };
             if due > now {
@@ -193,14 +194,14 @@ impl Model {
             if r.retry_at.is_some() {
                 fire.push(i);
             } else if let Some(o) = self.origin_of(r.sw) {
-                if !origins.contains(&o) {
-                    origins.push(o);
+                if !origins.iter().any(|x| x == o) {
+                    origins.push(o.to_owned());
                 }
             }
         }
         for origin in &origins {
             for (i, r) in self.periodic.iter().enumerate() {
-                if self.origin_of(r.sw).as_ref() != Some(origin) || r.retry_at.is_some() {
+                if self.origin_of(r.sw) != Some(origin.as_str()) || r.retry_at.is_some() {
                     continue;
                 }
                 let Some(due) = self.due(r) else { continue };
@@ -213,7 +214,7 @@ impl Model {
             self.last_round = Some(now);
         }
         for i in fire {
-            let deadline = now.saturating_add(self.params.max_sync_event_duration);
+            let deadline = now.saturating_add(self.params.max_event_duration);
             let r = &mut self.periodic[i];
             r.deadline = Some(deadline);
             self.fired.push(Fired {
@@ -226,7 +227,7 @@ impl Model {
     }
 
     /// The `periodicsync` event of (`sw`, `tag`) ended.
-    pub fn settle_periodic(&mut self, sw: SwRegistrationId, tag: &Tag, how: Settled) {
+    pub fn settle_periodic(&mut self, sw: SwId, tag: &[u16], how: Settled) {
         let Some(i) = self.find_periodic(sw, tag) else {
             return;
         };
@@ -249,7 +250,7 @@ impl Model {
     }
 
     /// Periodic events in flight.
-    pub fn periodic_in_flight(&self) -> Vec<(SwRegistrationId, Tag)> {
+    pub fn periodic_in_flight(&self) -> Vec<(SwId, Tag)> {
         let mut v: Vec<_> = self
             .periodic
             .iter()
@@ -261,7 +262,7 @@ impl Model {
     }
 
     /// The next time something periodic happens: a time limit, or (online) a due time.
-    pub(crate) fn periodic_next(&self) -> Option<Timestamp> {
+    pub(crate) fn periodic_next(&self) -> Option<u64> {
         let deadline = self.periodic.iter().filter_map(|r| r.deadline).min();
         let due = if self.online {
             self.periodic.iter().filter_map(|r| self.due(r)).min()
@@ -272,8 +273,8 @@ impl Model {
     }
 
     /// Time limits that ended by `t` count as failed events.
-    pub(crate) fn periodic_time_outs(&mut self, t: Timestamp) {
-        let ended: Vec<(SwRegistrationId, Tag)> = self
+    pub(crate) fn periodic_time_outs(&mut self, t: u64) {
+        let ended: Vec<(SwId, Tag)> = self
             .periodic
             .iter()
             .filter(|r| r.deadline.is_some_and(|d| d <= t))
@@ -285,21 +286,21 @@ impl Model {
     }
 
     /// The engagement of `origin` changed.
-    pub fn set_engagement(&mut self, origin: &Origin, level: Engagement) {
+    pub fn set_engagement(&mut self, origin: &str, level: Engagement) {
         self.engagement.retain(|(o, _)| o != origin);
-        self.engagement.push((origin.clone(), level));
+        self.engagement.push((origin.to_owned(), level));
         self.fire_due_periodic();
     }
 
-    /// "periodic-background-sync" for `origin` granted, or not: revoked, its periodic
-    /// registrations go (Chromium).
-    pub fn set_periodic_permission(&mut self, origin: &Origin, granted: bool) {
-        self.periodic_granted.retain(|o| o != origin);
-        if granted {
-            self.periodic_granted.push(origin.clone());
+    /// "periodic-background-sync" for `origin` changed: granted, due registrations may fire;
+    /// anything else revokes it and its periodic registrations go (the spec; Chromium too).
+    pub fn set_periodic_permission(&mut self, origin: &str, state: Permission) {
+        self.periodic_permissions.retain(|(o, _)| o != origin);
+        self.periodic_permissions.push((origin.to_owned(), state));
+        if state == Permission::Granted {
             self.fire_due_periodic();
         } else {
-            let gone: Vec<SwRegistrationId> = self
+            let gone: Vec<SwId> = self
                 .workers
                 .iter()
                 .filter(|w| w.origin == *origin)
@@ -323,10 +324,8 @@ impl Model {
 
     /// The OS wake-up for periodic events: a round's is held until 12 h after the last round;
     /// a retry's is not.
-    pub(crate) fn periodic_wake_up(&self) -> Option<Timestamp> {
-        let held = self
-            .last_round
-            .map(|t| t.saturating_add(std::time::Duration::from_millis(gap(self))));
+    pub(crate) fn periodic_wake_up(&self) -> Option<u64> {
+        let held = self.last_round.map(|t| t.saturating_add(gap(self)));
         self.periodic
             .iter()
             .filter_map(|r| {

@@ -1,31 +1,102 @@
 //! The engine against the reference model on random scenarios. `BGSYNC_FUZZ_CASES` sets how many
 //! (default 300; `cargo xtask fuzz --cases N` runs more). A divergence fails with the shrunk
-//! scenario, one operation a line.
+//! scenario, one operation a line. Each run prints what the scenarios reached (the states of
+//! registrations, whole-engine states, what came of each kind of call) and writes it to
+//! `target/differential-reached.txt`.
 
-use bgsync_model::{run_scenario, Op};
+use bgsync_model::{
+    run_scenario, run_scenario_with, Op, Reached, Setup, Who, INTERVALS, MAX_WORKERS, ORIGINS,
+    PLAIN_TAGS,
+};
 use proptest::prelude::*;
+use proptest::test_runner::{Config, TestError, TestRunner};
+
+/// Mostly the registration's own origin, mostly a window; sometimes another origin (the
+/// insecure one included) or a service worker, dedicated worker or nested frame.
+fn who() -> impl Strategy<Value = Who> {
+    let origin = prop_oneof![17 => Just(0u8), 3 => 1u8..=ORIGINS.len() as u8];
+    let kind = prop_oneof![10 => Just(0u8), 3 => Just(1u8), 5 => Just(2u8), 2 => Just(3u8)];
+    (origin, kind).prop_map(|(origin, kind)| Who { origin, kind })
+}
+
+/// Mostly the plain tags (so registrations hold many), sometimes an edge.
+fn tag() -> impl Strategy<Value = u8> {
+    prop_oneof![7 => 0u8..PLAIN_TAGS as u8, 3 => PLAIN_TAGS as u8..u8::MAX]
+}
+
+/// Mostly the service worker registrations that exist from the start; any of those made later.
+fn sw() -> impl Strategy<Value = u8> {
+    prop_oneof![4 => 0u8..3, 1 => 0u8..MAX_WORKERS as u8]
+}
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0u8..3, 0u8..3, 0u8..7).prop_map(|(origin, sw, tag)| Op::Register { origin, sw, tag }),
-        1 => (0u8..3, 0u8..3).prop_map(|(origin, sw)| Op::GetTags { origin, sw }),
-        3 => (any::<u8>(), any::<bool>()).prop_map(|(n, fulfilled)| Op::Settle { n, fulfilled }),
-        1 => any::<bool>().prop_map(Op::Online),
-        1 => (0u8..3, any::<bool>()).prop_map(|(origin, granted)| Op::Permission { origin, granted }),
-        1 => (0u8..3, any::<bool>()).prop_map(|(origin, open)| Op::Window { origin, open }),
-        1 => (0u8..3).prop_map(|sw| Op::Terminate { sw }),
-        1 => (0u8..3).prop_map(|sw| Op::Unregister { sw }),
-        1 => Just(Op::Restart),
-        3 => prop::sample::select(vec![1u64, 1_000, 60_000, 179_999, 180_000, 300_000, 900_000, 3_600_000]).prop_map(Op::Advance),
+        12 => (who(), sw(), tag()).prop_map(|(who, sw, tag)| Op::Register { who, sw, tag }),
+        2 => (who(), sw(), tag(), 2u8..10).prop_map(|(who, sw, tag, n)| Op::Burst { who, sw, tag, n }),
+        1 => Just(Op::FailNextWrite),
+        2 => (who(), sw()).prop_map(|(who, sw)| Op::GetTags { who, sw }),
+        // Events are mostly settled before their time limit, in every way a listener can.
+        10 => (any::<u8>(), any::<u8>()).prop_map(|(n, listener)| Op::Settle { n, listener }),
+        1 => (any::<u8>(), any::<bool>()).prop_map(|(n, fulfilled)| Op::LateOutcome { n, fulfilled }),
+        2 => any::<bool>().prop_map(Op::Online),
+        1 => (0u8..4, any::<u8>()).prop_map(|(origin, state)| Op::Permission { origin, state }),
+        1 => (0u8..4, any::<bool>()).prop_map(|(origin, open)| Op::Window { origin, open }),
+        1 => (0u8..4).prop_map(|origin| Op::NewWorker { origin }),
+        1 => (0u8..MAX_WORKERS as u8).prop_map(|sw| Op::Activate { sw }),
+        1 => sw().prop_map(|sw| Op::Terminate { sw }),
+        1 => (0u8..MAX_WORKERS as u8).prop_map(|sw| Op::Unregister { sw }),
+        1 => (0u8..4).prop_map(|origin| Op::ClearSiteData { origin }),
+        2 => Just(Op::Restart),
+        // Mostly short steps (events settle before the limit), and the edges of the limit and
+        // of the back-offs.
+        6 => prop::sample::select(vec![1u64, 1_000, 10_000, 60_000, 179_999, 180_000, 300_000, 900_000, 3_600_000, 2_700_000]).prop_map(Op::Advance),
         // Periodic Background Sync: registrations, their events, engagement and permission,
         // and the half-days their schedule is counted in.
-        3 => (0u8..3, 0u8..3, 0u8..7, any::<u8>()).prop_map(|(origin, sw, tag, interval)| Op::PeriodicRegister { origin, sw, tag, interval }),
-        1 => (0u8..3, 0u8..3, 0u8..7).prop_map(|(origin, sw, tag)| Op::PeriodicUnregister { origin, sw, tag }),
-        2 => (any::<u8>(), any::<bool>()).prop_map(|(n, fulfilled)| Op::PeriodicSettle { n, fulfilled }),
-        1 => (0u8..3, any::<u8>()).prop_map(|(origin, level)| Op::Engagement { origin, level }),
-        2 => (0u8..3, prop::bool::weighted(0.8)).prop_map(|(origin, granted)| Op::PeriodicPermission { origin, granted }),
+        3 => (who(), sw(), tag(), 0u8..INTERVALS.len() as u8).prop_map(|(who, sw, tag, interval)| Op::PeriodicRegister { who, sw, tag, interval }),
+        1 => (who(), sw(), tag()).prop_map(|(who, sw, tag)| Op::PeriodicUnregister { who, sw, tag }),
+        2 => (any::<u8>(), any::<u8>()).prop_map(|(n, listener)| Op::PeriodicSettle { n, listener }),
+        1 => (0u8..4, any::<u8>()).prop_map(|(origin, level)| Op::Engagement { origin, level }),
+        2 => (0u8..4, prop_oneof![4 => Just(0u8), 1 => 1u8..3]).prop_map(|(origin, state)| Op::PeriodicPermission { origin, state }),
         2 => prop::sample::select(vec![43_199_999u64, 43_200_000, 46_800_000, 86_400_000]).prop_map(Op::Advance),
     ]
+}
+
+/// The constants, drawn per scenario: attempts 1-5, back-offs from 1 s to an hour and factors
+/// 1-10, time limits, caps from 1 to none (and byte caps), periodic units of 12 h or 2 h.
+fn setup() -> impl Strategy<Value = Setup> {
+    (
+        (
+            1u32..=5,
+            prop::sample::select(vec![1_000u64, 60_000, 300_000, 3_600_000]),
+            prop::sample::select(vec![1u32, 2, 3, 10]),
+        ),
+        (
+            prop::sample::select(vec![10_000u64, 180_000, 600_000]),
+            prop::sample::select(vec![60_000u64, 360_000]),
+        ),
+        (
+            prop::sample::select(vec![Some(1usize), Some(2), Some(4), Some(8), None]),
+            prop::sample::select(vec![None, None, None, Some(400u64), Some(25_000)]),
+        ),
+        prop::sample::select(vec![43_200_000u64, 43_200_000, 7_200_000]),
+    )
+        .prop_map(
+            |(
+                (max_attempts, initial_retry_delay, retry_delay_factor),
+                (max_event_duration, recovery_time),
+                (cap, bytes),
+                min_periodic_interval,
+            )| Setup {
+                max_attempts,
+                initial_retry_delay,
+                retry_delay_factor,
+                max_event_duration,
+                recovery_time,
+                max_registrations_per_origin: cap,
+                max_bytes_per_origin: bytes,
+                min_periodic_interval,
+            },
+        )
 }
 
 fn cases() -> u32 {
@@ -35,102 +106,129 @@ fn cases() -> u32 {
         .unwrap_or(300)
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), max_shrink_iters: 10_000, ..ProptestConfig::default() })]
-
-    #[test]
-    fn the_engine_agrees_with_the_model(ops in prop::collection::vec(op(), 1..60)) {
-        if let Err(d) = run_scenario(&ops) {
-            let scenario: Vec<String> = ops.iter().take(d.step + 1).enumerate().map(|(i, o)| format!("  {i:>2}. {o:?}")).collect();
-            prop_assert!(false, "the engine diverged from the model {d}\nscenario:\n{}", scenario.join("\n"));
+#[test]
+fn the_engine_agrees_with_the_model() {
+    let config = Config {
+        cases: cases(),
+        max_shrink_iters: 10_000,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new(config);
+    let reached = std::cell::RefCell::new(Reached::default());
+    let strategy = (setup(), prop::collection::vec(op(), 1..80));
+    let result = runner.run(&strategy, |(setup, ops)| {
+        let mut mine = Reached::default();
+        let r = run_scenario_with(&setup, &ops, &mut mine);
+        reached.borrow_mut().merge(mine);
+        r.map_err(|d| TestCaseError::fail(d.to_string()))
+    });
+    let report = format!("{} scenarios\n{}", cases(), reached.borrow().report());
+    println!("{report}");
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
+    let _ = std::fs::write(target.join("differential-reached.txt"), &report);
+    match result {
+        Ok(()) => {}
+        Err(TestError::Fail(why, (setup, ops))) => {
+            let step = why
+                .message()
+                .strip_prefix("after step ")
+                .and_then(|r| r.split(':').next())
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(ops.len());
+            let scenario: Vec<String> = ops
+                .iter()
+                .take(step + 1)
+                .enumerate()
+                .map(|(i, o)| format!("  {i:>2}. {o:?}"))
+                .collect();
+            panic!(
+                "the engine diverged from the model {}\nsetup: {setup:?}\nscenario:\n{}",
+                why.message(),
+                scenario.join("\n")
+            );
         }
+        Err(e) => panic!("{e}"),
     }
 }
+
+/// Old-style operations, as the first scenarios were written: origins A, B, insecure; tags "a",
+/// "b", "", U+D800, U+DC00, U+1F4E7, 10,241 × "x".
+fn reg(origin: u8, sw: u8, tag: u8) -> Op {
+    Op::Register {
+        who: who_of(origin, sw),
+        sw,
+        tag: old_tag(tag),
+    }
+}
+
+fn who_of(origin: u8, sw: u8) -> Who {
+    let own = if sw == 2 { 1 } else { 0 };
+    Who {
+        origin: if origin == own {
+            0
+        } else {
+            [1, 2, 4][origin as usize]
+        },
+        kind: 0,
+    }
+}
+
+fn old_tag(tag: u8) -> u8 {
+    [0, 1, 16, 18, 19, 17, 27][tag as usize]
+}
+
+fn preg(origin: u8, sw: u8, tag: u8, interval: u8) -> Op {
+    Op::PeriodicRegister {
+        who: who_of(origin, sw),
+        sw,
+        tag: old_tag(tag),
+        interval,
+    }
+}
+
+const FAIL: u8 = 1;
+const FULFIL: u8 = 0;
+const THROW: u8 = 2;
 
 /// Scenarios worth keeping whatever the random generator does.
 #[test]
 fn regression_scenarios() {
     use Op::*;
+    let grant = |origin| PeriodicPermission { origin, state: 0 };
     let scenarios: Vec<Vec<Op>> = vec![
         // Periodic: a shorter minInterval makes a registration due at once (found by the
         // differential when periodic sync was added).
         vec![
-            PeriodicPermission {
-                origin: 0,
-                granted: true,
-            },
-            PeriodicRegister {
-                origin: 0,
-                sw: 0,
-                tag: 2,
-                interval: 3,
-            },
+            grant(0),
+            preg(0, 0, 2, 3),
             Advance(43_200_000),
-            PeriodicRegister {
-                origin: 0,
-                sw: 0,
-                tag: 2,
-                interval: 0,
-            },
+            preg(0, 0, 2, 0),
         ],
         // Periodic: re-registered during a retry in flight, then a restart: the retry is
         // written with its time, and runs again after the restart.
         vec![
-            PeriodicPermission {
-                origin: 0,
-                granted: true,
-            },
-            PeriodicRegister {
-                origin: 0,
-                sw: 1,
-                tag: 0,
-                interval: 0,
-            },
+            grant(0),
+            preg(0, 1, 0, 0),
             Advance(43_199_999),
             Advance(179_999),
             Advance(179_999),
             Advance(179_999),
-            PeriodicRegister {
-                origin: 0,
-                sw: 1,
-                tag: 0,
-                interval: 3,
-            },
+            preg(0, 1, 0, 3),
             Restart,
         ],
         // Periodic: a retry and an event's end at the same moment: a retry does not start a
         // round, and a registration whose event just ended is not coalesced into one.
         vec![
-            PeriodicPermission {
-                origin: 0,
-                granted: true,
-            },
-            Register {
-                origin: 0,
-                sw: 0,
-                tag: 0,
-            },
-            PeriodicRegister {
-                origin: 0,
-                sw: 1,
-                tag: 0,
-                interval: 0,
-            },
+            grant(0),
+            reg(0, 0, 0),
+            preg(0, 1, 0, 0),
             Advance(43_200_000),
-            Register {
-                origin: 0,
-                sw: 0,
-                tag: 0,
-            },
-            PeriodicRegister {
-                origin: 0,
-                sw: 0,
-                tag: 0,
-                interval: 3,
-            },
+            reg(0, 0, 0),
+            preg(0, 0, 0, 3),
             PeriodicSettle {
                 n: 0,
-                fulfilled: false,
+                listener: FAIL,
             },
             Advance(43_199_999),
             Advance(1_000),
@@ -139,149 +237,214 @@ fn regression_scenarios() {
             Restart,
             PeriodicSettle {
                 n: 155,
-                fulfilled: false,
+                listener: FAIL,
             },
             Advance(43_199_999),
         ],
         // Three failures, then gone.
         vec![
-            Register {
-                origin: 0,
-                sw: 0,
-                tag: 0,
-            },
+            reg(0, 0, 0),
             Settle {
                 n: 0,
-                fulfilled: false,
+                listener: FAIL,
             },
             Advance(300_000),
             Settle {
                 n: 0,
-                fulfilled: false,
+                listener: FAIL,
             },
             Advance(900_000),
             Settle {
                 n: 0,
-                fulfilled: false,
+                listener: FAIL,
             },
             Advance(3_600_000),
         ],
         // Re-registered while firing, then the time limit.
         vec![
-            Register {
-                origin: 0,
-                sw: 0,
-                tag: 1,
-            },
-            Register {
-                origin: 0,
-                sw: 0,
-                tag: 1,
-            },
+            reg(0, 0, 1),
+            reg(0, 0, 1),
             Advance(180_000),
             Advance(180_000),
             Advance(300_000),
         ],
         // A restart while firing and while waiting.
         vec![
-            Register {
-                origin: 0,
-                sw: 0,
-                tag: 0,
-            },
-            Register {
-                origin: 1,
-                sw: 2,
-                tag: 0,
-            },
+            reg(0, 0, 0),
+            reg(1, 2, 0),
             Settle {
                 n: 1,
-                fulfilled: false,
+                listener: FAIL,
             },
             Restart,
             Advance(300_000),
         ],
         // Cross-origin calls and the cap.
         vec![
-            Register {
-                origin: 1,
+            reg(1, 0, 0),
+            GetTags {
+                who: who_of(1, 0),
                 sw: 0,
-                tag: 0,
             },
-            GetTags { origin: 1, sw: 0 },
             Online(false),
-            Register {
-                origin: 0,
-                sw: 0,
-                tag: 0,
-            },
-            Register {
-                origin: 0,
-                sw: 0,
-                tag: 1,
-            },
-            Register {
-                origin: 0,
-                sw: 1,
-                tag: 2,
-            },
-            Register {
-                origin: 0,
-                sw: 1,
-                tag: 3,
-            },
-            Register {
-                origin: 0,
-                sw: 1,
-                tag: 4,
-            },
+            reg(0, 0, 0),
+            reg(0, 0, 1),
+            reg(0, 1, 2),
+            reg(0, 1, 3),
+            reg(0, 1, 4),
         ],
         // Permission denied, then online, then granted.
         vec![
             Online(false),
-            Register {
-                origin: 0,
-                sw: 0,
-                tag: 0,
-            },
+            reg(0, 0, 0),
             Permission {
                 origin: 0,
-                granted: false,
+                state: 1,
             },
             Online(true),
             Permission {
                 origin: 0,
-                granted: true,
+                state: 0,
             },
         ],
         // Unregistered mid-event, outcome ignored.
         vec![
-            Register {
-                origin: 0,
-                sw: 0,
-                tag: 0,
-            },
+            reg(0, 0, 0),
             Unregister { sw: 0 },
             Settle {
                 n: 0,
-                fulfilled: false,
+                listener: FAIL,
             },
-            Register {
-                origin: 0,
-                sw: 0,
-                tag: 0,
-            },
+            reg(0, 0, 0),
         ],
         // The worker dies mid-event.
         vec![
-            Register {
-                origin: 1,
-                sw: 2,
-                tag: 5,
-            },
+            reg(1, 2, 5),
             Terminate { sw: 2 },
             Advance(299_999),
             Advance(1),
+        ],
+        // A listener that throws without waitUntil succeeds; one that throws after a rejected
+        // waitUntil fails.
+        vec![
+            reg(0, 0, 0),
+            Settle {
+                n: 0,
+                listener: THROW,
+            },
+            reg(0, 0, 1),
+            Settle { n: 0, listener: 4 },
+            Advance(300_000),
+        ],
+        // 'prompt' neither refuses register() nor holds events; 'denied' does both.
+        vec![
+            Permission {
+                origin: 0,
+                state: 2,
+            },
+            reg(0, 0, 0),
+            Permission {
+                origin: 0,
+                state: 1,
+            },
+            reg(0, 0, 1),
+        ],
+        // A failed write: a new registration leaves no trace; a waiting one stays waiting.
+        vec![
+            FailNextWrite,
+            reg(0, 0, 0),
+            reg(0, 0, 1),
+            Settle {
+                n: 0,
+                listener: FAIL,
+            },
+            FailNextWrite,
+            reg(0, 0, 1),
+            Advance(300_000),
+        ],
+        // A burst over the cap, some tags repeated, while offline; then online.
+        vec![
+            Online(false),
+            Burst {
+                who: who_of(0, 0),
+                sw: 0,
+                tag: 14,
+                n: 9,
+            },
+            Online(true),
+        ],
+        // An outcome reported after the time limit, and again after the event was settled.
+        vec![
+            reg(0, 0, 0),
+            Advance(180_000),
+            LateOutcome {
+                n: 0,
+                fulfilled: true,
+            },
+            Advance(300_000),
+            Settle {
+                n: 0,
+                listener: FULFIL,
+            },
+            LateOutcome {
+                n: 1,
+                fulfilled: false,
+            },
+        ],
+        // A registration without an active worker, then activated; a worker that fails to
+        // start; clear-site-data.
+        vec![
+            NewWorker { origin: 1 },
+            Register {
+                who: who_of(0, 0),
+                sw: 3,
+                tag: 0,
+            },
+            Activate { sw: 3 },
+            Register {
+                who: who_of(0, 0),
+                sw: 3,
+                tag: 0,
+            },
+            Settle { n: 0, listener: 6 },
+            ClearSiteData { origin: 1 },
+            GetTags {
+                who: who_of(0, 0),
+                sw: 3,
+            },
+        ],
+        // The byte-length edges: exactly 10,240 UTF-8 bytes (ASCII, U+FFFD, lone surrogates,
+        // astral) are accepted, one over is not; a lone surrogate is not U+FFFD.
+        (26..32)
+            .chain([18, 20, 18])
+            .map(|tag| Register {
+                who: who_of(0, 0),
+                sw: 0,
+                tag,
+            })
+            .chain([Restart])
+            .collect(),
+        // A service worker caller and a nested frame with no window of their origin.
+        vec![
+            Window {
+                origin: 0,
+                open: false,
+            },
+            Register {
+                who: Who { origin: 0, kind: 2 },
+                sw: 0,
+                tag: 0,
+            },
+            Register {
+                who: Who { origin: 0, kind: 3 },
+                sw: 0,
+                tag: 0,
+            },
+            Register {
+                who: Who { origin: 0, kind: 1 },
+                sw: 0,
+                tag: 0,
+            },
         ],
     ];
     for s in scenarios {
@@ -294,7 +457,7 @@ fn regression_scenarios() {
 #[test]
 fn decoded_bytes_run_too() {
     let bytes: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
-    let ops = Op::decode(&bytes);
-    assert_eq!(ops.len(), bytes.len() / 3);
-    run_scenario(&ops).unwrap();
+    let (setup, ops) = Op::decode(&bytes);
+    assert_eq!(ops.len(), (bytes.len() - 1) / 4);
+    run_scenario_with(&setup, &ops, &mut Reached::default()).unwrap();
 }
