@@ -38,7 +38,7 @@ fn op() -> impl Strategy<Value = Op> {
         // Events are mostly settled before their time limit, in every way a listener can.
         10 => (any::<u8>(), any::<u8>()).prop_map(|(n, listener)| Op::Settle { n, listener }),
         1 => (any::<u8>(), any::<bool>()).prop_map(|(n, fulfilled)| Op::LateOutcome { n, fulfilled }),
-        2 => any::<bool>().prop_map(Op::Online),
+        2 => prop::bool::weighted(0.7).prop_map(Op::Online),
         1 => (0u8..4, any::<u8>()).prop_map(|(origin, state)| Op::Permission { origin, state }),
         1 => (0u8..4, any::<bool>()).prop_map(|(origin, open)| Op::Window { origin, open }),
         1 => (0u8..4).prop_map(|origin| Op::NewWorker { origin }),
@@ -56,7 +56,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (who(), sw(), tag()).prop_map(|(who, sw, tag)| Op::PeriodicUnregister { who, sw, tag }),
         2 => (any::<u8>(), any::<u8>()).prop_map(|(n, listener)| Op::PeriodicSettle { n, listener }),
         1 => (0u8..4, any::<u8>()).prop_map(|(origin, level)| Op::Engagement { origin, level }),
-        2 => (0u8..4, prop_oneof![4 => Just(0u8), 1 => 1u8..3]).prop_map(|(origin, state)| Op::PeriodicPermission { origin, state }),
+        2 => (prop_oneof![3 => 0u8..2, 1 => 2u8..4], prop_oneof![4 => Just(0u8), 1 => 1u8..3]).prop_map(|(origin, state)| Op::PeriodicPermission { origin, state }),
         2 => prop::sample::select(vec![43_199_999u64, 43_200_000, 46_800_000, 86_400_000]).prop_map(Op::Advance),
     ]
 }
