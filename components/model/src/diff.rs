@@ -224,8 +224,15 @@ pub enum Op {
     /// `sync.register(tag)` on `sw`.
     Register { who: Who, sw: u8, tag: u8 },
     /// `n` calls of `sync.register()` on `sw` with the tags from `tag` on, all made before the
-    /// store acknowledges any write (so they queue and share commits).
-    Burst { who: Who, sw: u8, tag: u8, n: u8 },
+    /// store acknowledges any write (so they queue and share commits); with `crash`, the user
+    /// agent dies before any of those writes is done, and restarts.
+    Burst {
+        who: Who,
+        sw: u8,
+        tag: u8,
+        n: u8,
+        crash: bool,
+    },
     /// The store will fail the write of the next `register()` (if it makes one).
     FailNextWrite,
     /// `sync.getTags()` on `sw`.
@@ -302,11 +309,22 @@ impl fmt::Debug for Op {
             Op::Register { who, sw, tag } => {
                 write!(f, "register(sw {sw}, {}) from {who:?}", tag_label(*tag))
             }
-            Op::Burst { who, sw, tag, n } => write!(
-                f,
-                "burst of {} register(sw {sw}) from tag {} on, from {who:?}",
+            Op::Burst {
+                who,
+                sw,
+                tag,
                 n,
-                tag_label(*tag)
+                crash,
+            } => write!(
+                f,
+                "burst of {} register(sw {sw}) from tag {} on, from {who:?}{}",
+                n,
+                tag_label(*tag),
+                if *crash {
+                    ", then a crash before any write is done"
+                } else {
+                    ""
+                }
             ),
             Op::FailNextWrite => write!(f, "the store fails the next register()'s write"),
             Op::GetTags { who, sw } => write!(f, "getTags(sw {sw}) from {who:?}"),
@@ -405,6 +423,7 @@ impl Op {
                         sw: a,
                         tag: b,
                         n: 2 + d % 7,
+                        crash: a & 0x80 != 0,
                     },
                     3 => Op::FailNextWrite,
                     4 => Op::GetTags { who, sw: a },
@@ -972,6 +991,8 @@ pub fn run_scenario_with(
     }
     let mut engine = Engine::start(MemoryStore::new(), host.clone(), Timestamp(0), &ua);
     let mut fail_next = false;
+    // Reporters of events from before a restart, for late outcomes.
+    let mut stale: Vec<OutcomeReporter> = Vec::new();
 
     for (step, op) in ops.iter().enumerate() {
         let diverge = |what: String| Divergence {
@@ -998,14 +1019,26 @@ pub fn run_scenario_with(
                 .map_err(diverge)?;
                 fail_next = false;
             }
-            Op::Burst { who, sw, tag, n } => {
+            Op::Burst {
+                who,
+                sw,
+                tag,
+                n,
+                crash,
+            } => {
                 let sw = ua.sw(*sw);
                 let caller = ua.caller(*who, sw);
                 engine.hold();
                 let mut calls = Vec::new();
                 for k in 0..*n as usize {
                     let tag = &tags[(*tag as usize + k) % tags.len()];
-                    let expected = model.register(&caller, sw, tag);
+                    // A crash before the writes: what the calls did dies with the user agent
+                    // (the model does not make them; their promises never settle).
+                    let expected = if *crash {
+                        Ok(())
+                    } else {
+                        model.register(&caller, sw, tag)
+                    };
                     count_call(reached, "register (burst)", &expected);
                     let request = engine.request();
                     engine.core.register(
@@ -1025,6 +1058,12 @@ pub fn run_scenario_with(
                     );
                     engine.run();
                     calls.push((request, expected));
+                }
+                if *crash {
+                    engine.held = None;
+                    reached.count("crash with writes in flight");
+                    restart(&mut model, &mut engine, &host, &ua, &mut stale);
+                    calls.clear();
                 }
                 engine.release();
                 for (request, expected) in calls {
@@ -1064,13 +1103,20 @@ pub fn run_scenario_with(
                 }
             }
             Op::LateOutcome { n, fulfilled } => {
-                if let Some(&id) = engine.ended.get(*n as usize % engine.ended.len().max(1)) {
+                let outcome = if *fulfilled {
+                    DispatchOutcome::Fulfilled
+                } else {
+                    DispatchOutcome::Rejected
+                };
+                if n % 2 == 1 && !stale.is_empty() {
+                    // A worker of the user agent before the restart answers now.
+                    let reporter = stale.remove(*n as usize % stale.len());
+                    reporter.report(outcome);
+                    engine.run();
+                    reached.count("late outcome from before a restart");
+                } else if let Some(&id) = engine.ended.get(*n as usize % engine.ended.len().max(1))
+                {
                     reached.count("late outcome of an ended event");
-                    let outcome = if *fulfilled {
-                        DispatchOutcome::Fulfilled
-                    } else {
-                        DispatchOutcome::Rejected
-                    };
                     engine.complete(id, outcome);
                 }
             }
@@ -1145,9 +1191,6 @@ pub fn run_scenario_with(
                 reached.count("clear-site-data");
             }
             Op::Restart => {
-                model.restart();
-                let (store, now) = (engine.store.clone(), engine.now);
-                host.fired.lock().unwrap_or_else(|e| e.into_inner()).clear();
                 reached.count(format!(
                     "restart with {} events in flight",
                     if model.in_flight().is_empty() {
@@ -1156,7 +1199,7 @@ pub fn run_scenario_with(
                         "some"
                     }
                 ));
-                engine = Engine::start(store, host.clone(), now, &ua);
+                restart(&mut model, &mut engine, &host, &ua, &mut stale);
             }
             Op::Advance(ms) => {
                 let target = engine.now.0 + ms;
@@ -1298,6 +1341,23 @@ pub fn run_scenario_with(
         note_reached(reached, &model, &ua);
     }
     Ok(())
+}
+
+/// A user-agent restart on both sides: the engine starts again on what its store holds; the
+/// reporters of the events it had dispatched are kept, to answer late.
+fn restart(
+    model: &mut Model,
+    engine: &mut Engine,
+    host: &Arc<Host>,
+    ua: &Ua,
+    stale: &mut Vec<OutcomeReporter>,
+) {
+    model.restart();
+    let (store, now) = (engine.store.clone(), engine.now);
+    let fired = std::mem::take(&mut *host.fired.lock().unwrap_or_else(|e| e.into_inner()));
+    stale.extend(fired.into_iter().filter_map(|(_, r)| r));
+    stale.truncate(16);
+    *engine = Engine::start(store, host.clone(), now, ua);
 }
 
 /// A one-shot `register()` on both sides, the store failing its write if `fail` says so.
