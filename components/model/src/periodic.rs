@@ -39,6 +39,8 @@ pub struct PeriodicRegistration {
     pub reregistered: bool,
 }
 
+/// Chromium: the least time between two rounds of one origin (12 h; the spec's "minimum
+/// periodic sync interval for any origin", which it says SHOULD be at least 12 hours).
 fn gap(model: &Model) -> u64 {
     model.params.min_periodic_interval
 }
@@ -51,7 +53,9 @@ impl Model {
             .map_or(Engagement::High, |(_, e)| *e)
     }
 
-    /// The interval `r` fires at, or `None` without engagement.
+    /// The interval `r` fires at, or `None` without engagement: the spec's "effective minimum
+    /// interval" is left to the user agent. Chromium: `minInterval` rounded up to a whole
+    /// number (at least one) of units of 12 h times the engagement penalty.
     fn interval(&self, r: &PeriodicRegistration) -> Option<u64> {
         let origin = self.origin_of(r.sw)?;
         // Chromium: the penalty of each engagement level; none suspends the registration.
@@ -66,7 +70,10 @@ impl Model {
         Some(unit.saturating_mul(units))
     }
 
-    /// When `r` is due (if pending), by the rules above.
+    /// When `r` is due (if pending): the processing loop's "anchor time + minInterval ≤ now"
+    /// and "last fire + effective interval ≤ now" for its origin. Chromium: the effective
+    /// interval is the rounded one above, the origin's rounds are 12 h apart, and a retry is
+    /// due when its back-off ends.
     fn due(&self, r: &PeriodicRegistration) -> Option<u64> {
         if r.deadline.is_some() {
             return None;
@@ -98,8 +105,10 @@ impl Model {
             .map_or(Permission::Prompt, |(_, p)| *p)
     }
 
-    /// `periodicSync.register(tag, {minInterval})` from `caller` on `sw`, Chromium's checks in
-    /// Chromium's order.
+    /// [`periodicSync.register(tag, {minInterval})`](https://wicg.github.io/periodic-background-sync/#dom-periodicsyncmanager-register)
+    /// from `caller` on `sw`. The spec's checks (no active worker, permission not granted, in
+    /// the background); Chromium: in Chromium's order (the window and the tag's length before
+    /// the permission), and the one-shot tag limit. Ours: the per-origin cap.
     pub fn periodic_register(
         &mut self,
         caller: &Caller,
@@ -176,8 +185,10 @@ impl Model {
             .collect())
     }
 
-    /// Fires what is due, if online: each due retry on its own, and each origin's round (its
-    /// registrations due now, and those due within the 12 h that did not just end an event).
+    /// The processing loop: fires what is due, if online. Chromium: each due retry on its own,
+    /// and each origin's round (its registrations due now, and those due within the next 12 h
+    /// that did not just end an event), so that an origin wakes the user agent at most once
+    /// every 12 h.
     pub(crate) fn fire_due_periodic(&mut self) {
         if !self.online {
             return;
@@ -226,7 +237,9 @@ impl Model {
         }
     }
 
-    /// The `periodicsync` event of (`sw`, `tag`) ended.
+    /// The `periodicsync` event of (`sw`, `tag`) ended. The spec: success, retries exhausted
+    /// or re-registered while firing → pending with a new anchor; otherwise back off and retry.
+    /// Chromium: the one-shot back-off and attempt limit (the spec's "max retries").
     pub fn settle_periodic(&mut self, sw: SwId, tag: &[u16], how: Settled) {
         let Some(i) = self.find_periodic(sw, tag) else {
             return;
@@ -310,8 +323,9 @@ impl Model {
         }
     }
 
-    /// A restart: events in flight are lost; what was written stays (the anchor, a retry);
-    /// each origin's last round is forgotten. Due registrations fire once online.
+    /// A restart: events in flight are lost; what was written stays (the anchor, a retry).
+    /// Chromium: each origin's last round is not stored, so it is forgotten. Due registrations
+    /// fire once online.
     pub(crate) fn periodic_restart(&mut self) {
         for r in &mut self.periodic {
             r.deadline = None;
@@ -322,8 +336,8 @@ impl Model {
         self.fire_due_periodic();
     }
 
-    /// The OS wake-up for periodic events: a round's is held until 12 h after the last round;
-    /// a retry's is not.
+    /// Chromium: the OS wake-up for periodic events: a round's is held until 12 h after the last
+    /// round (of any origin); a retry's is not.
     pub(crate) fn periodic_wake_up(&self) -> Option<u64> {
         let held = self.last_round.map(|t| t.saturating_add(gap(self)));
         self.periodic
