@@ -1331,6 +1331,44 @@ pub fn run_scenario_with(
                 }
             }
         }
+        // The spec's state of every registration, and the attempts counted (DevTools shows
+        // both), agree too.
+        let mut states: Vec<(u64, Tag, String, u32, Option<u64>)> = engine
+            .core
+            .inspect()
+            .into_iter()
+            .map(|r| {
+                let waiting = r.state == bgsync_scheduler::RegistrationState::Waiting;
+                (
+                    r.sw.0,
+                    r.tag.as_utf16().to_vec(),
+                    format!("{:?}", r.state),
+                    r.attempts,
+                    waiting.then_some(r.next_fire.0),
+                )
+            })
+            .collect();
+        states.sort();
+        let mut want: Vec<(u64, Tag, String, u32, Option<u64>)> = model
+            .registrations
+            .iter()
+            .map(|r| {
+                let waiting = r.state == State::Waiting;
+                (
+                    r.sw,
+                    r.tag.clone(),
+                    format!("{:?}", r.state),
+                    r.attempts,
+                    waiting.then_some(r.retry_at),
+                )
+            })
+            .collect();
+        want.sort();
+        if states != want {
+            return Err(diverge(format!(
+                "states: engine {states:?}, model {want:?}"
+            )));
+        }
         let wake = engine.core.wake_up_time().map(|t| t.0);
         if wake != model.wake_up() {
             return Err(diverge(format!(
