@@ -117,10 +117,7 @@ const MIGRATIONS: &[&str] = &[
 /// puts the new table in place of the old.
 fn tags_once(conn: &Connection) -> rusqlite::Result<()> {
     {
-        let mut read = conn.prepare(
-            "SELECT sw, kind, tag, origin, attempts, max_attempts, next_fire, periodic_interval_ms
-             FROM registrations",
-        )?;
+        let mut read = conn.prepare(&format!("SELECT {SCHEMA_2_COLUMNS} FROM registrations"))?;
         let mut write = conn.prepare(
             "INSERT INTO registrations_v3 (sw, kind, tag, origin, attempts, max_attempts,
              next_fire, periodic_interval_ms, checksum)
@@ -128,31 +125,13 @@ fn tags_once(conn: &Connection) -> rusqlite::Result<()> {
         )?;
         let mut rows = read.query([])?;
         while let Some(r) = rows.next()? {
-            let utf16: Vec<u8> = r.get(2)?;
-            if !utf16.len().is_multiple_of(2) {
-                return Err(rusqlite::Error::FromSqlConversionFailure(
+            let row = row_of_schema_2(RawRow::read(r)?).map_err(|cause| {
+                rusqlite::Error::FromSqlConversionFailure(
                     2,
                     rusqlite::types::Type::Blob,
-                    format!("a version 2 tag of {} bytes is not UTF-16", utf16.len()).into(),
-                ));
-            }
-            let units: Vec<u16> = utf16
-                .chunks_exact(2)
-                .map(|b| u16::from_be_bytes([b[0], b[1]]))
-                .collect();
-            let row = RawRow {
-                sw: r.get(0)?,
-                kind: r.get(1)?,
-                tag: tag_to_sql(&Tag::from_utf16(units)),
-                origin: r.get(3)?,
-                attempts: r.get(4)?,
-                max_attempts: r.get(5)?,
-                next_fire: r.get(6)?,
-                periodic_interval_ms: r.get(7)?,
-                checksum: 0,
-                partition: String::new(),
-                seq: 0,
-            };
+                    cause.into(),
+                )
+            })?;
             write.execute(params![
                 row.sw,
                 row.kind,
@@ -162,7 +141,7 @@ fn tags_once(conn: &Connection) -> rusqlite::Result<()> {
                 row.max_attempts,
                 row.next_fire,
                 row.periodic_interval_ms,
-                row_checksum(&row),
+                row.checksum,
             ])?;
         }
     }
@@ -170,6 +149,29 @@ fn tags_once(conn: &Connection) -> rusqlite::Result<()> {
         "DROP TABLE registrations;
          ALTER TABLE registrations_v3 RENAME TO registrations;",
     )
+}
+
+/// [`ROW_COLUMNS`] of a schema 1 or 2 table, which has no checksum, partition or list place.
+const SCHEMA_2_COLUMNS: &str = "sw, kind, tag, origin, attempts, max_attempts, next_fire, \
+     periodic_interval_ms, 0, '', 0";
+
+/// A row of schema 1 or 2 (its tag in UTF-16BE, no checksum) as schema 3 stores it: the tag in
+/// WTF-8, and hashed.
+fn row_of_schema_2(mut row: RawRow) -> Result<RawRow, String> {
+    if !row.tag.len().is_multiple_of(2) {
+        return Err(format!(
+            "a version 2 tag of {} bytes is not UTF-16",
+            row.tag.len()
+        ));
+    }
+    let units: Vec<u16> = row
+        .tag
+        .chunks_exact(2)
+        .map(|b| u16::from_be_bytes([b[0], b[1]]))
+        .collect();
+    row.tag = tag_to_sql(&Tag::from_utf16(units));
+    row.checksum = row_checksum(&row);
+    Ok(row)
 }
 
 /// A registration store on SQLite: durable, one row per registration, every commit one
@@ -410,8 +412,11 @@ impl SqliteStore {
     /// `background-sync.sqlite.corrupt-<unix millis>` (with its `-wal` and `-shm` files), logs
     /// it, and starts a fresh database holding every registration that could still be read and
     /// decoded from the damaged one ([`Recovery::kept`]). The damaged file is kept for
-    /// inspection. Damage this read cannot see (an interior page, free space) is
-    /// found by [`verify`](RegistrationStore::verify). Another profile's write-ahead log is
+    /// inspection. The damaged file may be of an older schema version (a migration that met
+    /// damage leaves the file as it was): its rows are read in that version's format. A schema
+    /// object this build never creates (an index, a trigger, a view) is damage too. Damage
+    /// this read cannot see (an interior page, free space) is found by
+    /// [`verify`](RegistrationStore::verify). Another profile's write-ahead log is
     /// moved aside unreplayed; commits found missing are reported.
     pub fn open_or_recover(dir: &Path) -> Result<(SqliteStore, Option<Recovery>), StoreError> {
         let mut rows = Vec::new();
@@ -729,8 +734,9 @@ impl RegistrationStore for SqliteStore {
         }
     }
 
-    /// SQLite's full `integrity_check`: every page, the table against both indexes, free
-    /// space. About 2 s for a million registrations, so the engine runs it on the store's
+    /// SQLite's full `integrity_check`: every page, every b-tree's order, free space (the
+    /// schema has no index to check the table against: an index in the file is damage found
+    /// at the open). About 2 s for a million registrations, so the engine runs it on the store's
     /// thread after start-up. Damage is recovered as at start-up.
     fn verify(&mut self) -> Result<Option<Recovery>, StoreError> {
         let check = (|| -> Result<Vec<String>, rusqlite::Error> {
@@ -838,6 +844,7 @@ fn open_conn(path: &Path, record: Option<(i64, i64)>) -> Result<Connection, Stor
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(open_failed)?;
     migrate(&conn, path)?;
+    only_our_schema(&conn, path)?;
     // A new database takes the identity the lock file recorded (its commits are then missing,
     // which the open reports), or a new one.
     let (profile, seq) = record.map_or_else(|| (new_profile(), 0), |(p, _)| (p, 0));
@@ -981,6 +988,57 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
         return Err(failed(e));
     }
     Ok(())
+}
+
+/// The tables a database of [`SCHEMA_VERSION`] holds, and nothing else: it has no index,
+/// trigger or view (the table is its key; see migration 2 → 3).
+const SCHEMA_TABLES: &[&str] = &[
+    "schema_version",
+    "meta",
+    "registrations",
+    "service_worker_ids",
+];
+
+/// Refuses, as damage, a file whose schema holds an object this build never creates: an
+/// index (the query planner would answer through it, so a damaged one deletes the wrong rows
+/// or fails every write, while reading the table at start-up never touches it), a trigger
+/// (which acts on every write) or a view. Recovery then keeps every row the table holds. One
+/// read of the schema, which SQLite has parsed already: nothing here grows with the rows.
+/// SQLite's statistics tables are let be (`ANALYZE` from a shell is not damage); the tables'
+/// own columns are checked by our statements compiling.
+fn only_our_schema(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let failed = |e| {
+        classify(path, e, |cause| StoreError::Open {
+            path: path.to_owned(),
+            cause: format!("reading the schema: {cause}"),
+        })
+    };
+    let mut stmt = conn
+        .prepare("SELECT type, name FROM sqlite_master ORDER BY type, name")
+        .map_err(failed)?;
+    let objects = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .map_err(failed)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(failed)?;
+    let foreign: Vec<String> = objects
+        .into_iter()
+        .filter(|(kind, name)| {
+            kind != "table"
+                || !(SCHEMA_TABLES.contains(&name.as_str()) || name.starts_with("sqlite_stat"))
+        })
+        .map(|(kind, name)| format!("{kind} {name}"))
+        .collect();
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::Corrupt {
+        path: path.to_owned(),
+        cause: format!(
+            "the schema holds what this build never creates: {}",
+            foreign.join(", ")
+        ),
+    })
 }
 
 /// The columns [`RawRow::read`] reads, in its order.
@@ -1265,28 +1323,11 @@ fn salvage(
             &moved_to,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        if let Some(()) = salvage_in_key_order(&old, &mut kept, &mut dropped, &mut truncated) {
-            return Ok(());
-        }
-        let mut stmt = old.prepare(&format!("SELECT {ROW_COLUMNS} FROM registrations"))?;
-        let rows = stmt.query_map([], RawRow::read)?;
-        for row in rows {
-            match row {
-                Ok(raw) => match decode_row(raw) {
-                    Ok(r) => kept.push(r),
-                    Err(_) => dropped += 1,
-                },
-                // A value of the wrong type is one bad row; anything else is the table's end.
-                Err(
-                    rusqlite::Error::InvalidColumnType(..)
-                    | rusqlite::Error::FromSqlConversionFailure(..)
-                    | rusqlite::Error::IntegralValueOutOfRange(..)
-                    | rusqlite::Error::Utf8Error(..),
-                ) => dropped += 1,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        // The rows as the damaged file's own schema version stores them: a migration that
+        // met the damage left the file as it was, so it may be of an older version (whose
+        // secondary indexes are where the damage often is).
+        let table = OldTable::of(&old)?;
+        salvage_in_key_order(&old, &table, &mut kept, &mut dropped, &mut truncated)
     })();
     if let Err(e) = read {
         tracing::warn!(error = %e, "reading the damaged sync registration database stopped early");
@@ -1332,26 +1373,71 @@ fn salvage(
     Ok((conn, recovery))
 }
 
+/// The `registrations` table of a damaged file, of whichever schema version it is.
+struct OldTable {
+    /// What to select for [`RawRow::read`]: a column this version does not have is its
+    /// default.
+    columns: String,
+    /// Schema 1 and 2: tags in UTF-16BE and no checksum, converted as the migration does.
+    schema_2: bool,
+}
+
+impl OldTable {
+    /// Reads the table's columns from the file's schema (not from its version row, which may
+    /// be the damage).
+    fn of(old: &Connection) -> rusqlite::Result<OldTable> {
+        let mut stmt = old.prepare("SELECT name FROM pragma_table_info('registrations')")?;
+        let names = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        let has = |column: &str| names.iter().any(|n| n == column);
+        if !has("checksum") {
+            return Ok(OldTable {
+                columns: SCHEMA_2_COLUMNS.into(),
+                schema_2: true,
+            });
+        }
+        // Schema 3 to 4 have no partition, 3 to 5 no list place.
+        let partition = if has("partition") { "partition" } else { "''" };
+        let seq = if has("seq") { "seq" } else { "0" };
+        Ok(OldTable {
+            columns: format!(
+                "sw, kind, tag, origin, attempts, max_attempts, next_fire, \
+                 periodic_interval_ms, checksum, {partition}, {seq}"
+            ),
+            schema_2: false,
+        })
+    }
+
+    /// Reads and decodes one row.
+    fn decode(&self, r: &rusqlite::Row<'_>) -> Result<StoredRegistration, String> {
+        let raw = RawRow::read(r).map_err(|e| e.to_string())?;
+        decode_row(if self.schema_2 {
+            row_of_schema_2(raw)?
+        } else {
+            raw
+        })
+    }
+}
+
 /// Reads the rows of a damaged table in key order; where a page is damaged, goes on after it
 /// (from the next service worker registration, skipping further while the seek meets the
-/// damage), so that damage costs the rows near it, not the rest of the table. `None` when the
-/// table is not this schema's (the caller then reads it plainly).
+/// damage), so that damage costs the rows near it, not the rest of the table. Every schema
+/// version is keyed by (sw, kind, tag). An error when the table cannot be read at all.
 fn salvage_in_key_order(
     old: &Connection,
+    table: &OldTable,
     kept: &mut Vec<StoredRegistration>,
     dropped: &mut u64,
     truncated: &mut bool,
-) -> Option<()> {
-    let mut from_start = old
-        .prepare(&format!(
-            "SELECT {ROW_COLUMNS} FROM registrations ORDER BY sw, kind, tag"
-        ))
-        .ok()?;
-    let mut after_sw = old
-        .prepare(&format!(
-            "SELECT {ROW_COLUMNS} FROM registrations WHERE sw > ?1 ORDER BY sw, kind, tag"
-        ))
-        .ok()?;
+) -> rusqlite::Result<()> {
+    let columns = &table.columns;
+    let mut from_start = old.prepare(&format!(
+        "SELECT {columns} FROM registrations ORDER BY sw, kind, tag"
+    ))?;
+    let mut after_sw = old.prepare(&format!(
+        "SELECT {columns} FROM registrations WHERE sw > ?1 ORDER BY sw, kind, tag"
+    ))?;
     let mut resume: Option<i64> = None;
     let mut skip: i64 = 0;
     // Bounded: each damaged stretch costs at most 64 seeks.
@@ -1362,7 +1448,7 @@ fn salvage_in_key_order(
         };
         let Ok(mut rows) = rows else {
             *truncated = true;
-            return Some(());
+            return Ok(());
         };
         let mut last_sw = None;
         let failed = loop {
@@ -1371,9 +1457,9 @@ fn salvage_in_key_order(
                     if let Ok(sw) = r.get::<_, i64>(0) {
                         last_sw = Some(sw);
                     }
-                    match RawRow::read(r).map(decode_row) {
-                        Ok(Ok(reg)) => kept.push(reg),
-                        _ => *dropped += 1,
+                    match table.decode(r) {
+                        Ok(reg) => kept.push(reg),
+                        Err(_) => *dropped += 1,
                     }
                 }
                 Ok(None) => break false,
@@ -1381,7 +1467,7 @@ fn salvage_in_key_order(
             }
         };
         if !failed {
-            return Some(());
+            return Ok(());
         }
         *truncated = true;
         // Past the damage: after the last service worker registration read, further each time
@@ -1394,13 +1480,13 @@ fn salvage_in_key_order(
             None => {
                 skip = if skip == 0 { 1 } else { skip.saturating_mul(2) };
                 if skip > i64::MAX / 4 {
-                    return Some(());
+                    return Ok(());
                 }
                 resume = Some(resume.unwrap_or(i64::MIN).saturating_add(skip));
             }
         }
     }
-    Some(())
+    Ok(())
 }
 
 fn read_service_worker_ids(conn: &Connection) -> rusqlite::Result<Vec<ServiceWorkerIdRecord>> {

@@ -1,12 +1,17 @@
-//! Inputs the coverage-guided fuzzer found, kept as regression tests: opening the store on them
-//! gives a typed error or a store, and recovery always gives a working store.
+//! Inputs the coverage-guided fuzzer found, kept as regression tests: every file in
+//! `tests/fuzz-regressions/` (a crash from `fuzz/artifacts/store_open/` is copied there as
+//! it is) goes through the store_open fuzz target's sequence: opening the store on it gives a
+//! typed error or a store, recovery always gives a working store, and every write after it
+//! succeeds and is there on the next open.
+
+use std::path::{Path, PathBuf};
 
 use bgsync_store::{RegistrationStore, StoreOp, StoredRegistration};
 use bgsync_store_sqlite::{SqliteStore, DB_FILE};
 use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
 
-/// What the store_open fuzz target checks: the engine's open path (open, recover, verify), then
-/// every write succeeds and is there on the next open.
+/// What fuzz/fuzz_targets/store_open.rs checks: the engine's open path (open, recover, verify),
+/// then every write succeeds and is there on the next open.
 fn open_any(bytes: &[u8]) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(DB_FILE), bytes).unwrap();
@@ -38,12 +43,34 @@ fn open_any(bytes: &[u8]) {
     );
 }
 
-#[test]
-fn store_open_1() {
-    open_any(include_bytes!("fuzz-regressions/store_open-1.sqlite"));
+fn regressions() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files
 }
 
 #[test]
-fn store_open_2() {
-    open_any(include_bytes!("fuzz-regressions/store_open-2.sqlite"));
+fn every_store_open_regression_opens_to_a_working_store() {
+    let files = regressions();
+    assert!(!files.is_empty(), "tests/fuzz-regressions/ holds no input");
+    let failed: Vec<String> = files
+        .iter()
+        .filter(|f| {
+            let bytes = std::fs::read(f).unwrap();
+            std::panic::catch_unwind(|| open_any(&bytes)).is_err()
+        })
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} inputs failed (each one's panic is above):\n{}",
+        failed.len(),
+        files.len(),
+        failed.join("\n")
+    );
 }
