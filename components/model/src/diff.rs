@@ -1369,6 +1369,26 @@ pub fn run_scenario_with(
                 "states: engine {states:?}, model {want:?}"
             )));
         }
+        // What the store holds is what the core says is durable (no write is held between
+        // steps, and a failed write leaves nothing behind).
+        let key = |r: &bgsync_store::StoredRegistration| {
+            (
+                r.sw,
+                r.kind == SyncKind::Periodic,
+                r.tag.as_utf16().to_vec(),
+            )
+        };
+        let mut stored = engine.core.stored_registrations();
+        stored.sort_by_key(key);
+        let mut on_disk = engine.store.snapshot();
+        on_disk.sort_by_key(key);
+        if stored != on_disk {
+            return Err(diverge(format!(
+                "the store holds {on_disk:?}, the core says it holds {stored:?}"
+            )));
+        }
+        // The log is taken, as a driver does.
+        engine.core.take_log();
         let wake = engine.core.wake_up_time().map(|t| t.0);
         if wake != model.wake_up() {
             return Err(diverge(format!(
