@@ -256,7 +256,9 @@ pub enum Op {
     /// `sw` is unregistered.
     Unregister { sw: u8 },
     /// Clear-Site-Data for `ORIGINS[origin]`.
-    ClearSiteData { origin: u8 },
+    ClearSiteData { origin: u8, by_key: bool },
+    /// The user clears all browsing data.
+    ClearAll,
     /// The user agent restarts.
     Restart,
     /// Time passes, in ms.
@@ -350,7 +352,13 @@ impl fmt::Debug for Op {
             Op::Activate { sw } => write!(f, "activate the worker of sw {sw}"),
             Op::Terminate { sw } => write!(f, "terminate the worker of sw {sw}"),
             Op::Unregister { sw } => write!(f, "unregister sw {sw}"),
-            Op::ClearSiteData { origin } => write!(f, "Clear-Site-Data for {}", o(origin)),
+            Op::ClearSiteData { origin, by_key } => write!(
+                f,
+                "Clear-Site-Data for {}{}",
+                o(origin),
+                if *by_key { " (its storage key)" } else { "" }
+            ),
+            Op::ClearAll => write!(f, "clear all browsing data"),
             Op::Restart => write!(f, "restart"),
             Op::Advance(ms) => write!(f, "advance {ms} ms"),
             Op::PeriodicRegister {
@@ -445,7 +453,11 @@ impl Op {
                     12 => Op::Activate { sw: a },
                     13 => Op::Terminate { sw: a },
                     14 => Op::Unregister { sw: a },
-                    15 => Op::ClearSiteData { origin: a },
+                    15 if b % 8 == 0 => Op::ClearAll,
+                    15 => Op::ClearSiteData {
+                        origin: a,
+                        by_key: b % 2 == 0,
+                    },
                     16 => Op::Restart,
                     17 => Op::PeriodicRegister {
                         who,
@@ -1182,13 +1194,27 @@ pub fn run_scenario_with(
                     .service_worker_unregistered(engine.now, SwRegistrationId(sw));
                 engine.run();
             }
-            Op::ClearSiteData { origin: i } => {
+            Op::ClearSiteData { origin: i, by_key } => {
                 let name = o(i);
                 model.clear_site_data(name);
                 let request = engine.request();
-                engine.core.clear_origin(engine.now, request, &origin(name));
+                if *by_key {
+                    let key = StorageKey::new(origin(name));
+                    engine.core.clear_storage_key(engine.now, request, &key);
+                } else {
+                    engine.core.clear_origin(engine.now, request, &origin(name));
+                }
                 engine.settles_as(request, &Ok(())).map_err(diverge)?;
                 reached.count("clear-site-data");
+            }
+            Op::ClearAll => {
+                for name in ORIGINS {
+                    model.clear_site_data(name);
+                }
+                let request = engine.request();
+                engine.core.clear_all(engine.now, request);
+                engine.settles_as(request, &Ok(())).map_err(diverge)?;
+                reached.count("clear all browsing data");
             }
             Op::Restart => {
                 reached.count(format!(

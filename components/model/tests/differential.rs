@@ -45,7 +45,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..MAX_WORKERS as u8).prop_map(|sw| Op::Activate { sw }),
         1 => sw().prop_map(|sw| Op::Terminate { sw }),
         1 => (0u8..MAX_WORKERS as u8).prop_map(|sw| Op::Unregister { sw }),
-        1 => (0u8..4).prop_map(|origin| Op::ClearSiteData { origin }),
+        1 => (0u8..4, any::<bool>()).prop_map(|(origin, by_key)| Op::ClearSiteData { origin, by_key }),
+        1 => Just(Op::ClearAll),
         2 => Just(Op::Restart),
         // Mostly short steps (events settle before the limit), and the edges of the limit and
         // of the back-offs.
@@ -415,7 +416,11 @@ fn regression_scenarios() {
                 tag: 0,
             },
             Settle { n: 0, listener: 6 },
-            ClearSiteData { origin: 1 },
+            ClearSiteData {
+                origin: 1,
+                by_key: false,
+            },
+            ClearAll,
             GetTags {
                 who: who_of(0, 0),
                 sw: 3,
