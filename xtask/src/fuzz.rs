@@ -1,12 +1,15 @@
-//! `cargo xtask fuzz`: the differential test at scale, and the coverage-guided targets.
+//! `cargo xtask fuzz`: the differential test at scale, and the coverage-guided targets (each
+//! from its seeds, with a report of what it ran and what it found).
 
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::Instant;
 
-use bgsync_store::{RegistrationStore, StoreOp, StoredRegistration};
-use bgsync_store_sqlite::{SqliteStore, DB_FILE};
-use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
+mod libfuzzer;
+mod targets;
 
 /// The coverage-guided targets (fuzz/fuzz_targets/*.rs).
 pub const TARGETS: [&str; 4] = [
@@ -16,8 +19,23 @@ pub const TARGETS: [&str; 4] = [
     "differential",
 ];
 
+/// How long `--smoke` runs each target.
+const SMOKE_SECONDS: u64 = 30;
+
+/// libFuzzer's limit for one input: a target that takes longer is a finding (a hang).
+const INPUT_TIMEOUT_SECONDS: u64 = 30;
+
+const USAGE: &str = "usage: cargo xtask fuzz --cases N
+       cargo xtask fuzz --target NAME [--seconds S]
+       cargo xtask fuzz --all [--seconds S]
+       cargo xtask fuzz --smoke            (every target for 30 s; what CI runs)
+       cargo xtask fuzz --write-seeds      (fuzz/seeds/<target>/, without running)";
+
 fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the workspace")
+        .join("fuzz")
 }
 
 /// Runs the proptest differential test with `cases` cases, in release mode.
@@ -62,7 +80,7 @@ fn ensure_cargo_fuzz() -> Result<(), String> {
     }
     eprintln!("xtask: installing cargo-fuzz");
     let status = Command::new(env!("CARGO"))
-        .args(["install", "cargo-fuzz"])
+        .args(["install", "cargo-fuzz", "--locked"])
         .status()
         .map_err(|e| e.to_string())?;
     if status.success() {
@@ -72,130 +90,326 @@ fn ensure_cargo_fuzz() -> Result<(), String> {
     }
 }
 
-/// A seed for store_open: a real database with a few rows, so mutations start from valid pages.
-fn seed_store(corpus: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(corpus).map_err(|e| e.to_string())?;
-    let dir = tempfile_dir()?;
-    {
-        let mut store = SqliteStore::open(&dir).map_err(|e| e.to_string())?;
-        let ops: Vec<StoreOp> = (0..8u64)
-            .map(|i| {
-                StoreOp::Put(StoredRegistration {
-                    origin: Origin::parse("https://a.example").expect("static"),
-                    partition: Default::default(),
-                    seq: 0,
-                    sw: SwRegistrationId(i),
-                    tag: Tag::from_utf16(vec![0xD800, i as u16]),
-                    kind: SyncKind::OneShot,
-                    attempts: i as u32 % 3,
-                    max_attempts: 3,
-                    next_fire: Timestamp(i * 1000),
-                    periodic_interval: None,
-                })
-            })
-            .collect();
-        store.commit(&ops).map_err(|e| e.to_string())?;
+/// `cargo fuzz` on the stable toolchain: RUSTC_BOOTSTRAP=1 lets it pass the sanitizer flags.
+fn cargo_fuzz(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO"));
+    c.current_dir(dir).env("RUSTC_BOOTSTRAP", "1").arg("fuzz");
+    c
+}
+
+/// Builds `names` (all targets in one cargo build when there are several, so they share it).
+fn build(names: &[&str]) -> Result<(), String> {
+    let started = Instant::now();
+    let mut c = cargo_fuzz(&fuzz_dir());
+    c.args(["build", "-O"]);
+    if let [one] = names {
+        c.arg(one);
     }
-    let bytes = std::fs::read(dir.join(DB_FILE)).map_err(|e| e.to_string())?;
-    std::fs::write(corpus.join("seed-valid-db"), bytes).map_err(|e| e.to_string())?;
-    let _ = std::fs::remove_dir_all(&dir);
+    let status = c.status().map_err(|e| format!("cargo fuzz build: {e}"))?;
+    if !status.success() {
+        return Err(format!("cargo fuzz build failed ({status})"));
+    }
+    println!(
+        "fuzz: built {} in {:.0} s",
+        names.join(", "),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
-fn tempfile_dir() -> Result<PathBuf, String> {
-    let dir = std::env::temp_dir().join(format!("bgsync-fuzz-seed-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    Ok(dir)
+/// One input that made a target fail.
+pub struct Finding {
+    /// The panic message, or the sanitizer's report, as libFuzzer's output gave it.
+    pub message: String,
+    /// The input, relative to fuzz/ (`artifacts/<target>/crash-...`).
+    pub artifact: Option<String>,
 }
 
-/// What one target run found.
+/// What one target run did.
 pub struct TargetRun {
+    pub name: String,
+    /// libFuzzer's own run, measured: from its first line to its final statistics (or its exit).
+    pub seconds: f64,
     pub executions: u64,
-    pub seconds: u64,
-    pub findings: usize,
+    /// libFuzzer's coverage counter (`cov:`) at the end.
+    pub coverage: String,
+    /// Inputs in the working corpus at the end.
+    pub corpus: String,
+    pub findings: Vec<Finding>,
+    pub log: PathBuf,
 }
 
-/// Runs one coverage-guided target for `seconds` (libFuzzer through cargo-fuzz, on the stable
-/// toolchain with RUSTC_BOOTSTRAP=1 for the sanitizer flags cargo-fuzz passes).
+/// Runs one coverage-guided target (built already) for `seconds`, from its seeds and the
+/// working corpus of earlier runs, with its `-max_len` (and dictionary, if it has one);
+/// libFuzzer's whole output goes to fuzz/logs/<target>.log.
 pub fn target(name: &str, seconds: u64) -> Result<TargetRun, String> {
-    if !TARGETS.contains(&name) {
-        return Err(format!(
-            "unknown fuzz target {name}; targets: {}",
-            TARGETS.join(", ")
-        ));
-    }
-    ensure_cargo_fuzz()?;
     let dir = fuzz_dir();
+    let seed_dir = dir.join("seeds").join(name);
+    let (seed_count, max_len) = targets::write(name, &seed_dir)?;
     let corpus = dir.join("corpus").join(name);
-    std::fs::create_dir_all(&corpus).map_err(|e| e.to_string())?;
-    if name == "store_open" {
-        seed_store(&corpus)?;
-    }
     let artifacts = dir.join("artifacts").join(name);
-    let before = count(&artifacts);
-    let output = Command::new(env!("CARGO"))
-        .current_dir(&dir)
-        .env("RUSTC_BOOTSTRAP", "1")
-        .args(["fuzz", "run", "-O", name])
-        .arg(&corpus)
-        .args([
-            "--",
-            &format!("-max_total_time={seconds}"),
-            "-rss_limit_mb=4096",
-        ])
-        .output()
-        .map_err(|e| format!("cargo fuzz: {e}"))?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    // libFuzzer's status lines start with "#<executions>"; the last one is the total (the
-    // closing "Done" line is missing when a crash stops the run).
-    let executions = stderr
-        .lines()
-        .filter_map(|l| l.strip_prefix('#'))
-        .filter_map(|r| {
-            r.split_whitespace()
-                .next()
-                .and_then(|n| n.parse::<u64>().ok())
-        })
-        .next_back()
-        .unwrap_or(0);
-    let findings = count(&artifacts).saturating_sub(before);
-    if !output.status.success() && findings == 0 {
-        return Err(format!(
-            "cargo fuzz run {name} failed:\n{}",
-            tail(&stderr, 30)
-        ));
+    let logs = dir.join("logs");
+    for d in [&corpus, &artifacts, &logs] {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
-    if findings > 0 {
-        eprintln!("{}", tail(&stderr, 40));
+    let log_path = logs.join(format!("{name}.log"));
+    let before = files(&artifacts);
+    let mut args = vec![
+        format!("-max_total_time={seconds}"),
+        format!("-max_len={max_len}"),
+        format!("-timeout={INPUT_TIMEOUT_SECONDS}"),
+        "-rss_limit_mb=4096".to_owned(),
+        "-print_final_stats=1".to_owned(),
+    ];
+    args.extend(targets::flags(name).iter().map(|f| f.to_string()));
+    let dict = dir.join("dictionaries").join(format!("{name}.dict"));
+    if dict.exists() {
+        args.push(format!("-dict={}", dict.display()));
+    }
+    println!(
+        "fuzz: {name}: {seconds} s from {seed_count} seeds (fuzz/seeds/{name}) and the corpus \
+         (fuzz/corpus/{name}), {}; log: {}",
+        args[1..].join(" "),
+        relative(&log_path)
+    );
+    let mut child = cargo_fuzz(&dir)
+        .args(["run", "-O", name])
+        .arg(format!("corpus/{name}"))
+        .arg(format!("seeds/{name}"))
+        .arg("--")
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cargo fuzz run: {e}"))?;
+    // Both streams, line by line, with the time each line arrived: libFuzzer's run is timed
+    // from its first line to its final statistics, without cargo's start or cargo-fuzz's
+    // epilogue.
+    let (tx, rx) = mpsc::channel::<(Instant, String)>();
+    let readers: Vec<_> = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|stream| {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).split(b'\n').map_while(Result::ok) {
+                let line = String::from_utf8_lossy(&line).into_owned();
+                if tx.send((Instant::now(), line)).is_err() {
+                    break;
+                }
+            }
+        })
+    })
+    .collect();
+    drop(tx);
+    let mut log_file =
+        File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let mut log = String::new();
+    let (mut first, mut last_stat) = (None, None);
+    for (at, line) in rx {
+        if first.is_none() && line.starts_with("INFO: ") {
+            first = Some(at);
+        }
+        if line.starts_with("stat::") {
+            last_stat = Some(at);
+        }
+        writeln!(log_file, "{line}").map_err(|e| format!("{}: {e}", log_path.display()))?;
+        log.push_str(&line);
+        log.push('\n');
+    }
+    let status = child.wait().map_err(|e| format!("cargo fuzz run: {e}"))?;
+    let exited = Instant::now();
+    for r in readers {
+        let _ = r.join();
+    }
+    let seconds_run = first.map_or(0.0, |f| {
+        last_stat.unwrap_or(exited).duration_since(f).as_secs_f64()
+    });
+
+    let written: Vec<String> = files(&artifacts)
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .map(|f| format!("artifacts/{name}/{f}"))
+        .collect();
+    let mut crashes = libfuzzer::crashes(&log);
+    let mut findings: Vec<Finding> = written
+        .iter()
+        .map(|artifact| {
+            let i = crashes.iter().position(|c| {
+                c.artifact
+                    .as_deref()
+                    .is_some_and(|a| a.ends_with(artifact.as_str()))
+            });
+            Finding {
+                message: i.map_or_else(
+                    || "(no report for it in the log)".to_owned(),
+                    |i| crashes.remove(i).message,
+                ),
+                artifact: Some(artifact.clone()),
+            }
+        })
+        .collect();
+    // A crash whose input was not written (the process died first) is a finding too.
+    findings.extend(
+        crashes
+            .into_iter()
+            .filter(|c| c.artifact.is_none())
+            .map(|c| Finding {
+                message: c.message,
+                artifact: None,
+            }),
+    );
+    if !status.success() && findings.is_empty() {
+        return Err(format!(
+            "cargo fuzz run {name} failed ({status}) without a finding; the end of {}:\n{}",
+            relative(&log_path),
+            tail(&log, 30)
+        ));
     }
     Ok(TargetRun {
-        executions,
-        seconds,
+        name: name.to_owned(),
+        seconds: seconds_run,
+        executions: libfuzzer::executions(&log),
+        coverage: libfuzzer::status_field(&log, "cov")
+            .unwrap_or("-")
+            .to_owned(),
+        corpus: libfuzzer::status_field(&log, "corp")
+            .and_then(|c| c.split('/').next())
+            .unwrap_or("-")
+            .to_owned(),
         findings,
+        log: log_path,
     })
 }
 
-fn count(dir: &Path) -> usize {
-    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+/// The names of the files in `dir`, sorted.
+fn files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `path` relative to the workspace root, for printing.
+fn relative(path: &Path) -> String {
+    let root = fuzz_dir()
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    path.strip_prefix(&root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
 fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..]
-        .iter()
-        .map(|l| {
-            if l.len() > 300 {
-                format!(
-                    "{}… ({} bytes)",
-                    l.chars().take(300).collect::<String>(),
-                    l.len()
-                )
-            } else {
-                (*l).to_owned()
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The one-line result of a run.
+fn summary(run: &TargetRun) -> String {
+    let rate = if run.seconds > 0.0 {
+        run.executions as f64 / run.seconds
+    } else {
+        0.0
+    };
+    format!(
+        "fuzz: {:<16} {:>10} executions in {:>6.1} s ({:>7.0}/s), cov {:>5}, corpus {:>5}, {} finding{}",
+        run.name,
+        run.executions,
+        run.seconds,
+        rate,
+        run.coverage,
+        run.corpus,
+        run.findings.len(),
+        if run.findings.len() == 1 { "" } else { "s" }
+    )
+}
+
+/// What to print about each finding: its message, its input, how to reproduce it.
+fn report_findings(run: &TargetRun) -> String {
+    let mut out = String::new();
+    for (i, f) in run.findings.iter().enumerate() {
+        out.push_str(&format!("  finding {} of {}:\n", i + 1, run.name));
+        for l in f.message.lines() {
+            out.push_str(&format!("    | {l}\n"));
+        }
+        match &f.artifact {
+            Some(a) => {
+                out.push_str(&format!("    input:     fuzz/{a}\n"));
+                out.push_str(&format!(
+                    "    reproduce: cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O {} {a}\n",
+                    run.name
+                ));
+                out.push_str(&format!(
+                    "    minimize:  cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz tmin -O {} {a}\n",
+                    run.name
+                ));
             }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+            None => out.push_str("    input:     not written (the process died first)\n"),
+        }
+    }
+    if !run.findings.is_empty() {
+        out.push_str(&format!("    log:       {}\n", relative(&run.log)));
+    }
+    out
+}
+
+/// For idl_conversions: how many inputs of the seeds, and of the corpus that libFuzzer found
+/// itself (not copies of a seed), sit at the tag cap and just over it: whether the run reached
+/// the edge, and whether its mutations keep inputs near it.
+fn tag_edge(name: &str) -> Option<String> {
+    if name != "idl_conversions" {
+        return None;
+    }
+    let dir = fuzz_dir();
+    let read = |d: &Path| -> Vec<Vec<u8>> {
+        files(d)
+            .into_iter()
+            .filter_map(|f| std::fs::read(d.join(f)).ok())
+            .collect()
+    };
+    let seeds = read(&dir.join("seeds").join(name));
+    let found: Vec<Vec<u8>> = read(&dir.join("corpus").join(name))
+        .into_iter()
+        .filter(|b| !seeds.contains(b))
+        .collect();
+    let count = |inputs: &[Vec<u8>]| {
+        let (mut at, mut over, mut near) = (0, 0, 0);
+        for bytes in inputs {
+            let units: Vec<u16> = bytes
+                .chunks(2)
+                .map(|c| u16::from_le_bytes([c[0], *c.get(1).unwrap_or(&0)]))
+                .collect();
+            let len = bgsync_types::Tag::from_utf16(units).utf8_len();
+            at += usize::from(len == targets::TAG_CAP);
+            over += usize::from(len == targets::TAG_CAP + 1);
+            near += usize::from(len.abs_diff(targets::TAG_CAP) <= 64);
+        }
+        format!(
+            "{} inputs: {at} at 10,240 bytes of UTF-8, {over} at 10,241, {near} within 64 bytes of the cap",
+            inputs.len()
+        )
+    };
+    Some(format!(
+        "fuzz: idl_conversions tags: seeds {}; corpus found by mutation {}",
+        count(&seeds),
+        count(&found)
+    ))
 }
 
 /// `cargo xtask fuzz ...`
@@ -203,7 +417,8 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let mut cases_n = None;
     let mut target_name = None;
     let mut all = false;
-    let mut seconds = 60;
+    let mut seconds = None;
+    let mut write_seeds = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -216,44 +431,70 @@ pub fn main(args: &[String]) -> Result<(), String> {
             }
             "--target" => target_name = Some(it.next().ok_or("--target takes a name")?.clone()),
             "--seconds" => {
-                seconds = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .ok_or("--seconds takes a number")?
+                seconds = Some(
+                    it.next()
+                        .and_then(|v| v.parse().ok())
+                        .ok_or("--seconds takes a number")?,
+                )
             }
             "--all" => all = true,
-            other => return Err(format!("fuzz: unknown argument {other}")),
+            "--smoke" => {
+                all = true;
+                seconds = seconds.or(Some(SMOKE_SECONDS));
+            }
+            "--write-seeds" => write_seeds = true,
+            other => return Err(format!("fuzz: unknown argument {other}\n{USAGE}")),
         }
     }
     if let Some(n) = cases_n {
         return cases(n);
     }
-    let names: Vec<String> = if all {
-        TARGETS.iter().map(|s| s.to_string()).collect()
-    } else if let Some(t) = target_name {
-        vec![t]
+    if write_seeds {
+        for name in TARGETS {
+            let dir = fuzz_dir().join("seeds").join(name);
+            let (n, max_len) = targets::write(name, &dir)?;
+            println!("fuzz: {n} seeds in {} (-max_len={max_len})", relative(&dir));
+        }
+        return Ok(());
+    }
+    let names: Vec<&str> = if all {
+        TARGETS.to_vec()
+    } else if let Some(t) = &target_name {
+        let t = TARGETS
+            .iter()
+            .find(|n| **n == t.as_str())
+            .ok_or_else(|| format!("unknown fuzz target {t}; targets: {}", TARGETS.join(", ")))?;
+        vec![*t]
     } else {
-        return Err(format!("usage: cargo xtask fuzz --cases N | --target NAME --seconds S | --all --seconds S\ntargets: {}", TARGETS.join(", ")));
+        return Err(format!("{USAGE}\ntargets: {}", TARGETS.join(", ")));
     };
-    let mut total_findings = 0;
-    let mut rows = Vec::new();
+    let seconds = seconds.unwrap_or(60);
+    ensure_cargo_fuzz()?;
+    build(&names)?;
+    let mut runs = Vec::new();
     for name in &names {
         let run = target(name, seconds)?;
-        total_findings += run.findings;
-        let line = format!(
-            "fuzz: {name:<16} {:>12} executions in {:>5} s, {} findings",
-            run.executions, run.seconds, run.findings
-        );
-        println!("{line}");
-        rows.push(line);
+        println!("{}", summary(&run));
+        print!("{}", report_findings(&run));
+        if let Some(edge) = tag_edge(name) {
+            println!("{edge}");
+        }
+        runs.push(run);
     }
-    if names.len() > 1 {
-        println!("\n{}", rows.join("\n"));
+    if runs.len() > 1 {
+        println!();
+        for run in &runs {
+            println!("{}", summary(run));
+        }
     }
-    if total_findings > 0 {
-        return Err(format!(
-            "{total_findings} finding(s): see fuzz/artifacts/ and turn each into a regression test"
-        ));
+    let found: Vec<&TargetRun> = runs.iter().filter(|r| !r.findings.is_empty()).collect();
+    if found.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let mut message = String::from("fuzzing found:\n");
+    for run in found {
+        message.push_str(&report_findings(run));
+    }
+    message.push_str("turn each into a regression test (docs/fuzzing.md)");
+    Err(message)
 }
