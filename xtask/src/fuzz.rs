@@ -1,5 +1,6 @@
-//! `cargo xtask fuzz`: the differential test at scale, and the coverage-guided targets (each
-//! from its seeds, with a report of what it ran and what it found).
+//! `cargo xtask fuzz`: the differential test at scale, the coverage-guided targets (each from
+//! its seeds, with a report of what it ran and what it found), and the scheduler's line
+//! coverage under the differential test.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -8,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Instant;
 
+mod coverage;
 mod libfuzzer;
 mod targets;
 
@@ -29,6 +31,7 @@ const USAGE: &str = "usage: cargo xtask fuzz --cases N
        cargo xtask fuzz --target NAME [--seconds S]
        cargo xtask fuzz --all [--seconds S]
        cargo xtask fuzz --smoke            (every target for 30 s; what CI runs)
+       cargo xtask fuzz --coverage [--cases N]
        cargo xtask fuzz --write-seeds      (fuzz/seeds/<target>/, without running)";
 
 fn fuzz_dir() -> PathBuf {
@@ -417,6 +420,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let mut cases_n = None;
     let mut target_name = None;
     let mut all = false;
+    let mut coverage_run = false;
     let mut seconds = None;
     let mut write_seeds = false;
     let mut it = args.iter();
@@ -442,9 +446,13 @@ pub fn main(args: &[String]) -> Result<(), String> {
                 all = true;
                 seconds = seconds.or(Some(SMOKE_SECONDS));
             }
+            "--coverage" => coverage_run = true,
             "--write-seeds" => write_seeds = true,
             other => return Err(format!("fuzz: unknown argument {other}\n{USAGE}")),
         }
+    }
+    if coverage_run {
+        return coverage::main(cases_n.unwrap_or(coverage::DEFAULT_CASES));
     }
     if let Some(n) = cases_n {
         return cases(n);
