@@ -14,7 +14,8 @@ const HELP: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  ci        what CI runs: cargo fmt --check, clippy with warnings denied, the test suite
+  ci        what CI runs: cargo fmt --check, clippy with warnings denied, the test suite,
+            every fuzz target for 30 s (fuzz --smoke)
   wpt [ARGS...]
             the conformance runner over spec-tests/ (ARGS go to wpt-runner, e.g.
             --wpt-root DIR, --json FILE)
@@ -26,9 +27,13 @@ commands:
   bench [--quick]
             benchmarks as ratios against limits measured in the same run
             (--quick: a smoke run of under a minute)
-  fuzz --cases N | --target NAME --seconds S | --all --seconds S
+  fuzz --cases N | --target NAME [--seconds S] | --all [--seconds S] | --smoke
+       | --coverage [--cases N] | --write-seeds
             the differential test with N random scenarios; or libFuzzer targets
-            (store_open, decode_row, idl_conversions, differential) via cargo-fuzz
+            (store_open, decode_row, idl_conversions, differential) via cargo-fuzz, each
+            from its seeds, reporting executions and each finding with its message and
+            reproduction (--smoke: every target for 30 s, as CI does); or the scheduler's
+            line coverage under the differential test (target/coverage/summary.txt)
   crash-test [--runs N] [--seed S]
             SIGKILLs a process registering through the durable store at random
             moments (N times, default 50) and checks nothing acknowledged was lost
@@ -136,7 +141,9 @@ fn ci() -> Result<(), String> {
         "-D",
         "warnings",
     ])?;
-    cargo(&["test", "--workspace"])
+    cargo(&["test", "--workspace"])?;
+    // Any finding fails CI, with its message and the command that reproduces it.
+    fuzz::main(&["--smoke".to_owned()])
 }
 
 /// The out-of-tree embedder (examples/embedder, not a workspace member): its two-session run,
