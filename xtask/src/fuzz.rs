@@ -409,7 +409,7 @@ fn tag_edge(name: &str) -> Option<String> {
         )
     };
     Some(format!(
-        "fuzz: idl_conversions tags: seeds {}; corpus found by mutation {}",
+        "fuzz: idl_conversions tags: seeds {}; found by libFuzzer (the corpus of all runs so far, seeds left out) {}",
         count(&seeds),
         count(&found)
     ))
