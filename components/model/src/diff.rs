@@ -225,13 +225,16 @@ pub enum Op {
     Register { who: Who, sw: u8, tag: u8 },
     /// `n` calls of `sync.register()` on `sw` with the tags from `tag` on, all made before the
     /// store acknowledges any write (so they queue and share commits); with `crash`, the user
-    /// agent dies before any of those writes is done, and restarts.
+    /// agent dies before any of those writes is done, and restarts. Each tag is used twice in
+    /// a row. With `settle` (and no crash), the first event in flight of `sw` ends first (its
+    /// write is held too) and the first calls use its tag: they meet a write in flight.
     Burst {
         who: Who,
         sw: u8,
         tag: u8,
         n: u8,
         crash: bool,
+        settle: bool,
     },
     /// The store will fail the write of the next `register()` (if it makes one).
     FailNextWrite,
@@ -317,11 +320,17 @@ impl fmt::Debug for Op {
                 tag,
                 n,
                 crash,
+                settle,
             } => write!(
                 f,
-                "burst of {} register(sw {sw}) from tag {} on, from {who:?}{}",
+                "burst of {} register(sw {sw}) from tag {} on, from {who:?}{}{}",
                 n,
                 tag_label(*tag),
+                if *settle {
+                    ", after the end of its first event in flight"
+                } else {
+                    ""
+                },
                 if *crash {
                     ", then a crash before any write is done"
                 } else {
@@ -432,6 +441,7 @@ impl Op {
                         tag: b,
                         n: 2 + d % 7,
                         crash: a & 0x80 != 0,
+                        settle: b & 0x80 != 0,
                     },
                     3 => Op::FailNextWrite,
                     4 => Op::GetTags { who, sw: a },
@@ -1037,13 +1047,30 @@ pub fn run_scenario_with(
                 tag,
                 n,
                 crash,
+                settle,
             } => {
                 let sw = ua.sw(*sw);
                 let caller = ua.caller(*who, sw);
                 engine.hold();
+                let mut first: Option<Tag> = None;
+                if *settle && !*crash {
+                    let keys = model.in_flight();
+                    if let Some(k) = keys.iter().position(|(s, _)| *s == sw) {
+                        let listener = LISTENERS[*n as usize % 2];
+                        engine
+                            .settle_nth(SyncKind::OneShot, &keys, k as u8, listener)
+                            .map_err(diverge)?;
+                        model.settle(sw, &keys[k].1, listener.settled());
+                        first = Some(keys[k].1.clone());
+                        reached.count("burst meets an event's write in flight");
+                    }
+                }
                 let mut calls = Vec::new();
                 for k in 0..*n as usize {
-                    let tag = &tags[(*tag as usize + k) % tags.len()];
+                    let tag = match &first {
+                        Some(t) if k < 2 => t,
+                        _ => &tags[(*tag as usize + k / 2) % tags.len()],
+                    };
                     // A crash before the writes: what the calls did dies with the user agent
                     // (the model does not make them; their promises never settle).
                     let expected = if *crash {

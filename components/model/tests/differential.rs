@@ -32,7 +32,7 @@ fn sw() -> impl Strategy<Value = u8> {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         12 => (who(), sw(), tag()).prop_map(|(who, sw, tag)| Op::Register { who, sw, tag }),
-        2 => (who(), sw(), tag(), 2u8..10, prop::bool::weighted(0.2)).prop_map(|(who, sw, tag, n, crash)| Op::Burst { who, sw, tag, n, crash }),
+        3 => (who(), sw(), tag(), 2u8..10, prop::bool::weighted(0.2), any::<bool>()).prop_map(|(who, sw, tag, n, crash, settle)| Op::Burst { who, sw, tag, n, crash, settle }),
         1 => Just(Op::FailNextWrite),
         2 => (who(), sw()).prop_map(|(who, sw)| Op::GetTags { who, sw }),
         // Events are mostly settled before their time limit, in every way a listener can.
@@ -372,6 +372,7 @@ fn regression_scenarios() {
                 tag: 14,
                 n: 9,
                 crash: false,
+                settle: false,
             },
             Online(true),
             Burst {
@@ -380,6 +381,16 @@ fn regression_scenarios() {
                 tag: 2,
                 n: 4,
                 crash: true,
+                settle: false,
+            },
+            reg(0, 0, 0),
+            Burst {
+                who: who_of(0, 0),
+                sw: 0,
+                tag: 1,
+                n: 4,
+                crash: false,
+                settle: true,
             },
         ],
         // An outcome reported after the time limit, and again after the event was settled.

@@ -177,7 +177,8 @@ pub(crate) enum Staged {
 /// An input that touched a key whose previous change is not yet durable; it runs once it is.
 #[derive(Debug)]
 enum Deferred {
-    Register(RequestId, RegisterCall),
+    /// A call, with its place in the list's order taken when it was made.
+    Register(RequestId, RegisterCall, u32),
     Completion(DispatchId, DispatchOutcome),
 }
 
@@ -655,14 +656,18 @@ impl Scheduler {
         self.advance(now);
         let key = (call.sw, call.tag.clone());
         if self.is_busy(&key) {
+            // Its place in the order of registration is taken now: the list's order is the
+            // order of the calls, even for one that waits for a write on its key.
+            self.next_seq = self.next_seq.saturating_add(1);
+            let seq = self.next_seq;
             self.deferred
                 .entry(key)
                 .or_default()
-                .push_back(Deferred::Register(request, call));
+                .push_back(Deferred::Register(request, call, seq));
             return;
         }
         let caller = call.caller.clone();
-        match self.register_steps(request, call) {
+        match self.register_steps(request, call, None) {
             Ok(()) => {}
             Err(e) => {
                 // Not in the spec: a refused register() leaves a line in the log, with why.
@@ -679,10 +684,13 @@ impl Scheduler {
         }
     }
 
+    /// The steps of `register()`; a new registration takes its place in the order of
+    /// registration now, or at `seq` if the call took one when it was made.
     fn register_steps(
         &mut self,
         request: RequestId,
         call: RegisterCall,
+        seq: Option<u32>,
     ) -> Result<(), DomException> {
         let RegisterCall {
             caller,
@@ -819,11 +827,14 @@ impl Scheduler {
         }
         self.sw_keys.insert(sw, caller.clone());
         self.count_origin(sw, &caller.origin, &key.1);
-        self.next_seq = self.next_seq.saturating_add(1);
+        let seq = seq.unwrap_or_else(|| {
+            self.next_seq = self.next_seq.saturating_add(1);
+            self.next_seq
+        });
         let record = StoredRegistration {
             origin: caller.origin,
             partition: caller.partition,
-            seq: u64::from(self.next_seq),
+            seq: u64::from(seq),
             sw,
             tag: key.1.clone(),
             kind: SyncKind::OneShot,
@@ -1095,7 +1106,7 @@ impl Scheduler {
         for key in queued {
             if let Some(queue) = self.deferred.remove(&key) {
                 for item in queue {
-                    if let Deferred::Register(request, _) = item {
+                    if let Deferred::Register(request, ..) = item {
                         self.settle(request, Err(error.clone()));
                     }
                 }
@@ -1481,8 +1492,8 @@ impl Scheduler {
         };
         while let Some(item) = queue.pop_front() {
             match item {
-                Deferred::Register(request, call) => {
-                    if let Err(e) = self.register_steps(request, call) {
+                Deferred::Register(request, call, seq) => {
+                    if let Err(e) = self.register_steps(request, call, Some(seq)) {
                         self.settle(request, Err(e));
                     }
                 }

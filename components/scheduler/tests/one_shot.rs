@@ -793,6 +793,25 @@ fn a_register_during_a_completion_write_runs_after_it() {
     assert_eq!(h.store.snapshot().len(), 1);
 }
 
+/// Found by the differential (a burst of calls meeting a write in flight): a call that waits for
+/// a write on its key keeps its place in the order of registration, the order of the calls.
+#[test]
+fn a_register_that_waits_for_a_write_keeps_the_order_of_the_calls() {
+    let mut h = Harness::new();
+    let a = origin("https://a.example");
+    h.register(&a, 1, "x");
+    let d = h.last_dispatch();
+    h.auto_ack = false;
+    h.complete(&d, DispatchOutcome::Fulfilled);
+    let first = h.register(&a, 1, "x");
+    let second = h.register(&a, 1, "y");
+    h.ack_held(); // the removal of "x" and the new "y"
+    h.ack_held(); // the new "x"
+    h.assert_resolved(first);
+    h.assert_resolved(second);
+    assert_eq!(h.get_tags(&a, 1).unwrap(), ["x", "y"]);
+}
+
 #[test]
 fn the_log_reads_like_devtools() {
     let mut h = Harness::new();
