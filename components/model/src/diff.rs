@@ -236,7 +236,8 @@ pub enum Op {
         crash: bool,
         settle: bool,
     },
-    /// The store will fail the write of the next `register()` (if it makes one).
+    /// The store will fail the write of the next `register()` or `periodicSync.register()`
+    /// (if it makes one).
     FailNextWrite,
     /// `sync.getTags()` on `sw`.
     GetTags { who: Who, sw: u8 },
@@ -1269,9 +1270,22 @@ pub fn run_scenario_with(
                 let caller = ua.caller(*who, sw);
                 let tag = &tags[*tag as usize % tags.len()];
                 let ms = pick(&INTERVALS, *interval);
-                let expected = model.periodic_register(&caller, sw, tag, ms);
-                count_call(reached, "periodicSync.register", &expected);
+                let expected = if fail_next {
+                    model.periodic_register_failing_write(&caller, sw, tag, ms)
+                } else {
+                    model.periodic_register(&caller, sw, tag, ms)
+                };
+                count_call(
+                    reached,
+                    if fail_next {
+                        "periodicSync.register (failing write)"
+                    } else {
+                        "periodicSync.register"
+                    },
+                    &expected,
+                );
                 let request = engine.request();
+                engine.fail_next = std::mem::take(&mut fail_next);
                 let level = get(&ua.engagement, &caller.origin, Engagement::High);
                 engine.core.periodic_register(
                     engine.now,
@@ -1290,7 +1304,9 @@ pub fn run_scenario_with(
                         engagement: engine_engagement(level),
                     },
                 );
-                engine.settles_as(request, &expected).map_err(diverge)?;
+                let settled = engine.settles_as(request, &expected);
+                engine.fail_next = false;
+                settled.map_err(diverge)?;
             }
             Op::PeriodicUnregister { who, sw, tag } => {
                 let sw = ua.sw(*sw);

@@ -162,6 +162,28 @@ impl Model {
         Ok(())
     }
 
+    /// [`periodic_register`](Model::periodic_register) when the store fails the call's write.
+    /// Ours: a call that writes (a new registration, or a new `minInterval`) rejects with
+    /// UnknownError and changes nothing; one that writes nothing goes as usual.
+    pub fn periodic_register_failing_write(
+        &mut self,
+        caller: &Caller,
+        sw: SwId,
+        tag: &[u16],
+        min_interval: u64,
+    ) -> Result<(), Exception> {
+        let before = self
+            .find_periodic(sw, tag)
+            .map(|i| self.periodic[i].min_interval);
+        let mut trial = self.clone();
+        let result = trial.periodic_register(caller, sw, tag, min_interval);
+        if result.is_ok() && before != Some(min_interval) {
+            return Err("UnknownError");
+        }
+        *self = trial;
+        result
+    }
+
     /// `periodicSync.unregister(tag)`: removes it if there is one; resolves either way.
     pub fn periodic_unregister(
         &mut self,

@@ -292,7 +292,7 @@ impl Scheduler {
         let key = (call.sw, call.tag.clone());
         let origin = call.caller.origin.clone();
         match self.periodic_register_steps(call) {
-            Ok(Some(ops)) => self.stage_periodic(ops, request, Some(key)),
+            Ok(Some((ops, undo))) => self.stage_periodic(ops, request, Some(undo)),
             Ok(None) => self.settle(request, Ok(Response::Registered)),
             Err(e) => {
                 self.push_log(LogEntry {
@@ -310,12 +310,12 @@ impl Scheduler {
         }
     }
 
-    /// The steps of register(); returns the writes to make durable before resolving (`None`:
-    /// nothing changed).
+    /// The steps of register(); returns the writes to make durable before resolving, and how
+    /// to undo the change if they fail (`None`: nothing changed).
     fn periodic_register_steps(
         &mut self,
         call: PeriodicRegisterCall,
-    ) -> Result<Option<Vec<StoreOp>>, DomException> {
+    ) -> Result<Option<(Vec<StoreOp>, PeriodicUndo)>, DomException> {
         let PeriodicRegisterCall {
             caller,
             sw,
@@ -370,6 +370,7 @@ impl Scheduler {
         if let Some(reg) = p.regs.get_mut(&key) {
             // 5. An existing registration: update its interval if it differs; if firing, it
             //    is re-registered while firing. Either way, resolve.
+            let undo = PeriodicUndo::Interval(key.clone(), reg.min_interval, reg.state);
             let changed = reg.min_interval != min_interval;
             reg.min_interval = min_interval;
             if reg.state == PeriodicState::Firing {
@@ -377,7 +378,7 @@ impl Scheduler {
             }
             let record = record_of(&key, reg);
             p.reschedule(&key, gap);
-            return Ok(changed.then(|| vec![StoreOp::Put(record)]));
+            return Ok(changed.then(|| (vec![StoreOp::Put(record)], undo)));
         }
         if let Some(cap) = self.params().max_registrations_per_origin {
             let held = self
@@ -429,7 +430,10 @@ impl Scheduler {
                 effective,
             },
         });
-        Ok(Some(vec![StoreOp::Put(record)]))
+        Ok(Some((
+            vec![StoreOp::Put(record)],
+            PeriodicUndo::Remove(key),
+        )))
     }
 
     /// [`unregister(tag)`](https://wicg.github.io/periodic-background-sync/#dom-periodicsyncmanager-unregister):
@@ -796,20 +800,54 @@ impl Scheduler {
         );
     }
 
-    fn stage_periodic(&mut self, ops: Vec<StoreOp>, request: RequestId, new: Option<Key>) {
-        self.stage(None, ops, Staged::Periodic { request, new });
+    fn stage_periodic(
+        &mut self,
+        ops: Vec<StoreOp>,
+        request: RequestId,
+        undo: Option<PeriodicUndo>,
+    ) {
+        self.stage(None, ops, Staged::Periodic { request, undo });
     }
 
-    /// A periodic write failed: a new registration it was for is taken back out of memory.
-    pub(crate) fn periodic_write_failed(&mut self, new: Option<Key>) {
-        if let Some(key) = new {
-            if let Some(reg) = self.periodic.take(&key) {
-                if let Some(t) = reg.next_fire {
-                    self.periodic.timers.remove(&(t, key));
+    /// A periodic write failed: the change it was for is undone in memory, so that memory
+    /// keeps matching the store (and the caller, told UnknownError, sees nothing changed).
+    pub(crate) fn periodic_write_failed(&mut self, undo: Option<PeriodicUndo>) {
+        match undo {
+            None => {}
+            // A new registration is taken back out.
+            Some(PeriodicUndo::Remove(key)) => {
+                if let Some(reg) = self.periodic.take(&key) {
+                    if let Some(t) = reg.next_fire {
+                        self.periodic.timers.remove(&(t, key));
+                    }
+                }
+            }
+            // A new minInterval goes back to the old one (found by the differential: the
+            // registration used to be taken out of memory, and came back at the next start).
+            Some(PeriodicUndo::Interval(key, interval, state)) => {
+                let gap = self.periodic_gap();
+                let p = &mut self.periodic;
+                if let Some(reg) = p.regs.get_mut(&key) {
+                    reg.min_interval = interval;
+                    if state == PeriodicState::Firing
+                        && reg.state == PeriodicState::ReregisteredWhileFiring
+                    {
+                        reg.state = PeriodicState::Firing;
+                    }
+                    p.reschedule(&key, gap);
                 }
             }
         }
     }
+}
+
+/// How to undo a periodic registration's change whose write failed.
+#[derive(Debug)]
+pub(crate) enum PeriodicUndo {
+    /// Take the new registration back out.
+    Remove(Key),
+    /// Put back its old `minInterval` and state.
+    Interval(Key, Duration, PeriodicState),
 }
 
 impl Periodic {

@@ -167,10 +167,10 @@ pub(crate) enum Staged {
     /// A bulk removal; `request`, if any, is settled with the write's result.
     Removal { request: Option<RequestId> },
     /// A periodic registration's change (`periodic`): `request` resolves once it is durable;
-    /// if the write fails, a new registration (`new`) is taken back out.
+    /// if the write fails, the change is undone (`undo`).
     Periodic {
         request: RequestId,
-        new: Option<(SwRegistrationId, Tag)>,
+        undo: Option<crate::periodic::PeriodicUndo>,
     },
 }
 
@@ -1403,10 +1403,10 @@ impl Scheduler {
             // Rows a failed removal leaves behind belong to registrations the embedder no longer
             // has (the facade removes such rows at start-up) or to a cleared origin, whose
             // caller is told to retry.
-            Staged::Periodic { request, new } => match result {
+            Staged::Periodic { request, undo } => match result {
                 Ok(()) => self.settle(request, Ok(Response::Registered)),
                 Err(cause) => {
-                    self.periodic_write_failed(new);
+                    self.periodic_write_failed(undo);
                     self.settle(request, Err(storage_error(&cause)));
                 }
             },

@@ -291,3 +291,27 @@ fn the_browser_is_woken_for_periodic_rounds_at_most_once_per_12_hours_but_retrie
         );
     }
 }
+
+/// Found by the differential (a failing store): a new `minInterval` whose write fails is undone,
+/// and the registration stays (it used to be taken out of memory, then came back from the store
+/// at the next start).
+#[test]
+fn a_failed_interval_update_keeps_the_registration_and_its_old_interval() {
+    let mut h = Harness::new();
+    let first = register(&mut h, "t", 13 * H, Engagement::High);
+    assert!(matches!(h.result(first), Some(Ok(_))));
+    h.store.faults().fail_next_commits(1);
+    let update = register(&mut h, "t", 48 * H, Engagement::High);
+    assert_eq!(
+        h.result(update).and_then(Result::err).map(|e| e.name),
+        Some(DomExceptionName::UnknownError)
+    );
+    assert_eq!(tags(&mut h), ["t"], "still registered");
+    assert_eq!(
+        h.core.stored_registrations(),
+        h.store.load_all().unwrap(),
+        "memory matches the store"
+    );
+    h.advance(24 * H);
+    assert_eq!(h.dispatched().len(), 1, "fires on its old interval (24 h)");
+}
