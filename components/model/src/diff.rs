@@ -408,39 +408,102 @@ impl fmt::Debug for Op {
     }
 }
 
+/// The time steps [`Op::decode`] can express, in ms.
+pub const ADVANCES: [u64; 17] = [
+    1,
+    1_000,
+    10_000,
+    60_000,
+    179_999,
+    180_000,
+    299_999,
+    300_000,
+    900_000,
+    2_700_000,
+    3_600_000,
+    7_200_000,
+    43_199_999,
+    43_200_000,
+    46_800_000,
+    86_400_000,
+    172_800_000,
+];
+
+const ATTEMPTS: [u32; 5] = [1, 2, 3, 4, 5];
+const DELAYS: [u64; 4] = [300_000, 1_000, 60_000, 3_600_000];
+const FACTORS: [u32; 4] = [3, 1, 2, 10];
+const CAPS: [Option<usize>; 5] = [Some(4), Some(1), Some(2), Some(8), None];
+const BYTE_CAPS: [Option<u64>; 3] = [None, Some(400), Some(25_000)];
+const LIMITS: [u64; 3] = [180_000, 10_000, 600_000];
+const GAPS: [u64; 2] = [43_200_000, 7_200_000];
+const RECOVERIES: [u64; 2] = [360_000, 60_000];
+
+fn index_of<T: PartialEq>(table: &[T], value: &T) -> Option<u8> {
+    table.iter().position(|v| v == value).map(|i| i as u8)
+}
+
+impl Setup {
+    /// The two bytes [`Op::decode`] reads this setup from, if its values are in the tables.
+    pub fn encode(&self) -> Option<[u8; 2]> {
+        let a = index_of(&ATTEMPTS, &self.max_attempts)?
+            + 5 * index_of(&DELAYS, &self.initial_retry_delay)?
+            + 20 * index_of(&FACTORS, &self.retry_delay_factor)?;
+        let b = index_of(&CAPS, &self.max_registrations_per_origin)?
+            + 5 * index_of(&BYTE_CAPS, &self.max_bytes_per_origin)?
+            + 15 * index_of(&LIMITS, &self.max_event_duration)?
+            + 45 * index_of(&GAPS, &self.min_periodic_interval)?
+            + 90 * index_of(&RECOVERIES, &self.recovery_time)?;
+        Some([a, b])
+    }
+
+    fn decode(a: u8, b: u8) -> Setup {
+        let (a, b) = (usize::from(a), usize::from(b));
+        Setup {
+            max_attempts: ATTEMPTS[a % 5],
+            initial_retry_delay: DELAYS[a / 5 % 4],
+            retry_delay_factor: FACTORS[a / 20 % 4],
+            max_registrations_per_origin: CAPS[b % 5],
+            max_bytes_per_origin: BYTE_CAPS[b / 5 % 3],
+            max_event_duration: LIMITS[b / 15 % 3],
+            min_periodic_interval: GAPS[b / 45 % 2],
+            recovery_time: RECOVERIES[b / 90 % 2],
+        }
+    }
+}
+
+impl Who {
+    fn encode(self) -> u8 {
+        self.origin % 8 + 8 * (self.kind % 4)
+    }
+
+    fn decode(d: u8) -> Who {
+        Who {
+            origin: d % 8,
+            kind: d / 8 % 4,
+        }
+    }
+}
+
 impl Op {
-    /// Decodes a scenario from bytes (for coverage-guided fuzzing): the first byte picks the
-    /// setup ([`Setup`]'s fields from small tables), then 4 bytes an operation.
+    /// Decodes a scenario from bytes (for coverage-guided fuzzing): two bytes pick the setup
+    /// ([`Setup`]'s fields from small tables), then 4 bytes an operation. Any bytes decode.
     pub fn decode(bytes: &[u8]) -> (Setup, Vec<Op>) {
-        const ADVANCES: [u64; 12] = [
-            1, 1_000, 60_000, 179_999, 180_000, 300_000, 900_000, 3_600_000, 43_199_999,
-            43_200_000, 86_400_000, 7_200_000,
-        ];
-        let Some((&s, rest)) = bytes.split_first() else {
-            return (Setup::default(), Vec::new());
-        };
-        let setup = Setup {
-            max_attempts: 1 + u32::from(s % 5),
-            initial_retry_delay: [300_000, 1_000, 60_000, 3_600_000][usize::from(s >> 3) % 4],
-            retry_delay_factor: [3, 1, 2, 10][usize::from(s >> 5) % 4],
-            max_registrations_per_origin: [Some(4), Some(1), Some(8), None][usize::from(s >> 6)],
-            ..Setup::default()
+        let (setup, rest) = match bytes {
+            [a, b, rest @ ..] => (Setup::decode(*a, *b), rest),
+            _ => (Setup::default(), &[][..]),
         };
         let ops = rest
             .chunks_exact(4)
             .map(|c| {
                 let (a, b, d) = (c[1], c[2], c[3]);
-                let who = Who {
-                    origin: d % 8,
-                    kind: d / 8,
-                };
+                let who = Who::decode(d);
                 match c[0] % 23 {
                     0 | 1 => Op::Register { who, sw: a, tag: b },
                     2 => Op::Burst {
                         who,
-                        sw: a,
-                        tag: b,
-                        n: 2 + d % 7,
+                        sw: a & 0x7F,
+                        tag: b & 0x7F,
+                        n: 2 + d / 32,
                         crash: a & 0x80 != 0,
                         settle: b & 0x80 != 0,
                     },
@@ -464,17 +527,17 @@ impl Op {
                     12 => Op::Activate { sw: a },
                     13 => Op::Terminate { sw: a },
                     14 => Op::Unregister { sw: a },
-                    15 if b % 8 == 0 => Op::ClearAll,
+                    15 if b % 4 == 0 => Op::ClearAll,
                     15 => Op::ClearSiteData {
                         origin: a,
-                        by_key: b % 2 == 0,
+                        by_key: b % 4 == 2,
                     },
                     16 => Op::Restart,
                     17 => Op::PeriodicRegister {
                         who,
                         sw: a,
                         tag: b,
-                        interval: d,
+                        interval: d / 32,
                     },
                     18 => Op::PeriodicUnregister { who, sw: a, tag: b },
                     19 => Op::PeriodicSettle { n: a, listener: b },
@@ -492,6 +555,68 @@ impl Op {
             .collect();
         (setup, ops)
     }
+
+    /// The four bytes [`Op::decode`] reads this operation from (an `Advance` not in
+    /// [`ADVANCES`] becomes the longest one that is not longer; a burst's `n` is 2 to 9).
+    pub fn encode(&self) -> [u8; 4] {
+        let flag = |b: bool| u8::from(b) << 7;
+        match self {
+            Op::Register { who, sw, tag } => [0, *sw, *tag, who.encode()],
+            Op::Burst {
+                who,
+                sw,
+                tag,
+                n,
+                crash,
+                settle,
+            } => [
+                2,
+                (sw & 0x7F) | flag(*crash),
+                (tag & 0x7F) | flag(*settle),
+                who.encode() + 32 * (n.clamp(&2, &9) - 2),
+            ],
+            Op::FailNextWrite => [3, 0, 0, 0],
+            Op::GetTags { who, sw } => [4, *sw, 0, who.encode()],
+            Op::Settle { n, listener } => [5, *n, *listener, 0],
+            Op::LateOutcome { n, fulfilled } => [7, *n, u8::from(!fulfilled), 0],
+            Op::Online(b) => [8, u8::from(!b), 0, 0],
+            Op::Permission { origin, state } => [9, *origin, *state, 0],
+            Op::Window { origin, open } => [10, *origin, u8::from(!open), 0],
+            Op::NewWorker { origin } => [11, *origin, 0, 0],
+            Op::Activate { sw } => [12, *sw, 0, 0],
+            Op::Terminate { sw } => [13, *sw, 0, 0],
+            Op::Unregister { sw } => [14, *sw, 0, 0],
+            Op::ClearSiteData { origin, by_key } => [15, *origin, if *by_key { 2 } else { 1 }, 0],
+            Op::ClearAll => [15, 0, 0, 0],
+            Op::Restart => [16, 0, 0, 0],
+            Op::PeriodicRegister {
+                who,
+                sw,
+                tag,
+                interval,
+            } => [17, *sw, *tag, who.encode() + 32 * (interval % 8)],
+            Op::PeriodicUnregister { who, sw, tag } => [18, *sw, *tag, who.encode()],
+            Op::PeriodicSettle { n, listener } => [19, *n, *listener, 0],
+            Op::Engagement { origin, level } => [20, *origin, *level, 0],
+            Op::PeriodicPermission { origin, state } => [21, *origin, *state, 0],
+            Op::Advance(ms) => {
+                let i = ADVANCES.iter().rposition(|a| a <= ms).unwrap_or(0);
+                [22, i as u8, 0, 0]
+            }
+        }
+    }
+}
+
+/// A scenario as the bytes [`Op::decode`] reads (a setup outside the tables is encoded as the
+/// default one).
+pub fn encode_scenario(setup: &Setup, ops: &[Op]) -> Vec<u8> {
+    let head = setup
+        .encode()
+        .or_else(|| Setup::default().encode())
+        .unwrap_or([2, 0]);
+    head.into_iter()
+        .chain(ops.iter().flat_map(Op::encode))
+        .collect()
 }
 
 /// Where the engine and the model disagreed.

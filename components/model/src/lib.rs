@@ -24,13 +24,16 @@
 mod diff;
 mod model;
 mod periodic;
+mod scenarios;
 
 pub use diff::{
-    run_scenario, run_scenario_with, tags, Divergence, Op, Reached, Setup, Who, ENGAGEMENTS,
-    INTERVALS, KINDS, LISTENERS, MAX_WORKERS, ORIGINS, PERMISSIONS, PLAIN_TAGS, WORKERS,
+    encode_scenario, run_scenario, run_scenario_with, tags, Divergence, Op, Reached, Setup, Who,
+    ADVANCES, ENGAGEMENTS, INTERVALS, KINDS, LISTENERS, MAX_WORKERS, ORIGINS, PERMISSIONS,
+    PLAIN_TAGS, WORKERS,
 };
 pub use model::{
     is_secure, utf8_bytes, Caller, CallerKind, Engagement, Exception, Fired, Listener, Model,
     Params, Permission, Registration, ServiceWorker, Settled, State, SwId, Tag,
 };
 pub use periodic::PeriodicRegistration;
+pub use scenarios::regression_scenarios;

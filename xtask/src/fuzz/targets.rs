@@ -38,9 +38,9 @@ pub fn max_len(target: &str, seeds: &[Seed]) -> usize {
         // UTF-16 code units, two bytes each: 12,288 units, so the 10,240-byte edge is reachable
         // with code units of every UTF-8 width (10,241 one-byte units are 20,482 bytes).
         "idl_conversions" => 24_576,
-        // 3 bytes an operation: 128 operations, twice the proptest's longest scenario, since
-        // coverage guidance builds on the prefixes it keeps.
-        "differential" => 384,
+        // 2 bytes of setup, then 4 bytes an operation: 128 operations, more than the proptest's
+        // longest scenario, since coverage guidance builds on the prefixes it keeps.
+        "differential" => 2 + 4 * 128,
         _ => longest_seed.max(4096),
     }
 }
@@ -249,127 +249,17 @@ fn idl_conversions() -> Vec<Seed> {
     seeds
 }
 
-/// Scenarios in the byte encoding of `bgsync_model::Op::decode` (3 bytes an operation: the
-/// first byte modulo 15 chooses it). Any bytes decode, so a change of encoding makes these less
-/// aimed, never invalid.
+/// The differential's hand-written scenarios (`bgsync_model::regression_scenarios`: every
+/// divergence found so far, and one for each feature), in the byte encoding of
+/// `bgsync_model::Op::decode`, so that they stay in step with it.
 fn differential() -> Vec<Seed> {
-    const REGISTER: u8 = 0;
-    const GET_TAGS: u8 = 1;
-    const SETTLE: u8 = 2;
-    const ONLINE: u8 = 3;
-    const PERMISSION: u8 = 4;
-    const WINDOW: u8 = 5;
-    const TERMINATE: u8 = 6;
-    const UNREGISTER: u8 = 7;
-    const RESTART: u8 = 8;
-    const ADVANCE: u8 = 9;
-    const PERIODIC_REGISTER: u8 = 10;
-    const PERIODIC_UNREGISTER: u8 = 11;
-    const PERIODIC_SETTLE: u8 = 12;
-    const ENGAGEMENT: u8 = 13;
-    const PERIODIC_PERMISSION: u8 = 14;
-    // Advance's argument indexes [1 ms, 1 s, 1 min, 3 min - 1 ms, 3 min, 5 min, 15 min, 1 h,
-    // 12 h - 1 ms, 12 h, 24 h].
-    let seeds: [(&str, &[[u8; 3]]); 6] = [
-        (
-            "every-operation",
-            &[
-                [REGISTER, 0, 0],
-                [GET_TAGS, 0, 0],
-                [ONLINE, 0, 0],
-                [SETTLE, 0, 0],
-                [PERMISSION, 1, 1],
-                [WINDOW, 0, 0],
-                [TERMINATE, 0, 0],
-                [UNREGISTER, 1, 0],
-                [RESTART, 0, 0],
-                [ADVANCE, 4, 0],
-                [PERIODIC_REGISTER, 0, 9],
-                [PERIODIC_UNREGISTER, 0, 0],
-                [PERIODIC_SETTLE, 0, 0],
-                [ENGAGEMENT, 0, 3],
-                [PERIODIC_PERMISSION, 0, 0],
-            ],
-        ),
-        (
-            // Offline, then online with events rejected: the retries at 5 and 15 minutes and
-            // the last chance.
-            "retries",
-            &[
-                [ONLINE, 1, 0],
-                [REGISTER, 0, 0],
-                [REGISTER, 3, 1],
-                [ONLINE, 0, 0],
-                [SETTLE, 0, 1],
-                [ADVANCE, 5, 0],
-                [SETTLE, 0, 1],
-                [ADVANCE, 6, 0],
-                [SETTLE, 0, 1],
-                [GET_TAGS, 0, 0],
-            ],
-        ),
-        (
-            // Every tag from one origin: past the per-origin cap of 4, and the over-long tag.
-            "cap",
-            &[
-                [ONLINE, 1, 0],
-                [REGISTER, 0, 0],
-                [REGISTER, 3, 0],
-                [REGISTER, 6, 0],
-                [REGISTER, 9, 0],
-                [REGISTER, 12, 0],
-                [REGISTER, 15, 0],
-                [REGISTER, 18, 0],
-                [GET_TAGS, 0, 0],
-            ],
-        ),
-        (
-            // Another origin's worker registration, and the insecure origin.
-            "origins",
-            &[
-                [REGISTER, 0, 2],
-                [REGISTER, 1, 0],
-                [REGISTER, 2, 0],
-                [GET_TAGS, 1, 0],
-                [GET_TAGS, 0, 2],
-                [PERIODIC_REGISTER, 1, 0],
-            ],
-        ),
-        (
-            // A worker that never settles, cut off at the time limit; a restart in flight.
-            "in-flight",
-            &[
-                [REGISTER, 0, 0],
-                [ADVANCE, 4, 0],
-                [ADVANCE, 5, 0],
-                [REGISTER, 3, 0],
-                [RESTART, 0, 0],
-                [ADVANCE, 6, 0],
-                [SETTLE, 0, 0],
-            ],
-        ),
-        (
-            // Periodic: granted, engaged, intervals around 12 h, half-day advances.
-            "periodic",
-            &[
-                [PERIODIC_PERMISSION, 0, 0],
-                [ENGAGEMENT, 0, 3],
-                [PERIODIC_REGISTER, 0, 0],
-                [PERIODIC_REGISTER, 3, 40],
-                [ADVANCE, 9, 0],
-                [PERIODIC_SETTLE, 0, 0],
-                [ADVANCE, 8, 0],
-                [ADVANCE, 9, 0],
-                [PERIODIC_SETTLE, 0, 1],
-                [ENGAGEMENT, 0, 0],
-                [ADVANCE, 10, 0],
-                [PERIODIC_UNREGISTER, 3, 0],
-            ],
-        ),
-    ];
-    seeds
+    bgsync_model::regression_scenarios()
         .iter()
-        .map(|(name, ops)| (format!("seed-{name}"), ops.concat()))
+        .enumerate()
+        .map(|(i, ops)| {
+            let bytes = bgsync_model::encode_scenario(&bgsync_model::Setup::default(), ops);
+            (format!("seed-scenario-{i:02}"), bytes)
+        })
         .collect()
 }
 
@@ -423,9 +313,13 @@ mod tests {
 
     #[test]
     fn differential_seeds_are_whole_operations() {
-        for (name, bytes) in differential() {
-            assert_eq!(bytes.len() % 3, 0, "{name}");
+        let seeds = differential();
+        assert!(seeds.len() >= 10);
+        for (name, bytes) in seeds {
+            assert_eq!((bytes.len() - 2) % 4, 0, "{name}");
             assert!(bytes.len() <= max_len("differential", &[]), "{name}");
+            let (_, ops) = bgsync_model::Op::decode(&bytes);
+            assert_eq!(ops.len(), (bytes.len() - 2) / 4, "{name}");
         }
     }
 
