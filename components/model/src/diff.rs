@@ -154,6 +154,7 @@ pub struct Setup {
     pub recovery_time: u64,
     pub max_registrations_per_origin: Option<usize>,
     pub max_bytes_per_origin: Option<u64>,
+    pub max_bytes_total: Option<u64>,
     pub min_periodic_interval: u64,
 }
 
@@ -169,6 +170,7 @@ impl Default for Setup {
             recovery_time: p.recovery_time,
             max_registrations_per_origin: Some(4),
             max_bytes_per_origin: None,
+            max_bytes_total: None,
             min_periodic_interval: p.min_periodic_interval,
         }
     }
@@ -186,6 +188,7 @@ impl Setup {
             max_tag_bytes: 10_240,
             max_registrations_per_origin: self.max_registrations_per_origin,
             max_bytes_per_origin: self.max_bytes_per_origin,
+            max_bytes_total: self.max_bytes_total,
             min_periodic_interval: self.min_periodic_interval,
         }
     }
@@ -198,10 +201,12 @@ impl Setup {
             retry_delay_factor: self.retry_delay_factor,
             max_sync_event_duration: Duration::from_millis(self.max_event_duration),
             min_sync_recovery_time: Duration::from_millis(self.recovery_time),
-            max_tag_bytes: 10_240,
+            // The engine's own default: the model's is Chromium's 10,240 bytes, so a different
+            // default would diverge.
+            max_tag_bytes: Parameters::default().max_tag_bytes,
             max_registrations_per_origin: self.max_registrations_per_origin,
             max_bytes_per_origin: self.max_bytes_per_origin,
-            max_bytes_total: None,
+            max_bytes_total: self.max_bytes_total,
             min_periodic_interval: Duration::from_millis(self.min_periodic_interval),
         }
     }
@@ -434,6 +439,7 @@ const DELAYS: [u64; 4] = [300_000, 1_000, 60_000, 3_600_000];
 const FACTORS: [u32; 4] = [3, 1, 2, 10];
 const CAPS: [Option<usize>; 5] = [Some(4), Some(1), Some(2), Some(8), None];
 const BYTE_CAPS: [Option<u64>; 3] = [None, Some(400), Some(25_000)];
+const TOTAL_CAPS: [Option<u64>; 3] = [None, Some(600), Some(45_000)];
 const LIMITS: [u64; 3] = [180_000, 10_000, 600_000];
 const GAPS: [u64; 2] = [43_200_000, 7_200_000];
 const RECOVERIES: [u64; 2] = [360_000, 60_000];
@@ -447,7 +453,8 @@ impl Setup {
     pub fn encode(&self) -> Option<[u8; 2]> {
         let a = index_of(&ATTEMPTS, &self.max_attempts)?
             + 5 * index_of(&DELAYS, &self.initial_retry_delay)?
-            + 20 * index_of(&FACTORS, &self.retry_delay_factor)?;
+            + 20 * index_of(&FACTORS, &self.retry_delay_factor)?
+            + 80 * index_of(&TOTAL_CAPS, &self.max_bytes_total)?;
         let b = index_of(&CAPS, &self.max_registrations_per_origin)?
             + 5 * index_of(&BYTE_CAPS, &self.max_bytes_per_origin)?
             + 15 * index_of(&LIMITS, &self.max_event_duration)?
@@ -462,6 +469,7 @@ impl Setup {
             max_attempts: ATTEMPTS[a % 5],
             initial_retry_delay: DELAYS[a / 5 % 4],
             retry_delay_factor: FACTORS[a / 20 % 4],
+            max_bytes_total: TOTAL_CAPS[a / 80 % 3],
             max_registrations_per_origin: CAPS[b % 5],
             max_bytes_per_origin: BYTE_CAPS[b / 5 % 3],
             max_event_duration: LIMITS[b / 15 % 3],
@@ -1563,6 +1571,9 @@ pub fn run_scenario_with(
                 "states: engine {states:?}, model {want:?}"
             )));
         }
+        // The core's own accounts agree with the list: its size, each registration's state and
+        // attempts, the origins and service worker registrations that hold registrations.
+        check_accounts(&engine.core, &model).map_err(diverge)?;
         // What the store holds is what the core says is durable (no write is held between
         // steps, and a failed write leaves nothing behind).
         let key = |r: &bgsync_store::StoredRegistration| {
@@ -1610,6 +1621,69 @@ fn restart(
     stale.extend(fired.into_iter().filter_map(|(_, r)| r));
     stale.truncate(16);
     *engine = Engine::start(store, host.clone(), now, ua);
+}
+
+/// The scheduler's accessors against the model's lists.
+fn check_accounts(core: &Scheduler, model: &Model) -> Result<(), String> {
+    let n = model.registrations.len();
+    if core.len() != n || core.is_empty() != (n == 0) {
+        return Err(format!(
+            "the core counts {} registrations, the model {n}",
+            core.len()
+        ));
+    }
+    for r in &model.registrations {
+        let (sw, tag) = (SwRegistrationId(r.sw), EngineTag::from_utf16(r.tag.clone()));
+        let state = core.registration_state(sw, &tag).map(|s| format!("{s:?}"));
+        if state != Some(format!("{:?}", r.state)) || core.attempts(sw, &tag) != Some(r.attempts) {
+            return Err(format!(
+                "sw {} {:?}: the core has {state:?} after {:?} attempts, the model {:?} after {}",
+                r.sw,
+                r.tag,
+                core.attempts(sw, &tag),
+                r.state,
+                r.attempts
+            ));
+        }
+        let owner = model.origin_of(r.sw).map(|o| StorageKey::new(origin(o)));
+        if core.service_worker_key(sw) != owner
+            || !core.service_worker_registrations().contains(&sw)
+        {
+            return Err(format!("the core does not know sw {} as {owner:?}'s", r.sw));
+        }
+    }
+    let names = |mut v: Vec<Origin>| {
+        let mut v: Vec<String> = v.drain(..).map(|o| o.serialize()).collect();
+        v.sort();
+        v
+    };
+    let mut holding: Vec<String> = model
+        .registrations
+        .iter()
+        .filter_map(|r| model.origin_of(r.sw).map(str::to_owned))
+        .collect();
+    holding.sort();
+    holding.dedup();
+    if names(core.origins()) != holding {
+        return Err(format!(
+            "origins holding registrations: the core {:?}, the model {holding:?}",
+            names(core.origins())
+        ));
+    }
+    let mut periodic: Vec<String> = model
+        .periodic
+        .iter()
+        .filter_map(|r| model.origin_of(r.sw).map(str::to_owned))
+        .collect();
+    periodic.sort();
+    periodic.dedup();
+    if names(core.periodic_origins()) != periodic {
+        return Err(format!(
+            "origins holding periodic registrations: the core {:?}, the model {periodic:?}",
+            names(core.periodic_origins())
+        ));
+    }
+    Ok(())
 }
 
 /// A one-shot `register()` on both sides, the store failing its write if `fail` says so.

@@ -39,6 +39,9 @@ pub struct Params {
     /// Ours: the most bytes one origin's one-shot registrations may take: two bytes a code unit
     /// of the tag plus 64 a registration.
     pub max_bytes_per_origin: Option<u64>,
+    /// Ours: the most bytes the one-shot registrations of all origins may take, counted the
+    /// same way.
+    pub max_bytes_total: Option<u64>,
     /// Chromium: the least time between two rounds of one origin's periodic events, and the unit
     /// periodic intervals are rounded up to. 12 hours.
     pub min_periodic_interval: u64,
@@ -56,6 +59,7 @@ impl Params {
             max_tag_bytes: 10_240,
             max_registrations_per_origin: None,
             max_bytes_per_origin: None,
+            max_bytes_total: None,
             min_periodic_interval: 12 * 60 * 60 * 1000,
         }
     }
@@ -444,6 +448,14 @@ impl Model {
             .params
             .max_bytes_per_origin
             .is_some_and(|cap| bytes + footprint(tag) > cap)
+        {
+            return Err("QuotaExceededError");
+        }
+        let all: u64 = self.registrations.iter().map(|r| footprint(&r.tag)).sum();
+        if self
+            .params
+            .max_bytes_total
+            .is_some_and(|cap| all + footprint(tag) > cap)
         {
             return Err("QuotaExceededError");
         }

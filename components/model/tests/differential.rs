@@ -63,7 +63,8 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 /// The constants, drawn per scenario: attempts 1-5, back-offs from 1 s to an hour and factors
-/// 1-10, time limits, caps from 1 to none (and byte caps), periodic units of 12 h or 2 h.
+/// 1-10, time limits, caps from 1 to none (and byte caps per origin and in all), periodic
+/// units of 12 h or 2 h.
 fn setup() -> impl Strategy<Value = Setup> {
     (
         (
@@ -78,6 +79,7 @@ fn setup() -> impl Strategy<Value = Setup> {
         (
             prop::sample::select(vec![Some(1usize), Some(2), Some(4), Some(8), None]),
             prop::sample::select(vec![None, None, None, Some(400u64), Some(25_000)]),
+            prop::sample::select(vec![None, None, None, Some(600u64), Some(45_000)]),
         ),
         prop::sample::select(vec![43_200_000u64, 43_200_000, 7_200_000]),
     )
@@ -85,7 +87,7 @@ fn setup() -> impl Strategy<Value = Setup> {
             |(
                 (max_attempts, initial_retry_delay, retry_delay_factor),
                 (max_event_duration, recovery_time),
-                (cap, bytes),
+                (cap, bytes, total),
                 min_periodic_interval,
             )| Setup {
                 max_attempts,
@@ -95,6 +97,7 @@ fn setup() -> impl Strategy<Value = Setup> {
                 recovery_time,
                 max_registrations_per_origin: cap,
                 max_bytes_per_origin: bytes,
+                max_bytes_total: total,
                 min_periodic_interval,
             },
         )

@@ -73,9 +73,9 @@ impl Parameters {
     }
 
     /// Whether the attempt about to be dispatched, after `failed_attempts` failures, is the last
-    /// one the user agent will make.
-    pub fn is_last_chance(&self, failed_attempts: u32) -> bool {
-        failed_attempts.saturating_add(1) >= self.max_attempts
+    /// one the user agent will make for a registration allowed `max_attempts`.
+    pub fn is_last_chance(failed_attempts: u32, max_attempts: u32) -> bool {
+        failed_attempts.saturating_add(1) >= max_attempts
     }
 }
 
@@ -98,7 +98,9 @@ mod tests {
     #[test]
     fn last_chance_is_false_false_true() {
         let p = Parameters::default();
-        let seq: Vec<bool> = (0..3).map(|n| p.is_last_chance(n)).collect();
+        let seq: Vec<bool> = (0..3)
+            .map(|n| Parameters::is_last_chance(n, p.max_attempts))
+            .collect();
         assert_eq!(seq, [false, false, true]);
     }
 

@@ -292,7 +292,7 @@ impl Scheduler {
         let key = (call.sw, call.tag.clone());
         let origin = call.caller.origin.clone();
         match self.periodic_register_steps(call) {
-            Ok(Some((ops, undo))) => self.stage_periodic(ops, request, Some(undo)),
+            Ok(Some((ops, change))) => self.stage_periodic(ops, request, Some(change)),
             Ok(None) => self.settle(request, Ok(Response::Registered)),
             Err(e) => {
                 self.push_log(LogEntry {
@@ -310,12 +310,12 @@ impl Scheduler {
         }
     }
 
-    /// The steps of register(); returns the writes to make durable before resolving, and how
-    /// to undo the change if they fail (`None`: nothing changed).
+    /// The steps of register(); returns the writes to make durable before resolving, and the
+    /// change they make (`None`: nothing to write).
     fn periodic_register_steps(
         &mut self,
         call: PeriodicRegisterCall,
-    ) -> Result<Option<(Vec<StoreOp>, PeriodicUndo)>, DomException> {
+    ) -> Result<Option<(Vec<StoreOp>, PeriodicChange)>, DomException> {
         let PeriodicRegisterCall {
             caller,
             sw,
@@ -370,15 +370,21 @@ impl Scheduler {
         if let Some(reg) = p.regs.get_mut(&key) {
             // 5. An existing registration: update its interval if it differs; if firing, it
             //    is re-registered while firing. Either way, resolve.
-            let undo = PeriodicUndo::Interval(key.clone(), reg.min_interval, reg.state);
-            let changed = reg.min_interval != min_interval;
-            reg.min_interval = min_interval;
-            if reg.state == PeriodicState::Firing {
-                reg.state = PeriodicState::ReregisteredWhileFiring;
+            if reg.min_interval == min_interval {
+                if reg.state == PeriodicState::Firing {
+                    reg.state = PeriodicState::ReregisteredWhileFiring;
+                }
+                return Ok(None);
             }
-            let record = record_of(&key, reg);
-            p.reschedule(&key, gap);
-            return Ok(changed.then(|| (vec![StoreOp::Put(record)], undo)));
+            // A new interval takes effect once it is durable (found by the differential with a
+            // failing store: applied at once, a shorter one fired before its write failed).
+            let mut updated = reg.clone();
+            updated.min_interval = min_interval;
+            let record = record_of(&key, &updated);
+            return Ok(Some((
+                vec![StoreOp::Put(record)],
+                PeriodicChange::Interval(key, min_interval),
+            )));
         }
         if let Some(cap) = self.params().max_registrations_per_origin {
             let held = self
@@ -432,7 +438,7 @@ impl Scheduler {
         });
         Ok(Some((
             vec![StoreOp::Put(record)],
-            PeriodicUndo::Remove(key),
+            PeriodicChange::New(key),
         )))
     }
 
@@ -804,50 +810,49 @@ impl Scheduler {
         &mut self,
         ops: Vec<StoreOp>,
         request: RequestId,
-        undo: Option<PeriodicUndo>,
+        change: Option<PeriodicChange>,
     ) {
-        self.stage(None, ops, Staged::Periodic { request, undo });
+        self.stage(None, ops, Staged::Periodic { request, change });
     }
 
-    /// A periodic write failed: the change it was for is undone in memory, so that memory
-    /// keeps matching the store (and the caller, told UnknownError, sees nothing changed).
-    pub(crate) fn periodic_write_failed(&mut self, undo: Option<PeriodicUndo>) {
-        match undo {
-            None => {}
-            // A new registration is taken back out.
-            Some(PeriodicUndo::Remove(key)) => {
+    /// A periodic write was acknowledged (`ok`) or failed: a new interval takes effect, or a
+    /// new registration is taken back out, so that memory keeps matching the store (and a
+    /// caller told UnknownError sees nothing changed).
+    pub(crate) fn periodic_write_done(&mut self, change: Option<PeriodicChange>, ok: bool) {
+        match (change, ok) {
+            (None, _) | (Some(PeriodicChange::New(_)), true) => {}
+            (Some(PeriodicChange::New(key)), false) => {
                 if let Some(reg) = self.periodic.take(&key) {
                     if let Some(t) = reg.next_fire {
                         self.periodic.timers.remove(&(t, key));
                     }
                 }
             }
-            // A new minInterval goes back to the old one (found by the differential: the
-            // registration used to be taken out of memory, and came back at the next start).
-            Some(PeriodicUndo::Interval(key, interval, state)) => {
+            // 5. Update the interval; if firing, it is re-registered while firing.
+            (Some(PeriodicChange::Interval(key, interval)), true) => {
                 let gap = self.periodic_gap();
                 let p = &mut self.periodic;
                 if let Some(reg) = p.regs.get_mut(&key) {
                     reg.min_interval = interval;
-                    if state == PeriodicState::Firing
-                        && reg.state == PeriodicState::ReregisteredWhileFiring
-                    {
-                        reg.state = PeriodicState::Firing;
+                    if reg.state == PeriodicState::Firing {
+                        reg.state = PeriodicState::ReregisteredWhileFiring;
                     }
                     p.reschedule(&key, gap);
                 }
+                self.fire_due_periodic();
             }
+            (Some(PeriodicChange::Interval(..)), false) => {}
         }
     }
 }
 
-/// How to undo a periodic registration's change whose write failed.
+/// What a periodic registration's write is for.
 #[derive(Debug)]
-pub(crate) enum PeriodicUndo {
-    /// Take the new registration back out.
-    Remove(Key),
-    /// Put back its old `minInterval` and state.
-    Interval(Key, Duration, PeriodicState),
+pub(crate) enum PeriodicChange {
+    /// A new registration (already in memory; taken out if the write fails).
+    New(Key),
+    /// A new `minInterval` (applied when the write is acknowledged).
+    Interval(Key, Duration),
 }
 
 impl Periodic {

@@ -167,10 +167,10 @@ pub(crate) enum Staged {
     /// A bulk removal; `request`, if any, is settled with the write's result.
     Removal { request: Option<RequestId> },
     /// A periodic registration's change (`periodic`): `request` resolves once it is durable;
-    /// if the write fails, the change is undone (`undo`).
+    /// `change` is applied, or undone, by the write's result.
     Periodic {
         request: RequestId,
-        undo: Option<crate::periodic::PeriodicUndo>,
+        change: Option<crate::periodic::PeriodicChange>,
     },
 }
 
@@ -1274,7 +1274,7 @@ impl Scheduler {
         reg.state = RegistrationState::Firing;
         // 3. lastChance is true iff the user agent will not retry after this attempt — decided
         //    now, at dispatch.
-        let last_chance = reg.attempts.saturating_add(1) >= reg.max_attempts;
+        let last_chance = Parameters::is_last_chance(reg.attempts, reg.max_attempts);
         reg.in_flight = Some(InFlight { id, last_chance });
         *in_flight += 1;
         log.push(LogEntry {
@@ -1403,13 +1403,13 @@ impl Scheduler {
             // Rows a failed removal leaves behind belong to registrations the embedder no longer
             // has (the facade removes such rows at start-up) or to a cleared origin, whose
             // caller is told to retry.
-            Staged::Periodic { request, undo } => match result {
-                Ok(()) => self.settle(request, Ok(Response::Registered)),
-                Err(cause) => {
-                    self.periodic_write_failed(undo);
-                    self.settle(request, Err(storage_error(&cause)));
+            Staged::Periodic { request, change } => {
+                self.periodic_write_done(change, result.is_ok());
+                match result {
+                    Ok(()) => self.settle(request, Ok(Response::Registered)),
+                    Err(cause) => self.settle(request, Err(storage_error(&cause))),
                 }
-            },
+            }
             Staged::Removal { request } => {
                 if let Some(request) = request {
                     let result = result

@@ -315,3 +315,22 @@ fn a_failed_interval_update_keeps_the_registration_and_its_old_interval() {
     h.advance(24 * H);
     assert_eq!(h.dispatched().len(), 1, "fires on its old interval (24 h)");
 }
+
+/// Found by the differential: a shorter `minInterval` takes effect once it is durable, so one
+/// whose write fails never fires the registration early.
+#[test]
+fn a_shorter_interval_that_fails_to_be_written_fires_nothing() {
+    let mut h = Harness::new();
+    register(&mut h, "t", 48 * H, Engagement::High);
+    h.advance(30 * H);
+    h.store.faults().fail_next_commits(1);
+    let update = register(&mut h, "t", 0, Engagement::High);
+    assert_eq!(
+        h.result(update).and_then(Result::err).map(|e| e.name),
+        Some(DomExceptionName::UnknownError)
+    );
+    h.advance(1);
+    assert!(h.dispatched().is_empty(), "not at 30 h");
+    h.advance(18 * H);
+    assert_eq!(h.dispatched().len(), 1, "at 48 h, its interval");
+}
