@@ -232,7 +232,9 @@ pub enum Op {
     /// store acknowledges any write (so they queue and share commits); with `crash`, the user
     /// agent dies before any of those writes is done, and restarts. Each tag is used twice in
     /// a row. With `settle` (and no crash), the first event in flight of `sw` ends first (its
-    /// write is held too) and the first calls use its tag: they meet a write in flight.
+    /// write is held too) and the first calls use its tag: they meet a write in flight. With
+    /// `then` 1 (2), `sw` is unregistered (its origin's data cleared) before the writes are
+    /// done.
     Burst {
         who: Who,
         sw: u8,
@@ -240,6 +242,7 @@ pub enum Op {
         n: u8,
         crash: bool,
         settle: bool,
+        then: u8,
     },
     /// The store will fail the write of the next `register()` or `periodicSync.register()`
     /// (if it makes one).
@@ -327,6 +330,7 @@ impl fmt::Debug for Op {
                 n,
                 crash,
                 settle,
+                then,
             } => write!(
                 f,
                 "burst of {} register(sw {sw}) from tag {} on, from {who:?}{}{}",
@@ -337,10 +341,11 @@ impl fmt::Debug for Op {
                 } else {
                     ""
                 },
-                if *crash {
-                    ", then a crash before any write is done"
-                } else {
-                    ""
+                match (crash, then % 3) {
+                    (true, _) => ", then a crash before any write is done",
+                    (false, 1) => ", then sw is unregistered before any write is done",
+                    (false, 2) => ", then its origin's data is cleared before any write is done",
+                    _ => "",
                 }
             ),
             Op::FailNextWrite => write!(f, "the store fails the next register()'s write"),
@@ -514,6 +519,7 @@ impl Op {
                         n: 2 + d / 32,
                         crash: a & 0x80 != 0,
                         settle: b & 0x80 != 0,
+                        then: c[0] / 23 % 3,
                     },
                     3 => Op::FailNextWrite,
                     4 => Op::GetTags { who, sw: a },
@@ -577,8 +583,9 @@ impl Op {
                 n,
                 crash,
                 settle,
+                then,
             } => [
-                2,
+                2 + 23 * (then % 3),
                 (sw & 0x7F) | flag(*crash),
                 (tag & 0x7F) | flag(*settle),
                 who.encode() + 32 * (n.clamp(&2, &9) - 2),
@@ -1182,9 +1189,15 @@ pub fn run_scenario_with(
                 n,
                 crash,
                 settle,
+                then,
             } => {
                 let sw = ua.sw(*sw);
                 let caller = ua.caller(*who, sw);
+                // Unregistration or clearing before the writes are done: a call whose write is
+                // in flight then, or queued behind one, is rejected (Ours: InvalidStateError
+                // for an unregistered registration, UnknownError for cleared data; a waiting
+                // registration made pending finds itself gone: InvalidStateError).
+                let then = if *crash { 0 } else { then % 3 };
                 engine.hold();
                 let mut first: Option<Tag> = None;
                 if *settle && !*crash {
@@ -1194,12 +1207,18 @@ pub fn run_scenario_with(
                         engine
                             .settle_nth(SyncKind::OneShot, &keys, k as u8, listener)
                             .map_err(diverge)?;
-                        model.settle(sw, &keys[k].1, listener.settled());
+                        // The registration stays (and counts against the caps) until its
+                        // outcome's write is done: before the unregistration or the clearing,
+                        // that is never.
+                        if then == 0 {
+                            model.settle(sw, &keys[k].1, listener.settled());
+                        }
                         first = Some(keys[k].1.clone());
                         reached.count("burst meets an event's write in flight");
                     }
                 }
                 let mut calls = Vec::new();
+                let mut busy: Vec<Tag> = first.iter().cloned().collect();
                 for k in 0..*n as usize {
                     let tag = match &first {
                         Some(t) if k < 2 => t,
@@ -1209,8 +1228,36 @@ pub fn run_scenario_with(
                     // (the model does not make them; their promises never settle).
                     let expected = if *crash {
                         Ok(())
-                    } else {
+                    } else if then == 0 {
                         model.register(&caller, sw, tag)
+                    } else if busy.contains(tag) {
+                        Err(if then == 1 {
+                            "InvalidStateError"
+                        } else {
+                            "UnknownError"
+                        })
+                    } else {
+                        let before = model
+                            .registrations
+                            .iter()
+                            .find(|r| r.sw == sw && r.tag == *tag)
+                            .map(|r| r.state);
+                        // Made in the model (it counts against the caps for the calls after
+                        // it), but an event it fired never fires: its write is never done.
+                        let fired = model.fired.len();
+                        let result = model.register(&caller, sw, tag);
+                        match before {
+                            _ if result.is_err() => result,
+                            None | Some(State::Waiting) => {
+                                model.fired.truncate(fired);
+                                busy.push(tag.clone());
+                                Err(match (before, then) {
+                                    (None, 2) => "UnknownError",
+                                    _ => "InvalidStateError",
+                                })
+                            }
+                            Some(_) => result,
+                        }
                     };
                     count_call(reached, "register (burst)", &expected);
                     let request = engine.request();
@@ -1238,8 +1285,28 @@ pub fn run_scenario_with(
                     restart(&mut model, &mut engine, &host, &ua, &mut stale);
                     calls.clear();
                 }
+                let mut cleared = None;
+                if then == 1 {
+                    reached.count("unregistered with writes in flight");
+                    model.unregister(sw);
+                    host.set(SwRegistrationId(sw), None);
+                    engine
+                        .core
+                        .service_worker_unregistered(engine.now, SwRegistrationId(sw));
+                    engine.run();
+                } else if then == 2 {
+                    reached.count("cleared with writes in flight");
+                    let name = model.origin_of(sw).unwrap_or(ORIGINS[0]).to_owned();
+                    model.clear_site_data(&name);
+                    let request = engine.request();
+                    engine
+                        .core
+                        .clear_origin(engine.now, request, &origin(&name));
+                    engine.run();
+                    cleared = Some(request);
+                }
                 engine.release();
-                for (request, expected) in calls {
+                for (request, expected) in calls.into_iter().chain(cleared.map(|r| (r, Ok(())))) {
                     engine.settles_as(request, &expected).map_err(diverge)?;
                 }
             }

@@ -224,6 +224,7 @@ pub fn regression_scenarios() -> Vec<Vec<Op>> {
                 n: 9,
                 crash: false,
                 settle: false,
+                then: 0,
             },
             Online(true),
             Burst {
@@ -233,6 +234,7 @@ pub fn regression_scenarios() -> Vec<Vec<Op>> {
                 n: 4,
                 crash: true,
                 settle: false,
+                then: 0,
             },
             reg(0, 0, 0),
             Burst {
@@ -242,6 +244,31 @@ pub fn regression_scenarios() -> Vec<Vec<Op>> {
                 n: 4,
                 crash: false,
                 settle: true,
+                then: 0,
+            },
+        ],
+        // Unregistered, then cleared, while a burst's writes (and an event's) are in flight.
+        vec![
+            reg(0, 0, 0),
+            Settle { n: 0, listener: FAIL },
+            Burst {
+                who: who_of(0, 0),
+                sw: 0,
+                tag: 0,
+                n: 5,
+                crash: false,
+                settle: false,
+                then: 1,
+            },
+            reg(0, 1, 0),
+            Burst {
+                who: who_of(0, 1),
+                sw: 1,
+                tag: 1,
+                n: 4,
+                crash: false,
+                settle: true,
+                then: 2,
             },
         ],
         // An outcome reported after the time limit, and again after the event was settled.

@@ -32,7 +32,7 @@ fn sw() -> impl Strategy<Value = u8> {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         12 => (who(), sw(), tag()).prop_map(|(who, sw, tag)| Op::Register { who, sw, tag }),
-        3 => (who(), sw(), tag(), 2u8..10, prop::bool::weighted(0.2), any::<bool>()).prop_map(|(who, sw, tag, n, crash, settle)| Op::Burst { who, sw, tag, n, crash, settle }),
+        3 => (who(), sw(), tag(), 2u8..10, prop::bool::weighted(0.2), any::<bool>(), prop_oneof![6 => Just(0u8), 1 => 1u8..3]).prop_map(|(who, sw, tag, n, crash, settle, then)| Op::Burst { who, sw, tag, n, crash, settle, then }),
         1 => Just(Op::FailNextWrite),
         2 => (who(), sw()).prop_map(|(who, sw)| Op::GetTags { who, sw }),
         // Events are mostly settled before their time limit, in every way a listener can.
