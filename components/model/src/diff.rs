@@ -1042,14 +1042,19 @@ fn permission_state(p: Permission) -> PermissionState {
     }
 }
 
+/// The engine's engagement level of the model's, by the names the engine's API takes
+/// (`bgsyncTest.setEngagement`).
 fn engine_engagement(e: Engagement) -> EngineEngagement {
-    match e {
-        Engagement::None => EngineEngagement::None,
-        Engagement::Minimal => EngineEngagement::Minimal,
-        Engagement::Low => EngineEngagement::Low,
-        Engagement::Medium => EngineEngagement::Medium,
-        Engagement::High => EngineEngagement::High,
-    }
+    let name = match e {
+        Engagement::None => "none",
+        Engagement::Minimal => "minimal",
+        Engagement::Low => "low",
+        Engagement::Medium => "medium",
+        Engagement::High => "high",
+    };
+    let level = EngineEngagement::parse(name).unwrap_or(EngineEngagement::High);
+    debug_assert_eq!(level.as_str(), name);
+    level
 }
 
 /// What the harness, as the embedder, knows about the user agent.
@@ -1660,7 +1665,8 @@ pub fn run_scenario_with(
             )));
         }
         // The log is taken, as a driver does.
-        engine.core.take_log();
+        let mut log = Vec::new();
+        engine.core.append_log_to(&mut log);
         let wake = engine.core.wake_up_time().map(|t| t.0);
         if wake != model.wake_up() {
             return Err(diverge(format!(
