@@ -43,6 +43,24 @@ fn fuzz_dir() -> PathBuf {
 
 /// Runs the proptest differential test with `cases` cases, in release mode.
 pub fn cases(cases: u64) -> Result<(), String> {
+    // The test writes what its scenarios reached here (components/model/tests/differential.rs).
+    let reached = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/differential-reached.txt");
+    let _ = std::fs::remove_file(&reached);
+    let build = Command::new(env!("CARGO"))
+        .args([
+            "test",
+            "--release",
+            "-p",
+            "bgsync-model",
+            "--test",
+            "differential",
+            "--no-run",
+        ])
+        .status()
+        .map_err(|e| format!("cargo test: {e}"))?;
+    if !build.success() {
+        return Err("the differential test did not build".into());
+    }
     let started = Instant::now();
     let status = Command::new(env!("CARGO"))
         .args([
@@ -57,8 +75,14 @@ pub fn cases(cases: u64) -> Result<(), String> {
         .env("BGSYNC_FUZZ_CASES", cases.to_string())
         .status()
         .map_err(|e| format!("cargo test: {e}"))?;
+    if let Ok(report) = std::fs::read_to_string(&reached) {
+        println!(
+            "What the scenarios reached ({}):\n{report}",
+            reached.display()
+        );
+    }
     println!(
-        "fuzz: differential, {cases} cases, {:.1} s, {}",
+        "fuzz: differential, {cases} scenarios in {:.1} s, {}",
         started.elapsed().as_secs_f64(),
         if status.success() {
             "clean"

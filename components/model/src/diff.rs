@@ -661,6 +661,8 @@ pub struct Reached {
     pub counts: BTreeMap<String, u64>,
     /// The most tags one getTags() returned.
     pub max_tags: usize,
+    /// What this scenario did at least once; [`merge`](Reached::merge) counts the scenarios.
+    pub flags: BTreeSet<&'static str>,
 }
 
 impl Reached {
@@ -698,8 +700,14 @@ impl Reached {
         self.engine_states.insert(h.finish());
     }
 
-    /// Adds another run's figures.
+    /// Adds another scenario's figures.
     pub fn merge(&mut self, other: Reached) {
+        for flag in other.flags {
+            *self
+                .counts
+                .entry(format!("scenarios in which {flag}"))
+                .or_default() += 1;
+        }
         self.registration_states.extend(other.registration_states);
         self.engine_states.extend(other.engine_states);
         for (k, v) in other.counts {
@@ -1323,6 +1331,9 @@ pub fn run_scenario_with(
                 let got = engine_tags(&mut engine, &host, &caller.origin, sw, false);
                 if let Ok(t) = &expected {
                     reached.max_tags = reached.max_tags.max(t.len());
+                    if t.len() >= 4 {
+                        reached.flags.insert("a getTags() returned 4 tags or more");
+                    }
                 }
                 count_call(
                     reached,
@@ -1575,6 +1586,9 @@ pub fn run_scenario_with(
             )));
         }
         for f in &expected {
+            if f.last_chance {
+                reached.flags.insert("a lastChance event fired");
+            }
             reached.count(if f.periodic {
                 "fired: periodicsync".to_owned()
             } else {
@@ -1792,6 +1806,9 @@ fn register_both(
     );
     if reregister_last_chance && expected.is_ok() {
         reached.count("register again while its lastChance event is in flight");
+        reached
+            .flags
+            .insert("a registration was registered again while its lastChance event was in flight");
     }
     let request = engine.request();
     engine.fail_next = fail;
@@ -1832,6 +1849,7 @@ fn note_reached(reached: &mut Reached, model: &Model, ua: &Ua) {
             .is_some_and(|cap| held >= cap)
         {
             reached.count("steps with an origin at its cap");
+            reached.flags.insert("an origin reached its cap");
             break;
         }
     }

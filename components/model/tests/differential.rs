@@ -55,7 +55,7 @@ fn op() -> impl Strategy<Value = Op> {
         // and the half-days their schedule is counted in.
         3 => (who(), sw(), tag(), 0u8..INTERVALS.len() as u8).prop_map(|(who, sw, tag, interval)| Op::PeriodicRegister { who, sw, tag, interval }),
         1 => (who(), sw(), tag()).prop_map(|(who, sw, tag)| Op::PeriodicUnregister { who, sw, tag }),
-        2 => (any::<u8>(), any::<u8>()).prop_map(|(n, listener)| Op::PeriodicSettle { n, listener }),
+        1 => (any::<u8>(), any::<u8>()).prop_map(|(n, listener)| Op::PeriodicSettle { n, listener }),
         1 => (0u8..4, any::<u8>()).prop_map(|(origin, level)| Op::Engagement { origin, level }),
         2 => (prop_oneof![3 => 0u8..2, 1 => 2u8..4], prop_oneof![4 => Just(0u8), 1 => 1u8..3]).prop_map(|(origin, state)| Op::PeriodicPermission { origin, state }),
         2 => prop::sample::select(vec![43_199_999u64, 43_200_000, 46_800_000, 86_400_000]).prop_map(Op::Advance),
