@@ -1739,37 +1739,34 @@ fn check_accounts(core: &Scheduler, model: &Model) -> Result<(), String> {
             return Err(format!("the core does not know sw {} as {owner:?}'s", r.sw));
         }
     }
-    let names = |mut v: Vec<Origin>| {
-        let mut v: Vec<String> = v.drain(..).map(|o| o.serialize()).collect();
-        v.sort();
-        v
+    // The origins holding registrations of each kind, as the core and the model list them.
+    let origins = |core_list: Vec<Origin>, sws: Vec<u64>, what: &str| {
+        let mut core_list: Vec<String> = core_list.iter().map(Origin::serialize).collect();
+        let mut model_list: Vec<String> = sws
+            .iter()
+            .filter_map(|sw| model.origin_of(*sw).map(str::to_owned))
+            .collect();
+        core_list.sort();
+        model_list.sort();
+        model_list.dedup();
+        if core_list == model_list {
+            Ok(())
+        } else {
+            Err(format!(
+                "origins holding {what}: the core {core_list:?}, the model {model_list:?}"
+            ))
+        }
     };
-    let mut holding: Vec<String> = model
-        .registrations
-        .iter()
-        .filter_map(|r| model.origin_of(r.sw).map(str::to_owned))
-        .collect();
-    holding.sort();
-    holding.dedup();
-    if names(core.origins()) != holding {
-        return Err(format!(
-            "origins holding registrations: the core {:?}, the model {holding:?}",
-            names(core.origins())
-        ));
-    }
-    let mut periodic: Vec<String> = model
-        .periodic
-        .iter()
-        .filter_map(|r| model.origin_of(r.sw).map(str::to_owned))
-        .collect();
-    periodic.sort();
-    periodic.dedup();
-    if names(core.periodic_origins()) != periodic {
-        return Err(format!(
-            "origins holding periodic registrations: the core {:?}, the model {periodic:?}",
-            names(core.periodic_origins())
-        ));
-    }
+    origins(
+        core.origins(),
+        model.registrations.iter().map(|r| r.sw).collect(),
+        "registrations",
+    )?;
+    origins(
+        core.periodic_origins(),
+        model.periodic.iter().map(|r| r.sw).collect(),
+        "periodic registrations",
+    )?;
     Ok(())
 }
 
