@@ -46,32 +46,28 @@ pub fn cases(cases: u64) -> Result<(), String> {
     // The test writes what its scenarios reached here (components/model/tests/differential.rs).
     let reached = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/differential-reached.txt");
     let _ = std::fs::remove_file(&reached);
-    let build = Command::new(env!("CARGO"))
-        .args([
+    // `cargo test --release` of the differential test, with `last` as its last argument.
+    let differential = |last: &str| {
+        let mut c = Command::new(env!("CARGO"));
+        c.args([
             "test",
             "--release",
             "-p",
             "bgsync-model",
             "--test",
             "differential",
-            "--no-run",
-        ])
+            last,
+        ]);
+        c
+    };
+    let build = differential("--no-run")
         .status()
         .map_err(|e| format!("cargo test: {e}"))?;
     if !build.success() {
         return Err("the differential test did not build".into());
     }
     let started = Instant::now();
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "test",
-            "--release",
-            "-p",
-            "bgsync-model",
-            "--test",
-            "differential",
-            "the_engine_agrees_with_the_model",
-        ])
+    let status = differential("the_engine_agrees_with_the_model")
         .env("BGSYNC_FUZZ_CASES", cases.to_string())
         .status()
         .map_err(|e| format!("cargo test: {e}"))?;
