@@ -163,65 +163,85 @@ fn report_recovery(done: &mpsc::WeakUnboundedSender<Msg>, recovery: Option<Recov
     }
 }
 
+/// The store and what the engine knows of it, shared by the store's thread and the driver's
+/// inline commits (never both at once: one commit at a time).
+struct SharedStore {
+    store: Box<dyn RegistrationStore>,
+    /// After a panic the store's state is unknown: nothing more is written.
+    panicked: Option<String>,
+}
+
+impl SharedStore {
+    /// Commits `ops`; the repair the commit made, if any, comes with the result.
+    fn commit(&mut self, ops: &[StoreOp]) -> (Result<(), String>, Option<Recovery>) {
+        let _entered = tracing::debug_span!("commit", ops = ops.len()).entered();
+        let result = match &self.panicked {
+            Some(fault) => Err(format!(
+                "{fault}; no change has been written since (restart Background Sync)"
+            )),
+            None => match contain("RegistrationStore::commit", || self.store.commit(ops)) {
+                Ok(r) => r.map_err(|e| {
+                    tracing::error!(error = %e, "store commit failed");
+                    e.to_string()
+                }),
+                Err(fault) => {
+                    let fault = fault.to_string();
+                    self.panicked = Some(fault.clone());
+                    Err(fault)
+                }
+            },
+        };
+        // A repair the commit made is told first, so that whoever hears of the commit can
+        // already see it.
+        let recovery = match self.panicked {
+            Some(_) => None,
+            None => contain("RegistrationStore::take_recovery", || {
+                self.store.take_recovery()
+            })
+            .ok()
+            .flatten(),
+        };
+        (result, recovery)
+    }
+}
+
 /// The store's own thread: commits one batch at a time and reports back. While a commit is in
 /// flight (an fsync), the driver keeps taking calls and gathers their writes into the next batch:
-/// that is what makes concurrent callers share fsyncs.
+/// that is what makes concurrent callers share fsyncs. A write with nobody else waiting is
+/// committed by the driver itself ([`StoreThread::try_inline`]): two thread hand-offs fewer.
 struct StoreThread {
+    shared: Arc<parking_lot::Mutex<SharedStore>>,
     tx: Option<crossbeam_channel::Sender<Batch>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl StoreThread {
     fn start(
-        mut store: Box<dyn RegistrationStore>,
+        store: Box<dyn RegistrationStore>,
         done: mpsc::WeakUnboundedSender<Msg>,
     ) -> StoreThread {
+        let shared = Arc::new(parking_lot::Mutex::new(SharedStore {
+            store,
+            panicked: None,
+        }));
         let (tx, rx) = crossbeam_channel::unbounded::<Batch>();
+        let mine = shared.clone();
         let thread = std::thread::Builder::new()
             .name("background-sync-store".into())
             .spawn(move || {
-                // After a panic the store's state is unknown: nothing more is written.
-                let mut panicked: Option<String> = None;
                 // The full check of the whole store, before the first commit: start-up does not
-                // wait for it, only writes do.
-                match contain("RegistrationStore::verify", || store.verify()) {
-                    Ok(Ok(recovery)) => report_recovery(&done, recovery),
-                    Ok(Err(e)) => tracing::error!(error = %e, "the store's check failed"),
-                    Err(fault) => panicked = Some(fault.to_string()),
+                // wait for it, only writes do (the driver's inline commits skip while it runs).
+                {
+                    let mut s = mine.lock();
+                    match contain("RegistrationStore::verify", || s.store.verify()) {
+                        Ok(Ok(recovery)) => report_recovery(&done, recovery),
+                        Ok(Err(e)) => tracing::error!(error = %e, "the store's check failed"),
+                        Err(fault) => s.panicked = Some(fault.to_string()),
+                    }
                 }
                 for batch in rx {
-                    let result = {
-                        let _entered =
-                            tracing::debug_span!("commit", ops = batch.ops.len()).entered();
-                        match &panicked {
-                            Some(fault) => Err(format!(
-                                "{fault}; no change has been written since (restart Background Sync)"
-                            )),
-                            None => match contain("RegistrationStore::commit", || {
-                                store.commit(&batch.ops)
-                            }) {
-                                Ok(r) => r.map_err(|e| {
-                                    tracing::error!(error = %e, "store commit failed");
-                                    e.to_string()
-                                }),
-                                Err(fault) => {
-                                    let fault = fault.to_string();
-                                    panicked = Some(fault.clone());
-                                    Err(fault)
-                                }
-                            },
-                        }
-                    };
-                    // A repair the commit made is told first, so that whoever hears of the
-                    // commit can already see it.
-                    if panicked.is_none() {
-                        let recovery = contain("RegistrationStore::take_recovery", || {
-                            store.take_recovery()
-                        })
-                        .ok()
-                        .flatten();
-                        report_recovery(&done, recovery);
-                    }
+                    let (result, recovery) = mine.lock().commit(&batch.ops);
+                    report_recovery(&done, recovery);
                     match done.upgrade() {
                         Some(tx) => {
                             let _ = tx.send(Msg::Committed(batch.ids, result, batch.allocated));
@@ -232,6 +252,7 @@ impl StoreThread {
             })
             .ok();
         StoreThread {
+            shared,
             tx: Some(tx),
             thread,
         }
@@ -240,6 +261,24 @@ impl StoreThread {
     fn send(&self, batch: Batch) -> Result<(), Batch> {
         match &self.tx {
             Some(tx) => tx.send(batch).map_err(|e| e.0),
+            None => Err(batch),
+        }
+    }
+
+    /// Commits `batch` on the calling thread if the store is free (not checking itself after
+    /// start-up, not closed); `Err` gives it back otherwise.
+    fn try_inline(
+        &self,
+        batch: Batch,
+    ) -> Result<(Batch, Result<(), String>, Option<Recovery>), Batch> {
+        if self.tx.is_none() {
+            return Err(batch);
+        }
+        match self.shared.try_lock() {
+            Some(mut s) => {
+                let (result, recovery) = s.commit(&batch.ops);
+                Ok((batch, result, recovery))
+            }
             None => Err(batch),
         }
     }
@@ -1031,22 +1070,22 @@ impl Driver {
             self.drain_log();
             let wrote = !persists.is_empty();
             self.queued.extend(persists);
-            self.commit_queued();
-            // A commit that could not even be sent is answered at once, which may have queued
-            // more effects; otherwise everything left waits for the store.
-            if !wrote || self.committing {
+            let answered = self.commit_queued();
+            // A commit made here, or one that could not even be sent, is answered at once,
+            // which may have queued more effects; otherwise everything left waits for the store.
+            if (!wrote && !answered) || self.committing {
                 return;
             }
         }
     }
 
     /// Sends the queued writes as one commit, unless one is already in flight (then they go
-    /// with the next).
-    fn commit_queued(&mut self) {
+    /// with the next); true if the commit was made and answered here.
+    fn commit_queued(&mut self) -> bool {
         if self.committing
             || (self.queued.is_empty() && self.repair.is_none() && self.queued_ids.is_empty())
         {
-            return;
+            return false;
         }
         if let Some(hold) = self.hold {
             let waiting = self.repair.is_none()
@@ -1056,7 +1095,7 @@ impl Driver {
                 && self.taking_calls()
                 && std::time::Instant::now() < hold.until;
             if waiting {
-                return;
+                return false;
             }
         }
         self.hold = None;
@@ -1085,10 +1124,39 @@ impl Driver {
             batch.ids.push(id);
             batch.ops.extend(ops);
         }
+        self.commit_sent = std::time::Instant::now();
+        // A lone write (one call's, nobody else waiting) is committed here: handing it to the
+        // store's thread and back costs two thread wake-ups, and there is nothing to gather
+        // meanwhile. Anything else goes to the store's thread, so that calls keep coming in.
+        let alone = batch.ids.len() <= 1
+            && batch.ops.len() <= 16
+            && batch.allocated.is_empty()
+            && self.calls.is_empty()
+            && self.events.is_empty()
+            && !self.shutting_down;
+        let batch = if alone {
+            // The browser is kept awake while the write is made, as while the store's thread
+            // makes it.
+            self.committing = true;
+            self.publish_wake_up();
+            self.committing = false;
+            match self.store.try_inline(batch) {
+                Ok((batch, result, recovery)) => {
+                    if let Some(r) = recovery {
+                        self.handle(Msg::StoreRecovered(r));
+                    }
+                    self.handle(Msg::Committed(batch.ids, result, batch.allocated));
+                    return true;
+                }
+                Err(batch) => batch,
+            }
+        } else {
+            batch
+        };
         match self.store.send(batch) {
             Ok(()) => {
                 self.committing = true;
-                self.commit_sent = std::time::Instant::now();
+                false
             }
             Err(batch) => {
                 let now = self.now();
@@ -1099,6 +1167,7 @@ impl Driver {
                 for sw in batch.allocated {
                     self.id_committed(sw, &gone);
                 }
+                true
             }
         }
     }
