@@ -205,6 +205,9 @@ impl SharedStore {
     }
 }
 
+/// A batch committed on the driver's thread, with its result and the repair it made.
+type InlineCommit = (Batch, Result<(), String>, Option<Recovery>);
+
 /// The store's own thread: commits one batch at a time and reports back. While a commit is in
 /// flight (an fsync), the driver keeps taking calls and gathers their writes into the next batch:
 /// that is what makes concurrent callers share fsyncs. A write with nobody else waiting is
@@ -267,10 +270,7 @@ impl StoreThread {
 
     /// Commits `batch` on the calling thread if the store is free (not checking itself after
     /// start-up, not closed); `Err` gives it back otherwise.
-    fn try_inline(
-        &self,
-        batch: Batch,
-    ) -> Result<(Batch, Result<(), String>, Option<Recovery>), Batch> {
+    fn try_inline(&self, batch: Batch) -> Result<InlineCommit, Batch> {
         if self.tx.is_none() {
             return Err(batch);
         }
