@@ -250,7 +250,10 @@ pub fn regression_scenarios() -> Vec<Vec<Op>> {
         // Unregistered, then cleared, while a burst's writes (and an event's) are in flight.
         vec![
             reg(0, 0, 0),
-            Settle { n: 0, listener: FAIL },
+            Settle {
+                n: 0,
+                listener: FAIL,
+            },
             Burst {
                 who: who_of(0, 0),
                 sw: 0,

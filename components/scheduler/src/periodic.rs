@@ -436,10 +436,7 @@ impl Scheduler {
                 effective,
             },
         });
-        Ok(Some((
-            vec![StoreOp::Put(record)],
-            PeriodicChange::New(key),
-        )))
+        Ok(Some((vec![StoreOp::Put(record)], PeriodicChange::New(key))))
     }
 
     /// [`unregister(tag)`](https://wicg.github.io/periodic-background-sync/#dom-periodicsyncmanager-unregister):
