@@ -118,7 +118,7 @@ pub(crate) enum Msg {
     Log(Reply<Vec<LogEntry>>),
     SubscribeLog(crossbeam_channel::Sender<LogEntry>),
     WakeUp(Reply<Option<Timestamp>>),
-    /// The store thread finished a commit.
+    /// A commit finished (on the store's thread, or inline on this one).
     Committed(Vec<PersistId>, Result<(), String>, Vec<SwRegistrationId>),
     /// A stable id for a service worker registration, by storage key and scope.
     ServiceWorkerId {
@@ -1134,12 +1134,10 @@ impl Driver {
             && self.calls.is_empty()
             && self.events.is_empty()
             && !self.shutting_down;
+        // A commit is in flight from here, wherever it is made: the browser is kept awake.
+        self.committing = true;
         let batch = if alone {
-            // The browser is kept awake while the write is made, as while the store's thread
-            // makes it.
-            self.committing = true;
             self.publish_wake_up();
-            self.committing = false;
             match self.store.try_inline(batch) {
                 Ok((batch, result, recovery)) => {
                     if let Some(r) = recovery {
@@ -1154,11 +1152,9 @@ impl Driver {
             batch
         };
         match self.store.send(batch) {
-            Ok(()) => {
-                self.committing = true;
-                false
-            }
+            Ok(()) => false,
             Err(batch) => {
+                self.committing = false;
                 let now = self.now();
                 let gone: Result<(), String> = Err("the store thread is gone".into());
                 for id in batch.ids {

@@ -1060,8 +1060,12 @@ fn engine_engagement(e: Engagement) -> EngineEngagement {
         Engagement::Medium => "medium",
         Engagement::High => "high",
     };
-    let level = EngineEngagement::parse(name).unwrap_or(EngineEngagement::High);
-    debug_assert_eq!(level.as_str(), name);
+    let level = EngineEngagement::parse(name).expect("the engine takes every level by its name");
+    assert_eq!(
+        level.as_str(),
+        name,
+        "the engine names the level as it takes it"
+    );
     level
 }
 
@@ -1426,7 +1430,7 @@ pub fn run_scenario_with(
                     .map(|(_, id)| *id)
                     .collect();
                 for id in ids {
-                    engine.complete(id, DispatchOutcome::WorkerTerminated);
+                    engine.complete(id, dispatch_outcome(Listener::WorkerDied));
                 }
             }
             Op::Unregister { sw } => {

@@ -673,14 +673,15 @@ impl Model {
 
     /// The worker of `sw` died: its events in flight failed.
     pub fn terminate_worker(&mut self, sw: SwId) {
+        let how = Listener::WorkerDied.settled();
         for (s, tag) in self.in_flight() {
             if s == sw {
-                self.settle(s, &tag, Settled::Failed);
+                self.settle(s, &tag, how);
             }
         }
         for (s, tag) in self.periodic_in_flight() {
             if s == sw {
-                self.settle_periodic(s, &tag, Settled::Failed);
+                self.settle_periodic(s, &tag, how);
             }
         }
     }
