@@ -197,26 +197,24 @@ impl std::fmt::Debug for OutcomeReporter {
 
 /// The events in flight and their time limits.
 ///
-/// Events get the same time limit, so a new deadline is almost always the latest, and events
-/// mostly end in the order they started. So the events sit in a queue in dispatch order (which
-/// is then deadline order), an ended one is marked and dropped when it reaches the front, and a
-/// map from id to place in the queue is the only lookup: one insertion and one removal per
-/// event, no search. An event whose deadline is earlier than one before it (a shorter limit
-/// asked for) goes to a small ordered set instead.
+/// Events get the same time limit, and the core numbers its dispatches in increasing order, so
+/// a new event almost always has both the latest deadline and the largest id, and events mostly
+/// end in the order they started. So the events sit in a queue in dispatch order (then both
+/// deadline and id order), an ended one is marked and dropped when it reaches the front, and an
+/// event is found by its id: at the front (the usual case) or by binary search, never through a
+/// map that grows with the events in flight (at 100,000 events a hash map's probes miss the
+/// cache: docs/performance.md, row 6). An event out of that order (a shorter limit asked for,
+/// or an id below the last one) goes to a small ordered set instead.
 #[derive(Default)]
 struct InFlightEvents {
-    by_id: HashMap<DispatchId, Place>,
-    /// In dispatch and deadline order; `base` is the place of the front.
+    /// In dispatch order, deadlines non-decreasing and ids increasing; the front is never an
+    /// ended event.
     queue: VecDeque<QueuedEvent>,
-    base: u64,
-    /// Events out of deadline order.
+    /// Events of `queue` not yet ended.
+    queued: usize,
+    /// Events out of that order, by deadline, and their deadlines by id.
     others: std::collections::BTreeMap<(Timestamp, DispatchId), SwRegistrationId>,
-}
-
-#[derive(Clone, Copy)]
-enum Place {
-    Queue(u64),
-    Other(Timestamp),
+    other_deadlines: HashMap<DispatchId, Timestamp>,
 }
 
 struct QueuedEvent {
@@ -228,42 +226,47 @@ struct QueuedEvent {
 
 impl InFlightEvents {
     fn len(&self) -> usize {
-        self.by_id.len()
+        self.queued + self.others.len()
     }
 
     fn insert(&mut self, id: DispatchId, deadline: Timestamp, sw: SwRegistrationId) {
-        if self.queue.back().is_none_or(|e| e.deadline <= deadline) {
-            let place = self.base + self.queue.len() as u64;
+        if self
+            .queue
+            .back()
+            .is_none_or(|e| e.deadline <= deadline && e.id < id)
+        {
             self.queue.push_back(QueuedEvent {
                 deadline,
                 id,
                 sw,
                 ended: false,
             });
-            self.by_id.insert(id, Place::Queue(place));
-        } else {
+            self.queued += 1;
+        } else if self.other_deadlines.insert(id, deadline).is_none() {
             self.others.insert((deadline, id), sw);
-            self.by_id.insert(id, Place::Other(deadline));
         }
     }
 
     /// Takes `id` out; returns its service worker registration if it was in flight.
     fn remove(&mut self, id: DispatchId) -> Option<SwRegistrationId> {
-        match self.by_id.remove(&id)? {
-            Place::Queue(place) => {
-                let event = self
-                    .queue
-                    .get_mut(usize::try_from(place - self.base).ok()?)?;
-                event.ended = true;
-                let sw = event.sw;
-                while self.queue.front().is_some_and(|e| e.ended) {
-                    self.queue.pop_front();
-                    self.base += 1;
-                }
-                Some(sw)
-            }
-            Place::Other(deadline) => self.others.remove(&(deadline, id)),
+        if let Some(deadline) = self.other_deadlines.remove(&id) {
+            return self.others.remove(&(deadline, id));
         }
+        let place = match self.queue.front() {
+            Some(front) if front.id == id => 0,
+            _ => self.queue.binary_search_by_key(&id, |e| e.id).ok()?,
+        };
+        let event = &mut self.queue[place];
+        if event.ended {
+            return None;
+        }
+        event.ended = true;
+        let sw = event.sw;
+        self.queued -= 1;
+        while self.queue.front().is_some_and(|e| e.ended) {
+            self.queue.pop_front();
+        }
+        Some(sw)
     }
 
     /// The soonest deadline of an event in flight, and its id.
@@ -284,7 +287,7 @@ impl InFlightEvents {
         for ((t, id), sw) in std::mem::take(&mut self.others) {
             let t = Timestamp(t.0.saturating_sub(back));
             self.others.insert((t, id), sw);
-            self.by_id.insert(id, Place::Other(t));
+            self.other_deadlines.insert(id, t);
         }
     }
 }

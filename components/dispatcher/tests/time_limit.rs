@@ -181,3 +181,92 @@ fn time_limits_run_out_in_deadline_order_whatever_the_order_of_dispatch_and_of_o
     assert_eq!(d.in_flight(), 0);
     assert_eq!(d.poll_timeout(), None);
 }
+
+/// The events in flight against a plain map of them, under random dispatches (ids mostly
+/// increasing, some below the last, as periodic and one-shot ids interleave; limits mostly the
+/// same), outcomes in any order (some twice, some for unknown ids), abandons, time limits and
+/// the clock going back.
+#[test]
+fn events_in_flight_match_a_plain_map_whatever_the_order() {
+    use std::collections::BTreeMap;
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |n: u64| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) % n
+    };
+    for _round in 0..50 {
+        let (_host, mut d, _) = setup(Host::default());
+        // id → deadline
+        let mut expected: BTreeMap<u64, u64> = BTreeMap::new();
+        let (mut now, mut last_id) = (0u64, 1_000u64);
+        for _ in 0..400 {
+            match next(10) {
+                0..=3 => {
+                    let id = if next(5) == 0 {
+                        next(1_000) // below every increasing id
+                    } else {
+                        last_id += 1 + next(3);
+                        last_id
+                    };
+                    if expected.contains_key(&id) {
+                        continue;
+                    }
+                    let secs = [180, 180, 180, 10, 60][next(5) as usize];
+                    let mut r = request(id, false);
+                    r.time_limit = Duration::from_secs(secs);
+                    assert_eq!(d.dispatch(Timestamp(now), r), None);
+                    expected.insert(id, now + secs * 1_000);
+                }
+                4..=6 => {
+                    // An event in flight, one that ended, or one never dispatched.
+                    let id = match expected
+                        .keys()
+                        .nth(next(expected.len() as u64 + 1) as usize)
+                    {
+                        Some(&id) if next(4) != 0 => id,
+                        _ => next(last_id + 1),
+                    };
+                    let got = d.outcome_reported(DispatchId(id), DispatchOutcome::Fulfilled);
+                    let was = expected.remove(&id).is_some();
+                    assert_eq!(got.is_some(), was, "outcome of {id}");
+                }
+                7 => {
+                    if let Some(&id) = expected.keys().next() {
+                        d.abandon(DispatchId(id));
+                        expected.remove(&id);
+                    }
+                }
+                8 => {
+                    now += next(70_000);
+                    let mut due: Vec<(u64, u64)> = expected
+                        .iter()
+                        .filter(|&(_, &t)| t <= now)
+                        .map(|(&id, &t)| (t, id))
+                        .collect();
+                    due.sort_unstable();
+                    let got = d.handle_timeout(Timestamp(now));
+                    let want: Vec<_> = due
+                        .iter()
+                        .map(|&(_, id)| (DispatchId(id), DispatchOutcome::TimedOut))
+                        .collect();
+                    assert_eq!(got, want, "time limits at {now}");
+                    for (_, id) in due {
+                        expected.remove(&id);
+                    }
+                }
+                _ => {
+                    let back = next(5_000);
+                    d.clock_went_back(Timestamp(now + back), Timestamp(now));
+                    for t in expected.values_mut() {
+                        *t = t.saturating_sub(back);
+                    }
+                }
+            }
+            assert_eq!(d.in_flight(), expected.len());
+            let soonest = expected.values().min().copied();
+            assert_eq!(d.poll_timeout().map(|t| t.0), soonest);
+        }
+    }
+}

@@ -7,8 +7,23 @@ use std::sync::Arc;
 /// through the engine, and `"\uD800"` and `"\uDC00"` stay two different tags, as they are to
 /// script. Tags order by code units, which is the order `getTags()` returns them in. The units
 /// are shared, so the copies the engine keeps in its indexes and log cost no allocation.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Clone, Eq, PartialOrd, Ord, Default)]
 pub struct Tag(Arc<[u16]>);
+
+impl PartialEq for Tag {
+    /// Copies of one tag share their units, and comparing the pointers first spares reading
+    /// them (the engine compares a registration's key with its own copy on every completion).
+    fn eq(&self, other: &Tag) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0[..] == other.0[..]
+    }
+}
+
+impl std::hash::Hash for Tag {
+    /// The units, as the derived hash of `Arc<[u16]>` would (equal tags hash alike).
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0[..].hash(state);
+    }
+}
 
 impl Tag {
     /// A tag from UTF-16 code units, lone surrogates allowed.
@@ -106,6 +121,21 @@ impl<'de> serde::Deserialize<'de> for Tag {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_are_equal_by_units_whether_or_not_they_share_them() {
+        use std::hash::BuildHasher;
+        let hasher = std::collections::hash_map::RandomState::new();
+        let a = Tag::from("send-mail");
+        let shared = a.clone();
+        let apart = Tag::from("send-mail");
+        assert!(Arc::ptr_eq(&a.0, &shared.0) && !Arc::ptr_eq(&a.0, &apart.0));
+        assert_eq!(a, shared);
+        assert_eq!(a, apart);
+        assert_eq!(hasher.hash_one(&a), hasher.hash_one(&apart));
+        assert_ne!(a, Tag::from("send-mail2"));
+        assert_ne!(Tag::from_utf16(vec![0xD800]), Tag::from_utf16(vec![0xFFFD]));
+    }
 
     #[test]
     fn display_escapes_what_could_forge_a_log_line() {
