@@ -1125,11 +1125,13 @@ impl Driver {
             batch.ops.extend(ops);
         }
         self.commit_sent = std::time::Instant::now();
-        // A lone write (one call's, nobody else waiting) is committed here: handing it to the
-        // store's thread and back costs two thread wake-ups, and there is nothing to gather
-        // meanwhile. Anything else goes to the store's thread, so that calls keep coming in.
-        let alone = batch.ids.len() <= 1
-            && batch.ops.len() <= 16
+        // A batch with no call or notification waiting behind it (a lone caller's write, or the
+        // whole group a held commit waited for) is committed here: handing it to the store's
+        // thread and back costs two thread wake-ups, and there is nothing to gather meanwhile.
+        // A call that arrives during the commit waits for it (at most INLINE_MAX_OPS rows);
+        // with others already waiting, or a larger batch, the store's thread commits, so that
+        // calls keep being answered and gathered.
+        let alone = batch.ops.len() <= INLINE_MAX_OPS
             && batch.allocated.is_empty()
             && self.calls.is_empty()
             && self.events.is_empty()
@@ -1253,6 +1255,10 @@ const CALLS_PER_PASS: usize = 1_024;
 
 /// The longest a commit is held for callers expected to call again.
 const MAX_HOLD: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// The most rows a commit made on the Background Sync thread may write: the group of 64
+/// callers of docs/performance.md (row 3) fits, a large clear goes to the store's thread.
+const INLINE_MAX_OPS: usize = 128;
 
 /// A commit held for the callers the last commit answered.
 #[derive(Clone, Copy)]

@@ -16,6 +16,8 @@ fn a() -> Origin {
 struct SlowCommits {
     inner: MemoryStore,
     delay: Duration,
+    /// Each commit's rows and the thread that made it.
+    commits: Arc<std::sync::Mutex<Vec<(usize, String)>>>,
 }
 
 impl bgsync::RegistrationStore for SlowCommits {
@@ -24,12 +26,21 @@ impl bgsync::RegistrationStore for SlowCommits {
     }
     fn commit(&mut self, batch: &[bgsync::StoreOp]) -> Result<(), bgsync::StoreError> {
         std::thread::sleep(self.delay);
+        let thread = std::thread::current().name().unwrap_or("?").to_owned();
+        self.commits.lock().unwrap().push((batch.len(), thread));
         self.inner.commit(batch)
     }
 }
 
 /// An offline engine whose store takes 3 ms a commit.
 fn engine(store: &MemoryStore) -> BackgroundSync {
+    engine_watched(store, Arc::default())
+}
+
+fn engine_watched(
+    store: &MemoryStore,
+    commits: Arc<std::sync::Mutex<Vec<(usize, String)>>>,
+) -> BackgroundSync {
     let host = Arc::new(ScriptedHost::new());
     host.add_registration(SwRegistrationId(1), a());
     BackgroundSync::builder(host, Arc::new(OpenWindows::with([a()])))
@@ -37,6 +48,7 @@ fn engine(store: &MemoryStore) -> BackgroundSync {
         .store(Box::new(SlowCommits {
             inner: store.clone(),
             delay: Duration::from_millis(3),
+            commits,
         }))
         .start()
         .unwrap()
@@ -96,5 +108,45 @@ fn a_held_commit_goes_when_the_expected_callers_do_not_come() {
     assert_eq!(store.commit_count(), before + 1);
     sync.settle_blocking();
     assert_eq!(store.snapshot().len(), 9);
+    sync.shutdown();
+}
+
+#[test]
+fn a_group_with_nothing_behind_it_is_committed_on_the_background_sync_thread() {
+    // A group of callers answered by one commit calls again; once the whole group is in and no
+    // other call waits, its commit is made on the Background Sync thread (no hand-off to the
+    // store's thread and back). A group larger than that thread may take (128 rows) goes to
+    // the store's thread, so that calls keep being answered meanwhile.
+    let store = MemoryStore::new();
+    let commits: Arc<std::sync::Mutex<Vec<(usize, String)>>> = Arc::default();
+    let sync = engine_watched(&store, commits.clone());
+    let rounds = [8, 8, 8, 8, 8, 200, 200];
+    for (round, size) in rounds.into_iter().enumerate() {
+        let replies: Vec<_> = (0..size)
+            .map(|i| sync.register_with_reply(a(), SwRegistrationId(1), format!("r{round}-{i}")))
+            .collect();
+        for r in replies {
+            r.recv().unwrap().unwrap();
+        }
+    }
+    sync.settle_blocking();
+    assert_eq!(store.snapshot().len(), rounds.iter().sum::<usize>());
+    let commits = commits.lock().unwrap().clone();
+    // Groups held for, with nothing behind them, went in one commit on this thread (before,
+    // only a lone call's write did).
+    assert!(
+        commits
+            .iter()
+            .any(|(rows, thread)| *rows > 1 && thread == "background-sync"),
+        "{commits:?}"
+    );
+    // Every commit over 128 rows was made by the store's thread.
+    assert!(
+        commits
+            .iter()
+            .all(|(rows, thread)| *rows <= 128 || thread == "background-sync-store"),
+        "{commits:?}"
+    );
+    assert!(commits.iter().any(|(rows, _)| *rows > 128), "{commits:?}");
     sync.shutdown();
 }
