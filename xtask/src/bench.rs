@@ -214,8 +214,14 @@ fn counted_engine(dir: &Path) -> Result<(BackgroundSync, Arc<CommitStats>), Stri
     Ok((sync, stats))
 }
 
-/// Benchmark 3: durable register throughput, 64 concurrent callers.
-fn register_throughput(dir: &Path, per_caller: usize) -> Result<(f64, PerCommit), String> {
+/// Benchmark 3: durable register throughput, 64 concurrent callers, each an OS thread that
+/// waits for its answer in `register_blocking` (parked), or, with `channel`, on the crossbeam
+/// receiver `register_with_reply` returns (which spins and yields before it sleeps).
+fn register_throughput(
+    dir: &Path,
+    per_caller: usize,
+    channel: bool,
+) -> Result<(f64, PerCommit), String> {
     let (sync, stats) = counted_engine(dir)?;
     let t = Instant::now();
     std::thread::scope(|s| {
@@ -224,9 +230,13 @@ fn register_throughput(dir: &Path, per_caller: usize) -> Result<(f64, PerCommit)
             s.spawn(move || {
                 let o = origin(0);
                 for i in 0..per_caller {
-                    let _ = sync
-                        .register_with_reply(&o, SwRegistrationId(1), caller_tag(c, i))
-                        .recv();
+                    if channel {
+                        let _ = sync
+                            .register_with_reply(&o, SwRegistrationId(1), caller_tag(c, i))
+                            .recv();
+                    } else {
+                        let _ = sync.register_blocking(&o, SwRegistrationId(1), caller_tag(c, i));
+                    }
                 }
             });
         }
@@ -280,6 +290,9 @@ struct Throughput {
     tasks: f64,
     /// The median over the rounds of each round's ratio to that round's limit.
     threads_ratio: f64,
+    /// 64 threads waiting on `register_with_reply`'s crossbeam receiver.
+    channel: f64,
+    channel_ratio: f64,
     tasks_ratio: f64,
     /// Per commit, in the median round by rate.
     threads_commits: PerCommit,
@@ -291,14 +304,17 @@ struct Throughput {
 /// the median of the rounds' ratios is reported, so a burst of noise on the shared disk moves
 /// one round, not the figure.
 fn throughput_rounds(dir: &Path, per_caller: usize, rounds: usize) -> Result<Throughput, String> {
-    let (mut limit, mut threads, mut tasks) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut limit, mut threads, mut tasks, mut channel) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for r in 0..rounds {
         let l = sqlite_group_limit(&dir.join(format!("limit-{r}")), per_caller)?;
-        let t = register_throughput(&dir.join(format!("threads-{r}")), per_caller)?;
+        let t = register_throughput(&dir.join(format!("threads-{r}")), per_caller, false)?;
         let a = register_throughput_async(&dir.join(format!("tasks-{r}")), per_caller)?;
+        let c = register_throughput(&dir.join(format!("channel-{r}")), per_caller, true)?;
         limit.push(l);
         threads.push(t);
         tasks.push(a);
+        channel.push(c);
     }
     let ratio =
         |v: &[(f64, PerCommit)]| median(v.iter().zip(&limit).map(|((x, _), l)| x / l).collect());
@@ -312,6 +328,8 @@ fn throughput_rounds(dir: &Path, per_caller: usize, rounds: usize) -> Result<Thr
     let (tasks_rate, tasks_commits) = median_round(&tasks);
     Ok(Throughput {
         threads_ratio: ratio(&threads),
+        channel_ratio: ratio(&channel),
+        channel: median_round(&channel).0,
         tasks_ratio: ratio(&tasks),
         limit: median(limit.clone()),
         threads: threads_rate,
@@ -779,6 +797,10 @@ pub fn one(args: &[String]) -> Result<(), String> {
                 "SQLite's limit {:.0} rows/s; 64 threads {:.0} registers/s = {:.2} ×; 64 tasks {:.0} registers/s = {:.2} × (medians of 3 rounds)",
                 tp.limit, tp.threads, tp.threads_ratio, tp.tasks, tp.tasks_ratio
             );
+            println!(
+                "  64 threads on register_with_reply(..).recv(): {:.0} registers/s = {:.2} ×",
+                tp.channel, tp.channel_ratio
+            );
             for (who, c) in [("threads", tp.threads_commits), ("tasks", tp.tasks_commits)] {
                 println!(
                     "  {who}: {:.1} rows a commit, {:.0} µs in the commit, {:.0} µs between commits",
@@ -885,7 +907,8 @@ pub fn main(args: &[String]) -> Result<(), String> {
         Row { name: "register latency, median", value: lat_median.as_secs_f64() * 1e6, unit: "µs", ratio: Some((lat_median.as_secs_f64() * 1e6 / one_fsync_us, "× one fdatasync")), goal: Some("≤ 1.5×"), met: Some(lat_median.as_secs_f64() * 1e6 / one_fsync_us <= 1.5), includes: "register_with_reply → resolved: channel, checks, SQLite transaction with WAL fsync, reply" },
         Row { name: "register latency, p99", value: p99.as_secs_f64() * 1e6, unit: "µs", ratio: Some((p99.as_secs_f64() * 1e6 / one_fsync_us, "× one fdatasync")), goal: None, met: None, includes: "as above" },
         Row { name: "SQLite limit (64 rows per transaction)", value: sqlite_limit, unit: "records/s", ratio: Some((sqlite_limit / group_records, "× group-commit limit")), goal: None, met: None, includes: "SqliteStore::commit of the 64 callers' rows, one transaction per round of calls, one thread: what SQLite itself sustains with our schema and synchronous=FULL" },
-        Row { name: "register throughput, 64 callers", value: throughput, unit: "registers/s", ratio: Some((tp.threads_ratio, "× SQLite limit")), goal: Some("≥ 0.5×"), met: Some(tp.threads_ratio >= 0.5), includes: "64 threads, each waiting for its answer before the next call; medians of the rounds" },
+        Row { name: "register throughput, 64 callers", value: throughput, unit: "registers/s", ratio: Some((tp.threads_ratio, "× SQLite limit")), goal: Some("≥ 0.5×"), met: Some(tp.threads_ratio >= 0.5), includes: "64 threads, each waiting for its answer (register_blocking: parked) before the next call; medians of the rounds" },
+        Row { name: "register throughput, 64 callers on crossbeam receivers", value: tp.channel, unit: "registers/s", ratio: Some((tp.channel_ratio, "× SQLite limit")), goal: None, met: None, includes: "as above, each waiting in register_with_reply(..).recv() (spins and yields before it sleeps)" },
         Row { name: "register throughput, 64 async callers", value: throughput_async, unit: "registers/s", ratio: Some((tp.tasks_ratio, "× SQLite limit")), goal: Some("≥ 0.8×"), met: Some(tp.tasks_ratio >= 0.8), includes: "64 tasks on one current-thread tokio runtime, each awaiting its answer before the next call; medians of the rounds" },
         Row { name: "rows a commit, threads / tasks", value: tp.threads_commits.rows, unit: "rows", ratio: Some((tp.tasks_commits.rows, "rows (tasks)")), goal: None, met: None, includes: "commits counted at the store, median round; 64 means every caller shares every commit" },
         Row { name: "between commits, threads / tasks", value: tp.threads_commits.between_us, unit: "µs", ratio: Some((tp.tasks_commits.between_us, "µs (tasks)")), goal: None, met: None, includes: "wall time not spent inside a commit, per commit: the engine answering and taking the callers' next calls" },

@@ -23,6 +23,8 @@ pub(crate) enum Reply<T> {
     Channel(crossbeam_channel::Sender<T>),
     /// An engine's callback, run on the Background Sync thread.
     Callback(Callback<T>),
+    /// A thread parked until the answer is in its slot.
+    Parked(ParkedReply<T>),
 }
 
 impl<T> Reply<T> {
@@ -40,6 +42,67 @@ impl<T> Reply<T> {
                     let _ = contain("a reply callback", || f(Some(value)));
                 }
             }
+            Reply::Parked(mut p) => {
+                if let Some(slot) = p.0.take() {
+                    slot.put(Some(value));
+                }
+            }
+        }
+    }
+}
+
+/// Where a thread that waits for its answer finds it: the answer (or `None`, the call dropped
+/// unanswered when the engine shut down), and the thread to unpark.
+///
+/// A crossbeam receiver's `recv` spins, then yields, before it sleeps: with many threads
+/// waiting on two cores, that takes CPU from the Background Sync thread when it has their
+/// answers to give (docs/performance.md, row 3). A parked thread sleeps at once, and one
+/// slot per thread is reused from call to call, so the answer costs no allocation.
+pub(crate) struct Parked<T> {
+    answer: parking_lot::Mutex<Option<Option<T>>>,
+    thread: std::thread::Thread,
+}
+
+impl<T> Parked<T> {
+    fn put(&self, answer: Option<T>) {
+        *self.answer.lock() = Some(answer);
+        self.thread.unpark();
+    }
+
+    /// A slot for the calling thread: `reuse` if no answer can still arrive in it.
+    pub(crate) fn for_this_thread(reuse: Option<Arc<Parked<T>>>) -> Arc<Parked<T>> {
+        match reuse {
+            Some(slot) if Arc::strong_count(&slot) == 1 => {
+                *slot.answer.lock() = None;
+                slot
+            }
+            _ => Arc::new(Parked {
+                answer: parking_lot::Mutex::new(None),
+                thread: std::thread::current(),
+            }),
+        }
+    }
+
+    /// Parks the calling thread (the one the slot was made for) until the answer is in.
+    pub(crate) fn wait(&self) -> Option<T> {
+        loop {
+            if let Some(answer) = self.answer.lock().take() {
+                return answer;
+            }
+            // An unpark meant for an earlier slot of this thread only costs a look.
+            std::thread::park();
+        }
+    }
+}
+
+/// The Background Sync thread's end of a [`Parked`] slot: answers it once, with `None` if
+/// dropped unanswered, so that the waiting thread always wakes.
+pub(crate) struct ParkedReply<T>(pub(crate) Option<Arc<Parked<T>>>);
+
+impl<T> Drop for ParkedReply<T> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0.take() {
+            slot.put(None);
         }
     }
 }

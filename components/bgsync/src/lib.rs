@@ -682,6 +682,34 @@ impl BackgroundSync {
         rx
     }
 
+    /// [`register`](BackgroundSync::register) for an engine thread that waits for the answer:
+    /// blocks the calling thread until the registration is durable (or refused). The thread
+    /// sleeps at once (a crossbeam receiver spins and yields first, which with many waiting
+    /// threads takes CPU from the Background Sync thread: docs/performance.md, row 3), and the
+    /// answer reuses one slot per thread, so the wait allocates nothing. Never call it on the
+    /// Background Sync thread (from a host or reply callback): it would wait for itself.
+    pub fn register_blocking(
+        &self,
+        caller: impl Into<StorageKey>,
+        sw: SwRegistrationId,
+        tag: impl Into<Tag>,
+    ) -> Result<(), DomException> {
+        type Slot = Arc<driver::Parked<Result<(), DomException>>>;
+        thread_local! {
+            static SLOT: std::cell::Cell<Option<Slot>> = const { std::cell::Cell::new(None) };
+        }
+        let slot = driver::Parked::for_this_thread(SLOT.take());
+        self.call_now(Msg::Register {
+            caller: caller.into(),
+            sw,
+            tag: tag.into(),
+            reply: Reply::Parked(driver::ParkedReply(Some(slot.clone()))),
+        });
+        let answer = slot.wait();
+        SLOT.set(Some(slot));
+        answer.unwrap_or_else(|| Err(shut_down()))
+    }
+
     /// [`register`](BackgroundSync::register) for an engine's event loop: `done` is called once,
     /// on the Background Sync thread, with the answer once the registration is durable (or the
     /// refusal). A binding posts it to the calling agent's task queue there and settles the
