@@ -54,8 +54,11 @@ impl ServiceWorkerHost for Host {
     /// Service worker registration n belongs to origin n - 1, as the cold-start store is laid
     /// out (start-up checks the owner origin).
     fn registration(&self, sw: SwRegistrationId) -> Option<RegistrationInfo> {
+        // An engine keeps its registrations' origins; it does not parse one per lookup.
+        static ORIGINS: std::sync::OnceLock<Vec<Origin>> = std::sync::OnceLock::new();
+        let origins = ORIGINS.get_or_init(|| (0..10_000).map(origin).collect());
         Some(RegistrationInfo {
-            origin: origin((sw.0.saturating_sub(1) % 10_000) as usize),
+            origin: origins[(sw.0.saturating_sub(1) % 10_000) as usize].clone(),
             partition: Default::default(),
             has_active_worker: true,
         })
