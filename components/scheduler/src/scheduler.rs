@@ -298,9 +298,15 @@ impl Scheduler {
 
     /// Moves the log lines written since the last call to the end of `out`. Unlike
     /// [`take_log`](Scheduler::take_log), the core keeps its buffer, so a driver that drains the
-    /// log after every round does not grow a new one each time.
+    /// log after every round does not grow a new one each time. Into an empty `out`, the two
+    /// buffers are exchanged rather than the lines copied (a fan-out logs a line or more per
+    /// registration).
     pub fn append_log_to(&mut self, out: &mut Vec<LogEntry>) {
-        out.append(&mut self.log);
+        if out.is_empty() {
+            std::mem::swap(out, &mut self.log);
+        } else {
+            out.append(&mut self.log);
+        }
     }
 
     /// When the scheduler must next be given the time: the end of the soonest back-off.
