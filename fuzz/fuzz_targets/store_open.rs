@@ -1,9 +1,10 @@
 //! Opening the durable store on arbitrary bytes, as the engine does (open, recover, the
 //! background check): a typed error or a usable store, never a panic, and every write after it
-//! succeeds and is there on the next open.
+//! succeeds and is there on the next open. The one documented refusal: a file whose schema is
+//! newer than this build's stays where it is, unopened.
 #![no_main]
 
-use bgsync_store::{RegistrationStore, StoreOp, StoredRegistration};
+use bgsync_store::{RegistrationStore, StoreError, StoreOp, StoredRegistration};
 use bgsync_store_sqlite::{SqliteStore, DB_FILE};
 use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
 use libfuzzer_sys::fuzz_target;
@@ -14,7 +15,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(mut store) = SqliteStore::open(dir.path()) {
         let _ = store.load_all();
         // A plain open may miss damage; a commit that meets it recovers and still succeeds.
-        store.commit(&[StoreOp::DeleteAll]).expect("a commit on an opened store succeeds");
+        store
+            .commit(&[StoreOp::DeleteAll])
+            .expect("a commit on an opened store succeeds");
     }
     let record = StoredRegistration {
         origin: Origin::parse("https://fuzz.example").expect("origin"),
@@ -29,11 +32,41 @@ fuzz_target!(|data: &[u8]| {
         periodic_interval: None,
     };
     {
-        let (mut store, _) = SqliteStore::open_or_recover(dir.path()).expect("recovery always opens a store");
+        let (mut store, _) = match SqliteStore::open_or_recover(dir.path()) {
+            Ok(opened) => opened,
+            // A file whose schema version is newer than this build's is refused and left where
+            // it is (docs/storage.md): it may be a newer version's profile, which this build
+            // must not rewrite. It is refused again on the next open.
+            Err(StoreError::NewerSchema {
+                found, supported, ..
+            }) if found > supported => {
+                assert!(
+                    dir.path().join(DB_FILE).exists(),
+                    "a newer schema's file is left in place"
+                );
+                assert!(
+                    matches!(
+                        SqliteStore::open_or_recover(dir.path()),
+                        Err(StoreError::NewerSchema { .. })
+                    ),
+                    "and refused again"
+                );
+                return;
+            }
+            Err(e) => panic!("recovery always opens a store: {e:?}"),
+        };
         store.verify().expect("the check recovers what it finds");
-        store.commit(&[StoreOp::DeleteAll]).expect("the recovered store takes writes");
-        store.commit(&[StoreOp::Put(record.clone())]).expect("the recovered store takes writes");
+        store
+            .commit(&[StoreOp::DeleteAll])
+            .expect("the recovered store takes writes");
+        store
+            .commit(&[StoreOp::Put(record.clone())])
+            .expect("the recovered store takes writes");
     }
     let mut again = SqliteStore::open(dir.path()).expect("the repaired store opens");
-    assert_eq!(again.load_all().expect("and reads"), vec![record], "the write is there");
+    assert_eq!(
+        again.load_all().expect("and reads"),
+        vec![record],
+        "the write is there"
+    );
 });
