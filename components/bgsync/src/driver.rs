@@ -816,9 +816,12 @@ impl Driver {
                 // The callers this commit answers are likely to call again at once (a caller
                 // waits for each answer before its next call): hold the next commit until they
                 // have, or for at most as long as the last commit took, so that concurrent callers
-                // keep sharing one commit instead of splitting into groups that alternate.
+                // keep sharing one commit instead of splitting into groups that alternate. The
+                // calls that came during a commit made on this thread are still in the queue
+                // (during one on the store's thread they would have been taken, their writes
+                // queued): they are expected too, or a group that split would stay split.
                 self.hold = (ids.len() > 1).then(|| Hold {
-                    expected: self.queued.len() + ids.len(),
+                    expected: self.queued.len() + self.calls.len() + ids.len(),
                     until: std::time::Instant::now() + self.last_commit.min(MAX_HOLD),
                 });
                 for id in ids {

@@ -16,8 +16,6 @@ fn a() -> Origin {
 struct SlowCommits {
     inner: MemoryStore,
     delay: Duration,
-    /// Each commit's rows and the thread that made it.
-    commits: Arc<std::sync::Mutex<Vec<(usize, String)>>>,
 }
 
 impl bgsync::RegistrationStore for SlowCommits {
@@ -26,21 +24,12 @@ impl bgsync::RegistrationStore for SlowCommits {
     }
     fn commit(&mut self, batch: &[bgsync::StoreOp]) -> Result<(), bgsync::StoreError> {
         std::thread::sleep(self.delay);
-        let thread = std::thread::current().name().unwrap_or("?").to_owned();
-        self.commits.lock().unwrap().push((batch.len(), thread));
         self.inner.commit(batch)
     }
 }
 
 /// An offline engine whose store takes 3 ms a commit.
 fn engine(store: &MemoryStore) -> BackgroundSync {
-    engine_watched(store, Arc::default())
-}
-
-fn engine_watched(
-    store: &MemoryStore,
-    commits: Arc<std::sync::Mutex<Vec<(usize, String)>>>,
-) -> BackgroundSync {
     let host = Arc::new(ScriptedHost::new());
     host.add_registration(SwRegistrationId(1), a());
     BackgroundSync::builder(host, Arc::new(OpenWindows::with([a()])))
@@ -48,7 +37,6 @@ fn engine_watched(
         .store(Box::new(SlowCommits {
             inner: store.clone(),
             delay: Duration::from_millis(3),
-            commits,
         }))
         .start()
         .unwrap()
@@ -111,42 +99,99 @@ fn a_held_commit_goes_when_the_expected_callers_do_not_come() {
     sync.shutdown();
 }
 
+/// A store whose commits can be held at a gate, which says when a commit reaches it and which
+/// thread made each commit.
+#[derive(Clone, Default)]
+struct Gated {
+    inner: MemoryStore,
+    /// Closed while true; commits wait at it.
+    closed: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    entered: Arc<std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>>,
+    /// Each commit's rows and the thread that made it.
+    commits: Arc<std::sync::Mutex<Vec<(usize, String)>>>,
+}
+
+impl Gated {
+    /// Closes the gate; the returned receiver hears when a commit reaches it.
+    fn close(&self) -> std::sync::mpsc::Receiver<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        *self.entered.lock().unwrap() = Some(tx);
+        *self.closed.0.lock().unwrap() = true;
+        rx
+    }
+
+    fn open(&self) {
+        *self.closed.0.lock().unwrap() = false;
+        self.closed.1.notify_all();
+    }
+}
+
+impl bgsync::RegistrationStore for Gated {
+    fn load_all(&mut self) -> Result<Vec<bgsync::StoredRegistration>, bgsync::StoreError> {
+        self.inner.load_all()
+    }
+    fn commit(&mut self, batch: &[bgsync::StoreOp]) -> Result<(), bgsync::StoreError> {
+        if let Some(tx) = self.entered.lock().unwrap().take() {
+            let _ = tx.send(());
+        }
+        let mut closed = self.closed.0.lock().unwrap();
+        while *closed {
+            closed = self.closed.1.wait(closed).unwrap();
+        }
+        drop(closed);
+        let thread = std::thread::current().name().unwrap_or("?").to_owned();
+        self.commits.lock().unwrap().push((batch.len(), thread));
+        self.inner.commit(batch)
+    }
+}
+
 #[test]
 fn a_group_with_nothing_behind_it_is_committed_on_the_background_sync_thread() {
-    // A group of callers answered by one commit calls again; once the whole group is in and no
-    // other call waits, its commit is made on the Background Sync thread (no hand-off to the
-    // store's thread and back). A group larger than that thread may take (128 rows) goes to
-    // the store's thread, so that calls keep being answered meanwhile.
-    let store = MemoryStore::new();
-    let commits: Arc<std::sync::Mutex<Vec<(usize, String)>>> = Arc::default();
-    let sync = engine_watched(&store, commits.clone());
-    let rounds = [8, 8, 8, 8, 8, 200, 200];
-    for (round, size) in rounds.into_iter().enumerate() {
-        let replies: Vec<_> = (0..size)
+    // One call's commit is held at the gate while a group of calls arrives behind it; once the
+    // gate opens, the group is one commit with nothing behind it. A group of 7 is committed on
+    // the Background Sync thread (no hand-off to the store's thread and back; before, only a
+    // lone call's write was); a group of 199 is more than that thread may take (128 rows) and
+    // goes to the store's thread, so that calls keep being answered meanwhile.
+    let store = Gated::default();
+    let host = Arc::new(ScriptedHost::new());
+    host.add_registration(SwRegistrationId(1), a());
+    let sync = BackgroundSync::builder(host, Arc::new(OpenWindows::with([a()])))
+        .network(Arc::new(FixedNetwork(false)))
+        .store(Box::new(store.clone()))
+        .start()
+        .unwrap();
+    // Groups of 7 several times: the store's thread takes the store for its check after
+    // start-up, and a commit made meanwhile goes to that thread (on a starved machine the check
+    // may start late), so one round proves nothing either way.
+    let groups = [7, 7, 7, 7, 7, 199];
+    for (round, group) in groups.into_iter().enumerate() {
+        let entered = store.close();
+        let first = sync.register_with_reply(a(), SwRegistrationId(1), format!("r{round}-first"));
+        entered
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the first call's commit reaches the gate");
+        let rest: Vec<_> = (0..group)
             .map(|i| sync.register_with_reply(a(), SwRegistrationId(1), format!("r{round}-{i}")))
             .collect();
-        for r in replies {
+        store.open();
+        first.recv().unwrap().unwrap();
+        for r in rest {
             r.recv().unwrap().unwrap();
         }
     }
     sync.settle_blocking();
-    assert_eq!(store.snapshot().len(), rounds.iter().sum::<usize>());
-    let commits = commits.lock().unwrap().clone();
-    // Groups held for, with nothing behind them, went in one commit on this thread (before,
-    // only a lone call's write did).
+    assert_eq!(
+        store.inner.snapshot().len(),
+        groups.iter().map(|g| g + 1).sum::<usize>()
+    );
+    let commits = store.commits.lock().unwrap().clone();
     assert!(
-        commits
-            .iter()
-            .any(|(rows, thread)| *rows > 1 && thread == "background-sync"),
+        commits.contains(&(7, "background-sync".to_owned())),
         "{commits:?}"
     );
-    // Every commit over 128 rows was made by the store's thread.
     assert!(
-        commits
-            .iter()
-            .all(|(rows, thread)| *rows <= 128 || thread == "background-sync-store"),
+        commits.contains(&(199, "background-sync-store".to_owned())),
         "{commits:?}"
     );
-    assert!(commits.iter().any(|(rows, _)| *rows > 128), "{commits:?}");
     sync.shutdown();
 }
