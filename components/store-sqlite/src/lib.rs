@@ -243,7 +243,8 @@ type FileId = (u64, u64);
 /// change time marks it as read, and since Linux 6.13 (multigrain timestamps) the next write
 /// must then give the file a new fine-grained change time: its inode is dirtied and the next
 /// `fsync` commits the file system's journal as well. Asked before every commit, that made
-/// each commit about 40 µs slower on ext4 (docs/performance.md, row 2).
+/// each commit about 40 µs slower on ext4 (docs/performance.md, row 2; `cargo xtask bench-one
+/// stat-fsync` shows it on a bare file).
 #[cfg(target_os = "linux")]
 fn file_id(path: &Path) -> Option<FileId> {
     use rustix::fs::{AtFlags, StatxFlags, CWD};
