@@ -670,8 +670,26 @@ fn fanout_run(
         core.set_online(now, true);
         now
     };
+    // The outcomes reported so far, each settled; true if there were any. The facade's driver
+    // also takes the log whenever it takes outcomes; so does this loop.
+    let mut settle = |core: &mut Scheduler, dispatcher: &mut Dispatcher| {
+        core.append_log_to(&mut log);
+        log.clear();
+        std::mem::swap(
+            &mut *reported.lock().unwrap_or_else(|e| e.into_inner()),
+            &mut outcomes,
+        );
+        let any = !outcomes.is_empty();
+        for (id, o) in outcomes.drain(..) {
+            if let Some(o) = dispatcher.outcome_reported(id, o) {
+                core.dispatch_completed(now, id, o);
+            }
+        }
+        any
+    };
     loop {
         let mut progressed = false;
+        let mut sent = 0;
         while let Some(e) = core.poll_effect() {
             progressed = true;
             match e {
@@ -682,23 +700,16 @@ fn fanout_run(
                     if let Some((id, o)) = dispatcher.dispatch(now, d) {
                         core.dispatch_completed(now, id, o);
                     }
+                    // As the driver does: the outcomes that arrived, every DISPATCH_ROUND events.
+                    sent += 1;
+                    if sent % bgsync::DISPATCH_ROUND == 0 {
+                        settle(core, dispatcher);
+                    }
                 }
                 _ => {}
             }
         }
-        // The facade's driver takes the log after every round; so does this loop.
-        core.append_log_to(&mut log);
-        log.clear();
-        std::mem::swap(
-            &mut *reported.lock().unwrap_or_else(|e| e.into_inner()),
-            &mut outcomes,
-        );
-        for (id, o) in outcomes.drain(..) {
-            progressed = true;
-            if let Some(o) = dispatcher.outcome_reported(id, o) {
-                core.dispatch_completed(now, id, o);
-            }
-        }
+        progressed |= settle(core, dispatcher);
         if !progressed {
             break;
         }

@@ -380,6 +380,9 @@ pub(crate) struct Driver {
     pub embedder: Embedder,
     /// Notifications and the engine's own messages.
     events: mpsc::UnboundedReceiver<Msg>,
+    /// A notification taken while looking for outcomes in the middle of a fan-out
+    /// ([`take_outcomes`](Driver::take_outcomes)): it is handled before any other.
+    stashed: Option<Msg>,
     /// Calls, bounded.
     calls: mpsc::Receiver<Msg>,
     /// Log lines a subscriber's full channel could not take.
@@ -445,6 +448,7 @@ impl Driver {
             last_commit: std::time::Duration::ZERO,
             embedder,
             events,
+            stashed: None,
             calls,
             log_dropped: 0,
             call_capacity: 10_000,
@@ -529,9 +533,15 @@ impl Driver {
             };
             // The hold is measured on the real clock: it is about the disk, not the engine's time.
             let hold_until = self.hold.map(|h| tokio::time::Instant::from_std(h.until));
-            // Notifications first: a call is handled after every notification sent before it.
+            // Notifications first: a call is handled after every notification sent before it
+            // (and one set aside in the middle of a fan-out before any).
             tokio::select! {
                 biased;
+                msg = std::future::ready(self.stashed.take()), if self.stashed.is_some() => {
+                    if let Some(msg) = msg {
+                        self.handle(msg);
+                    }
+                }
                 msg = self.events.recv() => match msg {
                     Some(msg) => self.handle(msg),
                     None => break,
@@ -563,7 +573,7 @@ impl Driver {
                 }
                 self.tick();
                 self.flush();
-                if self.events.is_empty() && (self.calls.is_empty() || !self.taking_calls()) {
+                if !self.events_waiting() && (self.calls.is_empty() || !self.taking_calls()) {
                     break;
                 }
             }
@@ -579,7 +589,7 @@ impl Driver {
         // told it is durable; writes not yet sent are not carried out (the store is closed), and
         // their callers are told so.
         self.store.stop();
-        while let Ok(msg) = self.events.try_recv() {
+        while let Some(msg) = self.next_event() {
             if matches!(msg, Msg::Committed(..) | Msg::StoreRecovered(_)) {
                 self.handle(msg);
             }
@@ -625,8 +635,39 @@ impl Driver {
     }
 
     fn drain_events(&mut self) {
-        while let Ok(msg) = self.events.try_recv() {
+        while let Some(msg) = self.next_event() {
             self.handle(msg);
+        }
+    }
+
+    /// The next notification: the one set aside by [`take_outcomes`](Driver::take_outcomes),
+    /// then the channel's.
+    fn next_event(&mut self) -> Option<Msg> {
+        self.stashed.take().or_else(|| self.events.try_recv().ok())
+    }
+
+    fn events_waiting(&self) -> bool {
+        self.stashed.is_some() || !self.events.is_empty()
+    }
+
+    /// In the middle of a fan-out, every [`DISPATCH_ROUND`](crate::DISPATCH_ROUND) dispatches:
+    /// handles the outcomes and the store's acknowledgements that arrived meanwhile, up to the
+    /// first other notification, which waits (with everything after it) for the pass to end.
+    /// An outcome is about an event already sent, an acknowledgement about writes already
+    /// made, and neither changes another registration; so taking them early changes nothing
+    /// but how many events and writes are outstanding at once, and how much a fan-out touches
+    /// between the dispatch of an event and its end.
+    fn take_outcomes(&mut self) {
+        if self.stashed.is_some() || self.shutting_down {
+            return;
+        }
+        while let Ok(msg) = self.events.try_recv() {
+            if matches!(msg, Msg::Outcome(..) | Msg::Committed(..)) {
+                self.handle(msg);
+            } else {
+                self.stashed = Some(msg);
+                return;
+            }
         }
     }
 
@@ -1109,6 +1150,7 @@ impl Driver {
         loop {
             let now = self.now();
             let mut persists = Vec::new();
+            let (mut sent, mut wrote) = (0, false);
             while let Some(effect) = self.core.poll_effect() {
                 match effect {
                     Effect::Persist { id, ops } => persists.push((id, ops)),
@@ -1129,12 +1171,23 @@ impl Driver {
                         if let Some((id, outcome)) = self.dispatcher.dispatch(now, request) {
                             self.completed(now, id, outcome);
                         }
+                        sent += 1;
+                        if sent % crate::DISPATCH_ROUND == 0 {
+                            // A round of a fan-out: the outcomes that came back, and the
+                            // writes so far to the store (with the next commit if one is in
+                            // flight), so that neither piles up for the whole fan-out.
+                            self.take_outcomes();
+                            self.drain_log();
+                            wrote |= !persists.is_empty();
+                            self.queued.append(&mut persists);
+                            self.commit_queued();
+                        }
                     }
                     Effect::AbandonDispatch { id } => self.dispatcher.abandon(id),
                 }
             }
             self.drain_log();
-            let wrote = !persists.is_empty();
+            wrote |= !persists.is_empty();
             self.queued.extend(persists);
             let answered = self.commit_queued();
             // A commit made here, or one that could not even be sent, is answered at once,
@@ -1200,7 +1253,7 @@ impl Driver {
         let alone = batch.ops.len() <= INLINE_MAX_OPS
             && batch.allocated.is_empty()
             && self.calls.is_empty()
-            && self.events.is_empty()
+            && !self.events_waiting()
             && !self.shutting_down;
         // A commit is in flight from here, wherever it is made: the browser is kept awake.
         self.committing = true;

@@ -136,6 +136,12 @@ pub struct Builder {
     custom_store: bool,
 }
 
+/// How many sync events the engine sends before it takes the outcomes that have arrived
+/// meanwhile. Going online fires every pending registration; taking their outcomes every this
+/// many dispatches settles a large fan-out in rounds, so what each round touches stays in the
+/// processor's cache and the events in flight stay few when service workers answer quickly.
+pub const DISPATCH_ROUND: usize = 256;
+
 /// Lines a [`BackgroundSync::subscribe_log`] channel holds for a slow reader before the engine
 /// drops (and counts) what does not fit.
 pub const LOG_SUBSCRIPTION_CAPACITY: usize = 10_000;

@@ -82,6 +82,8 @@ struct SyncRegistration {
     in_flight: Option<InFlight>,
     /// A change to it is waiting for the store: inputs for it queue until that is durable.
     busy: bool,
+    /// The place of its storage key's quota usage (`Scheduler::usages`).
+    usage: u32,
 }
 
 /// A registration in its slot.
@@ -137,11 +139,24 @@ fn quota_key<'a>(
     }
 }
 
+/// The partition of `sw`'s storage key (the default one if `sw` is not known).
+fn partition_in(
+    sw_keys: &HashMap<SwRegistrationId, StorageKey>,
+    sw: SwRegistrationId,
+) -> Partition {
+    sw_keys
+        .get(&sw)
+        .map(|k| k.partition.clone())
+        .unwrap_or_default()
+}
+
 /// What one storage key's registrations take, for the quotas. Not in the spec.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Usage {
     count: usize,
     bytes: u64,
+    /// The storage key (None while the place is free).
+    key: Option<StorageKey>,
 }
 
 /// A change waiting for its store acknowledgement before it becomes visible.
@@ -155,6 +170,8 @@ pub(crate) enum Staged {
         /// Set when the registration's data was removed (unregistration, clear-site-data)
         /// while the write was in flight: the call is then rejected with this.
         cancelled: Option<DomException>,
+        /// The place of its storage key's quota usage, counted when it was staged.
+        usage: u32,
     },
     /// `register()` on a waiting registration: the record was rewritten with its back-off
     /// ended; it becomes pending once that is durable.
@@ -201,7 +218,11 @@ pub struct Scheduler {
     /// unregistration, and the order of `inspect()`. Removing a registration leaves its entry here (counted in
     /// `stale`, skipped by every reader) until the next compaction, so a removal needs no
     /// search either.
-    index: BTreeMap<Key, u32>,
+    index: BTreeMap<Key, Place>,
+    /// Each slot's generation, bumped when its registration is removed: an index entry is live
+    /// when it has its slot's generation. (Kept apart from the slab so that telling stale
+    /// entries from live ones reads 4 bytes a slot, not the registration.)
+    generations: Vec<u32>,
     stale: usize,
     /// How many registrations the slab holds.
     live: usize,
@@ -213,8 +234,13 @@ pub struct Scheduler {
     sw_keys: HashMap<SwRegistrationId, StorageKey>,
     /// Service worker registrations that were unregistered; their ids are never reused.
     unregistered: HashSet<SwRegistrationId>,
-    /// Registrations per origin, committed or being committed, for the quota.
-    origin_counts: HashMap<StorageKey, Usage>,
+    /// What each storage key's registrations (committed or being committed) take, for the
+    /// quotas: in a slab, so that a registration keeps the place of its key's and its removal
+    /// needs no lookup; `usage_of` finds a key's place.
+    usages: Vec<Usage>,
+    usage_of: HashMap<StorageKey, u32>,
+    /// Places in `usages` free for reuse.
+    free_usages: Vec<u32>,
     /// The bytes of every origin's registrations, for the global quota.
     total_bytes: u64,
     /// The next registration's place in its list (larger than every place given so far).
@@ -232,6 +258,14 @@ pub struct Scheduler {
     staged: VecDeque<Option<(Option<Target>, Staged)>>,
     staged_base: u64,
     effects: VecDeque<Effect>,
+    /// Registrations that going online (or a grant) decided to fire, in the list's order, not
+    /// yet fired: each fires as the effects before it have been taken
+    /// ([`poll_effect`](Scheduler::poll_effect)), so a driver can settle the first events
+    /// while the later ones are still to be sent, and a fan-out of many registrations touches
+    /// a round's worth of them at a time. Any input other than an outcome or a store
+    /// acknowledgement fires the rest first, so what it sees is what firing them all at once
+    /// would have left.
+    fire_queue: VecDeque<u32>,
     log: Vec<LogEntry>,
     next_dispatch: u64,
     next_persist: u64,
@@ -249,13 +283,16 @@ impl Scheduler {
             slots: Vec::new(),
             free: Vec::new(),
             index: BTreeMap::new(),
+            generations: Vec::new(),
             stale: 0,
             live: 0,
             retry_timers: BTreeSet::new(),
             in_flight: 0,
             sw_keys: HashMap::default(),
             unregistered: HashSet::default(),
-            origin_counts: HashMap::default(),
+            usages: Vec::new(),
+            usage_of: HashMap::default(),
+            free_usages: Vec::new(),
             total_bytes: 0,
             next_seq: 1,
             denied: HashSet::default(),
@@ -264,6 +301,7 @@ impl Scheduler {
             staged: VecDeque::new(),
             staged_base: 1,
             effects: VecDeque::new(),
+            fire_queue: VecDeque::new(),
             log: Vec::new(),
             next_dispatch: 1,
             next_persist: 1,
@@ -286,9 +324,24 @@ impl Scheduler {
         self.online
     }
 
-    /// The next effect to carry out, in the order they arose.
+    /// The next effect to carry out, in the order they arose. A registration that going online
+    /// queued to fire fires when the effects before it have been taken: a driver that takes
+    /// the outcomes that arrived every so many dispatches (as the facade's does,
+    /// `bgsync::DISPATCH_ROUND`) settles a fan-out in bounded rounds.
     pub fn poll_effect(&mut self) -> Option<Effect> {
+        while self.effects.is_empty() {
+            let slot = self.fire_queue.pop_front()?;
+            self.try_fire(slot);
+        }
         self.effects.pop_front()
+    }
+
+    /// Fires every registration still queued to fire (before any input that could observe
+    /// them as pending).
+    fn fire_queued(&mut self) {
+        while let Some(slot) = self.fire_queue.pop_front() {
+            self.try_fire(slot);
+        }
     }
 
     /// Takes the log lines written since the last call.
@@ -342,8 +395,9 @@ impl Scheduler {
     /// back-off, and, while events are in flight, no later than the recovery time from now, so
     /// a user agent killed mid-event is woken to fire again.
     pub fn wake_up_time(&self) -> Option<Timestamp> {
-        let recovery = (self.in_flight > 0 || self.periodic.in_flight() > 0)
-            .then(|| self.now.saturating_add(self.params.min_sync_recovery_time));
+        let recovery =
+            (self.in_flight > 0 || self.periodic.in_flight() > 0 || !self.fire_queue.is_empty())
+                .then(|| self.now.saturating_add(self.params.min_sync_recovery_time));
         let one_shot = self.retry_timers.first().map(|(t, _)| *t);
         let periodic = self.periodic.wake_up(self.params.min_periodic_interval);
         [one_shot, periodic, recovery].into_iter().flatten().min()
@@ -371,8 +425,8 @@ impl Scheduler {
 
     /// The slot of `key`'s registration, if there is one.
     fn slot_of(&self, key: &Key) -> Option<u32> {
-        let &slot = self.index.get(key)?;
-        live(&self.slots, key, slot).then_some(slot)
+        let &place = self.index.get(key)?;
+        place.live(&self.generations).then_some(place.slot)
     }
 
     fn get(&self, key: &Key) -> Option<&SyncRegistration> {
@@ -406,10 +460,15 @@ impl Scheduler {
             Some(s) => s,
             None => {
                 self.slots.push(None);
+                self.generations.push(0);
                 u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 registrations")
             }
         };
-        if self.index.insert(key.clone(), slot).is_some() {
+        let place = Place {
+            slot,
+            generation: self.generations[slot as usize],
+        };
+        if self.index.insert(key.clone(), place).is_some() {
             // The key's entry was stale (its registration had been removed).
             self.stale -= 1;
         }
@@ -421,6 +480,10 @@ impl Scheduler {
     /// Takes the registration out of `slot`, leaving its index entry stale.
     fn remove(&mut self, slot: u32) -> Entry {
         let entry = self.slots[slot as usize].take().expect("an occupied slot");
+        // A stale entry lives until the next compaction, at most 3 × live + 1,024 removals
+        // later: far fewer than it takes this count to come round again.
+        let generation = &mut self.generations[slot as usize];
+        *generation = generation.wrapping_add(1);
         self.free.push(slot);
         self.live -= 1;
         self.stale += 1;
@@ -436,11 +499,14 @@ impl Scheduler {
         } else if self.stale > 1_024 && self.stale > 3 * self.live {
             // Rebuilt from its live entries, in order (a bulk build: removing the stale ones
             // one by one would rebalance the tree at each).
-            let slots = &self.slots;
-            self.index = std::mem::take(&mut self.index)
-                .into_iter()
-                .filter(|(k, s)| live(slots, k, *s))
-                .collect();
+            let generations = &self.generations;
+            let mut kept = Vec::with_capacity(self.live);
+            kept.extend(
+                std::mem::take(&mut self.index)
+                    .into_iter()
+                    .filter(|(_, place)| place.live(generations)),
+            );
+            self.index = kept.into_iter().collect();
             self.stale = 0;
         }
         entry
@@ -451,16 +517,16 @@ impl Scheduler {
         self.index
             .range((sw, Tag::default())..)
             .take_while(move |((s, _), _)| *s == sw)
-            .filter(|(k, s)| live(&self.slots, k, **s))
-            .map(|(_, s)| *s)
+            .filter(|(_, place)| place.live(&self.generations))
+            .map(|(_, place)| place.slot)
     }
 
     /// Every registration in key order.
     fn entries(&self) -> impl Iterator<Item = &Entry> + '_ {
         self.index
             .iter()
-            .filter(|(k, s)| live(&self.slots, k, **s))
-            .map(|(_, s)| self.entry(*s))
+            .filter(|(_, place)| place.live(&self.generations))
+            .map(|(_, place)| self.entry(place.slot))
     }
 
     /// Loads registrations from the store at start-up.
@@ -485,6 +551,7 @@ impl Scheduler {
     pub fn restore_one(&mut self, now: Timestamp, r: StoredRegistration) {
         // Periodic ones fire after the whole store is read (`restore`), or with the next
         // change of time or network: an origin's round must see all its registrations.
+        self.fire_queued();
         self.advance_timers(now);
         if self.unregistered.contains(&r.sw) {
             return;
@@ -505,7 +572,7 @@ impl Scheduler {
             origin: r.origin.clone(),
             partition: r.partition,
         });
-        self.count_origin(r.sw, &r.origin, &key.1);
+        let usage = self.count_origin(r.sw, &r.origin, &key.1);
         // Rows written before places were kept (0) go after the others, in the order read.
         let seq = if r.seq == 0 {
             self.next_seq
@@ -526,12 +593,13 @@ impl Scheduler {
             next_fire,
             in_flight: None,
             busy: false,
+            usage,
         };
         if let Some(old) = self.slot_of(&key) {
             // A store never yields a key twice; if one did, keep the count honest.
             let old = self.remove(old);
             self.retry_timers.remove(&(old.reg.next_fire, key.clone()));
-            self.decrement_origin(key.0, &old.reg.origin, &key.1);
+            self.uncount(old.reg.usage, &key.1);
         }
         if waiting {
             self.retry_timers.insert((next_fire, key.clone()));
@@ -554,7 +622,7 @@ impl Scheduler {
     /// The origins the scheduler holds registrations for (each once, whatever its partitions).
     pub fn origins(&self) -> Vec<Origin> {
         let mut seen: HashSet<&Origin> = HashSet::default();
-        self.origin_counts
+        self.usage_of
             .keys()
             .filter(|k| seen.insert(&k.origin))
             .map(|k| k.origin.clone())
@@ -601,10 +669,7 @@ impl Scheduler {
 
     /// The partition of `sw`'s storage key (the default one if `sw` holds nothing).
     fn partition_of(&self, sw: SwRegistrationId) -> Partition {
-        self.sw_keys
-            .get(&sw)
-            .map(|k| k.partition.clone())
-            .unwrap_or_default()
+        partition_in(&self.sw_keys, sw)
     }
 
     /// The service worker registrations the scheduler holds registrations for, in id order.
@@ -614,12 +679,26 @@ impl Scheduler {
         v
     }
 
-    /// Lets time advance to `now`: every back-off that ended runs its retry wait.
+    /// Lets time advance to `now`: every back-off that ended runs its retry wait. (Registrations
+    /// still queued to fire stay queued: time ends back-offs and makes periodic registrations
+    /// due, neither of which is about a pending one-shot registration.)
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        self.advance(now);
+        self.advance_within_round(now);
     }
 
     pub(crate) fn advance(&mut self, now: Timestamp) {
+        self.fire_queued();
+        self.advance_within_round(now);
+    }
+
+    /// [`advance`](Scheduler::advance) for the inputs that may arrive while registrations
+    /// queued to fire are still queued: an event's outcome, a store's acknowledgement and the
+    /// time. The first two are about a registration that already fired or was written, and
+    /// change no other; time changes waiting and periodic registrations, not pending ones. So
+    /// taking them before the rest fire leaves what they would have left after (except the
+    /// times and the order of the later dispatches, which are those they are actually sent
+    /// at).
+    fn advance_within_round(&mut self, now: Timestamp) {
         self.advance_timers(now);
         self.fire_due_periodic();
     }
@@ -789,7 +868,10 @@ impl Scheduler {
             return Ok(());
         }
         // 9. Else: a new registration (tag, serviceWorkerRegistration, pending).
-        let usage = self.origin_counts.get(&caller).copied().unwrap_or_default();
+        let usage = match self.usage_of.get(&caller) {
+            Some(&at) => self.usages[at as usize].clone(),
+            None => Usage::default(),
+        };
         if let Some(cap) = self.params.max_registrations_per_origin {
             if usage.count >= cap {
                 return Err(DomException::new(
@@ -832,7 +914,7 @@ impl Scheduler {
             }
         }
         self.sw_keys.insert(sw, caller.clone());
-        self.count_origin(sw, &caller.origin, &key.1);
+        let usage = self.count_origin(sw, &caller.origin, &key.1);
         let seq = seq.unwrap_or_else(|| {
             self.next_seq = self.next_seq.saturating_add(1);
             self.next_seq
@@ -857,6 +939,7 @@ impl Scheduler {
                 request,
                 record: Box::new(record),
                 cancelled: None,
+                usage,
             },
         );
         Ok(())
@@ -965,9 +1048,8 @@ impl Scheduler {
             .then_some((reg.seq, slot as u32))
         }));
         due.sort_unstable();
-        for (_, slot) in due {
-            self.try_fire(slot);
-        }
+        self.fire_queue
+            .extend(due.into_iter().map(|(_, slot)| slot));
     }
 
     /// The "background-sync" permission of `origin` changed. While denied, nothing of the origin
@@ -1096,7 +1178,7 @@ impl Scheduler {
             if let Some(f) = reg.in_flight {
                 self.effects.push_back(Effect::AbandonDispatch { id: f.id });
             }
-            self.decrement_origin(sw, &reg.origin, &key.1);
+            self.uncount(reg.usage, &key.1);
             self.log_for(&key, &reg.origin, event.clone());
             if reg.busy {
                 // Its write is still on its way: the key stays busy until it is acknowledged.
@@ -1135,7 +1217,7 @@ impl Scheduler {
     /// [fire a sync event](https://wicg.github.io/background-sync/spec/#fire-a-sync-event).
     /// Outcomes of unknown or abandoned events are ignored.
     pub fn dispatch_completed(&mut self, now: Timestamp, id: DispatchId, outcome: DispatchOutcome) {
-        self.advance(now);
+        self.advance_within_round(now);
         if crate::periodic::is_periodic(id) {
             return self.periodic_completed(id, outcome);
         }
@@ -1164,7 +1246,6 @@ impl Scheduler {
 
     /// Steps 4-5 of [fire a sync event](https://wicg.github.io/background-sync/spec/#fire-a-sync-event).
     fn sync_event_settled(&mut self, slot: u32, outcome: DispatchOutcome) {
-        let partition = self.partition_of(self.entry(slot).key.0);
         let Some(Entry { key, reg }) = self.slots[slot as usize].as_mut() else {
             return;
         };
@@ -1177,7 +1258,7 @@ impl Scheduler {
         if reg.state == RegistrationState::ReregisteredWhileFiring {
             reg.attempts = 0;
             reg.next_fire = self.now;
-            let record = reg.record(&key, partition);
+            let record = reg.record(&key, partition_in(&self.sw_keys, key.0));
             self.stage(
                 Some(Target {
                     key,
@@ -1201,7 +1282,7 @@ impl Scheduler {
             let delay = self.params.retry_delay(reg.attempts);
             reg.next_fire = self.now.saturating_add(delay);
             (
-                StoreOp::Put(reg.record(&key, partition)),
+                StoreOp::Put(reg.record(&key, partition_in(&self.sw_keys, key.0))),
                 NextStep::RetryAfter(delay),
             )
         } else {
@@ -1314,7 +1395,7 @@ impl Scheduler {
     /// completion write still takes effect in memory (the store is one step behind, so after a
     /// crash the registration may fire once more — never once less).
     pub fn persist_completed(&mut self, now: Timestamp, id: PersistId, result: Result<(), String>) {
-        self.advance(now);
+        self.advance_within_round(now);
         let Some((target, staged)) = self.take_staged(id) else {
             return;
         };
@@ -1327,11 +1408,12 @@ impl Scheduler {
                 request,
                 record,
                 cancelled,
+                usage,
             } => {
                 let record = *record;
                 let key = target.map_or_else(|| (record.sw, record.tag.clone()), |t| t.key);
                 if let Err(cause) = result {
-                    self.decrement_origin(record.sw, &record.origin, &record.tag);
+                    self.uncount(usage, &record.tag);
                     self.log_for(
                         &key,
                         &record.origin,
@@ -1341,7 +1423,7 @@ impl Scheduler {
                     );
                     self.settle(request, Err(storage_error(&cause)));
                 } else if let Some(error) = cancelled {
-                    self.decrement_origin(record.sw, &record.origin, &record.tag);
+                    self.uncount(usage, &record.tag);
                     self.settle(request, Err(error));
                 } else {
                     // 9.2 Add it to the list. 9.3 Resolve promise. 9.4 If online, fire.
@@ -1356,6 +1438,7 @@ impl Scheduler {
                             next_fire: record.next_fire,
                             in_flight: None,
                             busy: false,
+                            usage,
                         },
                     );
                     self.log_slot(slot, LogEvent::Registered);
@@ -1465,7 +1548,7 @@ impl Scheduler {
             }
             NextStep::Removed | NextStep::GaveUp => {
                 let Entry { key, reg } = self.remove(slot);
-                self.decrement_origin(key.0, &reg.origin, &key.1);
+                self.uncount(reg.usage, &key.1);
                 self.log_for(&key, &reg.origin, LogEvent::Completed { outcome, next });
                 false
             }
@@ -1540,31 +1623,53 @@ impl Scheduler {
         self.effects.push_back(Effect::Settle { request, result });
     }
 
-    fn count_origin(&mut self, sw: SwRegistrationId, origin: &Origin, tag: &Tag) {
+    /// Counts a registration of `tag` under the storage key the quotas count `sw`'s under;
+    /// returns the place of that key's usage, which the registration keeps.
+    fn count_origin(&mut self, sw: SwRegistrationId, origin: &Origin, tag: &Tag) -> u32 {
         let bytes = Parameters::footprint(tag);
         let key = quota_key(&self.sw_keys, sw, origin);
-        match self.origin_counts.get_mut(&*key) {
-            Some(usage) => {
-                usage.count += 1;
-                usage.bytes += bytes;
-            }
+        let at = match self.usage_of.get(&*key) {
+            Some(&at) => at,
             None => {
-                self.origin_counts
-                    .insert(key.into_owned(), Usage { count: 1, bytes });
+                let usage = Usage {
+                    count: 0,
+                    bytes: 0,
+                    key: Some(key.clone().into_owned()),
+                };
+                let at = match self.free_usages.pop() {
+                    Some(at) => {
+                        self.usages[at as usize] = usage;
+                        at
+                    }
+                    None => {
+                        self.usages.push(usage);
+                        u32::try_from(self.usages.len() - 1).unwrap_or(u32::MAX)
+                    }
+                };
+                self.usage_of.insert(key.into_owned(), at);
+                at
             }
-        }
+        };
+        let usage = &mut self.usages[at as usize];
+        usage.count += 1;
+        usage.bytes += bytes;
         self.total_bytes += bytes;
+        at
     }
 
-    fn decrement_origin(&mut self, sw: SwRegistrationId, origin: &Origin, tag: &Tag) {
+    /// Takes a registration of `tag` off the usage at `at` (where it was counted).
+    fn uncount(&mut self, at: u32, tag: &Tag) {
         let bytes = Parameters::footprint(tag);
-        let key = quota_key(&self.sw_keys, sw, origin);
-        if let Some(usage) = self.origin_counts.get_mut(&*key) {
-            usage.count -= 1;
-            usage.bytes = usage.bytes.saturating_sub(bytes);
-            self.total_bytes = self.total_bytes.saturating_sub(bytes);
-            if usage.count == 0 {
-                self.origin_counts.remove(&*key);
+        let Some(usage) = self.usages.get_mut(at as usize) else {
+            return;
+        };
+        usage.count = usage.count.saturating_sub(1);
+        usage.bytes = usage.bytes.saturating_sub(bytes);
+        self.total_bytes = self.total_bytes.saturating_sub(bytes);
+        if usage.count == 0 {
+            if let Some(key) = usage.key.take() {
+                self.usage_of.remove(&key);
+                self.free_usages.push(at);
             }
         }
     }
@@ -1592,11 +1697,19 @@ impl Scheduler {
 }
 
 /// Whether `slot` holds `key`'s registration (an index entry left by a removal does not).
-fn live(slots: &[Option<Entry>], key: &Key, slot: u32) -> bool {
-    slots
-        .get(slot as usize)
-        .and_then(Option::as_ref)
-        .is_some_and(|e| e.key == *key)
+/// Where the index finds a registration: its slot, and the slot's generation when it was put
+/// there.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    slot: u32,
+    generation: u32,
+}
+
+impl Place {
+    /// Whether the slot still holds the registration this entry was made for.
+    fn live(self, generations: &[u32]) -> bool {
+        generations.get(self.slot as usize) == Some(&self.generation)
+    }
 }
 
 /// A new dispatch id: a count in the high 32 bits (below 2^31, so that the ids a driver makes

@@ -90,3 +90,38 @@ fn all_origins_together_cannot_take_more_than_the_global_byte_quota() {
     assert!(matches!(h.result(r), Some(Ok(_))), "{:?}", h.result(r));
     let _ = SwRegistrationId(0);
 }
+
+#[test]
+fn a_storage_key_whose_registrations_all_went_frees_its_count_for_others() {
+    let mut h = Harness::with_params(Parameters {
+        max_registrations_per_origin: Some(3),
+        ..Parameters::default()
+    });
+    h.set_online(false);
+    let (a, b) = (origin("https://a.example"), origin("https://b.example"));
+    for i in 0..3 {
+        h.register_ok(&a, 1, &format!("a{i}"));
+    }
+    let r = h.register(&a, 1, "a3");
+    assert_eq!(h.rejection(r), DomExceptionName::QuotaExceededError);
+    // Every registration of a fires and goes: a no longer counts.
+    h.set_online(true);
+    for d in h.dispatched() {
+        h.complete(&d, bgsync_scheduler::DispatchOutcome::Fulfilled);
+    }
+    assert!(h.core.origins().is_empty());
+    // b's count takes the place a's had, and each origin has its own cap again.
+    for i in 0..3 {
+        h.register_ok(&b, 2, &format!("b{i}"));
+    }
+    let r = h.register(&b, 2, "b3");
+    assert_eq!(h.rejection(r), DomExceptionName::QuotaExceededError);
+    for i in 0..3 {
+        h.register_ok(&a, 1, &format!("a{i}"));
+    }
+    let r = h.register(&a, 1, "a3");
+    assert_eq!(h.rejection(r), DomExceptionName::QuotaExceededError);
+    let mut origins: Vec<String> = h.core.origins().iter().map(|o| o.to_string()).collect();
+    origins.sort();
+    assert_eq!(origins, ["https://a.example", "https://b.example"]);
+}

@@ -1,0 +1,54 @@
+//! Going online with many pending registrations: the engine takes the outcomes that came back
+//! every `DISPATCH_ROUND` events and writes what they changed, so a large fan-out settles in
+//! rounds instead of sending every event before it settles any.
+
+use std::sync::Arc;
+
+use bgsync::testing::{FixedNetwork, OpenWindows, ScriptedHost};
+use bgsync::{BackgroundSync, LogEvent, MemoryStore, Origin, SwRegistrationId, DISPATCH_ROUND};
+
+#[test]
+fn a_large_fan_out_settles_events_while_it_still_sends_others() {
+    // Four origins (one origin may hold 1,000), each with its window open.
+    let origins: Vec<Origin> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|o| Origin::parse(&format!("https://{o}.example")).unwrap())
+        .collect();
+    let host = Arc::new(ScriptedHost::new());
+    for (i, o) in origins.iter().enumerate() {
+        host.add_registration(SwRegistrationId(i as u64 + 1), o.clone());
+    }
+    let store = MemoryStore::new();
+    let sync = BackgroundSync::builder(host.clone(), Arc::new(OpenWindows::with(origins.clone())))
+        .network(Arc::new(FixedNetwork(false)))
+        .store(Box::new(store.clone()))
+        .start()
+        .unwrap();
+    let n = 8 * DISPATCH_ROUND;
+    for i in 0..n {
+        let sw = i % origins.len();
+        let o = origins[sw].clone();
+        sync.register_blocking(o, SwRegistrationId(sw as u64 + 1), format!("t{i}"))
+            .unwrap();
+    }
+    let log = sync.subscribe_log();
+    // The host's workers succeed at once, from inside the dispatch.
+    sync.network_changed(true);
+    sync.settle_blocking();
+    let lines: Vec<LogEvent> = log.try_iter().map(|l| l.event).collect();
+    let lines_where = |kind: fn(&LogEvent) -> bool| -> Vec<usize> {
+        (0..lines.len()).filter(|&i| kind(&lines[i])).collect()
+    };
+    let dispatched = lines_where(|e| matches!(e, LogEvent::Dispatched { .. }));
+    let completed = lines_where(|e| matches!(e, LogEvent::Completed { .. }));
+    assert_eq!((dispatched.len(), completed.len()), (n, n));
+    assert_eq!(host.fired().len(), n, "each registration fired once");
+    // Events were settled, and their removals written, before the last ones were sent.
+    assert!(
+        completed[0] < dispatched[n - 1],
+        "the first completion (line {}) came after the last dispatch (line {})",
+        completed[0],
+        dispatched[n - 1]
+    );
+    assert!(store.snapshot().is_empty(), "every removal is durable");
+}
