@@ -275,6 +275,8 @@ pub enum Op {
     Restart,
     /// Time passes, in ms.
     Advance(u64),
+    /// The wall clock is set back, in ms (no further back than time 0).
+    ClockBack(u64),
     /// `periodicSync.register(tag, {minInterval: INTERVALS[interval]})`.
     PeriodicRegister {
         who: Who,
@@ -381,6 +383,7 @@ impl fmt::Debug for Op {
             Op::ClearAll => write!(f, "clear all browsing data"),
             Op::Restart => write!(f, "restart"),
             Op::Advance(ms) => write!(f, "advance {ms} ms"),
+            Op::ClockBack(ms) => write!(f, "set the clock back {ms} ms"),
             Op::PeriodicRegister {
                 who,
                 sw,
@@ -563,6 +566,7 @@ impl Op {
                         origin: a,
                         state: b,
                     },
+                    _ if b % 8 == 1 => Op::ClockBack(ADVANCES[a as usize % ADVANCES.len()]),
                     _ => Op::Advance(ADVANCES[a as usize % ADVANCES.len()]),
                 }
             })
@@ -617,6 +621,10 @@ impl Op {
             Op::Advance(ms) => {
                 let i = ADVANCES.iter().rposition(|a| a <= ms).unwrap_or(0);
                 [22, i as u8, 0, 0]
+            }
+            Op::ClockBack(ms) => {
+                let i = ADVANCES.iter().rposition(|a| a <= ms).unwrap_or(0);
+                [22, i as u8, 1, 0]
             }
         }
     }
@@ -943,6 +951,16 @@ impl Engine {
         if let Some(o) = self.dispatcher.outcome_reported(id, outcome) {
             self.core.dispatch_completed(self.now, id, o);
         }
+        self.run();
+    }
+
+    /// The wall clock is set back `back` ms, as the driver sees it: the dispatcher's time
+    /// limits and then the core are told.
+    fn clock_went_back(&mut self, back: u64) {
+        let from = self.now;
+        self.now = Timestamp(from.0.saturating_sub(back));
+        self.dispatcher.clock_went_back(from, self.now);
+        self.core.handle_timeout(self.now);
         self.run();
     }
 
@@ -1479,6 +1497,25 @@ pub fn run_scenario_with(
                 let target = engine.now.0 + ms;
                 model.advance_to(target);
                 engine.advance_to(Timestamp(target));
+            }
+            Op::ClockBack(ms) => {
+                let waiting = model
+                    .registrations
+                    .iter()
+                    .any(|r| r.state == State::Waiting);
+                let firing = !model.in_flight().is_empty();
+                reached.count(format!(
+                    "clock set back with {} waiting, {} in flight, {} periodic",
+                    if waiting { "some" } else { "none" },
+                    if firing { "some" } else { "none" },
+                    if model.periodic.is_empty() {
+                        "none"
+                    } else {
+                        "some"
+                    },
+                ));
+                model.clock_went_back(*ms);
+                engine.clock_went_back(*ms);
             }
             Op::PeriodicRegister {
                 who,

@@ -6,7 +6,7 @@
 //! type, no origin type, no back-off or byte-count function; `tests/independent.rs` checks the
 //! imports). Where the spec leaves a choice to the user agent, the rule says so at the place it
 //! is made: `Chromium:` for Chromium's choice (measured or read in its source, docs/chromium.md),
-//! `Ours:` for a limit of ours that Chromium does not have.
+//! `Ours:` for a limit or a rule of ours that Chromium does not have.
 
 /// A tag: a DOMString, that is UTF-16 code units, lone surrogates included.
 pub type Tag = Vec<u16>;
@@ -615,6 +615,35 @@ impl Model {
         }
         self.now = self.now.max(target);
         self.fire_due_periodic();
+    }
+
+    /// The wall clock was set back `back` ms (by the user, or by time sync). The spec counts
+    /// back-offs in "a user agent defined delay" and says nothing of the clock; Chromium keeps
+    /// wall-clock times, so its waits stretch by the jump. Ours: every wait keeps the time it
+    /// had left — back-offs, events' time limits, and the periodic schedule: anchors (times
+    /// before 0 are 0), retries, each origin's last round and the last round of all. All move
+    /// together, so nothing becomes due and nothing fires.
+    pub fn clock_went_back(&mut self, back: u64) {
+        let back = back.min(self.now);
+        let shift = |t: u64| t.saturating_sub(back);
+        self.now -= back;
+        for r in &mut self.registrations {
+            if r.state == State::Waiting {
+                r.retry_at = shift(r.retry_at);
+            }
+            if let Some((last_chance, deadline)) = r.event {
+                r.event = Some((last_chance, shift(deadline)));
+            }
+        }
+        for p in &mut self.periodic {
+            p.anchor = shift(p.anchor);
+            p.retry_at = p.retry_at.map(shift);
+            p.deadline = p.deadline.map(shift);
+        }
+        for (_, t) in &mut self.last_fired {
+            *t = shift(*t);
+        }
+        self.last_round = self.last_round.map(shift);
     }
 
     /// The network went online or offline: on going online, fire every pending registration.

@@ -93,6 +93,26 @@ pub fn regression_scenarios() -> Vec<Vec<Op>> {
             },
             Advance(43_199_999),
         ],
+        // The clock set back to before a periodic registration's anchor (found by the
+        // differential when the clock rule was added: the next fire time kept its time left,
+        // the anchor could not go below 0; both now follow the anchor).
+        vec![grant(1), preg(1, 2, 0, 0), Advance(1), ClockBack(1_000)],
+        // The clock set back while a registration backs off, one is in flight and one is
+        // pending offline; then a restart finds the times moved back.
+        vec![
+            reg(0, 0, 0),
+            reg(0, 0, 1),
+            Settle {
+                n: 0,
+                listener: FAIL,
+            },
+            Online(false),
+            reg(1, 2, 0),
+            ClockBack(60_000),
+            Restart,
+            Online(true),
+            Advance(300_000),
+        ],
         // Three failures, then gone.
         vec![
             reg(0, 0, 0),

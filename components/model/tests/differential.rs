@@ -51,6 +51,8 @@ fn op() -> impl Strategy<Value = Op> {
         // Mostly short steps (events settle before the limit), and the edges of the limit and
         // of the back-offs.
         6 => prop::sample::select(vec![1u64, 1_000, 10_000, 60_000, 179_999, 180_000, 300_000, 900_000, 3_600_000, 2_700_000]).prop_map(Op::Advance),
+        // The wall clock set back (by the user, or time sync): every wait keeps its time left.
+        1 => prop::sample::select(vec![1_000u64, 60_000, 3_600_000, 86_400_000]).prop_map(Op::ClockBack),
         // Periodic Background Sync: registrations, their events, engagement and permission,
         // and the half-days their schedule is counted in.
         3 => (who(), sw(), tag(), 0u8..INTERVALS.len() as u8).prop_map(|(who, sw, tag, interval)| Op::PeriodicRegister { who, sw, tag, interval }),

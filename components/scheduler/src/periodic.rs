@@ -634,6 +634,41 @@ impl Scheduler {
     }
 
     /// The periodic records the store holds (for a rebuilt store).
+    /// Ours (see `Scheduler::clock_went_back`): the wall clock went back by `back` ms, and the
+    /// periodic schedule keeps the time it had left — anchors (so an interval counts the time
+    /// that really passed), next fire times, retries, each origin's last round and the last
+    /// round of all (so the 12 h gaps do too); times before 0 are 0. Returns the records to
+    /// rewrite, which hold the anchor or the retry time.
+    pub(crate) fn periodic_clock_went_back(&mut self, back: u64) -> Vec<StoreOp> {
+        let shift = |t: Timestamp| Timestamp(t.0.saturating_sub(back));
+        let p = &mut self.periodic;
+        p.timers = std::mem::take(&mut p.timers)
+            .into_iter()
+            .map(|(t, key)| (shift(t), key))
+            .collect();
+        for r in p.regs.values_mut() {
+            r.anchor = shift(r.anchor);
+            r.next_fire = r.next_fire.map(shift);
+            r.retry_at = r.retry_at.map(shift);
+        }
+        for t in p.last_fired.values_mut() {
+            *t = shift(*t);
+        }
+        p.last_round = p.last_round.map(shift);
+        // Next fire times follow from the anchors (an anchor cannot go below time 0, so a jump
+        // to before it keeps less time left than it had: the model's rule too).
+        let gap = self.periodic_gap();
+        let p = &mut self.periodic;
+        let keys: Vec<Key> = p.regs.keys().cloned().collect();
+        for key in &keys {
+            p.reschedule(key, gap);
+        }
+        p.regs
+            .iter()
+            .map(|(k, r)| StoreOp::Put(record_of(k, r)))
+            .collect()
+    }
+
     pub(crate) fn stored_periodic(&self) -> Vec<StoredRegistration> {
         self.periodic
             .regs

@@ -183,6 +183,10 @@ pub(crate) enum Staged {
     },
     /// A bulk removal; `request`, if any, is settled with the write's result.
     Removal { request: Option<RequestId> },
+    /// Records rewritten with what the core already holds (the times moved back with the
+    /// clock): nothing waits for it. If it fails, the store keeps the older times, which a
+    /// restart bounds by one back-off (`restore_one`).
+    Rewrite,
     /// A periodic registration's change (`periodic`): `request` resolves once it is durable;
     /// `change` is applied, or undone, by the write's result.
     Periodic {
@@ -720,18 +724,40 @@ impl Scheduler {
         }
     }
 
-    /// Note: not in the spec. The wall clock went back (set by the user or by time sync):
-    /// every back-off keeps the time it had left, so a 5-minute wait is not stretched by the
-    /// jump. The new times are written with each registration's next change.
+    /// Note: not in the spec (which counts back-offs in "a user agent defined delay"), nor
+    /// in Chromium (which keeps wall-clock times, so its waits stretch by the jump). The wall
+    /// clock went back (set by the user or by time sync): every wait keeps the time it had
+    /// left, so a 5-minute back-off is not stretched by the jump. Every time the core holds
+    /// that is now in the future moves back by the jump — back-off ends, and a pending
+    /// registration's time (which would otherwise read as a back-off after a restart) — as do
+    /// the periodic schedule's (`periodic_clock_went_back`); the records that change are
+    /// written at once, so that a restart finds the same times. (A registration with a write
+    /// already on its way is left to that write.)
     fn clock_went_back(&mut self, now: Timestamp) {
         let back = self.now.0 - now.0;
         let timers = std::mem::take(&mut self.retry_timers);
-        for (t, key) in timers {
-            let t = Timestamp(t.0.saturating_sub(back));
-            if let Some(slot) = self.slot_of(&key) {
-                self.entry_mut(slot).reg.next_fire = t;
+        self.retry_timers = timers
+            .into_iter()
+            .map(|(t, key)| (Timestamp(t.0.saturating_sub(back)), key))
+            .collect();
+        let mut ops = Vec::new();
+        for slot in 0..self.slots.len() {
+            let Some(Entry { key, reg }) = self.slots[slot].as_mut() else {
+                continue;
+            };
+            if reg.next_fire <= now {
+                continue;
             }
-            self.retry_timers.insert((t, key));
+            reg.next_fire = Timestamp(reg.next_fire.0.saturating_sub(back));
+            if !reg.busy {
+                ops.push(StoreOp::Put(
+                    reg.record(key, partition_in(&self.sw_keys, key.0)),
+                ));
+            }
+        }
+        ops.extend(self.periodic_clock_went_back(back));
+        if !ops.is_empty() {
+            self.stage(None, ops, Staged::Rewrite);
         }
     }
 
@@ -1499,6 +1525,7 @@ impl Scheduler {
                     Err(cause) => self.settle(request, Err(storage_error(&cause))),
                 }
             }
+            Staged::Rewrite => {}
             Staged::Removal { request } => {
                 if let Some(request) = request {
                     let result = result
