@@ -101,10 +101,27 @@ pub(crate) struct Target {
     slot: Option<u32>,
 }
 
+/// An event in flight: its id with lastChance in the top bit, in 8 bytes, an `Option` of it
+/// too (the core's ids are below 2^63 and never 0), so that every registration is smaller.
 #[derive(Debug, Clone, Copy)]
-struct InFlight {
-    id: DispatchId,
-    last_chance: bool,
+struct InFlight(std::num::NonZeroU64);
+
+impl InFlight {
+    const LAST_CHANCE: u64 = 1 << 63;
+
+    fn new(id: DispatchId, last_chance: bool) -> InFlight {
+        let bits = id.0 | if last_chance { Self::LAST_CHANCE } else { 0 };
+        // `dispatch_id` counts from 1 in the high 32 bits: never 0.
+        InFlight(std::num::NonZeroU64::new(bits).unwrap_or(std::num::NonZeroU64::MAX))
+    }
+
+    fn id(self) -> DispatchId {
+        DispatchId(self.0.get() & !Self::LAST_CHANCE)
+    }
+
+    fn last_chance(self) -> bool {
+        self.0.get() & Self::LAST_CHANCE != 0
+    }
 }
 
 impl SyncRegistration {
@@ -1202,7 +1219,8 @@ impl Scheduler {
             let Entry { key, reg } = self.remove(slot);
             self.retry_timers.remove(&(reg.next_fire, key.clone()));
             if let Some(f) = reg.in_flight {
-                self.effects.push_back(Effect::AbandonDispatch { id: f.id });
+                self.effects
+                    .push_back(Effect::AbandonDispatch { id: f.id() });
             }
             self.uncount(reg.usage, &key.1);
             self.log_for(&key, &reg.origin, event.clone());
@@ -1267,7 +1285,7 @@ impl Scheduler {
     fn slot_in_flight(&self, id: DispatchId) -> Option<u32> {
         let slot = (id.0 & u64::from(u32::MAX)) as u32;
         let entry = self.slots.get(slot as usize)?.as_ref()?;
-        (entry.reg.in_flight.map(|f| f.id) == Some(id)).then_some(slot)
+        (entry.reg.in_flight.map(InFlight::id) == Some(id)).then_some(slot)
     }
 
     /// Steps 4-5 of [fire a sync event](https://wicg.github.io/background-sync/spec/#fire-a-sync-event).
@@ -1277,7 +1295,7 @@ impl Scheduler {
         };
         self.in_flight -= 1;
         let key = key.clone();
-        let last_chance = reg.in_flight.take().is_some_and(|f| f.last_chance);
+        let last_chance = reg.in_flight.take().is_some_and(InFlight::last_chance);
         // 4.1 / 5.1 If the state is reregisteredWhileFiring: set it to pending, fire again if
         //     online, and stop — once its attempt count, reset (as Chromium resets it, here),
         //     is durable.
@@ -1388,7 +1406,7 @@ impl Scheduler {
         // 3. lastChance is true iff the user agent will not retry after this attempt — decided
         //    now, at dispatch.
         let last_chance = Parameters::is_last_chance(reg.attempts, reg.max_attempts);
-        reg.in_flight = Some(InFlight { id, last_chance });
+        reg.in_flight = Some(InFlight::new(id, last_chance));
         *in_flight += 1;
         log.push(LogEntry {
             time: now,
