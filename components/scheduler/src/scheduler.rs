@@ -439,6 +439,12 @@ impl Scheduler {
         self.live
     }
 
+    /// Entries in the key index, stale ones (of registrations removed since its last
+    /// compaction) included: for diagnostics and tests of the compaction.
+    pub fn index_entries(&self) -> usize {
+        self.index.len()
+    }
+
     /// Whether the scheduler holds no registration.
     pub fn is_empty(&self) -> bool {
         self.live == 0
@@ -513,11 +519,16 @@ impl Scheduler {
         }
         // Compacted when stale entries are three times the live ones: each compaction visits
         // the whole index, and this spacing keeps its cost per removal constant (about 1.3
-        // visits) while the index holds at most four entries per registration.
+        // visits) while the index holds at most four entries per registration. Not while most
+        // live ones are in flight, queued to fire or being written (a fan-out): they are about
+        // to go too, and
+        // a compaction then would rebuild a tree only to drop it soon after. The index never
+        // grows past the most registrations it held.
+        let going = self.in_flight + self.fire_queue.len() + self.staged.len();
         if self.live == 0 {
             self.index.clear();
             self.stale = 0;
-        } else if self.stale > 1_024 && self.stale > 3 * self.live {
+        } else if self.stale > 1_024 && self.stale > 3 * self.live && going <= self.live / 2 {
             // Rebuilt from its live entries, in order (a bulk build: removing the stale ones
             // one by one would rebalance the tree at each).
             let generations = &self.generations;

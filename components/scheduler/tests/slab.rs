@@ -51,11 +51,21 @@ fn many_removals_compact_the_index_and_keys_can_be_registered_again() {
     let tags: Vec<String> = events.iter().map(|d| d.tag.to_string()).collect();
     assert_eq!(tags[..3], ["t0", "t1", "t2"]);
     assert_eq!(tags[4_999], "t4999");
-    // Completing all but 10 leaves stale index entries, compacted on the way.
+    // Completing all but 10 leaves stale index entries; while most registrations are in
+    // flight (a fan-out), they are not compacted: those are about to go too.
     for d in &events[..4_990] {
         h.complete(d, DispatchOutcome::Fulfilled);
     }
     assert_eq!(h.core.len(), 10);
+    assert_eq!(h.core.index_entries(), 5_000);
+    // The last ten fail (they wait, and stay); the next removal compacts the index.
+    for d in &events[4_990..] {
+        h.complete(d, DispatchOutcome::Rejected);
+    }
+    h.register_ok(&a, 1, "one more");
+    let last = h.last_dispatch();
+    h.complete(&last, DispatchOutcome::Fulfilled);
+    assert_eq!(h.core.index_entries(), 10, "compacted to the live entries");
     let left: Vec<String> = (4_990..5_000).map(|i| format!("t{i}")).collect();
     assert_eq!(h.get_tags(&a, 1).unwrap(), left);
     // A removed key registers again as new, with a fresh place at the end of the list.
