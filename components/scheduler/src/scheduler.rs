@@ -247,6 +247,9 @@ pub struct Scheduler {
     stale: usize,
     /// How many registrations the slab holds.
     live: usize,
+    /// The most registrations the slab has held: while most registrations are going (a
+    /// fan-out), the index is left to grow up to this before it is compacted.
+    peak_live: usize,
     /// Waiting registrations by the end of their back-off.
     retry_timers: BTreeSet<(Timestamp, Key)>,
     /// Events in flight (registrations with an event whose outcome has not been settled).
@@ -307,6 +310,7 @@ impl Scheduler {
             generations: Vec::new(),
             stale: 0,
             live: 0,
+            peak_live: 0,
             retry_timers: BTreeSet::new(),
             in_flight: 0,
             sw_keys: HashMap::default(),
@@ -501,14 +505,16 @@ impl Scheduler {
         }
         self.slots[slot as usize] = Some(Entry { key, reg });
         self.live += 1;
+        self.peak_live = self.peak_live.max(self.live);
         slot
     }
 
     /// Takes the registration out of `slot`, leaving its index entry stale.
     fn remove(&mut self, slot: u32) -> Entry {
         let entry = self.slots[slot as usize].take().expect("an occupied slot");
-        // A stale entry lives until the next compaction, at most 3 × live + 1,024 removals
-        // later: far fewer than it takes this count to come round again.
+        // A stale entry lives until the next compaction, fewer removals later than the index
+        // holds entries (four a registration, or the most registrations there were): far
+        // fewer than it takes this count to come round again.
         let generation = &mut self.generations[slot as usize];
         *generation = generation.wrapping_add(1);
         self.free.push(slot);
@@ -520,17 +526,15 @@ impl Scheduler {
         // Compacted when stale entries are three times the live ones: each compaction visits
         // the whole index, and this spacing keeps its cost per removal constant (about 1.3
         // visits) while the index holds at most four entries per registration. Not while most
-        // live ones are in flight, queued to fire or being written (a fan-out): they are about
-        // to go too, and
-        // a compaction then would rebuild a tree only to drop it soon after. The index never
-        // grows past the most registrations it held.
+        // live ones are in flight, queued to fire or being written (a fan-out) and the index
+        // holds no more entries than the most registrations there were: those are about to go
+        // too, and a compaction then would rebuild a tree only to drop it soon after.
         let going = self.in_flight + self.fire_queue.len() + self.staged.len();
+        let fan_out = going > self.live / 2 && self.index.len() <= self.peak_live;
         if self.live == 0 {
             self.index.clear();
             self.stale = 0;
-        } else if self.stale > 1_024 && self.stale > 3 * self.live && going <= self.live / 2 {
-            // Rebuilt from its live entries, in order (a bulk build: removing the stale ones
-            // one by one would rebalance the tree at each).
+        } else if self.stale > 1_024 && self.stale > 3 * self.live && !fan_out {
             let generations = &self.generations;
             let mut kept = Vec::with_capacity(self.live);
             kept.extend(

@@ -105,3 +105,29 @@ fn writes_acknowledged_out_of_order_each_settle_their_own_call() {
     h.run();
     assert_eq!(h.get_tags(&a, 1).unwrap(), vec!["one", "two", "three"]);
 }
+
+#[test]
+fn registrations_always_in_flight_with_new_tags_keep_the_index_bounded() {
+    // A site that keeps 100 events in flight and registers a new tag as each ends: most
+    // registrations are always in flight, yet the index must not keep every removed key.
+    let mut h = Harness::new();
+    let a = origin("https://a.example");
+    let mut in_flight = std::collections::VecDeque::new();
+    for i in 0..100 {
+        h.register_ok(&a, 1, &format!("t{i}"));
+        in_flight.push_back(h.last_dispatch());
+    }
+    for i in 100..20_100 {
+        let oldest = in_flight.pop_front().expect("100 in flight");
+        h.complete(&oldest, DispatchOutcome::Fulfilled);
+        h.register_ok(&a, 1, &format!("t{i}"));
+        in_flight.push_back(h.last_dispatch());
+        h.seen.clear();
+    }
+    assert_eq!(h.core.len(), 100);
+    assert!(
+        h.core.index_entries() <= 4 * 100 + 1_024 + 1,
+        "the index holds {} entries for 100 registrations",
+        h.core.index_entries()
+    );
+}
