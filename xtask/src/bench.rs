@@ -865,6 +865,25 @@ pub fn one(args: &[String]) -> Result<(), String> {
             );
             let _ = std::fs::remove_dir_all(&base);
         }
+        // One side of benchmark 3 alone, for a profiler: the 64 async tasks on the engine, or
+        // SQLite's limit for their rows (`valgrind --tool=callgrind --toggle-collect=
+        // '*SqliteStore*RegistrationStore*commit*' target/release/xtask bench-one tasks 2560`
+        // against `bench-one limit 2560` compares what a commit of each runs).
+        Some(side @ ("tasks" | "limit")) => {
+            let base = std::env::temp_dir().join(format!("bgsync-{side}-{}", std::process::id()));
+            let per_caller = n.div_ceil(64);
+            if side == "tasks" {
+                let (rate, c) = register_throughput_async(&base, per_caller)?;
+                println!(
+                    "64 tasks: {rate:.0} registers/s; {:.1} rows a commit, {:.0} µs in the commit, {:.0} µs between commits",
+                    c.rows, c.commit_us, c.between_us
+                );
+            } else {
+                let rate = sqlite_group_limit(&base, per_caller)?;
+                println!("SQLite's limit for the 64 callers' rows: {rate:.0} rows/s");
+            }
+            let _ = std::fs::remove_dir_all(&base);
+        }
         Some("throughput") => {
             let base = std::env::temp_dir().join(format!("bgsync-tp-{}", std::process::id()));
             let tp = throughput_rounds(&base, n.div_ceil(64), 3)?;
@@ -897,7 +916,7 @@ pub fn one(args: &[String]) -> Result<(), String> {
         }
         _ => {
             return Err(
-                "bench-one fanout|periodic-fanout|register|cold|throughput|latency|stat-fsync [N]"
+                "bench-one fanout|periodic-fanout|register|cold|throughput|tasks|limit|latency|stat-fsync [N]"
                     .into(),
             )
         }
