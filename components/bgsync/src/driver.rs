@@ -533,15 +533,11 @@ impl Driver {
             };
             // The hold is measured on the real clock: it is about the disk, not the engine's time.
             let hold_until = self.hold.map(|h| tokio::time::Instant::from_std(h.until));
-            // Notifications first: a call is handled after every notification sent before it
-            // (and one set aside in the middle of a fan-out before any).
+            // Notifications first: a call is handled after every notification sent before it.
+            // (Nothing is set aside here: the passes below end only when no notification,
+            // set aside or not, is waiting.)
             tokio::select! {
                 biased;
-                msg = std::future::ready(self.stashed.take()), if self.stashed.is_some() => {
-                    if let Some(msg) = msg {
-                        self.handle(msg);
-                    }
-                }
                 msg = self.events.recv() => match msg {
                     Some(msg) => self.handle(msg),
                     None => break,
@@ -646,6 +642,7 @@ impl Driver {
         self.stashed.take().or_else(|| self.events.try_recv().ok())
     }
 
+    /// Whether a notification is waiting, set aside or in the channel.
     fn events_waiting(&self) -> bool {
         self.stashed.is_some() || !self.events.is_empty()
     }

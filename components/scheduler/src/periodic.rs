@@ -633,7 +633,6 @@ impl Scheduler {
         );
     }
 
-    /// The periodic records the store holds (for a rebuilt store).
     /// Ours (see `Scheduler::clock_went_back`): the wall clock went back by `back` ms, and the
     /// periodic schedule keeps the time it had left — anchors (so an interval counts the time
     /// that really passed), next fire times, retries, each origin's last round and the last
@@ -669,6 +668,7 @@ impl Scheduler {
             .collect()
     }
 
+    /// The periodic records the store holds (for a rebuilt store).
     pub(crate) fn stored_periodic(&self) -> Vec<StoredRegistration> {
         self.periodic
             .regs

@@ -286,9 +286,9 @@ pub struct Scheduler {
     /// yet fired: each fires as the effects before it have been taken
     /// ([`poll_effect`](Scheduler::poll_effect)), so a driver can settle the first events
     /// while the later ones are still to be sent, and a fan-out of many registrations touches
-    /// a round's worth of them at a time. Any input other than an outcome or a store
-    /// acknowledgement fires the rest first, so what it sees is what firing them all at once
-    /// would have left.
+    /// a round's worth of them at a time. Any input other than an outcome, a store
+    /// acknowledgement or the time fires the rest first, so what it sees is what firing them
+    /// all at once would have left.
     fire_queue: VecDeque<u32>,
     log: Vec<LogEntry>,
     next_dispatch: u64,
@@ -926,18 +926,18 @@ impl Scheduler {
             return Ok(());
         }
         // 9. Else: a new registration (tag, serviceWorkerRegistration, pending).
-        let usage = match self.usage_of.get(&caller) {
-            Some(&at) => self.usages[at as usize].clone(),
-            None => Usage::default(),
-        };
+        let (count, bytes_held) = self.usage_of.get(&caller).map_or((0, 0), |&at| {
+            let usage = &self.usages[at as usize];
+            (usage.count, usage.bytes)
+        });
         if let Some(cap) = self.params.max_registrations_per_origin {
-            if usage.count >= cap {
+            if count >= cap {
                 return Err(DomException::new(
                     DomExceptionName::QuotaExceededError,
                     format!(
                         "Registration failed: {caller} already holds {} sync registrations, \
                          the most one origin may hold; reuse a tag or wait for some to fire",
-                        usage.count
+                        count
                     ),
                 ));
             }
@@ -946,14 +946,14 @@ impl Scheduler {
         // so that long tags cannot fill the user's disk.
         let bytes = Parameters::footprint(&key.1);
         if let Some(cap) = self.params.max_bytes_per_origin {
-            if usage.bytes + bytes > cap {
+            if bytes_held + bytes > cap {
                 return Err(DomException::new(
                     DomExceptionName::QuotaExceededError,
                     format!(
                         "Registration failed: {caller}'s sync registrations take {} bytes and this \
                          one {bytes} more, over the {cap} bytes one origin may use; use shorter \
                          tags, reuse a tag, or wait for some to fire",
-                        usage.bytes
+                        bytes_held
                     ),
                 ));
             }
@@ -1756,7 +1756,6 @@ impl Scheduler {
     }
 }
 
-/// Whether `slot` holds `key`'s registration (an index entry left by a removal does not).
 /// Where the index finds a registration: its slot, and the slot's generation when it was put
 /// there.
 #[derive(Debug, Clone, Copy)]
