@@ -226,12 +226,12 @@ impl CommitStats {
 }
 
 /// The SQLite store, counting its commits.
-struct Counted {
-    inner: SqliteStore,
+struct Counted<S> {
+    inner: S,
     stats: Arc<CommitStats>,
 }
 
-impl RegistrationStore for Counted {
+impl<S: RegistrationStore> RegistrationStore for Counted<S> {
     fn load_all(&mut self) -> Result<Vec<StoredRegistration>, bgsync::StoreError> {
         self.inner.load_all()
     }
@@ -311,6 +311,15 @@ fn register_throughput(
 /// an engine's event loop would call), each awaiting its answer before its next call.
 fn register_throughput_async(dir: &Path, per_caller: usize) -> Result<(f64, PerCommit), String> {
     let (sync, stats) = counted_engine(dir)?;
+    tasks_on(sync, stats, per_caller)
+}
+
+/// 64 tasks on one current-thread runtime registering `per_caller` tags each on `sync`.
+fn tasks_on(
+    sync: BackgroundSync,
+    stats: Arc<CommitStats>,
+    per_caller: usize,
+) -> Result<(f64, PerCommit), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| e.to_string())?;
@@ -899,6 +908,25 @@ pub fn one(args: &[String]) -> Result<(), String> {
         // SQLite's limit for their rows (`valgrind --tool=callgrind --toggle-collect=
         // '*SqliteStore*RegistrationStore*commit*' target/release/xtask bench-one tasks 2560`
         // against `bench-one limit 2560` compares what a commit of each runs).
+        // The 64 async tasks on an engine whose store is in memory: the engine's own cost per
+        // register, without the disk's (what the async tasks' goal leaves to the engine).
+        Some("tasks-memory") => {
+            let stats = Arc::new(CommitStats::default());
+            let sync = bench_engine()
+                .store(Box::new(Counted {
+                    inner: MemoryStore::new(),
+                    stats: stats.clone(),
+                }))
+                .start()
+                .map_err(|e| e.to_string())?;
+            let (rate, c) = tasks_on(sync, stats, n.div_ceil(64))?;
+            println!(
+                "64 tasks, store in memory: {rate:.0} registers/s = {:.0} ns a register; {:.1} rows a commit, {:.0} µs between commits",
+                1e9 / rate,
+                c.rows,
+                c.between_us
+            );
+        }
         Some(side @ ("tasks" | "limit")) => {
             let base = std::env::temp_dir().join(format!("bgsync-{side}-{}", std::process::id()));
             let per_caller = n.div_ceil(64);
@@ -946,7 +974,7 @@ pub fn one(args: &[String]) -> Result<(), String> {
         }
         _ => {
             return Err(
-                "bench-one fanout|periodic-fanout|register|cold|throughput|tasks|limit|latency|stat-fsync [N]"
+                "bench-one fanout|periodic-fanout|register|cold|throughput|tasks|tasks-memory|limit|latency|stat-fsync [N]"
                     .into(),
             )
         }

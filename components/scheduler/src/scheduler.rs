@@ -361,6 +361,22 @@ impl Scheduler {
         self.effects.pop_front()
     }
 
+    /// The next effect if it is the settlement of a call: nothing else is taken, and the
+    /// registrations queued to fire stay queued. A driver that takes the settlements after each
+    /// input answers each caller as soon as its answer is known (after each write of a commit
+    /// is acknowledged, say) and leaves every other effect to [`poll_effect`], in order.
+    ///
+    /// [`poll_effect`]: Scheduler::poll_effect
+    pub fn poll_settlement(&mut self) -> Option<(RequestId, Result<Response, DomException>)> {
+        match self.effects.front() {
+            Some(Effect::Settle { .. }) => match self.effects.pop_front() {
+                Some(Effect::Settle { request, result }) => Some((request, result)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// Fires every registration still queued to fire (before any input that could observe
     /// them as pending).
     fn fire_queued(&mut self) {

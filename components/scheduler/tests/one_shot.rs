@@ -8,7 +8,7 @@ use std::time::Duration;
 use bgsync_scheduler::{
     DispatchOutcome, LogEvent, NextStep, Parameters, RegisterContext, RegistrationState, Response,
 };
-use bgsync_store::StoreOp;
+use bgsync_store::{RegistrationStore, StoreOp};
 use bgsync_types::{DomExceptionName, PermissionState, SwRegistrationId, Tag, Timestamp};
 use common::{origin, Harness, Seen, MIN};
 
@@ -43,6 +43,54 @@ fn register_is_not_resolved_until_the_write_is_acknowledged() {
     h.ack_held();
     h.assert_resolved(req);
     assert_eq!(h.dispatched().len(), 1);
+}
+
+/// A driver answers each caller of a group commit as its write is acknowledged
+/// (`poll_settlement`), before the next write's acknowledgement, without taking any other effect
+/// out of order: online, the first registration's event follows its answer, and the answers
+/// after it wait for that event.
+#[test]
+fn a_settlement_is_taken_as_soon_as_it_is_known_and_nothing_else_early() {
+    let mut h = Harness::new();
+    h.auto_ack = false;
+    let a = origin("https://mail.example");
+    let reqs: Vec<_> = (0..3)
+        .map(|i| h.register(&a, 1, &format!("t{i}")))
+        .collect();
+    let held = std::mem::take(&mut h.held);
+    assert_eq!(held.len(), 3);
+    let ack = |h: &mut Harness, i: usize| {
+        let result = h.store.commit(&held[i].1).map_err(|e| e.to_string());
+        h.core.persist_completed(h.now, held[i].0, result);
+    };
+    // Offline: each acknowledgement's answer is there at once, and only it.
+    h.set_online(false);
+    ack(&mut h, 0);
+    match h.core.poll_settlement() {
+        Some((r, Ok(Response::Registered))) => assert_eq!(r, reqs[0]),
+        other => panic!("expected the first caller's answer, got {other:?}"),
+    }
+    assert!(h.core.poll_settlement().is_none(), "one write, one answer");
+    // Online: t1's answer comes first, then its event, which poll_settlement leaves, and with
+    // it t2's answer, for poll_effect to give in order.
+    h.core.set_online(h.now, true);
+    ack(&mut h, 1);
+    assert!(matches!(h.core.poll_settlement(), Some((r, Ok(_))) if r == reqs[1]));
+    ack(&mut h, 2);
+    assert!(
+        h.core.poll_settlement().is_none(),
+        "an event is in front of the answer"
+    );
+    match h.core.poll_effect() {
+        Some(bgsync_scheduler::Effect::Dispatch(d)) => assert_eq!(d.tag, Tag::from("t1")),
+        other => panic!("expected t1's event, got {other:?}"),
+    }
+    assert_eq!(h.result(reqs[2]), None, "t2's answer is still queued");
+    h.run();
+    h.assert_resolved(reqs[2]);
+    let mut fired: Vec<String> = h.dispatched().iter().map(|d| d.tag.to_string()).collect();
+    fired.sort();
+    assert_eq!(fired, ["t0", "t2"], "the others fire, each once");
 }
 
 #[test]
