@@ -906,6 +906,11 @@ impl Engine {
             self.store.commit(ops).map_err(|e| e.to_string())
         };
         self.core.persist_completed(self.now, id, result);
+        // As the facade's driver does: the answers at the front are taken at once, each write
+        // of a group commit answering its caller before the next write is acknowledged.
+        while let Some((request, result)) = self.core.poll_settlement() {
+            self.settled.insert(request, result);
+        }
     }
 
     /// Holds writes until [`release`](Engine::release).
