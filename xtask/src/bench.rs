@@ -260,10 +260,11 @@ impl<S: RegistrationStore> RegistrationStore for Counted<S> {
     }
 }
 
-/// [`durable_engine`] over a store that counts its commits.
-fn counted_engine(dir: &Path) -> Result<(BackgroundSync, Arc<CommitStats>), String> {
+/// The benchmarks' engine over `store`, counting its commits.
+fn counted_engine(
+    store: impl RegistrationStore + 'static,
+) -> Result<(BackgroundSync, Arc<CommitStats>), String> {
     let stats = Arc::new(CommitStats::default());
-    let store = SqliteStore::open(dir).map_err(|e| e.to_string())?;
     let sync = bench_engine()
         .store(Box::new(Counted {
             inner: store,
@@ -282,7 +283,7 @@ fn register_throughput(
     per_caller: usize,
     channel: bool,
 ) -> Result<(f64, PerCommit), String> {
-    let (sync, stats) = counted_engine(dir)?;
+    let (sync, stats) = counted_engine(SqliteStore::open(dir).map_err(|e| e.to_string())?)?;
     let t = Instant::now();
     std::thread::scope(|s| {
         for c in 0..64 {
@@ -310,7 +311,7 @@ fn register_throughput(
 /// Benchmark 3, async variant: 64 concurrent callers as tasks on one current-thread runtime (how
 /// an engine's event loop would call), each awaiting its answer before its next call.
 fn register_throughput_async(dir: &Path, per_caller: usize) -> Result<(f64, PerCommit), String> {
-    let (sync, stats) = counted_engine(dir)?;
+    let (sync, stats) = counted_engine(SqliteStore::open(dir).map_err(|e| e.to_string())?)?;
     tasks_on(sync, stats, per_caller)
 }
 
@@ -911,14 +912,7 @@ pub fn one(args: &[String]) -> Result<(), String> {
         // The 64 async tasks on an engine whose store is in memory: the engine's own cost per
         // register, without the disk's (what the async tasks' goal leaves to the engine).
         Some("tasks-memory") => {
-            let stats = Arc::new(CommitStats::default());
-            let sync = bench_engine()
-                .store(Box::new(Counted {
-                    inner: MemoryStore::new(),
-                    stats: stats.clone(),
-                }))
-                .start()
-                .map_err(|e| e.to_string())?;
+            let (sync, stats) = counted_engine(MemoryStore::new())?;
             let (rate, c) = tasks_on(sync, stats, n.div_ceil(64))?;
             println!(
                 "64 tasks, store in memory: {rate:.0} registers/s = {:.0} ns a register; {:.1} rows a commit, {:.0} µs between commits",
