@@ -1,4 +1,5 @@
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+use std::hash::BuildHasher;
 
 // The core's hash maps are keyed by ids and origins; foldhash is several times faster than
 // SipHash on them and keeps per-map random seeds.
@@ -16,8 +17,7 @@ use crate::{
     RegistrationState, Response,
 };
 
-/// A registration is known by its service worker registration and tag. Ordering by this key
-/// finds a service worker registration's list with one range scan.
+/// A registration is known by its service worker registration and tag.
 type Key = (SwRegistrationId, Tag);
 
 /// What the embedder knew about the caller when `register()` was called.
@@ -235,15 +235,22 @@ pub struct Scheduler {
     slots: Vec<Option<Entry>>,
     /// Slots free for reuse.
     free: Vec<u32>,
-    /// The slots by key, in key order: one service worker registration's range for getTags and
-    /// unregistration, and the order of `inspect()`. Removing a registration leaves its entry here (counted in
-    /// `stale`, skipped by every reader) until the next compaction, so a removal needs no
-    /// search either.
-    index: BTreeMap<Key, Place>,
+    /// The slots by key's hash, for exact lookups: 12 bytes a place, the key itself being the
+    /// slab's (a tree of keys took about 60 bytes a registration and a walk of three or four
+    /// nodes per lookup). Removing a registration leaves its place here and in its list
+    /// (counted in `stale`, skipped by every reader) until the next compaction, so a removal
+    /// needs no search either.
+    index: hashbrown::HashTable<Hashed>,
+    /// Each service worker registration's places, in the order they were put in the slab: its
+    /// list for getTags and unregistration.
+    lists: HashMap<SwRegistrationId, Vec<Place>>,
+    /// Hashes keys for `index`.
+    hasher: foldhash::fast::RandomState,
     /// Each slot's generation, bumped when its registration is removed: an index entry is live
     /// when it has its slot's generation. (Kept apart from the slab so that telling stale
     /// entries from live ones reads 4 bytes a slot, not the registration.)
     generations: Vec<u32>,
+    /// Places of removed registrations still in `index` (and as many in `lists`).
     stale: usize,
     /// How many registrations the slab holds.
     live: usize,
@@ -306,7 +313,9 @@ impl Scheduler {
             online: true,
             slots: Vec::new(),
             free: Vec::new(),
-            index: BTreeMap::new(),
+            index: hashbrown::HashTable::new(),
+            lists: HashMap::default(),
+            hasher: foldhash::fast::RandomState::default(),
             generations: Vec::new(),
             stale: 0,
             live: 0,
@@ -472,8 +481,27 @@ impl Scheduler {
 
     /// The slot of `key`'s registration, if there is one.
     fn slot_of(&self, key: &Key) -> Option<u32> {
-        let &place = self.index.get(key)?;
-        place.live(&self.generations).then_some(place.slot)
+        self.find(key, self.hash(key))
+    }
+
+    /// `key`'s hash in `index`.
+    fn hash(&self, key: &Key) -> u32 {
+        // The low half of a 64-bit hash: `Hashed::table_hash` spreads it again.
+        self.hasher.hash_one(key) as u32
+    }
+
+    /// [`slot_of`](Scheduler::slot_of) with the key's hash already computed.
+    fn find(&self, key: &Key, hash: u32) -> Option<u32> {
+        let (slots, generations) = (&self.slots, &self.generations);
+        let found = self.index.find(Hashed::table_hash(hash), |h| {
+            h.hash == hash
+                && h.place.live(generations)
+                && slots
+                    .get(h.place.slot as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|e| e.key == *key)
+        })?;
+        Some(found.place.slot)
     }
 
     fn get(&self, key: &Key) -> Option<&SyncRegistration> {
@@ -503,6 +531,12 @@ impl Scheduler {
 
     /// Puts a registration (for a key that has none) in a slot.
     fn insert(&mut self, key: Key, reg: SyncRegistration) -> u32 {
+        let hash = self.hash(&key);
+        self.insert_hashed(key, hash, reg)
+    }
+
+    /// [`insert`](Scheduler::insert) with the key's hash already computed.
+    fn insert_hashed(&mut self, key: Key, hash: u32, reg: SyncRegistration) -> u32 {
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
@@ -515,11 +549,13 @@ impl Scheduler {
             slot,
             generation: self.generations[slot as usize],
         };
-        if self.index.insert(key.clone(), place).is_some() {
-            // The key's entry was stale (its registration had been removed).
-            self.stale -= 1;
-        }
+        self.lists.entry(key.0).or_default().push(place);
         self.slots[slot as usize] = Some(Entry { key, reg });
+        self.index.insert_unique(
+            Hashed::table_hash(hash),
+            Hashed { hash, place },
+            Hashed::rehash,
+        );
         self.live += 1;
         self.peak_live = self.peak_live.max(self.live);
         slot
@@ -548,37 +584,48 @@ impl Scheduler {
         let going = self.in_flight + self.fire_queue.len() + self.staged.len();
         let fan_out = going > self.live / 2 && self.index.len() <= self.peak_live;
         if self.live == 0 {
-            self.index.clear();
+            self.index = hashbrown::HashTable::new();
+            self.lists = HashMap::default();
             self.stale = 0;
         } else if self.stale > 1_024 && self.stale > 3 * self.live && !fan_out {
-            let generations = &self.generations;
-            let mut kept = Vec::with_capacity(self.live);
-            kept.extend(
-                std::mem::take(&mut self.index)
-                    .into_iter()
-                    .filter(|(_, place)| place.live(generations)),
-            );
-            self.index = kept.into_iter().collect();
-            self.stale = 0;
+            self.compact();
         }
         entry
     }
 
-    /// The live slots of `sw`'s registrations, in key order.
+    /// Drops the places of removed registrations from the index and the lists, and gives back
+    /// memory a table or list holds beyond four times what it keeps.
+    fn compact(&mut self) {
+        let generations = &self.generations;
+        self.index.retain(|h| h.place.live(generations));
+        if self.index.capacity() > 4 * self.index.len() {
+            self.index.shrink_to_fit(Hashed::rehash);
+        }
+        self.lists.retain(|_, list| {
+            list.retain(|p| p.live(generations));
+            if list.capacity() > 4 * list.len() {
+                list.shrink_to_fit();
+            }
+            !list.is_empty()
+        });
+        self.stale = 0;
+    }
+
+    /// The live slots of `sw`'s registrations, in the order they were put in the slab.
     fn slots_of(&self, sw: SwRegistrationId) -> impl Iterator<Item = u32> + '_ {
-        self.index
-            .range((sw, Tag::default())..)
-            .take_while(move |((s, _), _)| *s == sw)
-            .filter(|(_, place)| place.live(&self.generations))
-            .map(|(_, place)| place.slot)
+        self.lists
+            .get(&sw)
+            .into_iter()
+            .flatten()
+            .filter(|place| place.live(&self.generations))
+            .map(|place| place.slot)
     }
 
     /// Every registration in key order.
     fn entries(&self) -> impl Iterator<Item = &Entry> + '_ {
-        self.index
-            .iter()
-            .filter(|(_, place)| place.live(&self.generations))
-            .map(|(_, place)| self.entry(place.slot))
+        let mut all: Vec<&Entry> = self.slots.iter().flatten().collect();
+        all.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        all.into_iter()
     }
 
     /// Loads registrations from the store at start-up.
@@ -647,7 +694,8 @@ impl Scheduler {
             busy: false,
             usage,
         };
-        if let Some(old) = self.slot_of(&key) {
+        let hash = self.hash(&key);
+        if let Some(old) = self.find(&key, hash) {
             // A store never yields a key twice; if one did, keep the count honest.
             let old = self.remove(old);
             self.retry_timers.remove(&(old.reg.next_fire, key.clone()));
@@ -655,9 +703,9 @@ impl Scheduler {
         }
         if waiting {
             self.retry_timers.insert((next_fire, key.clone()));
-            self.insert(key, reg);
+            self.insert_hashed(key, hash, reg);
         } else {
-            let slot = self.insert(key, reg);
+            let slot = self.insert_hashed(key, hash, reg);
             self.try_fire(slot);
         }
     }
@@ -1082,7 +1130,8 @@ impl Scheduler {
                 (e.reg.seq, &e.key.1)
             })
             .collect();
-        placed.sort_by_key(|(seq, _)| *seq); // stable: equal places keep key order
+        // Places are unique below 2^32; equal ones (after that) list in key order.
+        placed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
         placed.into_iter().map(|(_, t)| t.clone()).collect()
     }
 
@@ -1243,7 +1292,9 @@ impl Scheduler {
         event: LogEvent,
     ) -> bool {
         self.drop_periodic_of(sw, &event);
-        let slots: Vec<u32> = self.slots_of(sw).collect();
+        // In key order, as they are logged and their events abandoned.
+        let mut slots: Vec<u32> = self.slots_of(sw).collect();
+        slots.sort_unstable_by(|a, b| self.entry(*a).key.cmp(&self.entry(*b).key));
         for slot in slots {
             // Outcomes of its event, in flight or queued behind its write, are ignored from now
             // on: its slot no longer holds it.
@@ -1784,6 +1835,27 @@ impl Place {
     /// Whether the slot still holds the registration this entry was made for.
     fn live(self, generations: &[u32]) -> bool {
         generations.get(self.slot as usize) == Some(&self.generation)
+    }
+}
+
+/// A place in the key index, with its key's hash: a table that grows moves its places without
+/// reading their keys (slots reused since would not hold them), and a lookup reads a key only
+/// when the hashes match.
+#[derive(Debug, Clone, Copy)]
+struct Hashed {
+    hash: u32,
+    place: Place,
+}
+
+impl Hashed {
+    /// The hash the table places `hash` by: its 32 bits spread over 64, as the table takes a
+    /// bucket from the low bits and a tag byte from the top seven.
+    fn table_hash(hash: u32) -> u64 {
+        u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    fn rehash(&self) -> u64 {
+        Hashed::table_hash(self.hash)
     }
 }
 

@@ -131,3 +131,48 @@ fn registrations_always_in_flight_with_new_tags_keep_the_index_bounded() {
         h.core.index_entries()
     );
 }
+
+#[test]
+fn a_key_registered_again_and_again_is_found_and_keeps_the_index_bounded() {
+    // The index is a hash table whose removed places stay until a compaction: the same key
+    // registered and removed 5,000 times, beside registrations of other service workers, must
+    // be found each time (never taken for one of its removed places, whose slots were reused),
+    // and the places kept must stay bounded.
+    let mut h = Harness::new();
+    let a = origin("https://a.example");
+    let b = origin("https://b.example");
+    h.set_online(false);
+    for i in 0..10 {
+        h.register_ok(&b, 2, &format!("kept{i}"));
+    }
+    h.set_online(true);
+    let kept = h.dispatched();
+    assert_eq!(kept.len(), 10);
+    for d in &kept {
+        h.complete(d, DispatchOutcome::Rejected); // they wait for their retry, and stay
+    }
+    for round in 0..5_000 {
+        h.register_ok(&a, 1, "same");
+        let d = h.last_dispatch();
+        assert_eq!(d.tag.to_string(), "same");
+        // A second register() finds the registration in flight: no second registration.
+        h.register_ok(&a, 1, "same");
+        assert_eq!(h.get_tags(&a, 1).unwrap(), vec!["same"], "round {round}");
+        // It was re-registered while firing, so it fires once more before it goes.
+        h.complete(&d, DispatchOutcome::Fulfilled);
+        let again = h.last_dispatch();
+        assert_ne!(again.id, d.id, "round {round}");
+        h.complete(&again, DispatchOutcome::Fulfilled);
+        assert_eq!(h.get_tags(&a, 1).unwrap(), Vec::<String>::new());
+        h.seen.clear();
+    }
+    assert_eq!(h.core.len(), 10);
+    assert!(
+        h.core.index_entries() <= 4 * 11 + 1_024 + 1,
+        "the index holds {} entries for 10 registrations",
+        h.core.index_entries()
+    );
+    let expected: Vec<String> = (0..10).map(|i| format!("kept{i}")).collect();
+    assert_eq!(h.get_tags(&b, 2).unwrap(), expected);
+    assert_eq!(h.core.inspect().len(), 10);
+}
