@@ -225,3 +225,35 @@ async fn the_database_deleted_while_running_is_rewritten_and_reported() {
     );
     sync.shutdown();
 }
+
+#[tokio::test]
+async fn a_large_store_is_restored_whole_and_in_order_while_it_is_read() {
+    // Start-up reads the rows on a thread of its own and hands them over in chunks of 1,024,
+    // a few ahead at most: 10,000 rows (not a multiple of a chunk, and more than the chunks
+    // held ahead) must all arrive, in the store's order, the last partial chunk included.
+    let dir = tempfile::tempdir().unwrap();
+    let n = 10_000;
+    {
+        let mut store = SqliteStore::open(dir.path()).unwrap();
+        let ops: Vec<StoreOp> = (0..n)
+            .map(|i| {
+                let mut r = record(&a(), 1, i);
+                // Places in the list against the key order: the restore keeps them.
+                r.seq = (n - i) as u64;
+                StoreOp::Put(r)
+            })
+            .collect();
+        store.commit(&ops).unwrap();
+    }
+    let sync = start(dir.path());
+    assert_eq!(sync.start_report().restored, n);
+    assert_eq!(sync.start_report().recovery, None);
+    let listed = sync.get_tags(&a(), SwRegistrationId(1)).await.unwrap();
+    let expected: Vec<Tag> = (0..n).rev().map(|i| record(&a(), 1, i).tag).collect();
+    assert_eq!(listed.len(), n);
+    assert!(
+        listed == expected,
+        "getTags() lists the stored places' order"
+    );
+    sync.shutdown();
+}
