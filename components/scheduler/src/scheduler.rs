@@ -250,7 +250,7 @@ pub struct Scheduler {
     /// when it has its slot's generation. (Kept apart from the slab so that telling stale
     /// entries from live ones reads 4 bytes a slot, not the registration.)
     generations: Vec<u32>,
-    /// Places of removed registrations still in `index` (and as many in `lists`).
+    /// Places of removed registrations still in `lists` (`index` holds at most as many).
     stale: usize,
     /// How many registrations the slab holds.
     live: usize,
@@ -551,6 +551,16 @@ impl Scheduler {
         };
         self.lists.entry(key.0).or_default().push(place);
         self.slots[slot as usize] = Some(Entry { key, reg });
+        // The places this key's earlier registrations left (and, rarely, another key's with the
+        // same 32-bit hash) are stale: dropped here, so that a tag registered again and again
+        // does not pile its old places up in one probe sequence until the next compaction. The
+        // lists keep theirs until then, which `stale` still counts.
+        let generations = &self.generations;
+        while let Ok(old) = self.index.find_entry(Hashed::table_hash(hash), |h| {
+            h.hash == hash && !h.place.live(generations)
+        }) {
+            old.remove();
+        }
         self.index.insert_unique(
             Hashed::table_hash(hash),
             Hashed { hash, place },

@@ -165,6 +165,15 @@ fn a_key_registered_again_and_again_is_found_and_keeps_the_index_bounded() {
         h.complete(&again, DispatchOutcome::Fulfilled);
         assert_eq!(h.get_tags(&a, 1).unwrap(), Vec::<String>::new());
         h.seen.clear();
+        if round == 500 {
+            // Before any compaction (1,024 removals): the key's earlier places are dropped as
+            // it is registered again, not piled up in the index.
+            assert!(
+                h.core.index_entries() <= 12,
+                "the index holds {} entries for 10 registrations after 500 rounds",
+                h.core.index_entries()
+            );
+        }
     }
     assert_eq!(h.core.len(), 10);
     assert!(
