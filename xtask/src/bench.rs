@@ -486,13 +486,10 @@ fn put(origin: Origin, sw: u64, tag: String, seq: u64, next_fire: Timestamp) -> 
     })
 }
 
-/// The wall clock in the engine's milliseconds, as a registration made now records it.
+/// The time a registration made now records: the benchmarks' engines run on the
+/// [`bgsync::SystemClock`] (the builder's default).
 fn wall_now() -> Timestamp {
-    Timestamp(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
-    )
+    bgsync::Clock::now(&bgsync::SystemClock)
 }
 
 /// Bytes on disk per registration with tags of `tag_bytes` bytes: `n` registrations committed
