@@ -38,6 +38,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bgsync_types::{Origin, Partition, SwRegistrationId, SyncKind, Tag, Timestamp};
+use rusqlite::types::{FromSqlError, FromSqlResult, ValueRef};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 
 use bgsync_store::{
@@ -1093,51 +1094,137 @@ pub struct RawRow {
 impl RawRow {
     /// Reads a row selected with [`ROW_COLUMNS`].
     fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
-        Ok(RawRow {
+        RowRef::read(r).map(RowRef::to_owned)
+    }
+
+    /// The row's fields, borrowed.
+    fn as_ref(&self) -> RowRef<'_> {
+        RowRef {
+            sw: self.sw,
+            kind: self.kind,
+            tag: &self.tag,
+            origin: &self.origin,
+            attempts: self.attempts,
+            max_attempts: self.max_attempts,
+            next_fire: self.next_fire,
+            periodic_interval_ms: self.periodic_interval_ms,
+            checksum: self.checksum,
+            partition: &self.partition,
+            seq: self.seq,
+        }
+    }
+}
+
+/// A [`RawRow`] whose tag, origin and partition are borrowed from SQLite's row: the start-up
+/// read decodes a million rows without copying their text first.
+#[derive(Debug, Clone, Copy)]
+struct RowRef<'a> {
+    sw: i64,
+    kind: i64,
+    tag: &'a [u8],
+    origin: &'a str,
+    attempts: i64,
+    max_attempts: i64,
+    next_fire: i64,
+    periodic_interval_ms: Option<i64>,
+    checksum: i64,
+    partition: &'a str,
+    seq: i64,
+}
+
+impl<'a> RowRef<'a> {
+    /// Reads a row selected with [`ROW_COLUMNS`], with the column types `Row::get` would ask
+    /// for (a tag that is not a blob, an origin that is not text, are errors as there).
+    fn read(r: &'a rusqlite::Row<'_>) -> rusqlite::Result<RowRef<'a>> {
+        Ok(RowRef {
             sw: r.get(0)?,
             kind: r.get(1)?,
-            tag: r.get(2)?,
-            origin: r.get(3)?,
+            tag: borrowed(r, 2, |v| v.as_blob())?,
+            origin: borrowed(r, 3, |v| v.as_str())?,
             attempts: r.get(4)?,
             max_attempts: r.get(5)?,
             next_fire: r.get(6)?,
             periodic_interval_ms: r.get(7)?,
             checksum: r.get(8)?,
-            partition: r.get(9)?,
+            partition: borrowed(r, 9, |v| v.as_str())?,
             seq: r.get(10)?,
         })
     }
+
+    fn to_owned(self) -> RawRow {
+        RawRow {
+            sw: self.sw,
+            kind: self.kind,
+            tag: self.tag.to_vec(),
+            origin: self.origin.to_owned(),
+            attempts: self.attempts,
+            max_attempts: self.max_attempts,
+            next_fire: self.next_fire,
+            periodic_interval_ms: self.periodic_interval_ms,
+            checksum: self.checksum,
+            partition: self.partition.to_owned(),
+            seq: self.seq,
+        }
+    }
+}
+
+/// Column `idx` of `r` as `as_` borrows it, its failure the error `Row::get` gives for it.
+fn borrowed<'a, T>(
+    r: &'a rusqlite::Row<'_>,
+    idx: usize,
+    as_: impl FnOnce(ValueRef<'a>) -> FromSqlResult<T>,
+) -> rusqlite::Result<T> {
+    let value = r.get_ref(idx)?;
+    as_(value).map_err(|e| match e {
+        FromSqlError::InvalidType => rusqlite::Error::InvalidColumnType(
+            idx,
+            r.as_ref()
+                .column_name(idx)
+                .map_or_else(|_| String::new(), str::to_owned),
+            value.data_type(),
+        ),
+        FromSqlError::Utf8Error(e) => rusqlite::Error::Utf8Error(idx, e),
+        e => rusqlite::Error::FromSqlConversionFailure(idx, value.data_type(), Box::new(e)),
+    })
 }
 
 /// The checksum a row is written with: a 64-bit hash of every field, so that a bit flipped in any
 /// of them (which SQLite, having no checksums of its own, cannot see) is found when the row
 /// is read.
 pub fn row_checksum(row: &RawRow) -> i64 {
-    let mut h = Fnv::new();
-    h.i64(row.sw);
-    h.i64(row.kind);
-    h.bytes(&row.tag);
-    h.bytes(row.origin.as_bytes());
-    h.i64(row.attempts);
-    h.i64(row.max_attempts);
-    h.i64(row.next_fire);
-    match row.periodic_interval_ms {
-        None => h.i64(-1),
-        Some(ms) => {
-            h.i64(1);
-            h.i64(ms);
+    row.as_ref().checksum_of_fields()
+}
+
+impl RowRef<'_> {
+    /// [`row_checksum`] of these fields.
+    fn checksum_of_fields(&self) -> i64 {
+        let row = self;
+        let mut h = Fnv::new();
+        h.i64(row.sw);
+        h.i64(row.kind);
+        h.bytes(row.tag);
+        h.bytes(row.origin.as_bytes());
+        h.i64(row.attempts);
+        h.i64(row.max_attempts);
+        h.i64(row.next_fire);
+        match row.periodic_interval_ms {
+            None => h.i64(-1),
+            Some(ms) => {
+                h.i64(1);
+                h.i64(ms);
+            }
         }
+        // Only a partition other than the default is hashed, so that rows written before
+        // partitions existed (schema 4) keep their checksums.
+        if !row.partition.is_empty() {
+            h.bytes(row.partition.as_bytes());
+        }
+        // Likewise the list position, which rows of schema 5 and older do not have.
+        if row.seq != 0 {
+            h.i64(row.seq);
+        }
+        h.finish()
     }
-    // Only a partition other than the default is hashed, so that rows written before
-    // partitions existed (schema 4) keep their checksums.
-    if !row.partition.is_empty() {
-        h.bytes(row.partition.as_bytes());
-    }
-    // Likewise the list position, which rows of schema 5 and older do not have.
-    if row.seq != 0 {
-        h.i64(row.seq);
-    }
-    h.finish()
 }
 
 /// A 64-bit hash that takes eight bytes a step (a multiply and a shift per word): every bit
@@ -1181,7 +1268,7 @@ impl Fnv {
 /// Decodes a stored row, refusing anything this build would not have written.
 pub fn decode_row(row: RawRow) -> Result<StoredRegistration, String> {
     let origin = decode_origin(&row.origin)?;
-    decode_with_origin(row, origin)
+    decode_with_origin(row.as_ref(), origin)
 }
 
 fn decode_origin(text: &str) -> Result<Origin, String> {
@@ -1193,21 +1280,21 @@ fn decode_origin(text: &str) -> Result<Origin, String> {
 }
 
 /// Decodes a row whose origin column was already decoded as `origin`.
-fn check_row(row: &RawRow) -> Result<(), String> {
-    if row.checksum != row_checksum(row) {
+fn check_row(row: &RowRef<'_>) -> Result<(), String> {
+    if row.checksum != row.checksum_of_fields() {
         return Err("its checksum does not match: the row changed after it was written".into());
     }
     Ok(())
 }
 
-fn decode_with_origin(row: RawRow, origin: Origin) -> Result<StoredRegistration, String> {
+fn decode_with_origin(row: RowRef<'_>, origin: Origin) -> Result<StoredRegistration, String> {
     check_row(&row)?;
     let kind = match row.kind {
         0 => SyncKind::OneShot,
         1 => SyncKind::Periodic,
         k => return Err(format!("unknown kind {k}")),
     };
-    let units = tag_from_sql(&row.tag)?;
+    let tag = tag_from_sql_shared(row.tag)?;
     let attempts = u32::try_from(row.attempts).map_err(|_| format!("attempts {}", row.attempts))?;
     let max_attempts = u32::try_from(row.max_attempts)
         .ok()
@@ -1224,10 +1311,10 @@ fn decode_with_origin(row: RawRow, origin: Origin) -> Result<StoredRegistration,
     };
     Ok(StoredRegistration {
         origin,
-        partition: Partition::new(&row.partition),
+        partition: Partition::new(row.partition),
         seq: u64::try_from(row.seq).map_err(|_| format!("seq {}", row.seq))?,
         sw: SwRegistrationId(row.sw as u64),
-        tag: Tag::from_utf16(units),
+        tag,
         kind,
         attempts,
         max_attempts,
@@ -1257,21 +1344,32 @@ fn load_each(
     let mut stmt = conn
         .prepare(&format!("SELECT {ROW_COLUMNS} FROM registrations"))
         .map_err(failed)?;
-    let rows = stmt.query_map([], RawRow::read).map_err(failed)?;
-    // Many rows share an origin: decode each origin once and share it.
+    let mut rows = stmt.query([]).map_err(failed)?;
+    // Many rows share an origin: decode each origin once and share it. The rows come in key
+    // order, a service worker registration's together, so most rows have the origin of the
+    // row before them, which is checked first.
     let mut origins: HashMap<String, Origin> = HashMap::new();
-    for row in rows {
-        let row = row.map_err(failed)?;
+    let mut last: Option<(String, Origin)> = None;
+    while let Some(r) = rows.next().map_err(failed)? {
+        // Borrowed from SQLite's row: nothing of it is copied but what the registration keeps.
+        let row = RowRef::read(r).map_err(failed)?;
         let sw = row.sw;
         let corrupt = |cause: String| StoreError::Corrupt {
             path: path.to_owned(),
             cause: format!("row of service worker registration {sw}: {cause}"),
         };
-        let origin = match origins.get(&row.origin) {
-            Some(o) => o.clone(),
-            None => {
-                let o = decode_origin(&row.origin).map_err(corrupt)?;
-                origins.insert(row.origin.clone(), o.clone());
+        let origin = match &last {
+            Some((text, o)) if text == row.origin => o.clone(),
+            _ => {
+                let o = match origins.get(row.origin) {
+                    Some(o) => o.clone(),
+                    None => {
+                        let o = decode_origin(row.origin).map_err(corrupt)?;
+                        origins.insert(row.origin.to_owned(), o.clone());
+                        o
+                    }
+                };
+                last = Some((row.origin.to_owned(), o.clone()));
                 o
             }
         };
@@ -1607,6 +1705,16 @@ fn tag_to_sql(tag: &Tag) -> Vec<u8> {
 
 /// The UTF-16 code units of a stored tag; refuses bytes [`tag_to_sql`] never writes (invalid
 /// or overlong sequences, a surrogate pair written as two lone surrogates).
+/// [`tag_from_sql`], as the tag the registration keeps: an ASCII tag (the usual kind) goes
+/// into its shared units in one allocation, without a vector first.
+fn tag_from_sql_shared(bytes: &[u8]) -> Result<Tag, String> {
+    if bytes.is_ascii() {
+        let units: std::sync::Arc<[u16]> = bytes.iter().map(|&b| u16::from(b)).collect();
+        return Ok(Tag::from_utf16(units));
+    }
+    tag_from_sql(bytes).map(Tag::from_utf16)
+}
+
 fn tag_from_sql(bytes: &[u8]) -> Result<Vec<u16>, String> {
     if let Ok(s) = std::str::from_utf8(bytes) {
         return Ok(s.encode_utf16().collect());

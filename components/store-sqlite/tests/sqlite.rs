@@ -197,6 +197,54 @@ fn a_row_that_does_not_decode_is_corruption_naming_the_row() {
 }
 
 #[test]
+fn a_column_of_the_wrong_type_is_corruption_naming_the_column() {
+    // The start-up read borrows the tag, origin and partition from SQLite's row; a column of
+    // another type than the one written is damage, as it was when they were copied.
+    for (set, column) in [
+        ("tag = CAST(tag AS TEXT)", "tag"),
+        ("origin = CAST(origin AS BLOB)", "origin"),
+        ("partition = x'07'", "partition"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        filled(dir.path(), 3);
+        {
+            let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+            conn.execute(&format!("UPDATE registrations SET {set} WHERE sw = 2"), [])
+                .unwrap();
+        }
+        let err = SqliteStore::open(dir.path()).unwrap_err();
+        let StoreError::Corrupt { cause, .. } = &err else {
+            panic!("{set}: {err}")
+        };
+        assert!(cause.contains(column), "{set}: {cause}");
+    }
+}
+
+#[test]
+fn rows_whose_origins_alternate_are_read_back_each_with_its_own_origin() {
+    // Rows come back in key order; each takes the origin of the row before it when the text
+    // is the same, and an origin seen earlier otherwise.
+    let dir = tempfile::tempdir().unwrap();
+    let origins = [
+        "https://a.example",
+        "https://b.example",
+        "http://localhost:8080",
+    ];
+    let rows: Vec<StoredRegistration> = (1..=12u64)
+        .flat_map(|sw| {
+            let origin = origins[(sw as usize * 7) % 3];
+            (0..3).map(move |t| record(origin, sw, Tag::from(format!("t{t}").as_str())))
+        })
+        .collect();
+    {
+        let mut store = SqliteStore::open(dir.path()).unwrap();
+        let ops: Vec<StoreOp> = rows.iter().cloned().map(StoreOp::Put).collect();
+        store.commit(&ops).unwrap();
+    }
+    assert_eq!(reopen(dir.path()), sorted(rows));
+}
+
+#[test]
 fn a_full_disk_fails_the_batch_keeps_earlier_rows_and_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let kept = filled(dir.path(), 10);
