@@ -178,6 +178,48 @@ fn stat_fsync(dir: &Path, n: usize) -> Result<[f64; 3], String> {
     Ok(rounds.map(median))
 }
 
+/// What a lone caller's register pays for its two thread hand-offs (caller → Background Sync
+/// thread → caller) beyond the commit, with no engine and no disk: a round trip over two
+/// crossbeam channels to a thread that echoes, `n` times. Alternately with no pause between
+/// round trips (both threads stay awake) and after a 100 µs sleep (both threads go idle
+/// first, as they do while a commit syncs). Medians, ns.
+fn handoff(n: usize) -> (u64, u64) {
+    let (to, from_caller) = crossbeam_channel::bounded::<usize>(1);
+    let (back, from_echo) = crossbeam_channel::bounded::<usize>(1);
+    let echo = std::thread::spawn(move || {
+        for v in from_caller {
+            if back.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    let mut awake = Vec::with_capacity(n);
+    let mut idle = Vec::with_capacity(n);
+    for i in 0..2 * n {
+        let after_idle = i % 2 == 1;
+        if after_idle {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        let t = Instant::now();
+        if to.send(i).is_err() || from_echo.recv().is_err() {
+            break;
+        }
+        let spent = t.elapsed().as_nanos() as u64;
+        if after_idle {
+            idle.push(spent);
+        } else {
+            awake.push(spent);
+        }
+    }
+    drop(to);
+    let _ = echo.join();
+    let median = |mut v: Vec<u64>| {
+        v.sort_unstable();
+        v.get(v.len() / 2).copied().unwrap_or(0)
+    };
+    (median(awake), median(idle))
+}
+
 /// Benchmark 2: durable register latency, one caller.
 fn register_latency(dir: &Path, n: usize) -> Result<(Duration, Duration), String> {
     let sync = durable_engine(dir)?;
@@ -888,6 +930,12 @@ pub fn one(args: &[String]) -> Result<(), String> {
                 "4 KB pwrite + fsync: {none:.0} µs alone, {stat:.0} µs after a stat (std::fs::metadata), {ino:.0} µs after a statx of the inode number alone (medians of 5 rounds of {n})"
             );
         }
+        Some("handoff") => {
+            let (awake, idle) = handoff(n);
+            println!(
+                "round trip to another thread over crossbeam channels: {awake} ns with both awake, {idle} ns after both went idle (medians of {n})"
+            );
+        }
         Some("latency") => {
             let base = std::env::temp_dir().join(format!("bgsync-lat-{}", std::process::id()));
             std::fs::create_dir_all(&base).map_err(|e| e.to_string())?;
@@ -965,7 +1013,7 @@ pub fn one(args: &[String]) -> Result<(), String> {
         }
         _ => {
             return Err(
-                "bench-one fanout|periodic-fanout|register|cold|throughput|tasks|tasks-memory|limit|latency|stat-fsync [N]"
+                "bench-one fanout|periodic-fanout|register|cold|throughput|tasks|tasks-memory|limit|latency|stat-fsync|handoff [N]"
                     .into(),
             )
         }
