@@ -874,15 +874,26 @@ fn cold_start(dir: &Path, n: usize) -> Result<(f64, f64), String> {
             .ok_or("cold child: no count")?;
         Ok((ms, rss, regs))
     };
-    let (_, base_rss, _) = run(&empty)?;
-    let (ms, rss, regs) = run(&full)?;
-    if regs != n {
-        return Err(format!(
-            "cold start loaded {regs} registrations, expected {n}"
-        ));
+    // Three starts of each, alternating, and the medians: one start is one sample of a
+    // noisy machine, where the other rows are medians of rounds too.
+    let mut times = Vec::with_capacity(COLD_STARTS);
+    let mut bytes = Vec::with_capacity(COLD_STARTS);
+    for _ in 0..COLD_STARTS {
+        let (_, base_rss, _) = run(&empty)?;
+        let (ms, rss, regs) = run(&full)?;
+        if regs != n {
+            return Err(format!(
+                "cold start loaded {regs} registrations, expected {n}"
+            ));
+        }
+        times.push(ms / 1000.0);
+        bytes.push(rss.saturating_sub(base_rss) as f64 / n as f64);
     }
-    Ok((ms / 1000.0, rss.saturating_sub(base_rss) as f64 / n as f64))
+    Ok((median(times), median(bytes)))
 }
+
+/// How many times the cold start is measured (the row is their median).
+const COLD_STARTS: usize = 3;
 
 /// The full check the engine runs after start-up, on the cold-start store: seconds.
 fn full_check(dir: &Path) -> Result<f64, String> {
@@ -1116,9 +1127,9 @@ pub fn main(args: &[String]) -> Result<(), String> {
         Row { name: "periodic fan-out", value: periodic_fan, unit: "ns/registration", ratio: Some((periodic_fan / fan, "× one-shot fan-out")), goal: None, met: None, includes: "n periodic registrations over n / 10 origins all due at 12 h: each origin's round (coalesced) → dispatch → host settles → completion → record rewritten (in memory); medians of 3" },
         Row { name: "storage, 10-byte tags", value: disk_small, unit: "B/registration", ratio: Some((disk_small / 10.0, "× the tag's bytes")), goal: None, met: None, includes: "every file of the data directory after n / 10 registrations, the store closed, over n / 10" },
         Row { name: "storage, 10,240-byte tags", value: disk_large, unit: "B/registration", ratio: Some((disk_large / 10_240.0, "× the tag's bytes")), goal: Some("tag once"), met: Some(disk_large / 10_240.0 < 2.0), includes: "as above, n / 100 registrations: under 2× the tag's bytes means the tag is stored once" },
-        Row { name: "cold start", value: cold_s, unit: "s", ratio: None, goal: Some("≤ 1 s"), met: Some(cold_s <= 1.0), includes: "process: open SQLite, read and validate every row, restore into the scheduler, ready to fire" },
+        Row { name: "cold start", value: cold_s, unit: "s", ratio: None, goal: Some("≤ 1 s"), met: Some(cold_s <= 1.0), includes: "process: open SQLite, read and validate every row, restore into the scheduler, ready to fire; median of 3 starts" },
         Row { name: "store full check (after start-up)", value: check_s, unit: "s", ratio: None, goal: None, met: None, includes: "RegistrationStore::verify: SQLite's integrity_check of every page, table against indexes; run on the store's thread after start-up, before the first commit" },
-        Row { name: "cold start memory", value: cold_bytes, unit: "B/registration", ratio: None, goal: Some("≤ 200 B"), met: Some(cold_bytes <= 200.0), includes: "peak RSS minus the peak RSS of the same start on an empty store, over n" },
+        Row { name: "cold start memory", value: cold_bytes, unit: "B/registration", ratio: None, goal: Some("≤ 200 B"), met: Some(cold_bytes <= 200.0), includes: "peak RSS minus the peak RSS of the same start on an empty store, over n; median of 3 starts" },
     ];
     println!(
         "\n{:<40} {:>14} {:<16} {:>22} {:>9} {:>5}",
