@@ -892,6 +892,123 @@ fn cold_start(dir: &Path, n: usize) -> Result<(f64, f64), String> {
     Ok((median(times), median(bytes)))
 }
 
+/// An experiment for the cold start (docs/performance.md, § 8): how long SQLite and rusqlite
+/// take to hand over every column of `n` rows laid out as the store's (11 columns, read with
+/// `Row::get` and `Row::get_ref` as the store reads them), against the same rows with the six
+/// integers that are not in the key packed into one blob of 48 bytes (6 columns), read and
+/// unpacked. Nothing is decoded or checked beyond that: the difference is what a row of fewer
+/// columns would save the loading thread. Returns the medians of five alternating full reads,
+/// in seconds.
+fn read_columns(path: &Path, n: usize) -> Result<(f64, f64), String> {
+    let e = |e: rusqlite::Error| e.to_string();
+    let mut conn = rusqlite::Connection::open(path).map_err(e)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         CREATE TABLE wide (sw INTEGER NOT NULL, kind INTEGER NOT NULL, tag BLOB NOT NULL,
+             origin TEXT NOT NULL, attempts INTEGER NOT NULL, max_attempts INTEGER NOT NULL,
+             next_fire INTEGER NOT NULL, periodic_interval_ms INTEGER, checksum INTEGER NOT NULL,
+             partition TEXT NOT NULL, seq INTEGER NOT NULL,
+             PRIMARY KEY (sw, kind, tag)) WITHOUT ROWID;
+         CREATE TABLE packed (sw INTEGER NOT NULL, kind INTEGER NOT NULL, tag BLOB NOT NULL,
+             origin TEXT NOT NULL, partition TEXT NOT NULL, ints BLOB NOT NULL,
+             PRIMARY KEY (sw, kind, tag)) WITHOUT ROWID;",
+    )
+    .map_err(e)?;
+    let now = wall_now().0 as i64;
+    let tx = conn.transaction().map_err(e)?;
+    {
+        let mut wide = tx
+            .prepare("INSERT INTO wide VALUES (?1, 0, ?2, ?3, 0, 3, ?4, NULL, ?5, '', ?6)")
+            .map_err(e)?;
+        let mut packed = tx
+            .prepare("INSERT INTO packed VALUES (?1, 0, ?2, ?3, '', ?4)")
+            .map_err(e)?;
+        for i in 0..n {
+            let sw = (i % 10_000) as i64 + 1;
+            let tag: Vec<u8> = format!("tag-{i}")
+                .encode_utf16()
+                .flat_map(u16::to_be_bytes)
+                .collect();
+            let origin = origin(i % 10_000).serialize();
+            let checksum = (i as i64).wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as i64);
+            let seq = i as i64 + 1;
+            wide.execute(rusqlite::params![sw, tag, origin, now, checksum, seq])
+                .map_err(e)?;
+            let ints: Vec<u8> = [0, 3, now, -1, checksum, seq]
+                .iter()
+                .flat_map(|v: &i64| v.to_le_bytes())
+                .collect();
+            packed
+                .execute(rusqlite::params![sw, tag, origin, ints])
+                .map_err(e)?;
+        }
+    }
+    tx.commit().map_err(e)?;
+    let read_wide = |conn: &rusqlite::Connection| -> rusqlite::Result<i64> {
+        let mut stmt = conn.prepare(
+            "SELECT sw, kind, tag, origin, attempts, max_attempts, next_fire, \
+             periodic_interval_ms, checksum, partition, seq FROM wide",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut sum = 0i64;
+        while let Some(r) = rows.next()? {
+            let tag = r.get_ref(2)?.as_blob()?.len() as i64;
+            let origin = r.get_ref(3)?.as_str()?.len() as i64;
+            let partition = r.get_ref(9)?.as_str()?.len() as i64;
+            let interval: Option<i64> = r.get(7)?;
+            sum = sum
+                .wrapping_add(r.get::<_, i64>(0)?)
+                .wrapping_add(r.get::<_, i64>(1)?)
+                .wrapping_add(tag + origin + partition)
+                .wrapping_add(r.get::<_, i64>(4)?)
+                .wrapping_add(r.get::<_, i64>(5)?)
+                .wrapping_add(r.get::<_, i64>(6)?)
+                .wrapping_add(interval.unwrap_or(-1))
+                .wrapping_add(r.get::<_, i64>(8)?)
+                .wrapping_add(r.get::<_, i64>(10)?);
+        }
+        Ok(sum)
+    };
+    let read_packed = |conn: &rusqlite::Connection| -> rusqlite::Result<i64> {
+        let mut stmt = conn.prepare("SELECT sw, kind, tag, origin, partition, ints FROM packed")?;
+        let mut rows = stmt.query([])?;
+        let mut sum = 0i64;
+        while let Some(r) = rows.next()? {
+            let tag = r.get_ref(2)?.as_blob()?.len() as i64;
+            let origin = r.get_ref(3)?.as_str()?.len() as i64;
+            let partition = r.get_ref(4)?.as_str()?.len() as i64;
+            sum = sum
+                .wrapping_add(r.get::<_, i64>(0)?)
+                .wrapping_add(r.get::<_, i64>(1)?)
+                .wrapping_add(tag + origin + partition);
+            for v in r.get_ref(5)?.as_blob()?.chunks_exact(8) {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(v);
+                sum = sum.wrapping_add(i64::from_le_bytes(b));
+            }
+        }
+        Ok(sum)
+    };
+    let (mut wide, mut packed) = (Vec::new(), Vec::new());
+    let mut sums = (0, 0);
+    for _ in 0..5 {
+        let t = Instant::now();
+        sums.0 = read_wide(&conn).map_err(e)?;
+        wide.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        sums.1 = read_packed(&conn).map_err(e)?;
+        packed.push(t.elapsed().as_secs_f64());
+    }
+    // Both read the same values (the packed row's interval is -1 where the wide one's is NULL).
+    if sums.0 != sums.1 {
+        return Err(format!(
+            "the two layouts read different values ({} and {})",
+            sums.0, sums.1
+        ));
+    }
+    Ok((median(wide), median(packed)))
+}
+
 /// How many times the cold start is measured (the row is their median).
 const COLD_STARTS: usize = 3;
 
@@ -1011,6 +1128,19 @@ pub fn one(args: &[String]) -> Result<(), String> {
             }
             let _ = std::fs::remove_dir_all(&base);
         }
+        Some("read-columns") => {
+            let base = std::env::temp_dir().join(format!("bgsync-cols-{}", std::process::id()));
+            std::fs::create_dir_all(&base).map_err(|e| e.to_string())?;
+            let r = read_columns(&base.join("cols.sqlite"), n);
+            let _ = std::fs::remove_dir_all(&base);
+            let (wide, packed) = r?;
+            println!(
+                "a full read of {n} rows, every column: {:.3} s as the store's 11 columns, {:.3} s with the 6 integers outside the key in one blob ({:.2} ×; medians of 5, alternating)",
+                wide,
+                packed,
+                packed / wide
+            );
+        }
         Some("cold") => {
             let base = std::env::temp_dir().join(format!("bgsync-cold-{}", std::process::id()));
             let (s, b) = cold_start(&base, n)?;
@@ -1024,7 +1154,7 @@ pub fn one(args: &[String]) -> Result<(), String> {
         }
         _ => {
             return Err(
-                "bench-one fanout|periodic-fanout|register|cold|throughput|tasks|tasks-memory|limit|latency|stat-fsync|handoff [N]"
+                "bench-one fanout|periodic-fanout|register|cold|read-columns|throughput|tasks|tasks-memory|limit|latency|stat-fsync|handoff [N]"
                     .into(),
             )
         }
