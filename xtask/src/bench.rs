@@ -832,25 +832,7 @@ pub fn cold_child(dir: &Path) -> Result<(), String> {
 fn cold_start(dir: &Path, n: usize) -> Result<(f64, f64), String> {
     let full = dir.join("cold");
     let empty = dir.join("cold-empty");
-    {
-        let mut store = SqliteStore::open(&full).map_err(|e| e.to_string())?;
-        let mut ops = Vec::with_capacity(10_000);
-        let now = wall_now();
-        for i in 0..n {
-            ops.push(put(
-                origin(i % 10_000),
-                (i % 10_000) as u64 + 1,
-                format!("tag-{i}"),
-                i as u64 + 1,
-                now,
-            ));
-            if ops.len() == 10_000 {
-                store.commit(&ops).map_err(|e| e.to_string())?;
-                ops.clear();
-            }
-        }
-        store.commit(&ops).map_err(|e| e.to_string())?;
-    }
+    write_cold_store(&full, n)?;
     let run = |d: &Path| -> Result<(f64, u64, usize), String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let out = Command::new(exe)
@@ -892,54 +874,71 @@ fn cold_start(dir: &Path, n: usize) -> Result<(f64, f64), String> {
     Ok((median(times), median(bytes)))
 }
 
+/// The cold start's store: `n` registrations over 10,000 service worker registrations of
+/// 10,000 origins, committed 10,000 at a time into the data directory `dir`, the store closed.
+fn write_cold_store(dir: &Path, n: usize) -> Result<(), String> {
+    let mut store = SqliteStore::open(dir).map_err(|e| e.to_string())?;
+    let mut ops = Vec::with_capacity(10_000);
+    let now = wall_now();
+    for i in 0..n {
+        ops.push(put(
+            origin(i % 10_000),
+            (i % 10_000) as u64 + 1,
+            format!("tag-{i}"),
+            i as u64 + 1,
+            now,
+        ));
+        if ops.len() == 10_000 {
+            store.commit(&ops).map_err(|e| e.to_string())?;
+            ops.clear();
+        }
+    }
+    store.commit(&ops).map_err(|e| e.to_string())
+}
+
 /// An experiment for the cold start (docs/performance.md, § 8): how long SQLite and rusqlite
-/// take to hand over every column of `n` rows laid out as the store's (11 columns, read with
-/// `Row::get` and `Row::get_ref` as the store reads them), against the same rows with the six
-/// integers that are not in the key packed into one blob of 48 bytes (6 columns), read and
-/// unpacked. Nothing is decoded or checked beyond that: the difference is what a row of fewer
-/// columns would save the loading thread. Returns the medians of five alternating full reads,
-/// in seconds.
-fn read_columns(path: &Path, n: usize) -> Result<(f64, f64), String> {
+/// take to hand over every column of the cold start's `n` rows as the store wrote them (its
+/// table of 11 columns, read with `Row::get` and `Row::get_ref` as the store reads it), against
+/// the same rows copied into a table whose six integers outside the key are one blob of 48 bytes
+/// (6 columns), read and unpacked. Nothing is decoded or checked beyond that: the difference is
+/// what a row of fewer columns would save the loading thread. Returns the medians of five
+/// alternating full reads, in seconds.
+fn read_columns(dir: &Path, n: usize) -> Result<(f64, f64), String> {
     let e = |e: rusqlite::Error| e.to_string();
-    let mut conn = rusqlite::Connection::open(path).map_err(e)?;
+    write_cold_store(dir, n)?;
+    let mut conn = rusqlite::Connection::open(dir.join(bgsync_store_sqlite::DB_FILE)).map_err(e)?;
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL;
-         CREATE TABLE wide (sw INTEGER NOT NULL, kind INTEGER NOT NULL, tag BLOB NOT NULL,
-             origin TEXT NOT NULL, attempts INTEGER NOT NULL, max_attempts INTEGER NOT NULL,
-             next_fire INTEGER NOT NULL, periodic_interval_ms INTEGER, checksum INTEGER NOT NULL,
-             partition TEXT NOT NULL, seq INTEGER NOT NULL,
-             PRIMARY KEY (sw, kind, tag)) WITHOUT ROWID;
-         CREATE TABLE packed (sw INTEGER NOT NULL, kind INTEGER NOT NULL, tag BLOB NOT NULL,
+        "CREATE TABLE packed (sw INTEGER NOT NULL, kind INTEGER NOT NULL, tag BLOB NOT NULL,
              origin TEXT NOT NULL, partition TEXT NOT NULL, ints BLOB NOT NULL,
              PRIMARY KEY (sw, kind, tag)) WITHOUT ROWID;",
     )
     .map_err(e)?;
-    let now = wall_now().0 as i64;
     let tx = conn.transaction().map_err(e)?;
     {
-        let mut wide = tx
-            .prepare("INSERT INTO wide VALUES (?1, 0, ?2, ?3, 0, 3, ?4, NULL, ?5, '', ?6)")
+        let mut read = tx
+            .prepare(
+                "SELECT sw, kind, tag, origin, partition, attempts, max_attempts, next_fire, \
+                 ifnull(periodic_interval_ms, -1), checksum, seq FROM registrations",
+            )
             .map_err(e)?;
-        let mut packed = tx
-            .prepare("INSERT INTO packed VALUES (?1, 0, ?2, ?3, '', ?4)")
+        let mut write = tx
+            .prepare("INSERT INTO packed VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
             .map_err(e)?;
-        for i in 0..n {
-            let sw = (i % 10_000) as i64 + 1;
-            let tag: Vec<u8> = format!("tag-{i}")
-                .encode_utf16()
-                .flat_map(u16::to_be_bytes)
-                .collect();
-            let origin = origin(i % 10_000).serialize();
-            let checksum = (i as i64).wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as i64);
-            let seq = i as i64 + 1;
-            wide.execute(rusqlite::params![sw, tag, origin, now, checksum, seq])
-                .map_err(e)?;
-            let ints: Vec<u8> = [0, 3, now, -1, checksum, seq]
-                .iter()
-                .flat_map(|v: &i64| v.to_le_bytes())
-                .collect();
-            packed
-                .execute(rusqlite::params![sw, tag, origin, ints])
+        let mut rows = read.query([]).map_err(e)?;
+        while let Some(r) = rows.next().map_err(e)? {
+            let mut ints = Vec::with_capacity(48);
+            for c in 5..11 {
+                ints.extend_from_slice(&r.get::<_, i64>(c).map_err(e)?.to_le_bytes());
+            }
+            write
+                .execute(rusqlite::params![
+                    r.get::<_, rusqlite::types::Value>(0).map_err(e)?,
+                    r.get::<_, rusqlite::types::Value>(1).map_err(e)?,
+                    r.get::<_, rusqlite::types::Value>(2).map_err(e)?,
+                    r.get::<_, rusqlite::types::Value>(3).map_err(e)?,
+                    r.get::<_, rusqlite::types::Value>(4).map_err(e)?,
+                    ints
+                ])
                 .map_err(e)?;
         }
     }
@@ -947,7 +946,7 @@ fn read_columns(path: &Path, n: usize) -> Result<(f64, f64), String> {
     let read_wide = |conn: &rusqlite::Connection| -> rusqlite::Result<i64> {
         let mut stmt = conn.prepare(
             "SELECT sw, kind, tag, origin, attempts, max_attempts, next_fire, \
-             periodic_interval_ms, checksum, partition, seq FROM wide",
+             periodic_interval_ms, checksum, partition, seq FROM registrations",
         )?;
         let mut rows = stmt.query([])?;
         let mut sum = 0i64;
@@ -999,7 +998,7 @@ fn read_columns(path: &Path, n: usize) -> Result<(f64, f64), String> {
         sums.1 = read_packed(&conn).map_err(e)?;
         packed.push(t.elapsed().as_secs_f64());
     }
-    // Both read the same values (the packed row's interval is -1 where the wide one's is NULL).
+    // Both read the same values (the packed row's interval is -1 where the store's is NULL).
     if sums.0 != sums.1 {
         return Err(format!(
             "the two layouts read different values ({} and {})",
@@ -1130,8 +1129,7 @@ pub fn one(args: &[String]) -> Result<(), String> {
         }
         Some("read-columns") => {
             let base = std::env::temp_dir().join(format!("bgsync-cols-{}", std::process::id()));
-            std::fs::create_dir_all(&base).map_err(|e| e.to_string())?;
-            let r = read_columns(&base.join("cols.sqlite"), n);
+            let r = read_columns(&base, n);
             let _ = std::fs::remove_dir_all(&base);
             let (wide, packed) = r?;
             println!(
