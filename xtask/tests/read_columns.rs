@@ -1,5 +1,5 @@
-//! `xtask bench-one read-columns` (docs/performance.md, § 8) keeps working: both layouts are
-//! built, read whole, and found to hold the same values (the command fails otherwise). Its
+//! `xtask bench-one read-columns` (docs/performance.md, § 8) keeps working: both layouts (the store's
+//! schema 7 and schema 6's) are built, read whole, and found to hold the same values (the command fails otherwise). Its
 //! times are not judged here.
 
 use std::process::Command;
@@ -18,9 +18,9 @@ fn both_row_layouts_are_read_whole_and_agree() {
         "{stdout}\n{stderr}"
     );
     let ratio = stdout
-        .split('(')
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
+        .split(" × ")
+        .next()
+        .and_then(|r| r.rsplit(' ').next())
         .and_then(|r| r.parse::<f64>().ok());
     assert!(
         ratio.is_some_and(|r| r.is_finite() && r > 0.0),

@@ -50,7 +50,7 @@ pub const DB_FILE: &str = "background-sync.sqlite";
 /// The lock file's name inside the data directory; held for as long as the store is open.
 pub const LOCK_FILE: &str = "background-sync.lock";
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Schema migrations: entry `i` takes a database from version `i` to version `i + 1`. A new
 /// version appends an entry; existing entries never change.
@@ -112,6 +112,21 @@ const MIGRATIONS: &[&str] = &[
     // too. Older rows are 0, ordered among themselves by key; as with the partition, the
     // checksum hashes it only when it is not 0, so no row is rewritten.
     "ALTER TABLE registrations ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;",
+    // 6 → 7: the six integers outside the key and the storage key (attempts, max_attempts,
+    // next_fire, periodic_interval_ms, checksum, seq) in one blob, `fields` (see
+    // [`pack_fields`]): start-up reads six columns a row instead of eleven, and the column
+    // calls through rusqlite and SQLite's record decoding were most of its reading time
+    // (docs/performance.md, § 8). The values, and so the checksums, are unchanged. The rows
+    // are copied by `fields_packed` after this creates the table.
+    "CREATE TABLE registrations_v7 (
+        sw INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        tag BLOB NOT NULL,
+        origin TEXT NOT NULL,
+        partition TEXT NOT NULL,
+        fields BLOB NOT NULL,
+        PRIMARY KEY (sw, kind, tag)
+     ) WITHOUT ROWID;",
 ];
 
 /// Migration 2 → 3, after its SQL: copies every row with its tag re-encoded and hashed, then
@@ -126,7 +141,7 @@ fn tags_once(conn: &Connection) -> rusqlite::Result<()> {
         )?;
         let mut rows = read.query([])?;
         while let Some(r) = rows.next()? {
-            let row = row_of_schema_2(RawRow::read(r)?).map_err(|cause| {
+            let row = row_of_schema_2(RawRow::read_wide(r)?).map_err(|cause| {
                 rusqlite::Error::FromSqlConversionFailure(
                     2,
                     rusqlite::types::Type::Blob,
@@ -152,7 +167,35 @@ fn tags_once(conn: &Connection) -> rusqlite::Result<()> {
     )
 }
 
-/// [`ROW_COLUMNS`] of a schema 1 or 2 table, which has no checksum, partition or list place.
+/// Migration 6 → 7, after its SQL: copies every row with its six integers packed into
+/// `fields`, then puts the new table in place of the old.
+fn fields_packed(conn: &Connection) -> rusqlite::Result<()> {
+    {
+        let mut read = conn.prepare(&format!("SELECT {WIDE_COLUMNS} FROM registrations"))?;
+        let mut write = conn.prepare(
+            "INSERT INTO registrations_v7 (sw, kind, tag, origin, partition, fields)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let mut rows = read.query([])?;
+        while let Some(r) = rows.next()? {
+            let row = RowRef::read_wide(r)?;
+            write.execute(params![
+                row.sw,
+                row.kind,
+                row.tag,
+                row.origin,
+                row.partition,
+                pack_fields(&row.to_owned()),
+            ])?;
+        }
+    }
+    conn.execute_batch(
+        "DROP TABLE registrations;
+         ALTER TABLE registrations_v7 RENAME TO registrations;",
+    )
+}
+
+/// [`WIDE_COLUMNS`] of a schema 1 or 2 table, which has no checksum, partition or list place.
 const SCHEMA_2_COLUMNS: &str = "sw, kind, tag, origin, attempts, max_attempts, next_fire, \
      periodic_interval_ms, 0, '', 0";
 
@@ -661,24 +704,21 @@ fn write_batch(conn: &mut Connection, batch: &[StoreOp]) -> Result<(), rusqlite:
                     partition: r.partition.as_str().to_owned(),
                     seq: seq_to_sql(r.seq),
                 };
-                let checksum = row_checksum(&row);
+                let row = RawRow {
+                    checksum: row_checksum(&row),
+                    ..row
+                };
                 tx.prepare_cached(
-                    "INSERT OR REPLACE INTO registrations (sw, kind, tag, origin, attempts,
-                     max_attempts, next_fire, periodic_interval_ms, checksum, partition, seq)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    "INSERT OR REPLACE INTO registrations (sw, kind, tag, origin, partition,
+                     fields) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?
                 .execute(params![
                     row.sw,
                     row.kind,
                     row.tag,
                     row.origin,
-                    row.attempts,
-                    row.max_attempts,
-                    row.next_fire,
-                    row.periodic_interval_ms,
-                    checksum,
                     row.partition,
-                    row.seq,
+                    pack_fields(&row),
                 ])
             }
             StoreOp::Delete(k) => tx
@@ -997,6 +1037,9 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
             if version == 2 {
                 tags_once(conn)?;
             }
+            if version == 6 {
+                fields_packed(conn)?;
+            }
         }
         conn.execute_batch(&format!(
             "DELETE FROM schema_version; INSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION}); COMMIT;"
@@ -1060,8 +1103,12 @@ fn only_our_schema(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     })
 }
 
-/// The columns [`RawRow::read`] reads, in its order.
-const ROW_COLUMNS: &str = "sw, kind, tag, origin, attempts, max_attempts, next_fire, \
+/// The columns [`RowRef::read`] reads, in its order: a row of schema 7.
+const ROW_COLUMNS: &str = "sw, kind, tag, origin, partition, fields";
+
+/// The columns [`RowRef::read_wide`] reads, in its order: a row of schema 3 to 6, each integer
+/// a column of its own.
+const WIDE_COLUMNS: &str = "sw, kind, tag, origin, attempts, max_attempts, next_fire, \
      periodic_interval_ms, checksum, partition, seq";
 
 /// One row as SQLite hands it over, before decoding.
@@ -1092,9 +1139,9 @@ pub struct RawRow {
 }
 
 impl RawRow {
-    /// Reads a row selected with [`ROW_COLUMNS`].
-    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
-        RowRef::read(r).map(RowRef::to_owned)
+    /// Reads a row selected with [`WIDE_COLUMNS`] (or a schema 2 table's [`SCHEMA_2_COLUMNS`]).
+    fn read_wide(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
+        RowRef::read_wide(r).map(RowRef::to_owned)
     }
 
     /// The row's fields, borrowed.
@@ -1134,8 +1181,34 @@ struct RowRef<'a> {
 
 impl<'a> RowRef<'a> {
     /// Reads a row selected with [`ROW_COLUMNS`], with the column types `Row::get` would ask
-    /// for (a tag that is not a blob, an origin that is not text, are errors as there).
+    /// for (a tag that is not a blob, an origin that is not text, are errors as there); a
+    /// `fields` blob [`unpack_fields`] refuses is an error naming the column.
     fn read(r: &'a rusqlite::Row<'_>) -> rusqlite::Result<RowRef<'a>> {
+        let fields = borrowed(r, 5, |v| v.as_blob())?;
+        let f = unpack_fields(fields).map_err(|cause| {
+            rusqlite::Error::FromSqlConversionFailure(
+                5,
+                rusqlite::types::Type::Blob,
+                format!("column fields: {cause}").into(),
+            )
+        })?;
+        Ok(RowRef {
+            sw: r.get(0)?,
+            kind: r.get(1)?,
+            tag: borrowed(r, 2, |v| v.as_blob())?,
+            origin: borrowed(r, 3, |v| v.as_str())?,
+            attempts: f.attempts,
+            max_attempts: f.max_attempts,
+            next_fire: f.next_fire,
+            periodic_interval_ms: f.periodic_interval_ms,
+            checksum: f.checksum,
+            partition: borrowed(r, 4, |v| v.as_str())?,
+            seq: f.seq,
+        })
+    }
+
+    /// Reads a row selected with [`WIDE_COLUMNS`], as [`read`](RowRef::read) does.
+    fn read_wide(r: &'a rusqlite::Row<'_>) -> rusqlite::Result<RowRef<'a>> {
         Ok(RowRef {
             sw: r.get(0)?,
             kind: r.get(1)?,
@@ -1265,6 +1338,91 @@ impl Fnv {
     }
 }
 
+/// The integers of a row that schema 7 keeps in its `fields` blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fields {
+    /// `attempts`
+    pub attempts: i64,
+    /// `max_attempts`
+    pub max_attempts: i64,
+    /// `next_fire`
+    pub next_fire: i64,
+    /// `periodic_interval_ms`
+    pub periodic_interval_ms: Option<i64>,
+    /// `checksum`
+    pub checksum: i64,
+    /// `seq`
+    pub seq: i64,
+}
+
+/// A row's `fields` blob (schema 7): its checksum in 8 bytes, little-endian, then `attempts`,
+/// `max_attempts`, `next_fire` and `seq`, then `periodic_interval_ms` for a row that has one,
+/// each a zigzag LEB128 varint (the shortest: 1 byte for a count, 6 for a time in
+/// milliseconds since the epoch). About the bytes the six integer columns took, in one column.
+pub fn pack_fields(row: &RawRow) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + 5 * 10);
+    out.extend_from_slice(&row.checksum.to_le_bytes());
+    let values = [row.attempts, row.max_attempts, row.next_fire, row.seq];
+    for v in values.into_iter().chain(row.periodic_interval_ms) {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        while z >= 0x80 {
+            out.push((z as u8 & 0x7F) | 0x80);
+            z >>= 7;
+        }
+        out.push(z as u8);
+    }
+    out
+}
+
+/// Reads a `fields` blob, refusing any bytes [`pack_fields`] never writes: a short or long
+/// blob, a varint longer than it needs or than 64 bits.
+pub fn unpack_fields(bytes: &[u8]) -> Result<Fields, String> {
+    let (checksum, mut rest) = bytes
+        .split_first_chunk::<8>()
+        .ok_or_else(|| format!("{} bytes, shorter than the checksum's 8", bytes.len()))?;
+    let next = |rest: &mut &[u8], name: &str| -> Result<i64, String> {
+        let mut z: u64 = 0;
+        for i in 0..10 {
+            let (&b, tail) = rest
+                .split_first()
+                .ok_or_else(|| format!("the blob ends inside {name}"))?;
+            *rest = tail;
+            if i == 9 && b > 1 {
+                return Err(format!("{name} does not fit in 64 bits"));
+            }
+            z |= u64::from(b & 0x7F) << (7 * i);
+            if b & 0x80 == 0 {
+                if b == 0 && i > 0 {
+                    return Err(format!("{name} is written in more bytes than it needs"));
+                }
+                return Ok(((z >> 1) as i64) ^ -((z & 1) as i64));
+            }
+        }
+        Err(format!("{name} does not fit in 64 bits"))
+    };
+    let attempts = next(&mut rest, "attempts")?;
+    let max_attempts = next(&mut rest, "max_attempts")?;
+    let next_fire = next(&mut rest, "next_fire")?;
+    let seq = next(&mut rest, "seq")?;
+    let periodic_interval_ms = if rest.is_empty() {
+        None
+    } else {
+        let ms = next(&mut rest, "periodic_interval_ms")?;
+        if !rest.is_empty() {
+            return Err(format!("{} bytes after the last field", rest.len()));
+        }
+        Some(ms)
+    };
+    Ok(Fields {
+        attempts,
+        max_attempts,
+        next_fire,
+        periodic_interval_ms,
+        checksum: i64::from_le_bytes(*checksum),
+        seq,
+    })
+}
+
 /// Decodes a stored row, refusing anything this build would not have written.
 pub fn decode_row(row: RawRow) -> Result<StoredRegistration, String> {
     let origin = decode_origin(&row.origin)?;
@@ -1350,6 +1508,7 @@ fn load_each(
     // row before them, which is checked first.
     let mut origins: HashMap<String, Origin> = HashMap::new();
     let mut last: Option<(String, Origin)> = None;
+    let mut order = KeyOrder::default();
     while let Some(r) = rows.next().map_err(failed)? {
         // Borrowed from SQLite's row: nothing of it is copied but what the registration keeps.
         let row = RowRef::read(r).map_err(failed)?;
@@ -1358,6 +1517,11 @@ fn load_each(
             path: path.to_owned(),
             cause: format!("row of service worker registration {sw}: {cause}"),
         };
+        if !order.follows(&row) {
+            return Err(corrupt(
+                "it is not after the row before it in key order (a damaged page can point twice at one row, and at none for another)".into(),
+            ));
+        }
         let origin = match &last {
             Some((text, o)) if text == row.origin => o.clone(),
             _ => {
@@ -1376,6 +1540,36 @@ fn load_each(
         f(decode_with_origin(row, origin).map_err(corrupt)?);
     }
     Ok(())
+}
+
+/// The key of the last row read, to check that the table's rows come in strictly increasing
+/// key order, as SQLite keeps a `WITHOUT ROWID` table: a row read twice, or out of order, is
+/// damage that neither its checksum nor SQLite's read sees (one bit of a cell pointer can
+/// point it at another whole row).
+#[derive(Default)]
+struct KeyOrder {
+    last: Option<(i64, i64, Vec<u8>)>,
+}
+
+impl KeyOrder {
+    /// Whether `row`'s key is after the last one's (and remembers it if so).
+    fn follows(&mut self, row: &RowRef<'_>) -> bool {
+        match &mut self.last {
+            None => {
+                self.last = Some((row.sw, row.kind, row.tag.to_vec()));
+                true
+            }
+            Some((sw, kind, tag)) => {
+                let after = (row.sw, row.kind, row.tag) > (*sw, *kind, tag.as_slice());
+                if after {
+                    (*sw, *kind) = (row.sw, row.kind);
+                    tag.clear();
+                    tag.extend_from_slice(row.tag);
+                }
+                after
+            }
+        }
+    }
 }
 
 /// Damage becomes [`StoreError::Corrupt`]; anything else is built by `other`. Damage is what a
@@ -1491,11 +1685,22 @@ fn salvage(
 
 /// The `registrations` table of a damaged file, of whichever schema version it is.
 struct OldTable {
-    /// What to select for [`RawRow::read`]: a column this version does not have is its
+    /// What to select for the row's reader: a column this version does not have is its
     /// default.
     columns: String,
+    /// How its rows are laid out.
+    layout: Layout,
+}
+
+/// The layouts of the `registrations` table.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layout {
     /// Schema 1 and 2: tags in UTF-16BE and no checksum, converted as the migration does.
-    schema_2: bool,
+    Schema2,
+    /// Schema 3 to 6: each integer a column ([`WIDE_COLUMNS`]).
+    Wide,
+    /// Schema 7: the integers in `fields` ([`ROW_COLUMNS`]).
+    Packed,
 }
 
 impl OldTable {
@@ -1507,10 +1712,16 @@ impl OldTable {
             .query_map([], |r| r.get::<_, String>(0))?
             .collect::<rusqlite::Result<Vec<String>>>()?;
         let has = |column: &str| names.iter().any(|n| n == column);
+        if has("fields") {
+            return Ok(OldTable {
+                columns: ROW_COLUMNS.into(),
+                layout: Layout::Packed,
+            });
+        }
         if !has("checksum") {
             return Ok(OldTable {
                 columns: SCHEMA_2_COLUMNS.into(),
-                schema_2: true,
+                layout: Layout::Schema2,
             });
         }
         // Schema 3 to 4 have no partition, 3 to 5 no list place.
@@ -1521,14 +1732,18 @@ impl OldTable {
                 "sw, kind, tag, origin, attempts, max_attempts, next_fire, \
                  periodic_interval_ms, checksum, {partition}, {seq}"
             ),
-            schema_2: false,
+            layout: Layout::Wide,
         })
     }
 
     /// Reads and decodes one row.
     fn decode(&self, r: &rusqlite::Row<'_>) -> Result<StoredRegistration, String> {
-        let raw = RawRow::read(r).map_err(|e| e.to_string())?;
-        decode_row(if self.schema_2 {
+        let raw = match self.layout {
+            Layout::Packed => RowRef::read(r).map(RowRef::to_owned),
+            Layout::Wide | Layout::Schema2 => RawRow::read_wide(r),
+        }
+        .map_err(|e| e.to_string())?;
+        decode_row(if self.layout == Layout::Schema2 {
             row_of_schema_2(raw)?
         } else {
             raw
@@ -1556,6 +1771,7 @@ fn salvage_in_key_order(
     ))?;
     let mut resume: Option<i64> = None;
     let mut skip: i64 = 0;
+    let mut seen = std::collections::HashSet::new();
     // Bounded: each damaged stretch costs at most 64 seeks.
     for _ in 0..10_000 {
         let rows = match resume {
@@ -1574,7 +1790,12 @@ fn salvage_in_key_order(
                         last_sw = Some(sw);
                     }
                     match table.decode(r) {
-                        Ok(reg) => kept.push(reg),
+                        // A row read twice (a damaged page pointing at it twice) is kept once.
+                        Ok(reg) => {
+                            if seen.insert(reg.key()) {
+                                kept.push(reg);
+                            }
+                        }
                         Err(_) => *dropped += 1,
                     }
                 }

@@ -4,7 +4,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use bgsync_store::{RegistrationStore, StoreError, StoreOp, StoredRegistration};
-use bgsync_store_sqlite::{decode_row, row_checksum, RawRow, SqliteStore, DB_FILE, SCHEMA_VERSION};
+use bgsync_store_sqlite::{
+    decode_row, pack_fields, row_checksum, unpack_fields, Fields, RawRow, SqliteStore, DB_FILE,
+    SCHEMA_VERSION,
+};
 use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
 
 fn record(origin: &str, sw: u64, tag: Tag) -> StoredRegistration {
@@ -204,6 +207,10 @@ fn a_column_of_the_wrong_type_is_corruption_naming_the_column() {
         ("tag = CAST(tag AS TEXT)", "tag"),
         ("origin = CAST(origin AS BLOB)", "origin"),
         ("partition = x'07'", "partition"),
+        ("fields = 7", "fields"),
+        // Bytes that are not a packed row: too short, and a number longer than it needs.
+        ("fields = x'0102'", "fields"),
+        ("fields = x'00000000000000008000060000'", "fields"),
     ] {
         let dir = tempfile::tempdir().unwrap();
         filled(dir.path(), 3);
@@ -338,6 +345,192 @@ fn a_version_1_database_written_by_hand_still_loads() {
     assert_eq!(rows[0].tag, Tag::from_utf16(vec![0xD800]));
     assert_eq!(rows[0].attempts, 1);
     assert_eq!(rows[0].next_fire, Timestamp(42));
+}
+
+#[test]
+fn a_version_6_database_written_by_hand_loads_with_its_integers_packed() {
+    // Schema 6 kept each integer in a column of its own; migration 6 → 7 packs them into
+    // `fields`, keeping every value and checksum.
+    let rows = [
+        RawRow {
+            sw: 7,
+            kind: 0,
+            tag: b"send-mail".to_vec(),
+            origin: "https://a.example".into(),
+            attempts: 2,
+            max_attempts: 3,
+            next_fire: 1_764_000_000_000,
+            periodic_interval_ms: None,
+            checksum: 0,
+            partition: String::new(),
+            seq: 12,
+        },
+        RawRow {
+            sw: 8,
+            kind: 1,
+            tag: vec![0xED, 0xA0, 0x80],
+            origin: "http://localhost:8080".into(),
+            attempts: 0,
+            max_attempts: 1,
+            next_fire: 5,
+            periodic_interval_ms: Some(43_200_000),
+            checksum: 0,
+            partition: "https://top.example".into(),
+            seq: 0,
+        },
+    ]
+    .map(|r| RawRow {
+        checksum: row_checksum(&r),
+        ..r
+    });
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL);
+             INSERT INTO schema_version VALUES (6);
+             CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE TABLE registrations (sw INTEGER NOT NULL, kind INTEGER NOT NULL,
+               tag BLOB NOT NULL, origin TEXT NOT NULL, attempts INTEGER NOT NULL,
+               max_attempts INTEGER NOT NULL, next_fire INTEGER NOT NULL,
+               periodic_interval_ms INTEGER, checksum INTEGER NOT NULL,
+               partition TEXT NOT NULL DEFAULT '', seq INTEGER NOT NULL DEFAULT 0,
+               PRIMARY KEY (sw, kind, tag)) WITHOUT ROWID;
+             CREATE TABLE service_worker_ids (key TEXT NOT NULL, scope TEXT NOT NULL,
+               id INTEGER NOT NULL, PRIMARY KEY (key, scope)) WITHOUT ROWID;",
+        )
+        .unwrap();
+        for r in &rows {
+            conn.execute(
+                "INSERT INTO registrations VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                rusqlite::params![
+                    r.sw,
+                    r.kind,
+                    r.tag,
+                    r.origin,
+                    r.attempts,
+                    r.max_attempts,
+                    r.next_fire,
+                    r.periodic_interval_ms,
+                    r.checksum,
+                    r.partition,
+                    r.seq
+                ],
+            )
+            .unwrap();
+        }
+    }
+    let mut loaded = reopen(dir.path());
+    loaded.sort_by_key(|r| r.sw);
+    let want: Vec<StoredRegistration> = rows
+        .iter()
+        .map(|r| decode_row(r.clone()).unwrap())
+        .collect();
+    assert_eq!(loaded, want);
+    let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('registrations')")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        columns,
+        ["sw", "kind", "tag", "origin", "partition", "fields"]
+    );
+    let version: i64 = conn
+        .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let stored: Vec<u8> = conn
+        .query_row("SELECT fields FROM registrations WHERE sw = 7", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(stored, pack_fields(&rows[0]));
+}
+
+#[test]
+fn packed_fields_round_trip_and_nothing_else_unpacks() {
+    let base = RawRow {
+        sw: 1,
+        kind: 0,
+        tag: b"a".to_vec(),
+        origin: "https://a.example".into(),
+        attempts: 0,
+        max_attempts: 3,
+        next_fire: 0,
+        periodic_interval_ms: None,
+        checksum: -1,
+        partition: String::new(),
+        seq: 0,
+    };
+    let edges = [
+        0,
+        1,
+        -1,
+        63,
+        64,
+        -64,
+        -65,
+        127,
+        128,
+        i64::MAX,
+        i64::MIN,
+        1 << 40,
+    ];
+    for v in edges {
+        for interval in [None, Some(v)] {
+            let row = RawRow {
+                attempts: v,
+                max_attempts: v.wrapping_add(1),
+                next_fire: v,
+                periodic_interval_ms: interval,
+                checksum: v.wrapping_mul(31),
+                seq: v.wrapping_sub(1),
+                ..base.clone()
+            };
+            let bytes = pack_fields(&row);
+            assert_eq!(
+                unpack_fields(&bytes),
+                Ok(Fields {
+                    attempts: row.attempts,
+                    max_attempts: row.max_attempts,
+                    next_fire: row.next_fire,
+                    periodic_interval_ms: row.periodic_interval_ms,
+                    checksum: row.checksum,
+                    seq: row.seq,
+                }),
+                "{row:?}"
+            );
+        }
+    }
+    // A row of small numbers takes the checksum's 8 bytes and one byte a number.
+    let small = pack_fields(&base);
+    assert_eq!(small.len(), 12);
+    assert!(unpack_fields(&small[..7]).unwrap_err().contains("checksum"));
+    assert!(unpack_fields(&small[..11]).unwrap_err().contains("seq"));
+    let mut overlong = small.clone();
+    *overlong.last_mut().unwrap() |= 0x80;
+    overlong.push(0);
+    assert!(unpack_fields(&overlong)
+        .unwrap_err()
+        .contains("more bytes than it needs"));
+    let mut wide = small[..8].to_vec();
+    wide.extend([0xFF; 9]);
+    wide.push(0x02);
+    assert!(unpack_fields(&wide)
+        .unwrap_err()
+        .contains("does not fit in 64 bits"));
+    let mut trailing = pack_fields(&RawRow {
+        periodic_interval_ms: Some(5),
+        ..base.clone()
+    });
+    trailing.push(1);
+    assert!(unpack_fields(&trailing)
+        .unwrap_err()
+        .contains("after the last field"));
 }
 
 #[test]
@@ -494,7 +687,7 @@ fn a_schema_that_does_not_match_its_version_is_corruption() {
     for damage in [
         "DROP TABLE schema_version; CREATE TABLE schema_version (version); INSERT INTO schema_version VALUES (NULL);",
         "DROP TABLE registrations",
-        "ALTER TABLE registrations DROP COLUMN periodic_interval_ms",
+        "ALTER TABLE registrations DROP COLUMN fields",
     ] {
         let dir = tempfile::tempdir().unwrap();
         filled(dir.path(), 2);
