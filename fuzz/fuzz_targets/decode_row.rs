@@ -1,7 +1,9 @@
-//! Decoding stored rows: any field values must decode or be refused, never panic.
+//! Decoding stored rows: any field values must decode or be refused, never panic; and any
+//! bytes as a row's packed `fields` blob (schema 7) unpack or are refused, and what unpacks
+//! packs back to the same bytes (only canonical bytes are accepted).
 #![no_main]
 
-use bgsync_store_sqlite::{decode_row, row_checksum, RawRow};
+use bgsync_store_sqlite::{decode_row, pack_fields, row_checksum, unpack_fields, RawRow};
 use libfuzzer_sys::fuzz_target;
 
 fn i64_at(data: &[u8], i: usize) -> i64 {
@@ -13,6 +15,22 @@ fn i64_at(data: &[u8], i: usize) -> i64 {
 }
 
 fuzz_target!(|data: &[u8]| {
+    if let Ok(f) = unpack_fields(data) {
+        let row = RawRow {
+            sw: 0,
+            kind: 0,
+            tag: Vec::new(),
+            origin: String::new(),
+            attempts: f.attempts,
+            max_attempts: f.max_attempts,
+            next_fire: f.next_fire,
+            periodic_interval_ms: f.periodic_interval_ms,
+            checksum: f.checksum,
+            partition: String::new(),
+            seq: f.seq,
+        };
+        assert_eq!(pack_fields(&row), data, "unpacked {f:?}");
+    }
     if data.len() < 48 {
         return;
     }

@@ -136,8 +136,24 @@ fn database(ops: &[StoreOp]) -> Result<Vec<u8>, String> {
 /// Rows in decode_row's layout (fuzz/fuzz_targets/decode_row.rs): 48 fixed bytes (sw, kind,
 /// attempts, max_attempts, next_fire as little-endian i64s at 0, 8, 16, 24, 32; bytes 40..48
 /// choose the interval, partition, seq and checksum), then the tag (WTF-8) and the origin,
-/// half each.
+/// half each. And `fields` blobs as the store packs them (schema 7), which the target also
+/// unpacks: a one-shot row's and a periodic row's.
 fn decode_row() -> Vec<Seed> {
+    let fields = |interval: Option<i64>| {
+        bgsync_store_sqlite::pack_fields(&bgsync_store_sqlite::RawRow {
+            sw: 1,
+            kind: i64::from(interval.is_some()),
+            tag: Vec::new(),
+            origin: String::new(),
+            attempts: 2,
+            max_attempts: 3,
+            next_fire: 1_764_000_000_000,
+            periodic_interval_ms: interval,
+            checksum: 0x1234_5678_9ABC_DEF0,
+            partition: String::new(),
+            seq: 300,
+        })
+    };
     let row = |sw: i64, kind: i64, tail: [u8; 8], tag: &[u8], origin: &str| {
         let mut b = Vec::new();
         for v in [sw, kind, 1, 3, 1000] {
@@ -187,6 +203,8 @@ fn decode_row() -> Vec<Seed> {
                 "https://a.example",
             ),
         ),
+        ("seed-fields-one-shot".into(), fields(None)),
+        ("seed-fields-periodic".into(), fields(Some(43_200_000))),
     ]
 }
 
@@ -326,6 +344,10 @@ mod tests {
     #[test]
     fn decode_row_seeds_fit() {
         for (name, bytes) in decode_row() {
+            if name.starts_with("seed-fields") {
+                assert!(bgsync_store_sqlite::unpack_fields(&bytes).is_ok(), "{name}");
+                continue;
+            }
             assert!(bytes.len() >= 48 && bytes.len() <= 1024, "{name}");
         }
     }
