@@ -1286,8 +1286,11 @@ pub fn main(args: &[String]) -> Result<(), String> {
             Some(false) => "NO",
             None => "",
         };
+        // Seconds to the millisecond: a cold start of 1.036 s printed as "1.0 s" beside "NO"
+        // read as a contradiction.
+        let digits = if r.unit == "s" { 3 } else { 1 };
         println!(
-            "{:<40} {:>14.1} {:<16} {:>22} {:>9} {:>5}",
+            "{:<40} {:>14.digits$} {:<16} {:>22} {:>9} {:>5}",
             r.name,
             r.value,
             r.unit,
