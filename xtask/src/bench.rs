@@ -908,48 +908,7 @@ fn read_columns(dir: &Path, n: usize) -> Result<(f64, f64), String> {
     let e = |e: rusqlite::Error| e.to_string();
     write_cold_store(dir, n)?;
     let mut conn = rusqlite::Connection::open(dir.join(bgsync_store_sqlite::DB_FILE)).map_err(e)?;
-    conn.execute_batch(
-        "CREATE TABLE wide (sw INTEGER NOT NULL, kind INTEGER NOT NULL, tag BLOB NOT NULL,
-             origin TEXT NOT NULL, attempts INTEGER NOT NULL, max_attempts INTEGER NOT NULL,
-             next_fire INTEGER NOT NULL, periodic_interval_ms INTEGER,
-             checksum INTEGER NOT NULL, partition TEXT NOT NULL, seq INTEGER NOT NULL,
-             PRIMARY KEY (sw, kind, tag)) WITHOUT ROWID;",
-    )
-    .map_err(e)?;
-    let tx = conn.transaction().map_err(e)?;
-    {
-        let mut read = tx
-            .prepare("SELECT sw, kind, tag, origin, partition, fields FROM registrations")
-            .map_err(e)?;
-        let mut write = tx
-            .prepare("INSERT INTO wide VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")
-            .map_err(e)?;
-        let mut rows = read.query([]).map_err(e)?;
-        while let Some(r) = rows.next().map_err(e)? {
-            let f = bgsync_store_sqlite::unpack_fields(
-                r.get_ref(5)
-                    .map_err(e)?
-                    .as_blob()
-                    .map_err(|err| err.to_string())?,
-            )?;
-            write
-                .execute(rusqlite::params![
-                    r.get::<_, rusqlite::types::Value>(0).map_err(e)?,
-                    r.get::<_, rusqlite::types::Value>(1).map_err(e)?,
-                    r.get::<_, rusqlite::types::Value>(2).map_err(e)?,
-                    r.get::<_, rusqlite::types::Value>(3).map_err(e)?,
-                    f.attempts,
-                    f.max_attempts,
-                    f.next_fire,
-                    f.periodic_interval_ms,
-                    f.checksum,
-                    r.get::<_, rusqlite::types::Value>(4).map_err(e)?,
-                    f.seq,
-                ])
-                .map_err(e)?;
-        }
-    }
-    tx.commit().map_err(e)?;
+    wide_copy(&mut conn)?;
     let read_wide = |conn: &rusqlite::Connection| -> rusqlite::Result<i64> {
         let mut stmt = conn.prepare(
             "SELECT sw, kind, tag, origin, attempts, max_attempts, next_fire, \
@@ -1019,6 +978,101 @@ fn read_columns(dir: &Path, n: usize) -> Result<(f64, f64), String> {
         ));
     }
     Ok((median(wide), median(packed)))
+}
+
+/// Copies the store's `registrations` table (schema 7) into a table `wide` laid out as schema 6
+/// kept it, each integer a column of its own, the values (checksums too) unchanged.
+fn wide_copy(conn: &mut rusqlite::Connection) -> Result<(), String> {
+    let e = |e: rusqlite::Error| e.to_string();
+    conn.execute_batch(
+        "CREATE TABLE wide (sw INTEGER NOT NULL, kind INTEGER NOT NULL, tag BLOB NOT NULL,
+             origin TEXT NOT NULL, attempts INTEGER NOT NULL, max_attempts INTEGER NOT NULL,
+             next_fire INTEGER NOT NULL, periodic_interval_ms INTEGER,
+             checksum INTEGER NOT NULL, partition TEXT NOT NULL, seq INTEGER NOT NULL,
+             PRIMARY KEY (sw, kind, tag)) WITHOUT ROWID;",
+    )
+    .map_err(e)?;
+    let tx = conn.transaction().map_err(e)?;
+    {
+        let mut read = tx
+            .prepare("SELECT sw, kind, tag, origin, partition, fields FROM registrations")
+            .map_err(e)?;
+        let mut write = tx
+            .prepare("INSERT INTO wide VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")
+            .map_err(e)?;
+        let mut rows = read.query([]).map_err(e)?;
+        while let Some(r) = rows.next().map_err(e)? {
+            let f = bgsync_store_sqlite::unpack_fields(
+                r.get_ref(5)
+                    .map_err(e)?
+                    .as_blob()
+                    .map_err(|err| err.to_string())?,
+            )?;
+            write
+                .execute(rusqlite::params![
+                    r.get::<_, rusqlite::types::Value>(0).map_err(e)?,
+                    r.get::<_, rusqlite::types::Value>(1).map_err(e)?,
+                    r.get::<_, rusqlite::types::Value>(2).map_err(e)?,
+                    r.get::<_, rusqlite::types::Value>(3).map_err(e)?,
+                    f.attempts,
+                    f.max_attempts,
+                    f.next_fire,
+                    f.periodic_interval_ms,
+                    f.checksum,
+                    r.get::<_, rusqlite::types::Value>(4).map_err(e)?,
+                    f.seq,
+                ])
+                .map_err(e)?;
+        }
+    }
+    tx.commit().map_err(e)?;
+    Ok(())
+}
+
+/// The one-time cost of migration 6 → 7 (docs/storage.md): the cold start's `n` rows written
+/// by the store, put back into schema 6's layout (the table rewritten with each integer a column
+/// of its own, the version set to 6), then opened by the store, which migrates them. Returns
+/// (seconds for the open that migrates, seconds for the open after it), after checking that
+/// both opens load the `n` rows and the same ones.
+fn migrate_6_to_7(dir: &Path, n: usize) -> Result<(f64, f64), String> {
+    let e = |e: rusqlite::Error| e.to_string();
+    write_cold_store(dir, n)?;
+    let before = {
+        let mut store = SqliteStore::open(dir).map_err(|e| e.to_string())?;
+        store.load_all().map_err(|e| e.to_string())?
+    };
+    {
+        let mut conn =
+            rusqlite::Connection::open(dir.join(bgsync_store_sqlite::DB_FILE)).map_err(e)?;
+        wide_copy(&mut conn)?;
+        conn.execute_batch(
+            "DROP TABLE registrations;
+             ALTER TABLE wide RENAME TO registrations;
+             UPDATE schema_version SET version = 6;",
+        )
+        .map_err(e)?;
+    }
+    let t = Instant::now();
+    let migrated = {
+        let mut store = SqliteStore::open(dir).map_err(|e| e.to_string())?;
+        let s = t.elapsed().as_secs_f64();
+        (s, store.load_all().map_err(|e| e.to_string())?)
+    };
+    let t = Instant::now();
+    let again = {
+        let mut store = SqliteStore::open(dir).map_err(|e| e.to_string())?;
+        let s = t.elapsed().as_secs_f64();
+        (s, store.load_all().map_err(|e| e.to_string())?)
+    };
+    if before.len() != n || migrated.1 != before || again.1 != before {
+        return Err(format!(
+            "the migrated store loads {} and then {} rows, not the {} written",
+            migrated.1.len(),
+            again.1.len(),
+            before.len()
+        ));
+    }
+    Ok((migrated.0, again.0))
 }
 
 /// How many times the cold start is measured (the row is their median).
@@ -1152,6 +1206,15 @@ pub fn one(args: &[String]) -> Result<(), String> {
                 packed / wide
             );
         }
+        Some("migrate") => {
+            let base = std::env::temp_dir().join(format!("bgsync-mig-{}", std::process::id()));
+            let r = migrate_6_to_7(&base, n);
+            let _ = std::fs::remove_dir_all(&base);
+            let (migrating, after) = r?;
+            println!(
+                "migration 6 → 7 of {n} rows: the open that migrates {migrating:.3} s, the next open {after:.3} s (each reads and decodes every row)"
+            );
+        }
         Some("cold") => {
             let base = std::env::temp_dir().join(format!("bgsync-cold-{}", std::process::id()));
             let (s, b) = cold_start(&base, n)?;
@@ -1165,7 +1228,7 @@ pub fn one(args: &[String]) -> Result<(), String> {
         }
         _ => {
             return Err(
-                "bench-one fanout|periodic-fanout|register|cold|read-columns|throughput|tasks|tasks-memory|limit|latency|stat-fsync|handoff [N]"
+                "bench-one fanout|periodic-fanout|register|cold|read-columns|migrate|throughput|tasks|tasks-memory|limit|latency|stat-fsync|handoff [N]"
                     .into(),
             )
         }
