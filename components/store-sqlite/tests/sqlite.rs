@@ -454,17 +454,8 @@ fn a_version_6_database_written_by_hand_loads_with_its_integers_packed() {
 #[test]
 fn packed_fields_round_trip_and_nothing_else_unpacks() {
     let base = RawRow {
-        sw: 1,
-        kind: 0,
-        tag: b"a".to_vec(),
-        origin: "https://a.example".into(),
-        attempts: 0,
-        max_attempts: 3,
-        next_fire: 0,
-        periodic_interval_ms: None,
         checksum: -1,
-        partition: String::new(),
-        seq: 0,
+        ..one_shot_row()
     };
     let edges = [
         0,
@@ -573,15 +564,9 @@ fn the_lookups_use_indexes() {
     assert_eq!(indexes, 0, "no secondary index: the table is its key");
 }
 
-#[test]
-fn decode_row_refuses_what_this_build_never_writes() {
-    // Each row carries the checksum of its fields, so that each refusal below is for the
-    // field, not the checksum.
-    let sealed = |r: RawRow| RawRow {
-        checksum: row_checksum(&r),
-        ..r
-    };
-    let good = sealed(RawRow {
+/// A one-shot row of a default partition, its checksum 0 (not sealed).
+fn one_shot_row() -> RawRow {
+    RawRow {
         sw: 1,
         kind: 0,
         tag: b"a".to_vec(),
@@ -593,7 +578,18 @@ fn decode_row_refuses_what_this_build_never_writes() {
         checksum: 0,
         partition: String::new(),
         seq: 0,
-    });
+    }
+}
+
+#[test]
+fn decode_row_refuses_what_this_build_never_writes() {
+    // Each row carries the checksum of its fields, so that each refusal below is for the
+    // field, not the checksum.
+    let sealed = |r: RawRow| RawRow {
+        checksum: row_checksum(&r),
+        ..r
+    };
+    let good = sealed(one_shot_row());
     assert_eq!(decode_row(good.clone()).unwrap().tag, Tag::from("a"));
     let partitioned = sealed(RawRow {
         partition: "https://top.example".into(),
