@@ -178,6 +178,90 @@ fn stat_fsync(dir: &Path, n: usize) -> Result<[f64; 3], String> {
     Ok(rounds.map(median))
 }
 
+/// `bench-one log-growth`: what a commit pays while SQLite's write-ahead log grows, against the
+/// same commit inside a log that already has the room (docs/storage.md, "The log's room").
+/// One row a transaction, `n` commits on a fresh database each way, with the store's settings
+/// (WAL, `synchronous=FULL`, exclusive locking): (0) plain SQLite, whose log grows with each
+/// commit until its first checkpoint (about a thousand frames after each open); (1) plain
+/// SQLite whose log SQLite itself grew and started again first (one transaction of 1,200
+/// pages, then a checkpoint), so that the commits write inside the file; (2) `SqliteStore`,
+/// which gives its log the room at open. Five rounds, the three ways alternating; the median
+/// commit of each way over the rounds' medians, µs.
+fn log_growth(dir: &Path, n: usize) -> Result<[f64; 3], String> {
+    let e = |e: rusqlite::Error| e.to_string();
+    let mut rounds: [Vec<f64>; 3] = Default::default();
+    for _ in 0..5 {
+        for (how, times) in rounds.iter_mut().enumerate() {
+            let _ = std::fs::remove_dir_all(dir);
+            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+            let mut each = Vec::with_capacity(n);
+            let (before, after);
+            if how == 2 {
+                let mut store = SqliteStore::open(dir).map_err(|e| e.to_string())?;
+                let wal = dir.join(format!("{}-wal", bgsync_store_sqlite::DB_FILE));
+                before = file_len(&wal);
+                let o = origin(0);
+                for i in 0..n {
+                    let op = put(o.clone(), 1, format!("grow-{i}"), i as u64 + 1, wall_now());
+                    let t = Instant::now();
+                    store.commit(&[op]).map_err(|e| e.to_string())?;
+                    each.push(t.elapsed().as_secs_f64() * 1e6);
+                }
+                after = file_len(&wal);
+            } else {
+                let mut conn = rusqlite::Connection::open(dir.join("plain.sqlite")).map_err(e)?;
+                let _: String = conn
+                    .query_row("PRAGMA locking_mode = EXCLUSIVE", [], |r| r.get(0))
+                    .map_err(e)?;
+                let _: String = conn
+                    .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+                    .map_err(e)?;
+                conn.pragma_update(None, "synchronous", "FULL").map_err(e)?;
+                conn.execute_batch(
+                    "CREATE TABLE r (tag BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID",
+                )
+                .map_err(e)?;
+                if how == 1 {
+                    conn.execute_batch(
+                        "INSERT INTO r VALUES (x'00', zeroblob(1200 * 4096));
+                         DELETE FROM r;
+                         PRAGMA wal_checkpoint(RESTART);",
+                    )
+                    .map_err(e)?;
+                }
+                let wal = dir.join("plain.sqlite-wal");
+                before = file_len(&wal);
+                for i in 0..n {
+                    let t = Instant::now();
+                    let tx = conn.transaction().map_err(e)?;
+                    tx.execute(
+                        "INSERT INTO r VALUES (?1, ?2)",
+                        rusqlite::params![format!("grow-{i}").into_bytes(), [7u8; 40].as_slice()],
+                    )
+                    .map_err(e)?;
+                    tx.commit().map_err(e)?;
+                    each.push(t.elapsed().as_secs_f64() * 1e6);
+                }
+                // Before the connection closes (a plain close checkpoints and deletes the log).
+                after = file_len(&wal);
+            }
+            // The premise of each way, checked: only the first grows its log.
+            if (how == 0) != (after > before) {
+                return Err(format!(
+                    "log-growth, way {how}: the log went from {before} to {after} bytes over {n} commits"
+                ));
+            }
+            times.push(median(each));
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(rounds.map(median))
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
 /// What a lone caller's register pays for its two thread hand-offs (caller → Background Sync
 /// thread → caller) beyond the commit, with no engine and no disk: a round trip over two
 /// crossbeam channels to a thread that echoes, `n` times. Alternately with no pause between
@@ -1118,6 +1202,18 @@ pub fn one(args: &[String]) -> Result<(), String> {
                 "4 KB pwrite + fsync: {none:.0} µs alone, {stat:.0} µs after a stat (std::fs::metadata), {ino:.0} µs after a statx of the inode number alone (medians of 5 rounds of {n})"
             );
         }
+        Some("log-growth") => {
+            let base = std::env::temp_dir().join(format!("bgsync-grow-{}", std::process::id()));
+            let [grows, room, store] = log_growth(&base, n.min(900))?;
+            std::fs::create_dir_all(&base).map_err(|e| e.to_string())?;
+            let (fsync, _) = fsync_limits(&base, 1_000)?;
+            let _ = std::fs::remove_dir_all(&base);
+            let one = 1e6 / fsync;
+            println!(
+                "a one-row commit, {} on a fresh database: {grows:.0} µs while SQLite's log grows, {room:.0} µs inside a log SQLite grew first, {store:.0} µs in SqliteStore (its log given the room at open); one fdatasync of a 100-byte append {one:.0} µs (medians of 5 rounds, alternating)",
+                n.min(900)
+            );
+        }
         Some("handoff") => {
             let (awake, idle) = handoff(n);
             println!(
@@ -1222,7 +1318,7 @@ pub fn one(args: &[String]) -> Result<(), String> {
         }
         _ => {
             return Err(
-                "bench-one fanout|periodic-fanout|register|cold|read-columns|migrate|throughput|tasks|tasks-memory|limit|latency|stat-fsync|handoff [N]"
+                "bench-one fanout|periodic-fanout|register|cold|read-columns|migrate|throughput|tasks|tasks-memory|limit|latency|log-growth|stat-fsync|handoff [N]"
                     .into(),
             )
         }

@@ -2,7 +2,9 @@
 //! `read-columns` (docs/performance.md, § 8): both layouts (the store's schema 7 and schema
 //! 6's) are built, read whole, and found to hold the same values. `migrate` (docs/storage.md):
 //! the store's rows are put back into schema 6's layout, the store's next open migrates them to
-//! schema 7, and both that open and the one after it load the rows written. Each command fails
+//! schema 7, and both that open and the one after it load the rows written. `log-growth`
+//! (docs/storage.md, "The log's room"): plain SQLite's log grows with its first commits, and
+//! neither a log SQLite grew first nor the store's log changes size. Each command fails
 //! otherwise.
 
 use std::process::Command;
@@ -43,5 +45,13 @@ fn a_schema_6_table_migrates_and_loads_the_same_rows() {
     bench_one(
         &["migrate", "3000"],
         "migration 6 → 7 of 3000 rows: the open that migrates ",
+    );
+}
+
+#[test]
+fn only_plain_sqlites_fresh_log_grows_with_its_commits() {
+    bench_one(
+        &["log-growth", "40"],
+        "a one-row commit, 40 on a fresh database: ",
     );
 }

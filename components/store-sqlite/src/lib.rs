@@ -308,6 +308,72 @@ fn wal_path(path: &Path) -> PathBuf {
     PathBuf::from(format!("{}-wal", path.display()))
 }
 
+/// The size of a write-ahead log header, and of a frame's header (SQLite's file format, § 4.1).
+const WAL_HEADER: u64 = 32;
+const WAL_FRAME_HEADER: u64 = 24;
+/// Frames reserved beyond the automatic checkpoint's threshold: the log reaches the threshold
+/// plus the last transaction's frames before it is checkpointed and restarted (a group commit
+/// of 64 registrations is a few dozen frames).
+const WAL_RESERVE_SLACK_FRAMES: u64 = 256;
+
+/// Gives the write-ahead log at `path` the room it takes before SQLite checkpoints it and
+/// starts again from its beginning: zeros, written and synced once, so that a commit writes
+/// inside the file instead of growing it. A commit that grows the log makes its `fdatasync`
+/// allocate blocks and commit the file system's journal for the new size; inside the file it
+/// writes the data alone: on ext4, 180–200 µs a commit against 80–90 µs (docs/storage.md,
+/// "Syncing"). SQLite leaves the log at its size when it restarts it, so without the reserve
+/// only the first thousand or so frames after each open grew it — which is most of the
+/// commits of a session that registers a few times.
+///
+/// Zeros are never a valid log: SQLite reads frames from the header until one's salt or
+/// checksum does not match, and a log whose header is zeros is empty. The reserve is written
+/// past the log's current end, so a log with frames to replay keeps them. It is best-effort: a
+/// file system that cannot take it (full, say) has what was written given back, is logged,
+/// and the store works as before.
+fn reserve_log(conn: &Connection, path: &Path) {
+    use std::io::{Seek, SeekFrom};
+    use std::os::unix::fs::FileExt;
+    let pragma = |name: &str| -> Option<u64> {
+        conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
+            .ok()
+            .and_then(|v| u64::try_from(v).ok())
+    };
+    let (Some(page), Some(threshold)) = (pragma("page_size"), pragma("wal_autocheckpoint")) else {
+        return;
+    };
+    let want = WAL_HEADER + (threshold + WAL_RESERVE_SLACK_FRAMES) * (page + WAL_FRAME_HEADER);
+    let wal = wal_path(path);
+    // The log is SQLite's; with no log yet there is nothing to reserve.
+    let Ok(mut file) = OpenOptions::new().write(true).open(&wal) else {
+        return;
+    };
+    // The length by seeking, not `fstat`: reading the change time would make the next write
+    // set a fine-grained one and dirty the inode (see `file_id`).
+    let Ok(len) = file.seek(SeekFrom::End(0)) else {
+        return;
+    };
+    if len >= want {
+        return;
+    }
+    const CHUNK: u64 = 1 << 16;
+    let zeros = vec![0u8; CHUNK as usize];
+    let mut at = len;
+    let written = loop {
+        if at >= want {
+            break file.sync_data();
+        }
+        let n = CHUNK.min(want - at) as usize;
+        if let Err(e) = file.write_all_at(&zeros[..n], at) {
+            break Err(e);
+        }
+        at += n as u64;
+    };
+    if let Err(e) = written {
+        let _ = file.set_len(len);
+        tracing::warn!(error = %e, log = %wal.display(), "could not reserve the write-ahead log's room; commits grow it instead");
+    }
+}
+
 /// A store whose directory is locked and whose database is open, but whose rows are not read
 /// yet: [`SqliteStore::begin_open`]'s result.
 #[derive(Debug)]
@@ -436,6 +502,7 @@ impl SqliteStore {
 
     fn with(conn: Connection, path: PathBuf, lock: File) -> Result<SqliteStore, StoreError> {
         let (profile, seq) = read_meta(&conn, &path)?;
+        reserve_log(&conn, &path);
         Ok(SqliteStore {
             conn,
             db_file: file_id(&path),
@@ -584,6 +651,7 @@ impl SqliteStore {
         })?;
         drop(std::mem::replace(&mut self.conn, placeholder));
         let (conn, recovery) = salvage(&self.path, cause, Some((self.profile, self.seq)))?;
+        reserve_log(&conn, &self.path);
         self.conn = conn;
         self.db_file = file_id(&self.path);
         self.wal_file = file_id(&wal_path(&self.path));
@@ -599,6 +667,7 @@ impl SqliteStore {
         })?;
         drop(std::mem::replace(&mut self.conn, placeholder));
         self.conn = open_conn(&self.path, Some((self.profile, self.seq)))?;
+        reserve_log(&self.conn, &self.path);
         self.db_file = file_id(&self.path);
         self.wal_file = file_id(&wal_path(&self.path));
         Ok(())
