@@ -319,11 +319,13 @@ const WAL_RESERVE_SLACK_FRAMES: u64 = 256;
 /// Gives the write-ahead log at `path` the room it takes before SQLite checkpoints it and
 /// starts again from its beginning: zeros, written and synced once, so that a commit writes
 /// inside the file instead of growing it. A commit that grows the log makes its `fdatasync`
-/// allocate blocks and commit the file system's journal for the new size; inside the file it
-/// writes the data alone: on ext4, 180–200 µs a commit against 80–90 µs (docs/storage.md,
-/// "Syncing"). SQLite leaves the log at its size when it restarts it, so without the reserve
-/// only the first thousand or so frames after each open grew it — which is most of the
-/// commits of a session that registers a few times.
+/// allocate blocks and write the file's metadata (its size and block map; on a journalled file
+/// system, a journal commit); inside the file it writes the data alone. On the ext4 of
+/// docs/performance.md, 139–176 µs a one-row commit against 76–83 µs (`cargo xtask bench-one
+/// log-growth`; docs/storage.md, "The log's room"). SQLite leaves the log at its size when it
+/// starts it again, so without the room the log grows only for the first thousand or so frames
+/// after each open — but those are most of the commits of a session that registers a few
+/// times.
 ///
 /// Zeros are never a valid log: SQLite reads frames from the header until one's salt or
 /// checksum does not match, and a log whose header is zeros is empty. The reserve is written
