@@ -185,7 +185,7 @@ fn fields_packed(conn: &Connection) -> rusqlite::Result<()> {
                 row.tag,
                 row.origin,
                 row.partition,
-                pack_fields(&row.to_owned()),
+                pack_fields(&row.fields()),
             ])?;
         }
     }
@@ -791,7 +791,7 @@ fn write_batch(conn: &mut Connection, batch: &[StoreOp]) -> Result<(), rusqlite:
                     row.tag,
                     row.origin,
                     row.partition,
-                    pack_fields(&row),
+                    pack_fields(&row.fields()),
                 ])
             }
             StoreOp::Delete(k) => tx
@@ -1212,6 +1212,18 @@ pub struct RawRow {
 }
 
 impl RawRow {
+    /// The integers schema 7 keeps in the row's `fields` blob.
+    pub fn fields(&self) -> Fields {
+        Fields {
+            attempts: self.attempts,
+            max_attempts: self.max_attempts,
+            next_fire: self.next_fire,
+            periodic_interval_ms: self.periodic_interval_ms,
+            checksum: self.checksum,
+            seq: self.seq,
+        }
+    }
+
     /// Reads a row selected with [`WIDE_COLUMNS`] (or a schema 2 table's [`SCHEMA_2_COLUMNS`]).
     fn read_wide(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
         RowRef::read_wide(r).map(RowRef::to_owned)
@@ -1295,6 +1307,18 @@ impl<'a> RowRef<'a> {
             partition: borrowed(r, 9, |v| v.as_str())?,
             seq: r.get(10)?,
         })
+    }
+
+    /// The integers schema 7 keeps in the row's `fields` blob.
+    fn fields(&self) -> Fields {
+        Fields {
+            attempts: self.attempts,
+            max_attempts: self.max_attempts,
+            next_fire: self.next_fire,
+            periodic_interval_ms: self.periodic_interval_ms,
+            checksum: self.checksum,
+            seq: self.seq,
+        }
     }
 
     fn to_owned(self) -> RawRow {
@@ -1432,11 +1456,11 @@ pub struct Fields {
 /// `max_attempts`, `next_fire` and `seq`, then `periodic_interval_ms` for a row that has one,
 /// each a zigzag LEB128 varint (the shortest: 1 byte for a count, 6 for a time in
 /// milliseconds since the epoch). About the bytes the six integer columns took, in one column.
-pub fn pack_fields(row: &RawRow) -> Vec<u8> {
+pub fn pack_fields(f: &Fields) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + 5 * 10);
-    out.extend_from_slice(&row.checksum.to_le_bytes());
-    let values = [row.attempts, row.max_attempts, row.next_fire, row.seq];
-    for v in values.into_iter().chain(row.periodic_interval_ms) {
+    out.extend_from_slice(&f.checksum.to_le_bytes());
+    let values = [f.attempts, f.max_attempts, f.next_fire, f.seq];
+    for v in values.into_iter().chain(f.periodic_interval_ms) {
         let mut z = ((v << 1) ^ (v >> 63)) as u64;
         while z >= 0x80 {
             out.push((z as u8 & 0x7F) | 0x80);

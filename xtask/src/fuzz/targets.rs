@@ -140,17 +140,12 @@ fn database(ops: &[StoreOp]) -> Result<Vec<u8>, String> {
 /// unpacks: a one-shot row's and a periodic row's.
 fn decode_row() -> Vec<Seed> {
     let fields = |interval: Option<i64>| {
-        bgsync_store_sqlite::pack_fields(&bgsync_store_sqlite::RawRow {
-            sw: 1,
-            kind: i64::from(interval.is_some()),
-            tag: Vec::new(),
-            origin: String::new(),
+        bgsync_store_sqlite::pack_fields(&bgsync_store_sqlite::Fields {
             attempts: 2,
             max_attempts: 3,
             next_fire: 1_764_000_000_000,
             periodic_interval_ms: interval,
             checksum: 0x1234_5678_9ABC_DEF0,
-            partition: String::new(),
             seq: 300,
         })
     };
