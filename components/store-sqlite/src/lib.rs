@@ -575,7 +575,7 @@ impl SqliteStore {
     /// The first half of [`open_or_recover_each`](SqliteStore::open_or_recover_each), the part
     /// that takes constant time: takes the directory's lock, opens the database and brings its
     /// schema up to date (constant but for the first open after an upgrade whose migration
-    /// rewrites the rows, 2 → 3 and 6 → 7: about 4 s for a million rows, once; `cargo xtask
+    /// rewrites the rows, 2 → 3 and 6 → 7: 2.5–4.4 s for a million rows, once; `cargo xtask
     /// bench-one migrate`). What can fail at once fails here ("already in use", a schema newer
     /// than this build, an unreadable directory); a damaged file is not an error yet but is
     /// repaired by [`OpeningStore::load_each`], which reads the rows. The two halves may run on
