@@ -1214,14 +1214,7 @@ pub struct RawRow {
 impl RawRow {
     /// The integers schema 7 keeps in the row's `fields` blob.
     pub fn fields(&self) -> Fields {
-        Fields {
-            attempts: self.attempts,
-            max_attempts: self.max_attempts,
-            next_fire: self.next_fire,
-            periodic_interval_ms: self.periodic_interval_ms,
-            checksum: self.checksum,
-            seq: self.seq,
-        }
+        self.as_ref().fields()
     }
 
     /// Reads a row selected with [`WIDE_COLUMNS`] (or a schema 2 table's [`SCHEMA_2_COLUMNS`]).
