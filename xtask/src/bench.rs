@@ -1314,11 +1314,18 @@ pub fn one(args: &[String]) -> Result<(), String> {
             let open = t.elapsed();
             let rows = store.load_all().map_err(|e| e.to_string())?.len();
             println!("cold start: {s:.2} s, {b:.0} B/registration; SqliteStore::open alone (reads and decodes all {rows} rows): {:.2} s", open.as_secs_f64());
-            let _ = std::fs::remove_dir_all(&base);
+            drop(store);
+            // `--keep`: the store stays, for `xtask bench-cold-child DIR` (one start, in ms) to
+            // start again, by this build and another alternating.
+            if args.iter().any(|a| a == "--keep") {
+                println!("kept: {}", dir.display());
+            } else {
+                let _ = std::fs::remove_dir_all(&base);
+            }
         }
         _ => {
             return Err(
-                "bench-one fanout|periodic-fanout|register|cold|read-columns|migrate|throughput|tasks|tasks-memory|limit|latency|log-growth|stat-fsync|handoff [N]"
+                "bench-one fanout|periodic-fanout|register|cold [--keep]|read-columns|migrate|throughput|tasks|tasks-memory|limit|latency|log-growth|stat-fsync|handoff [N]"
                     .into(),
             )
         }

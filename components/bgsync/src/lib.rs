@@ -476,58 +476,79 @@ fn read_store(source: Source, params: &Parameters, now: Timestamp) -> Result<Rea
     Ok((core, store, start_recovery, sw_ids))
 }
 
-/// Rows read from the database and decoded on the loading thread, handed over this many at a
-/// time.
+/// Batches of rows read ahead of the restore at most: what the two threads hold between them
+/// stays a few thousand rows, whatever the store's size.
 #[cfg(feature = "sqlite")]
-const LOAD_CHUNK: usize = 1_024;
+const LOAD_BATCHES_AHEAD: usize = 4;
 
-/// Chunks read ahead of the restore at most: what the two threads hold between them stays
-/// under a few thousand rows, whatever the store's size.
-#[cfg(feature = "sqlite")]
-const LOAD_CHUNKS_AHEAD: usize = 4;
-
-/// Streams the stored registrations into `restore`, reading and decoding them on a thread of
-/// their own while this one restores them (SQLite's read and decode took about two thirds of a
-/// cold start of 1,000,000 registrations, the restore the rest, one after the other). The rows
-/// go over in chunks, at most [`LOAD_CHUNKS_AHEAD`] ahead, so they are never all held at once;
-/// `restore` gets them in the store's order. If no thread can be started, this thread reads them
-/// itself. The contract of [`OpeningStore::load_each`](bgsync_store_sqlite::OpeningStore::load_each)
-/// holds: with a recovery, what `restore` received must be discarded.
+/// Streams the stored registrations into `restore`, reading them on a thread of their own while
+/// this one checks, decodes and restores them (SQLite's read and the decoding took about two
+/// thirds of a cold start of 1,000,000 registrations, the restore the rest, one after the
+/// other; docs/performance.md, § 8). The rows go over in batches of
+/// [`BATCH_ROWS`](bgsync_store_sqlite::BATCH_ROWS), at most [`LOAD_BATCHES_AHEAD`] ahead, so
+/// they are never all held at once; `restore` gets them in the store's order. Damage found in
+/// decoding stops the read, and the store repairs the database as it would have had it found
+/// the damage itself. If no thread can be started, this thread reads them itself. The contract
+/// of [`OpeningStore::load_each`](bgsync_store_sqlite::OpeningStore::load_each) holds: with a
+/// recovery, what `restore` received must be discarded.
 #[cfg(feature = "sqlite")]
 fn load_alongside(
     opening: bgsync_store_sqlite::OpeningStore,
     restore: &mut dyn FnMut(StoredRegistration),
 ) -> Result<(bgsync_store_sqlite::SqliteStore, Option<Recovery>), StoreError> {
+    use bgsync_store_sqlite::RowBatch;
+    let mut decoder = opening.decoder();
     let opening = Mutex::new(Some(opening));
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<StoredRegistration>>(LOAD_CHUNKS_AHEAD);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<RowBatch>(LOAD_BATCHES_AHEAD);
+        // The decoding side's one verdict: the damage it found, or that every row was sound.
+        let (verdict_tx, verdict_rx) = std::sync::mpsc::sync_channel::<Result<(), StoreError>>(1);
         let shared = &opening;
         let reader = std::thread::Builder::new()
             .name("background-sync-load".into())
             .spawn_scoped(scope, move || {
                 let opening = shared.lock().take()?;
-                let mut chunk = Vec::with_capacity(LOAD_CHUNK);
-                let result = opening.load_each(&mut |r| {
-                    chunk.push(r);
-                    if chunk.len() == LOAD_CHUNK {
-                        // A send fails only if the restoring side is gone (it panicked): the
-                        // rest is then read for nothing, and the panic is what is reported.
-                        let _ = tx.send(std::mem::replace(
-                            &mut chunk,
-                            Vec::with_capacity(LOAD_CHUNK),
-                        ));
+                let mut tx = Some(tx);
+                let verdict = move || {
+                    verdict_rx.recv().unwrap_or_else(|_| {
+                        Err(StoreError::ReadFailed {
+                            cause: "the registrations' decoding stopped without a verdict".into(),
+                        })
+                    })
+                };
+                Some(opening.load_batches(&mut |batch| {
+                    match (batch, &tx) {
+                        (Some(batch), Some(sender)) => match sender.send(batch) {
+                            Ok(()) => Ok(()),
+                            // The decoding side stopped: it found damage (or panicked).
+                            Err(_) => Err(verdict().err().unwrap_or(StoreError::ReadFailed {
+                                cause:
+                                    "the registrations' decoding stopped early without saying why"
+                                        .into(),
+                            })),
+                        },
+                        (None, _) => {
+                            // Every row is sent: the verdict comes once the last is decoded.
+                            tx = None;
+                            verdict()
+                        }
+                        (Some(_), None) => Ok(()),
                     }
-                });
-                if !chunk.is_empty() {
-                    let _ = tx.send(chunk);
-                }
-                Some(result)
+                }))
             });
         match reader {
             Ok(handle) => {
-                for chunk in rx {
-                    chunk.into_iter().for_each(&mut *restore);
+                let mut found = Ok(());
+                for batch in rx.iter() {
+                    if let Err(e) = decoder.decode(batch, &mut *restore) {
+                        found = Err(e);
+                        break;
+                    }
                 }
+                // Sent before the channel is dropped, so that a read waiting to send finds it.
+                let _ = verdict_tx.send(found);
+                drop(verdict_tx);
+                drop(rx);
                 match handle.join() {
                     Ok(Some(result)) => result,
                     // The thread found the store taken: cannot happen, it is the only taker.
@@ -540,7 +561,7 @@ fn load_alongside(
                 }
             }
             Err(e) => {
-                // The closure, and the sender in it, went with the failed spawn.
+                // The closure, and the senders in it, went with the failed spawn.
                 tracing::warn!(error = %e, "no thread to read the store on; reading it here");
                 match opening.lock().take() {
                     Some(opening) => opening.load_each(restore),

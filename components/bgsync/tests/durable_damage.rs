@@ -8,7 +8,9 @@ use std::sync::Arc;
 use bgsync::testing::{FixedNetwork, OpenWindows, ScriptedHost};
 use bgsync::{BackgroundSync, LogEvent, VirtualClock};
 use bgsync_store::{RegistrationStore, StoreOp, StoredRegistration};
-use bgsync_store_sqlite::{SqliteStore, DB_FILE};
+use bgsync_store_sqlite::{
+    pack_fields, row_checksum, unpack_fields, Fields, RawRow, SqliteStore, DB_FILE,
+};
 use bgsync_types::{Origin, SwRegistrationId, SyncKind, Tag, Timestamp};
 use rusqlite::Connection;
 
@@ -256,4 +258,105 @@ async fn a_large_store_is_restored_whole_and_in_order_while_it_is_read() {
         "getTags() lists the stored places' order"
     );
     sync.shutdown();
+}
+
+/// Gives the row at `at` (in key order) what `change` sets, then, when `resign`, a checksum that
+/// matches: damage only the decoding of the row finds, as a row this build never wrote would be.
+fn change_row(dir: &Path, at: i64, change: &str, resign: bool) {
+    let conn = Connection::open(dir.join(DB_FILE)).unwrap();
+    let key = "(sw, kind, tag) = (SELECT sw, kind, tag FROM registrations \
+               ORDER BY sw, kind, tag LIMIT 1 OFFSET ?1)";
+    let (sw, kind, tag): (i64, i64, Vec<u8>) = conn
+        .query_row(
+            &format!("SELECT sw, kind, tag FROM registrations WHERE {key}"),
+            [at],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    let changed = conn
+        .execute(
+            &format!("UPDATE registrations SET {change} WHERE (sw, kind, tag) = (?1, ?2, ?3)"),
+            rusqlite::params![sw, kind, tag],
+        )
+        .unwrap();
+    assert_eq!(changed, 1, "{change}");
+    if resign {
+        // By (sw, tag): the change may have been to the kind.
+        let (kind, origin, partition, fields): (i64, String, String, Vec<u8>) = conn
+            .query_row(
+                "SELECT kind, origin, partition, fields FROM registrations \
+                 WHERE (sw, tag) = (?1, ?2)",
+                rusqlite::params![sw, tag],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        let f = unpack_fields(&fields).unwrap();
+        let row = RawRow {
+            sw,
+            kind,
+            tag: tag.clone(),
+            origin,
+            attempts: f.attempts,
+            max_attempts: f.max_attempts,
+            next_fire: f.next_fire,
+            periodic_interval_ms: f.periodic_interval_ms,
+            checksum: 0,
+            partition,
+            seq: f.seq,
+        };
+        let fields = pack_fields(&Fields {
+            checksum: row_checksum(&row),
+            ..f
+        });
+        conn.execute(
+            "UPDATE registrations SET fields = ?3 WHERE (sw, tag) = (?1, ?2)",
+            rusqlite::params![sw, tag, fields],
+        )
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn damage_found_on_either_side_of_the_read_stops_it_and_costs_only_its_row() {
+    // Start-up's loading thread reads and checks the rows (column types, checksum, key order);
+    // this thread decodes them as it restores them. Damage either finds must stop the read and
+    // repair the file alike: found by the decoding in an early batch (the loading thread then
+    // waits to send more, with batches queued) or in the last, partial batch (after the last
+    // row is read), and found by the read while batches are still queued for the decoding.
+    let n = 10_000;
+    let cases = [
+        (1_500, "origin = 'not an origin'", true),
+        // A kind this build never writes: the row moves to the end of the table.
+        (500, "kind = 7", true),
+        (4_000, "origin = 'https://c.example'", false),
+        (2_000, "origin = CAST(x'ff' AS TEXT)", false),
+        (6_000, "fields = substr(fields, 1, 4)", false),
+    ];
+    for (at, change, resign) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut store = SqliteStore::open(dir.path()).unwrap();
+            let ops: Vec<StoreOp> = (0..n).map(|i| StoreOp::Put(record(&a(), 1, i))).collect();
+            store.commit(&ops).unwrap();
+        }
+        change_row(dir.path(), at, change, resign);
+        let sync = start(dir.path());
+        let report = sync.start_report().clone();
+        let recovery = report
+            .recovery
+            .unwrap_or_else(|| panic!("{change} at row {at} is reported at start-up"));
+        assert_eq!(
+            (recovery.kept.len(), recovery.dropped, report.restored),
+            (n - 1, 1, n - 1),
+            "{change} at row {at}: {recovery}"
+        );
+        assert_eq!(
+            sync.get_tags(&a(), SwRegistrationId(1))
+                .await
+                .unwrap()
+                .len(),
+            n - 1
+        );
+        sync.shutdown();
+    }
 }

@@ -395,6 +395,29 @@ impl OpeningStore {
         self,
         f: &mut dyn FnMut(StoredRegistration),
     ) -> Result<(SqliteStore, Option<Recovery>), StoreError> {
+        let mut decoder = self.decoder();
+        self.load_batches(&mut |batch| match batch {
+            Some(batch) => decoder.decode(batch, f),
+            None => Ok(()),
+        })
+    }
+
+    /// The decoder of the rows [`load_batches`](OpeningStore::load_batches) hands over.
+    pub fn decoder(&self) -> RowDecoder {
+        RowDecoder::new(self.path.clone())
+    }
+
+    /// [`load_each`](OpeningStore::load_each) with the rows' checks and decoding left to the
+    /// caller, so that they can run on another thread than the read: `sink` gets each
+    /// [`RowBatch`] as it is read, in the table's order, and `None` once every row is read. It
+    /// returns the damage a [`RowDecoder`] found in what it was given so far (then the reading
+    /// stops, and the database is repaired as `load_each` repairs it), and given `None`, its
+    /// verdict on all of them: the open is finished only after it. The contract of `load_each`
+    /// holds for what the decoder handed on.
+    pub fn load_batches(
+        self,
+        sink: &mut dyn FnMut(Option<RowBatch>) -> Result<(), StoreError>,
+    ) -> Result<(SqliteStore, Option<Recovery>), StoreError> {
         let OpeningStore {
             lock,
             record,
@@ -428,7 +451,9 @@ impl OpeningStore {
                     }
                     Err(e) => return Err(e),
                 },
-                _ => match load_each(&conn, &path, f) {
+                _ => match read_batches(&conn, &path, &mut |batch| sink(Some(batch)))
+                    .and_then(|()| sink(None))
+                {
                     Ok(()) => (conn, None),
                     Err(StoreError::Corrupt { cause, .. }) => {
                         drop(conn);
@@ -1537,12 +1562,31 @@ fn check_row(row: &RowRef<'_>) -> Result<(), String> {
 
 fn decode_with_origin(row: RowRef<'_>, origin: Origin) -> Result<StoredRegistration, String> {
     check_row(&row)?;
-    let kind = match row.kind {
+    decode_checked(
+        row.sw,
+        row.kind,
+        row.tag,
+        row.partition,
+        &row.fields(),
+        origin,
+    )
+}
+
+/// Decodes a row whose checksum was checked and whose origin column was decoded as `origin`.
+fn decode_checked(
+    sw: i64,
+    kind: i64,
+    tag: &[u8],
+    partition: &str,
+    row: &Fields,
+    origin: Origin,
+) -> Result<StoredRegistration, String> {
+    let kind = match kind {
         0 => SyncKind::OneShot,
         1 => SyncKind::Periodic,
         k => return Err(format!("unknown kind {k}")),
     };
-    let tag = tag_from_sql_shared(row.tag)?;
+    let tag = tag_from_sql_shared(tag)?;
     let attempts = u32::try_from(row.attempts).map_err(|_| format!("attempts {}", row.attempts))?;
     let max_attempts = u32::try_from(row.max_attempts)
         .ok()
@@ -1559,9 +1603,9 @@ fn decode_with_origin(row: RowRef<'_>, origin: Origin) -> Result<StoredRegistrat
     };
     Ok(StoredRegistration {
         origin,
-        partition: Partition::new(row.partition),
+        partition: Partition::new(partition),
         seq: u64::try_from(row.seq).map_err(|_| format!("seq {}", row.seq))?,
-        sw: SwRegistrationId(row.sw as u64),
+        sw: SwRegistrationId(sw as u64),
         tag,
         kind,
         attempts,
@@ -1588,19 +1632,39 @@ fn load_each(
     path: &Path,
     f: &mut dyn FnMut(StoredRegistration),
 ) -> Result<(), StoreError> {
+    let mut decoder = RowDecoder::new(path.to_owned());
+    read_batches(conn, path, &mut |batch| decoder.decode(batch, f))
+}
+
+/// Rows in a [`RowBatch`] at most.
+pub const BATCH_ROWS: usize = 1_024;
+
+/// Bytes of a [`RowBatch`]'s columns past which it is handed over with fewer rows (rows of long
+/// tags).
+const BATCH_BYTES: usize = 1 << 20;
+
+/// Reads every row of the table in key order and checks it (its columns' types, its `fields`,
+/// its checksum, its key after the last row's), handing the rows to `sink` in batches of at most
+/// [`BATCH_ROWS`]; stops at the first error, `sink`'s included.
+fn read_batches(
+    conn: &Connection,
+    path: &Path,
+    sink: &mut dyn FnMut(RowBatch) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     let failed = |e| classify(path, e, |cause| StoreError::ReadFailed { cause });
     let mut stmt = conn
         .prepare(&format!("SELECT {ROW_COLUMNS} FROM registrations"))
         .map_err(failed)?;
     let mut rows = stmt.query([]).map_err(failed)?;
-    // Many rows share an origin: decode each origin once and share it. The rows come in key
+    let mut order = KeyOrder::default();
+    // Many rows share an origin: each origin is decoded once and shared. The rows come in key
     // order, a service worker registration's together, so most rows have the origin of the
     // row before them, which is checked first.
     let mut origins: HashMap<String, Origin> = HashMap::new();
     let mut last: Option<(String, Origin)> = None;
-    let mut order = KeyOrder::default();
+    let mut batch = RowBatch::with_capacity(BATCH_ROWS);
     while let Some(r) = rows.next().map_err(failed)? {
-        // Borrowed from SQLite's row: nothing of it is copied but what the registration keeps.
+        // Borrowed from SQLite's row: nothing of it is copied but what the decoder needs.
         let row = RowRef::read(r).map_err(failed)?;
         let sw = row.sw;
         let corrupt = |cause: String| StoreError::Corrupt {
@@ -1612,6 +1676,9 @@ fn load_each(
                 "it is not after the row before it in key order (a damaged page can point twice at one row, and at none for another)".into(),
             ));
         }
+        check_row(&row).map_err(corrupt)?;
+        // The origin's shared value is cloned here, not on the decoding thread, whose stores
+        // (the restore's tables) an atomic increment would wait for.
         let origin = match &last {
             Some((text, o)) if text == row.origin => o.clone(),
             _ => {
@@ -1627,16 +1694,124 @@ fn load_each(
                 o
             }
         };
-        f(decode_with_origin(row, origin).map_err(corrupt)?);
+        batch.push(&row, origin);
+        if batch.rows.len() == BATCH_ROWS || batch.bytes.len() >= BATCH_BYTES {
+            sink(std::mem::replace(
+                &mut batch,
+                RowBatch::with_capacity(BATCH_ROWS),
+            ))?;
+        }
+    }
+    if !batch.rows.is_empty() {
+        sink(batch)?;
     }
     Ok(())
+}
+
+/// Rows as the start-up read hands them over: read from the table in key order, checked
+/// (column types, `fields`, checksum, key order) and their origins decoded, the rest not yet
+/// decoded. A [`RowDecoder`] decodes them, on whichever thread the embedder likes: the cold
+/// start reads on one thread and decodes and restores on another (docs/performance.md, § 8). A
+/// row's tag and partition are copied back to back into one buffer, so a batch is three
+/// allocations whatever its rows.
+#[derive(Debug, Default)]
+pub struct RowBatch {
+    bytes: Vec<u8>,
+    rows: Vec<BatchRow>,
+}
+
+/// A row of a [`RowBatch`]: its integers and origin, and where its tag and partition end in
+/// the batch's bytes (the tag starts where the row before ends).
+#[derive(Debug, Clone)]
+struct BatchRow {
+    sw: i64,
+    kind: i64,
+    fields: Fields,
+    origin: Origin,
+    /// The ends of the tag and the partition.
+    ends: [usize; 2],
+}
+
+impl RowBatch {
+    fn with_capacity(rows: usize) -> RowBatch {
+        RowBatch {
+            bytes: Vec::with_capacity(rows * 16),
+            rows: Vec::with_capacity(rows),
+        }
+    }
+
+    /// How many rows the batch holds.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether the batch holds no row.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    fn push(&mut self, row: &RowRef<'_>, origin: Origin) {
+        self.bytes.extend_from_slice(row.tag);
+        let tag_end = self.bytes.len();
+        self.bytes.extend_from_slice(row.partition.as_bytes());
+        self.rows.push(BatchRow {
+            sw: row.sw,
+            kind: row.kind,
+            fields: row.fields(),
+            origin,
+            ends: [tag_end, self.bytes.len()],
+        });
+    }
+}
+
+/// Decodes the rows of [`RowBatch`]es: each row's tag, partition and integers. What it refuses
+/// is [`StoreError::Corrupt`], as when the rows are read and decoded in one go
+/// ([`OpeningStore::load_each`]).
+#[derive(Debug)]
+pub struct RowDecoder {
+    path: PathBuf,
+}
+
+impl RowDecoder {
+    fn new(path: PathBuf) -> RowDecoder {
+        RowDecoder { path }
+    }
+
+    /// Decodes `batch`'s rows, handing each registration to `f`; stops at the first damage.
+    pub fn decode(
+        &mut self,
+        batch: RowBatch,
+        f: &mut dyn FnMut(StoredRegistration),
+    ) -> Result<(), StoreError> {
+        let RowBatch { bytes, rows } = batch;
+        let mut start = 0;
+        for row in rows {
+            let [tag_end, partition_end] = row.ends;
+            let column = |from: usize, to: usize| bytes.get(from..to).unwrap_or_default();
+            let sw = row.sw;
+            let corrupt = |cause: String| StoreError::Corrupt {
+                path: self.path.clone(),
+                cause: format!("row of service worker registration {sw}: {cause}"),
+            };
+            // Read as text, so UTF-8 (checked again: no `unsafe` here).
+            let partition = std::str::from_utf8(column(tag_end, partition_end))
+                .map_err(|e| corrupt(format!("partition: {e}")))?;
+            let tag = column(start, tag_end);
+            start = partition_end;
+            f(
+                decode_checked(sw, row.kind, tag, partition, &row.fields, row.origin)
+                    .map_err(corrupt)?,
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The key of the last row read, to check that the table's rows come in strictly increasing
 /// key order, as SQLite keeps a `WITHOUT ROWID` table: a row read twice, or out of order, is
 /// damage that neither its checksum nor SQLite's read sees (one bit of a cell pointer can
 /// point it at another whole row).
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct KeyOrder {
     last: Option<(i64, i64, Vec<u8>)>,
 }
