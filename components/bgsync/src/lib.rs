@@ -481,10 +481,10 @@ fn read_store(source: Source, params: &Parameters, now: Timestamp) -> Result<Rea
 #[cfg(feature = "sqlite")]
 const LOAD_BATCHES_AHEAD: usize = 4;
 
-/// Streams the stored registrations into `restore`, reading them on a thread of their own while
-/// this one checks, decodes and restores them (SQLite's read and the decoding took about two
-/// thirds of a cold start of 1,000,000 registrations, the restore the rest, one after the
-/// other; docs/performance.md, § 8). The rows go over in batches of
+/// Streams the stored registrations into `restore`, reading and checking them (and decoding
+/// their origins) on a thread of their own while this one decodes the rest and restores them
+/// (SQLite's read and the decoding took about two thirds of a cold start of 1,000,000
+/// registrations, the restore the rest, one after the other; docs/performance.md, § 8). The rows go over in batches of
 /// [`BATCH_ROWS`](bgsync_store_sqlite::BATCH_ROWS), at most [`LOAD_BATCHES_AHEAD`] ahead, so
 /// they are never all held at once; `restore` gets them in the store's order. Damage found in
 /// decoding stops the read, and the store repairs the database as it would have had it found
@@ -497,7 +497,7 @@ fn load_alongside(
     restore: &mut dyn FnMut(StoredRegistration),
 ) -> Result<(bgsync_store_sqlite::SqliteStore, Option<Recovery>), StoreError> {
     use bgsync_store_sqlite::RowBatch;
-    let mut decoder = opening.decoder();
+    let decoder = opening.decoder();
     let opening = Mutex::new(Some(opening));
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<RowBatch>(LOAD_BATCHES_AHEAD);
@@ -516,23 +516,21 @@ fn load_alongside(
                         })
                     })
                 };
-                Some(opening.load_batches(&mut |batch| {
-                    match (batch, &tx) {
-                        (Some(batch), Some(sender)) => match sender.send(batch) {
-                            Ok(()) => Ok(()),
-                            // The decoding side stopped: it found damage (or panicked).
-                            Err(_) => Err(verdict().err().unwrap_or(StoreError::ReadFailed {
-                                cause:
-                                    "the registrations' decoding stopped early without saying why"
-                                        .into(),
-                            })),
-                        },
-                        (None, _) => {
-                            // Every row is sent: the verdict comes once the last is decoded.
-                            tx = None;
-                            verdict()
+                Some(opening.load_batches(&mut |batch| match batch {
+                    Some(batch) => {
+                        if tx.as_ref().is_some_and(|s| s.send(batch).is_ok()) {
+                            return Ok(());
                         }
-                        (Some(_), None) => Ok(()),
+                        // The decoding side stopped: it found damage (or panicked).
+                        Err(verdict().err().unwrap_or(StoreError::ReadFailed {
+                            cause: "the registrations' decoding stopped early without saying why"
+                                .into(),
+                        }))
+                    }
+                    None => {
+                        // Every row is sent: the verdict comes once the last is decoded.
+                        tx = None;
+                        verdict()
                     }
                 }))
             });

@@ -395,7 +395,7 @@ impl OpeningStore {
         self,
         f: &mut dyn FnMut(StoredRegistration),
     ) -> Result<(SqliteStore, Option<Recovery>), StoreError> {
-        let mut decoder = self.decoder();
+        let decoder = self.decoder();
         self.load_batches(&mut |batch| match batch {
             Some(batch) => decoder.decode(batch, f),
             None => Ok(()),
@@ -407,9 +407,9 @@ impl OpeningStore {
         RowDecoder::new(self.path.clone())
     }
 
-    /// [`load_each`](OpeningStore::load_each) with the rows' checks and decoding left to the
-    /// caller, so that they can run on another thread than the read: `sink` gets each
-    /// [`RowBatch`] as it is read, in the table's order, and `None` once every row is read. It
+    /// [`load_each`](OpeningStore::load_each) with the rows' decoding (but for their checks and
+    /// origins, which the read does) left to the caller, so that it can run on another thread
+    /// than the read: `sink` gets each [`RowBatch`] as it is read, in the table's order, and `None` once every row is read. It
     /// returns the damage a [`RowDecoder`] found in what it was given so far (then the reading
     /// stops, and the database is repaired as `load_each` repairs it), and given `None`, its
     /// verdict on all of them: the open is finished only after it. The contract of `load_each`
@@ -1632,7 +1632,7 @@ fn load_each(
     path: &Path,
     f: &mut dyn FnMut(StoredRegistration),
 ) -> Result<(), StoreError> {
-    let mut decoder = RowDecoder::new(path.to_owned());
+    let decoder = RowDecoder::new(path.to_owned());
     read_batches(conn, path, &mut |batch| decoder.decode(batch, f))
 }
 
@@ -1722,7 +1722,7 @@ pub struct RowBatch {
 
 /// A row of a [`RowBatch`]: its integers and origin, and where its tag and partition end in
 /// the batch's bytes (the tag starts where the row before ends).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct BatchRow {
     sw: i64,
     kind: i64,
@@ -1779,7 +1779,7 @@ impl RowDecoder {
 
     /// Decodes `batch`'s rows, handing each registration to `f`; stops at the first damage.
     pub fn decode(
-        &mut self,
+        &self,
         batch: RowBatch,
         f: &mut dyn FnMut(StoredRegistration),
     ) -> Result<(), StoreError> {
