@@ -21,6 +21,8 @@ use bgsync_store_sqlite::SqliteStore;
 use bgsync_types::{Origin, RequestId, SwRegistrationId, SyncKind, Tag, Timestamp};
 use serde_json::json;
 
+mod placement;
+
 struct Sizes {
     fsyncs: usize,
     latency_registers: usize,
@@ -578,8 +580,20 @@ fn caller_tag(c: usize, i: usize) -> String {
 /// consecutive tags of one caller would share a few pages and commit about twice as fast). The
 /// ceiling any SQLite-backed group commit of these callers can reach.
 fn sqlite_group_limit(dir: &Path, batches: usize) -> Result<f64, String> {
+    sqlite_group_limit_timed(dir, batches, None)
+}
+
+/// [`sqlite_group_limit`], its commits timed into `phases` if given.
+fn sqlite_group_limit_timed(
+    dir: &Path,
+    batches: usize,
+    phases: Option<Arc<bgsync_store_sqlite::CommitPhases>>,
+) -> Result<f64, String> {
     let _ = std::fs::remove_dir_all(dir);
     let mut store = SqliteStore::open(dir).map_err(|e| e.to_string())?;
+    if let Some(phases) = phases {
+        store.time_commits(phases);
+    }
     let o = origin(0);
     let t = Instant::now();
     for b in 0..batches {
@@ -1265,6 +1279,14 @@ pub fn one(args: &[String]) -> Result<(), String> {
             }
             let _ = std::fs::remove_dir_all(&base);
         }
+        // Where benchmark 3's threads run against the CPU that takes the disk's interrupts, and
+        // what a commit costs with the committing thread there, elsewhere, or free.
+        Some("placement") => {
+            let base = std::env::temp_dir().join(format!("bgsync-place-{}", std::process::id()));
+            let r = placement::run(&base, n, 5);
+            let _ = std::fs::remove_dir_all(&base);
+            r?;
+        }
         Some("throughput") => {
             let base = std::env::temp_dir().join(format!("bgsync-tp-{}", std::process::id()));
             let tp = throughput_rounds(&base, n.div_ceil(64), 3)?;
@@ -1325,7 +1347,7 @@ pub fn one(args: &[String]) -> Result<(), String> {
         }
         _ => {
             return Err(
-                "bench-one fanout|periodic-fanout|register|cold [--keep]|read-columns|migrate|throughput|tasks|tasks-memory|limit|latency|log-growth|stat-fsync|handoff [N]"
+                "bench-one fanout|periodic-fanout|register|cold [--keep]|read-columns|migrate|throughput|placement|tasks|tasks-memory|limit|latency|log-growth|stat-fsync|handoff [N]"
                     .into(),
             )
         }

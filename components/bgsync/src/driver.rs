@@ -293,7 +293,7 @@ impl StoreThread {
         let (tx, rx) = crossbeam_channel::unbounded::<Batch>();
         let mine = shared.clone();
         let thread = std::thread::Builder::new()
-            .name("background-sync-store".into())
+            .name("bgsync-store".into())
             .spawn(move || {
                 // The full check of the whole store, before the first commit: start-up does not
                 // wait for it, only writes do (the driver's inline commits skip while it runs).

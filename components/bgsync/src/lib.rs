@@ -505,7 +505,7 @@ fn load_alongside(
         let (verdict_tx, verdict_rx) = std::sync::mpsc::sync_channel::<Result<(), StoreError>>(1);
         let shared = &opening;
         let reader = std::thread::Builder::new()
-            .name("background-sync-load".into())
+            .name("bgsync-load".into())
             .spawn_scoped(scope, move || {
                 let opening = shared.lock().take()?;
                 let mut tx = Some(tx);

@@ -190,7 +190,7 @@ fn a_group_with_nothing_behind_it_is_committed_on_the_background_sync_thread() {
         "{commits:?}"
     );
     assert!(
-        commits.contains(&(199, "background-sync-store".to_owned())),
+        commits.contains(&(199, "bgsync-store".to_owned())),
         "{commits:?}"
     );
     sync.shutdown();

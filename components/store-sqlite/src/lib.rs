@@ -249,6 +249,39 @@ pub struct SqliteStore {
     /// This profile's identity and the number of commits acknowledged, as in the database.
     profile: i64,
     seq: i64,
+    /// Where the commits' time goes, when a benchmark asked ([`SqliteStore::time_commits`]).
+    phases: Option<std::sync::Arc<CommitPhases>>,
+}
+
+/// Where the store's commits spend their time, summed over the commits since
+/// [`SqliteStore::time_commits`]: SQLite's statements (each write encoded and applied to the
+/// transaction's pages in memory) and its `COMMIT` (the pages written to the write-ahead log,
+/// and the log synced). For benchmarks and profiling: two clock readings a commit.
+#[derive(Debug, Default)]
+pub struct CommitPhases {
+    statements_ns: std::sync::atomic::AtomicU64,
+    commit_ns: std::sync::atomic::AtomicU64,
+    commits: std::sync::atomic::AtomicU64,
+}
+
+impl CommitPhases {
+    /// The commits timed, and the mean time of a commit's statements and of its `COMMIT`.
+    pub fn means(&self) -> (u64, Duration, Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = self.commits.load(Relaxed);
+        let mean = |ns: &std::sync::atomic::AtomicU64| {
+            Duration::from_nanos(ns.load(Relaxed).checked_div(n).unwrap_or(0))
+        };
+        (n, mean(&self.statements_ns), mean(&self.commit_ns))
+    }
+
+    fn add(&self, statements: Duration, commit: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.statements_ns.fetch_add(ns(statements), Relaxed);
+        self.commit_ns.fetch_add(ns(commit), Relaxed);
+        self.commits.fetch_add(1, Relaxed);
+    }
 }
 
 impl Drop for SqliteStore {
@@ -540,7 +573,13 @@ impl SqliteStore {
             recovered: None,
             profile,
             seq,
+            phases: None,
         })
+    }
+
+    /// Times every commit from now on into `phases` (statements, then `COMMIT`).
+    pub fn time_commits(&mut self, phases: std::sync::Arc<CommitPhases>) {
+        self.phases = Some(phases);
     }
 
     /// Compares the opened database with the lock file's record.
@@ -770,7 +809,7 @@ impl SqliteStore {
     }
 
     fn try_commit(&mut self, batch: &[StoreOp]) -> Result<(), rusqlite::Error> {
-        write_batch(&mut self.conn, batch)
+        write_batch(&mut self.conn, batch, self.phases.as_deref())
     }
 
     /// A commit went through: count it, record it, and note the log it created.
@@ -783,8 +822,14 @@ impl SqliteStore {
     }
 }
 
-/// Applies `batch` in one immediate transaction; on error nothing of it is applied.
-fn write_batch(conn: &mut Connection, batch: &[StoreOp]) -> Result<(), rusqlite::Error> {
+/// Applies `batch` in one immediate transaction; on error nothing of it is applied. A commit
+/// that went through is timed into `phases`, if given.
+fn write_batch(
+    conn: &mut Connection,
+    batch: &[StoreOp],
+    phases: Option<&CommitPhases>,
+) -> Result<(), rusqlite::Error> {
+    let started = phases.map(|_| std::time::Instant::now());
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     for op in batch {
         match op {
@@ -850,7 +895,12 @@ fn write_batch(conn: &mut Connection, batch: &[StoreOp]) -> Result<(), rusqlite:
     }
     tx.prepare_cached("UPDATE meta SET value = value + 1 WHERE key = 'commit_seq'")?
         .execute([])?;
-    tx.commit()
+    let written = started.map(|t| (t, std::time::Instant::now()));
+    tx.commit()?;
+    if let (Some(phases), Some((started, written))) = (phases, written) {
+        phases.add(written - started, written.elapsed());
+    }
+    Ok(())
 }
 
 impl RegistrationStore for SqliteStore {
@@ -1925,13 +1975,13 @@ fn salvage(
     .and_then(|old| read_service_worker_ids(&old))
     .unwrap_or_default();
     let id_ops: Vec<StoreOp> = ids.into_iter().map(StoreOp::PutServiceWorkerId).collect();
-    write_batch(&mut conn, &id_ops).map_err(|e| StoreError::WriteFailed {
+    write_batch(&mut conn, &id_ops, None).map_err(|e| StoreError::WriteFailed {
         ops: id_ops.len(),
         cause: format!("rebuilding the database after damage: {e}"),
     })?;
     for chunk in kept.chunks(10_000) {
         let ops: Vec<StoreOp> = chunk.iter().cloned().map(StoreOp::Put).collect();
-        write_batch(&mut conn, &ops).map_err(|e| StoreError::WriteFailed {
+        write_batch(&mut conn, &ops, None).map_err(|e| StoreError::WriteFailed {
             ops: ops.len(),
             cause: format!("rebuilding the database after damage: {e}"),
         })?;

@@ -730,3 +730,37 @@ fn sqlite_is_built_to_sync_with_fdatasync() {
         "LIBSQLITE3_FLAGS at build time: {flags:?}"
     );
 }
+
+#[test]
+fn commits_are_timed_when_asked_and_a_failed_one_is_not_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(dir.path()).unwrap();
+    let before = [StoreOp::Put(record(
+        "https://a.example",
+        1,
+        Tag::from("before"),
+    ))];
+    store.commit(&before).unwrap();
+    let phases = std::sync::Arc::new(bgsync_store_sqlite::CommitPhases::default());
+    assert_eq!(phases.means(), (0, Duration::ZERO, Duration::ZERO));
+    store.time_commits(phases.clone());
+    for i in 0..3 {
+        let ops: Vec<StoreOp> = (0..64)
+            .map(|c| {
+                StoreOp::Put(record(
+                    "https://a.example",
+                    1,
+                    Tag::from(format!("{i}-{c}")),
+                ))
+            })
+            .collect();
+        store.commit(&ops).unwrap();
+    }
+    let (commits, statements, commit) = phases.means();
+    assert_eq!(commits, 3);
+    // 64 rows take SQLite some time to apply, and a commit to the log some more.
+    assert!(statements > Duration::ZERO && commit > Duration::ZERO);
+    store.simulate_read_only(true).unwrap();
+    assert!(store.commit(&before).is_err());
+    assert_eq!(phases.means().0, 3);
+}

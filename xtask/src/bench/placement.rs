@@ -1,0 +1,422 @@
+//! `bench-one placement [N]`: where benchmark 3's threads run, against the CPU that takes the
+//! disk's interrupts, and what that costs a commit (docs/performance.md, "The async tasks' miss
+//! on this machine, taken apart").
+//!
+//! A thread that waits in `fdatasync` is woken by the disk's completion interrupt. On a machine
+//! whose disk interrupts all go to one CPU, a thread sleeping on another CPU is woken across
+//! CPUs, which in a virtual machine costs a wake-up of that CPU. SQLite's limit runs on one
+//! thread that only the disk wakes, and Linux keeps it where it was woken; the Background Sync
+//! thread is also woken by its callers, and stays on whichever CPU it started on. This command
+//! runs each side free (where the kernel puts it), with the thread that commits pinned to the
+//! disk's CPU, and pinned to another CPU (the callers' thread, for the tasks, on the CPU left),
+//! sampling every thread's CPU each millisecond, and prints each run and the medians.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bgsync_store_sqlite::{CommitPhases, SqliteStore};
+use rustix::process::Pid;
+use rustix::thread::CpuSet;
+
+/// How a run's committing thread is placed.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Place {
+    /// Where the kernel puts it.
+    Free,
+    /// Pinned to the CPU that takes the disk's interrupts.
+    DiskCpu,
+    /// Pinned to another CPU.
+    OtherCpu,
+}
+
+impl Place {
+    fn label(self) -> &'static str {
+        match self {
+            Place::Free => "free",
+            Place::DiskCpu => "on the disk's CPU",
+            Place::OtherCpu => "on another CPU",
+        }
+    }
+}
+
+/// One run's figures.
+struct Run {
+    rate: f64,
+    /// Mean per commit: statements, `COMMIT`, and (tasks only) the time between commits.
+    statements_us: f64,
+    commit_us: f64,
+    between_us: Option<f64>,
+    /// Each thread's name and the share of its samples on each CPU.
+    seen: String,
+}
+
+/// The CPU whose interrupt count rose most with `syncs` appends synced to a file in `dir`, and
+/// the interrupt line's name.
+fn disk_cpu(dir: &Path, syncs: usize) -> Result<(usize, String), String> {
+    use std::io::Write;
+    let before = interrupts()?;
+    let path = dir.join("irq-probe");
+    let mut f = std::fs::File::create(&path).map_err(|e| e.to_string())?;
+    for _ in 0..syncs {
+        f.write_all(&[0u8; 100]).map_err(|e| e.to_string())?;
+        f.sync_data().map_err(|e| e.to_string())?;
+    }
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    let after = interrupts()?;
+    let mut best: Option<(u64, usize, String)> = None;
+    for (line, counts) in &after {
+        let Some(old) = before.get(line) else {
+            continue;
+        };
+        let rises: Vec<u64> = counts
+            .iter()
+            .zip(old)
+            .map(|(a, b)| a.saturating_sub(*b))
+            .collect();
+        let total: u64 = rises.iter().sum();
+        let cpu = (0..rises.len()).max_by_key(|&c| rises[c]).unwrap_or(0);
+        if best.as_ref().is_none_or(|(t, _, _)| total > *t) {
+            best = Some((total, cpu, line.clone()));
+        }
+    }
+    match best {
+        Some((total, cpu, line)) if total >= syncs as u64 / 2 => Ok((cpu, line)),
+        _ => Err(format!(
+            "no device interrupt rose with {syncs} syncs in /proc/interrupts"
+        )),
+    }
+}
+
+/// The device interrupt lines of /proc/interrupts (numbered ones: not the timer's, the
+/// rescheduling IPIs' and the like), by name, with their counts per CPU.
+fn interrupts() -> Result<BTreeMap<String, Vec<u64>>, String> {
+    let text = std::fs::read_to_string("/proc/interrupts").map_err(|e| e.to_string())?;
+    Ok(parse_interrupts(&text))
+}
+
+/// [`interrupts`] of the text of /proc/interrupts.
+fn parse_interrupts(text: &str) -> BTreeMap<String, Vec<u64>> {
+    let mut lines = text.lines();
+    let cpus = lines.next().map_or(0, |h| h.split_whitespace().count());
+    let mut out = BTreeMap::new();
+    for line in lines {
+        let mut words = line.split_whitespace();
+        let Some(irq) = words.next() else { continue };
+        if !irq
+            .trim_end_matches(':')
+            .chars()
+            .all(|c| c.is_ascii_digit())
+        {
+            continue;
+        }
+        let words: Vec<&str> = words.collect();
+        let counts: Vec<u64> = words
+            .iter()
+            .take(cpus)
+            .map_while(|w| w.parse().ok())
+            .collect();
+        let name = words
+            .get(counts.len()..)
+            .map_or(String::new(), |w| w.join(" "));
+        out.insert(format!("{irq} {name}"), counts);
+    }
+    out
+}
+
+/// This process's threads: id and name.
+fn threads() -> Vec<(i32, String)> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let tid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let name = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            Some((tid, name.trim().to_owned()))
+        })
+        .collect()
+}
+
+/// The CPU thread `tid` last ran on (field 39 of its stat).
+fn cpu_of(tid: i32) -> Option<usize> {
+    stat_cpu(&std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?)
+}
+
+/// The CPU field of a thread's stat line.
+fn stat_cpu(stat: &str) -> Option<usize> {
+    // The name, in parentheses, may hold spaces and parentheses: count from the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(36)?.parse().ok()
+}
+
+/// Pins thread `tid` (0: the calling thread) to `cpus`.
+fn pin(tid: i32, cpus: &[usize]) -> Result<(), String> {
+    let mut set = CpuSet::new();
+    for &c in cpus {
+        set.set(c);
+    }
+    let pid = match tid {
+        0 => None,
+        t => Some(Pid::from_raw(t).ok_or("no such thread")?),
+    };
+    rustix::thread::sched_setaffinity(pid, &set).map_err(|e| format!("sched_setaffinity: {e}"))
+}
+
+/// Samples every thread's CPU each millisecond until stopped.
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<BTreeMap<(String, usize), u64>>,
+}
+
+impl Sampler {
+    fn start() -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("placement".into())
+            .spawn(move || {
+                let mut seen = BTreeMap::new();
+                while !flag.load(Ordering::Relaxed) {
+                    for (tid, name) in threads() {
+                        if name == "placement" {
+                            continue;
+                        }
+                        if let Some(cpu) = cpu_of(tid) {
+                            *seen.entry((name, cpu)).or_insert(0) += 1;
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                seen
+            })
+            .expect("spawning the sampler");
+        Sampler { stop, thread }
+    }
+
+    /// Each thread's samples as shares per CPU, e.g. `background-sync: CPU0 12 %, CPU1 88 %`.
+    fn finish(self) -> String {
+        self.stop.store(true, Ordering::Relaxed);
+        let seen = self.thread.join().unwrap_or_default();
+        let mut by_thread: BTreeMap<&str, Vec<(usize, u64)>> = BTreeMap::new();
+        for ((name, cpu), n) in &seen {
+            by_thread.entry(name).or_default().push((*cpu, *n));
+        }
+        by_thread
+            .iter()
+            .map(|(name, cpus)| {
+                let total: u64 = cpus.iter().map(|(_, n)| n).sum();
+                let shares: Vec<String> = cpus
+                    .iter()
+                    .map(|(c, n)| format!("CPU{c} {:.0} %", *n as f64 * 100.0 / total as f64))
+                    .collect();
+                format!("{name}: {}", shares.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// The machine's CPUs, and the one that takes the disk's interrupts.
+#[derive(Clone, Copy)]
+struct Machine {
+    cpus: usize,
+    disk: usize,
+}
+
+impl Machine {
+    fn all(self) -> Vec<usize> {
+        (0..self.cpus).collect()
+    }
+
+    /// The CPUs for the committing thread, and for the others, placed as `place` says.
+    fn split(self, place: Place) -> (Vec<usize>, Vec<usize>) {
+        let others: Vec<usize> = (0..self.cpus).filter(|&c| c != self.disk).collect();
+        match place {
+            Place::Free => (self.all(), self.all()),
+            Place::DiskCpu => (vec![self.disk], others),
+            Place::OtherCpu => (others, vec![self.disk]),
+        }
+    }
+}
+
+impl Run {
+    fn new(rate: f64, phases: &CommitPhases, between_us: Option<f64>, seen: String) -> Run {
+        let (_, statements, commit) = phases.means();
+        Run {
+            rate,
+            statements_us: statements.as_secs_f64() * 1e6,
+            commit_us: commit.as_secs_f64() * 1e6,
+            between_us,
+            seen,
+        }
+    }
+}
+
+/// SQLite's limit on the calling thread, placed as `place` says.
+fn limit_run(dir: &Path, per_caller: usize, place: Place, m: Machine) -> Result<Run, String> {
+    pin(0, &m.split(place).0)?;
+    let phases = Arc::new(CommitPhases::default());
+    let sampler = Sampler::start();
+    let rate = super::sqlite_group_limit_timed(dir, per_caller, Some(phases.clone()));
+    let seen = sampler.finish();
+    pin(0, &m.all())?;
+    Ok(Run::new(rate?, &phases, None, seen))
+}
+
+/// The 64 async tasks (on the calling thread) on an engine whose Background Sync thread, which
+/// makes the held groups' commits itself, is placed as `place` says; the callers' thread goes
+/// to the CPU left.
+fn tasks_run(dir: &Path, per_caller: usize, place: Place, m: Machine) -> Result<Run, String> {
+    let _ = std::fs::remove_dir_all(dir);
+    let mut store = SqliteStore::open(dir).map_err(|e| e.to_string())?;
+    let phases = Arc::new(CommitPhases::default());
+    store.time_commits(phases.clone());
+    let (sync, stats) = super::counted_engine(store)?;
+    // (A new thread names itself once it runs.)
+    let mut bgs = None;
+    for _ in 0..1_000 {
+        bgs = threads()
+            .into_iter()
+            .find(|(_, name)| name == "background-sync")
+            .map(|(tid, _)| tid);
+        if bgs.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let bgs = bgs.ok_or("no thread named background-sync")?;
+    let (engine, callers) = m.split(place);
+    pin(bgs, &engine)?;
+    pin(0, &callers)?;
+    let sampler = Sampler::start();
+    let result = super::tasks_on(sync, stats, per_caller);
+    let seen = sampler.finish();
+    pin(0, &m.all())?;
+    let (rate, per_commit) = result?;
+    Ok(Run::new(rate, &phases, Some(per_commit.between_us), seen))
+}
+
+/// `bench-one placement N`: `rounds` rounds of each side in each placement, `n` rows a run.
+pub fn run(base: &Path, n: usize, rounds: usize) -> Result<(), String> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        println!("placement: skipped, this machine has one CPU");
+        return Ok(());
+    }
+    std::fs::create_dir_all(base).map_err(|e| e.to_string())?;
+    let (disk, line) = match disk_cpu(base, 200) {
+        Ok(found) => found,
+        Err(why) => {
+            println!("placement: skipped, {why}");
+            return Ok(());
+        }
+    };
+    println!("the disk's interrupts ({line}) go to CPU{disk} of {cpus}; {n} rows a run");
+    let m = Machine { cpus, disk };
+    let per_caller = n.div_ceil(64);
+    let places = [Place::Free, Place::DiskCpu, Place::OtherCpu];
+    let mut results: BTreeMap<(&str, Place), Vec<Run>> = BTreeMap::new();
+    for r in 0..rounds {
+        for place in places {
+            let dir = base.join(format!("limit-{r}-{place:?}"));
+            let run = limit_run(&dir, per_caller, place, m)?;
+            let _ = std::fs::remove_dir_all(&dir);
+            println!(
+                "limit, {}: {:.0} rows/s; statements {:.0} µs, COMMIT {:.0} µs a commit; {}",
+                place.label(),
+                run.rate,
+                run.statements_us,
+                run.commit_us,
+                run.seen
+            );
+            results.entry(("limit", place)).or_default().push(run);
+            let dir = base.join(format!("tasks-{r}-{place:?}"));
+            let run = tasks_run(&dir, per_caller, place, m)?;
+            let _ = std::fs::remove_dir_all(&dir);
+            println!(
+                "64 tasks, Background Sync thread {}: {:.0} registers/s; statements {:.0} µs, COMMIT {:.0} µs a commit, {:.0} µs between commits; {}",
+                place.label(),
+                run.rate,
+                run.statements_us,
+                run.commit_us,
+                run.between_us.unwrap_or(0.0),
+                run.seen
+            );
+            results.entry(("tasks", place)).or_default().push(run);
+        }
+    }
+    println!("medians over {rounds} rounds:");
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let free_limit = median(
+        results[&("limit", Place::Free)]
+            .iter()
+            .map(|r| r.rate)
+            .collect(),
+    );
+    for ((side, place), runs) in &results {
+        let rate = median(runs.iter().map(|r| r.rate).collect());
+        let between = match side {
+            &"tasks" => format!(
+                ", {:.0} µs between commits",
+                median(runs.iter().filter_map(|r| r.between_us).collect())
+            ),
+            _ => String::new(),
+        };
+        println!(
+            "  {side:5} {:17}: {rate:>8.0} a second = {:.2} × the free limit; statements {:.0} µs, COMMIT {:.0} µs{between}",
+            place.label(),
+            rate / free_limit,
+            median(runs.iter().map(|r| r.statements_us).collect()),
+            median(runs.iter().map(|r| r.commit_us).collect()),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_lines_are_read_with_their_counts_and_the_others_left_out() {
+        let text = "           CPU0       CPU1       \n \
+             36:          0    1286042 PCI-MSIX-0000:00:02.0   1-edge      virtio1-req.0\n \
+             39:      18815          0 PCI-MSIX-0000:00:03.0   2-edge      virtio2-output.0\n\
+            LOC:    1336365    1562289   Local timer interrupts\n\
+            ERR:          0\n";
+        let lines = parse_interrupts(text);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(
+            lines["36: PCI-MSIX-0000:00:02.0 1-edge virtio1-req.0"],
+            vec![0, 1_286_042]
+        );
+        assert_eq!(
+            lines["39: PCI-MSIX-0000:00:03.0 2-edge virtio2-output.0"],
+            vec![18_815, 0]
+        );
+    }
+
+    #[test]
+    fn a_threads_cpu_is_found_after_a_name_holding_spaces_and_parentheses() {
+        // Field 39 of proc_pid_stat(5): 36 fields after the state's.
+        let after: Vec<String> = (3..=52)
+            .map(|f| {
+                if f == 39 {
+                    "1".into()
+                } else {
+                    format!("{}", f * 10)
+                }
+            })
+            .collect();
+        let stat = format!("1234 (a (b) c) {}", after.join(" "));
+        assert_eq!(stat_cpu(&stat), Some(1));
+        assert_eq!(stat_cpu("1234 (x) R 1 2"), None);
+    }
+}
