@@ -339,6 +339,9 @@ struct PerCommit {
     rows: f64,
     commit_us: f64,
     between_us: f64,
+    /// The CPU the Background Sync thread was seen on most during the run, and the share of
+    /// the samples it was seen there (docs/performance.md, "Why the same commit is slower").
+    engine_cpu: Option<(usize, f64)>,
 }
 
 impl CommitStats {
@@ -349,6 +352,7 @@ impl CommitStats {
             rows: self.rows.load(Ordering::Relaxed) as f64 / n,
             commit_us: busy / n,
             between_us: (wall.as_secs_f64() * 1e6 - busy).max(0.0) / n,
+            engine_cpu: None,
         }
     }
 }
@@ -452,6 +456,7 @@ fn tasks_on(
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| e.to_string())?;
+    let engine_where = placement::EngineWhere::start();
     let t = Instant::now();
     rt.block_on(async {
         let mut tasks = Vec::new();
@@ -477,9 +482,20 @@ fn tasks_on(
     });
     let wall = t.elapsed();
     let rate = (64 * per_caller) as f64 / wall.as_secs_f64();
+    let engine_cpu = engine_where.and_then(placement::EngineWhere::finish);
     sync.shutdown();
-    Ok((rate, stats.per_commit(wall)))
+    Ok((
+        rate,
+        PerCommit {
+            engine_cpu,
+            ..stats.per_commit(wall)
+        },
+    ))
 }
+
+/// A round of the async callers: its ratio to its limit, and the CPU the Background Sync thread
+/// was seen on most, with the share of the samples it was seen there.
+type TasksRound = (f64, Option<(usize, f64)>);
 
 /// Benchmark 3's figures: the median of each over the rounds.
 struct Throughput {
@@ -495,6 +511,7 @@ struct Throughput {
     /// Per commit, in the median round by rate.
     threads_commits: PerCommit,
     tasks_commits: PerCommit,
+    tasks_rounds: Vec<TasksRound>,
 }
 
 /// Benchmark 3 in `rounds` rounds, each measuring SQLite's limit, then 64 threads, then 64
@@ -522,6 +539,11 @@ fn throughput_rounds(dir: &Path, per_caller: usize, rounds: usize) -> Result<Thr
         v.sort_by(|a, b| a.0.total_cmp(&b.0));
         v[v.len() / 2]
     };
+    let tasks_rounds = tasks
+        .iter()
+        .zip(&limit)
+        .map(|((x, c), l)| (x / l, c.engine_cpu))
+        .collect();
     let (threads_rate, threads_commits) = median_round(&threads);
     let (tasks_rate, tasks_commits) = median_round(&tasks);
     Ok(Throughput {
@@ -534,6 +556,7 @@ fn throughput_rounds(dir: &Path, per_caller: usize, rounds: usize) -> Result<Thr
         tasks: tasks_rate,
         threads_commits,
         tasks_commits,
+        tasks_rounds,
     })
 }
 
@@ -1393,7 +1416,12 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let started = Instant::now();
 
     eprintln!("bench: fsync limits");
+    // The CPU that takes the disk's interrupts: the interrupt line that rises with these syncs.
+    let irq_before = placement::interrupts();
     let (fsync_ops, group_records) = fsync_limits(&base, sizes.fsyncs)?;
+    let disk_cpu = irq_before.and_then(|before| {
+        placement::disk_cpu_between(&before, &placement::interrupts()?, 2 * sizes.fsyncs)
+    });
     eprintln!("bench: register latency");
     let (lat_median, p99) = register_latency(&sub("latency"), sizes.latency_registers)?;
     eprintln!("bench: register throughput, 64 callers, against SQLite's limit");
@@ -1427,7 +1455,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(&base);
 
     let one_fsync_us = 1e6 / fsync_ops;
-    let rows = vec![
+    let mut rows = vec![
         Row { name: "fsync limit (100 B + fdatasync)", value: fsync_ops, unit: "ops/s", ratio: None, goal: None, met: None, includes: "write(2) + fdatasync(2) per record, in the data directory's file system" },
         Row { name: "group-commit limit (64 per fdatasync)", value: group_records, unit: "records/s", ratio: None, goal: None, met: None, includes: "64 writes + one fdatasync" },
         Row { name: "register latency, median", value: lat_median.as_secs_f64() * 1e6, unit: "µs", ratio: Some((lat_median.as_secs_f64() * 1e6 / one_fsync_us, "× one fdatasync")), goal: Some("≤ 1.5×"), met: Some(lat_median.as_secs_f64() * 1e6 / one_fsync_us <= 1.5), includes: "register_with_reply → resolved: channel, checks, SQLite transaction with WAL fsync, reply" },
@@ -1454,6 +1482,30 @@ pub fn main(args: &[String]) -> Result<(), String> {
         Row { name: "store full check (after start-up)", value: check_s, unit: "s", ratio: None, goal: None, met: None, includes: "RegistrationStore::verify: SQLite's integrity_check of every page, table against indexes; run on the store's thread after start-up, before the first commit" },
         Row { name: "cold start memory", value: cold_bytes, unit: "B/registration", ratio: None, goal: Some("≤ 200 B"), met: Some(cold_bytes <= 200.0), includes: "peak RSS minus the peak RSS of the same start on an empty store, over n; median of 3 starts" },
     ];
+    // Where the Background Sync thread ran in each round of the async callers: a thread that
+    // waits for the disk on a CPU other than the one its interrupts go to pays a cross-CPU
+    // wake-up a commit (docs/performance.md, "Why the same commit is slower").
+    if let Ok((disk, _)) = &disk_cpu {
+        let (on, off): (Vec<&TasksRound>, Vec<_>) = tp
+            .tasks_rounds
+            .iter()
+            .partition(|(_, cpu)| cpu.is_some_and(|(c, _)| c == *disk));
+        for (name, rounds) in [
+            ("async rounds, engine on the disk's CPU", on),
+            ("async rounds, engine on another CPU", off),
+        ] {
+            rows.push(Row {
+                name,
+                value: rounds.len() as f64,
+                unit: "rounds",
+                ratio: (!rounds.is_empty())
+                    .then(|| (median(rounds.iter().map(|r| r.0).collect()), "× SQLite limit")),
+                goal: None,
+                met: None,
+                includes: "the rounds of the row above by the CPU the Background Sync thread was on, against the CPU that took the disk's interrupts during the fsync limit; their median ratio",
+            });
+        }
+    }
     println!(
         "\n{:<40} {:>14} {:<16} {:>22} {:>9} {:>5}",
         "benchmark", "value", "unit", "ratio", "goal", "met"
@@ -1470,7 +1522,11 @@ pub fn main(args: &[String]) -> Result<(), String> {
         };
         // Seconds to the millisecond: a cold start of 1.036 s printed as "1.0 s" beside "NO"
         // read as a contradiction.
-        let digits = if r.unit == "s" { 3 } else { 1 };
+        let digits = match r.unit {
+            "s" => 3,
+            "rounds" => 0,
+            _ => 1,
+        };
         println!(
             "{:<40} {:>14.digits$} {:<16} {:>22} {:>9} {:>5}",
             r.name,
@@ -1480,6 +1536,22 @@ pub fn main(args: &[String]) -> Result<(), String> {
             r.goal.unwrap_or(""),
             met
         );
+    }
+    match &disk_cpu {
+        Ok((disk, line)) => println!(
+            "\nthe disk's interrupts ({line}) went to CPU{disk}; the async callers' rounds: {}",
+            tp.tasks_rounds
+                .iter()
+                .map(|(ratio, cpu)| match cpu {
+                    Some((c, share)) => {
+                        format!("{ratio:.2} × (engine on CPU{c} {:.0} %)", share * 100.0)
+                    }
+                    None => format!("{ratio:.2} × (engine's CPU unknown)"),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Err(why) => println!("\nthe disk's CPU is not known: {why}"),
     }
     println!(
         "\n{} mode, n for cold start = {}, fan-out = {}; {:.1} s",
@@ -1496,6 +1568,8 @@ pub fn main(args: &[String]) -> Result<(), String> {
             "goal": r.goal, "met": r.met, "includes": r.includes,
         })).collect::<Vec<_>>(),
         "getTags_ns_per_call": {"n10": small.1, "n1000": mid.1, "n100000": large.1},
+        "disk_interrupts_cpu": disk_cpu.as_ref().ok().map(|(cpu, line)| json!({"cpu": cpu, "line": line})),
+        "async_callers_rounds": tp.tasks_rounds.iter().map(|(ratio, cpu)| json!({"ratio": ratio, "engine_cpu": cpu.map(|c| c.0), "engine_cpu_share": cpu.map(|c| c.1)})).collect::<Vec<_>>(),
     });
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;

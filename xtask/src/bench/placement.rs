@@ -66,9 +66,19 @@ fn disk_cpu(dir: &Path, syncs: usize) -> Result<(usize, String), String> {
     }
     drop(f);
     let _ = std::fs::remove_file(&path);
-    let after = interrupts()?;
+    disk_cpu_between(&before, &interrupts()?, syncs)
+}
+
+/// The CPU whose device interrupt count rose most between two readings of /proc/interrupts
+/// taken around `syncs` syncs, and the interrupt line's name; an error if no line rose by half
+/// as many.
+pub(super) fn disk_cpu_between(
+    before: &BTreeMap<String, Vec<u64>>,
+    after: &BTreeMap<String, Vec<u64>>,
+    syncs: usize,
+) -> Result<(usize, String), String> {
     let mut best: Option<(u64, usize, String)> = None;
-    for (line, counts) in &after {
+    for (line, counts) in after {
         let Some(old) = before.get(line) else {
             continue;
         };
@@ -93,7 +103,7 @@ fn disk_cpu(dir: &Path, syncs: usize) -> Result<(usize, String), String> {
 
 /// The device interrupt lines of /proc/interrupts (numbered ones: not the timer's, the
 /// rescheduling IPIs' and the like), by name, with their counts per CPU.
-fn interrupts() -> Result<BTreeMap<String, Vec<u64>>, String> {
+pub(super) fn interrupts() -> Result<BTreeMap<String, Vec<u64>>, String> {
     let text = std::fs::read_to_string("/proc/interrupts").map_err(|e| e.to_string())?;
     Ok(parse_interrupts(&text))
 }
@@ -141,6 +151,46 @@ fn threads() -> Vec<(i32, String)> {
         .collect()
 }
 
+/// The newest thread named `background-sync` (the Background Sync thread of the engine
+/// started last), waiting up to a second for it: a new thread names itself once it runs.
+fn engine_thread() -> Option<i32> {
+    for _ in 0..1_000 {
+        let newest = threads()
+            .into_iter()
+            .filter(|(_, name)| name == "background-sync")
+            .map(|(tid, _)| tid)
+            .max();
+        if newest.is_some() {
+            return newest;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    None
+}
+
+/// Where the Background Sync thread of the engine started last (the newest thread named
+/// `background-sync`) runs during a benchmark: its CPU read every 10 ms, about 10 µs of
+/// another thread's time each, so that the benchmark keeps its cores.
+pub(super) struct EngineWhere(Sampler);
+
+impl EngineWhere {
+    pub(super) fn start() -> Option<EngineWhere> {
+        let tid = engine_thread()?;
+        Some(EngineWhere(Sampler::every(
+            Duration::from_millis(10),
+            Some(tid),
+        )))
+    }
+
+    /// The CPU the thread was seen on most, and the share of the samples it was seen there.
+    pub(super) fn finish(self) -> Option<(usize, f64)> {
+        let counts = self.0.counts();
+        let total: u64 = counts.values().sum();
+        let ((_, cpu), n) = counts.into_iter().max_by_key(|(_, n)| *n)?;
+        Some((cpu, n as f64 / total as f64))
+    }
+}
+
 /// The CPU thread `tid` last ran on (field 39 of its stat).
 fn cpu_of(tid: i32) -> Option<usize> {
     stat_cpu(&std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?)
@@ -173,7 +223,13 @@ struct Sampler {
 }
 
 impl Sampler {
+    /// Every thread, each millisecond.
     fn start() -> Sampler {
+        Sampler::every(Duration::from_millis(1), None)
+    }
+
+    /// Every thread, or only thread `only`, each `interval`.
+    fn every(interval: Duration, only: Option<i32>) -> Sampler {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -182,14 +238,14 @@ impl Sampler {
                 let mut seen = BTreeMap::new();
                 while !flag.load(Ordering::Relaxed) {
                     for (tid, name) in threads() {
-                        if name == "placement" {
+                        if name == "placement" || only.is_some_and(|t| t != tid) {
                             continue;
                         }
                         if let Some(cpu) = cpu_of(tid) {
                             *seen.entry((name, cpu)).or_insert(0) += 1;
                         }
                     }
-                    std::thread::sleep(Duration::from_millis(1));
+                    std::thread::sleep(interval);
                 }
                 seen
             })
@@ -197,10 +253,15 @@ impl Sampler {
         Sampler { stop, thread }
     }
 
+    /// The samples by thread name and CPU.
+    fn counts(self) -> BTreeMap<(String, usize), u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
+    }
+
     /// Each thread's samples as shares per CPU, e.g. `background-sync: CPU0 12 %, CPU1 88 %`.
     fn finish(self) -> String {
-        self.stop.store(true, Ordering::Relaxed);
-        let seen = self.thread.join().unwrap_or_default();
+        let seen = self.counts();
         let mut by_thread: BTreeMap<&str, Vec<(usize, u64)>> = BTreeMap::new();
         for ((name, cpu), n) in &seen {
             by_thread.entry(name).or_default().push((*cpu, *n));
@@ -276,19 +337,7 @@ fn tasks_run(dir: &Path, per_caller: usize, place: Place, m: Machine) -> Result<
     let phases = Arc::new(CommitPhases::default());
     store.time_commits(phases.clone());
     let (sync, stats) = super::counted_engine(store)?;
-    // (A new thread names itself once it runs.)
-    let mut bgs = None;
-    for _ in 0..1_000 {
-        bgs = threads()
-            .into_iter()
-            .find(|(_, name)| name == "background-sync")
-            .map(|(tid, _)| tid);
-        if bgs.is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let bgs = bgs.ok_or("no thread named background-sync")?;
+    let bgs = engine_thread().ok_or("no thread named background-sync")?;
     let (engine, callers) = m.split(place);
     pin(bgs, &engine)?;
     pin(0, &callers)?;
