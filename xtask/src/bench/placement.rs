@@ -1,12 +1,12 @@
 //! `bench-one placement [N]`: where benchmark 3's threads run, against the CPU that takes the
-//! disk's interrupts, and what that costs a commit (docs/performance.md, "The async tasks' miss
-//! on this machine, taken apart").
+//! disk's interrupts, and what that costs a commit (docs/performance.md, "The async tasks' miss,
+//! taken apart").
 //!
 //! A thread that waits in `fdatasync` is woken by the disk's completion interrupt. On a machine
 //! whose disk interrupts all go to one CPU, a thread sleeping on another CPU is woken across
 //! CPUs, which in a virtual machine costs a wake-up of that CPU. SQLite's limit runs on one
-//! thread that only the disk wakes, and Linux keeps it where it was woken; the Background Sync
-//! thread is also woken by its callers, and stays on whichever CPU it started on. This command
+//! thread that only the disk wakes, and was always found on the disk's CPU; the Background Sync
+//! thread is also woken by its callers, and was found on either. This command
 //! runs each side free (where the kernel puts it), with the thread that commits pinned to the
 //! disk's CPU, and pinned to another CPU (the callers' thread, for the tasks, on the CPU left),
 //! sampling every thread's CPU each millisecond, and prints each run and the medians.
@@ -450,6 +450,25 @@ mod tests {
             lines["39: PCI-MSIX-0000:00:03.0 2-edge virtio2-output.0"],
             vec![18_815, 0]
         );
+    }
+
+    #[test]
+    fn the_disks_cpu_is_the_one_whose_line_rose_with_the_syncs() {
+        let snapshot = |disk: [u64; 2], net: [u64; 2]| {
+            BTreeMap::from([
+                ("36: virtio1-req.0".to_owned(), disk.to_vec()),
+                ("39: virtio2-output.0".to_owned(), net.to_vec()),
+            ])
+        };
+        let before = snapshot([0, 1_000], [50, 0]);
+        let after = snapshot([3, 1_400], [90, 0]);
+        assert_eq!(
+            disk_cpu_between(&before, &after, 400),
+            Ok((1, "36: virtio1-req.0".to_owned()))
+        );
+        // Fewer than half as many interrupts as syncs: not the disk's.
+        let err = disk_cpu_between(&before, &after, 1_000).unwrap_err();
+        assert!(err.contains("no device interrupt rose"), "{err}");
     }
 
     #[test]
