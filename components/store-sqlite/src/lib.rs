@@ -895,9 +895,9 @@ fn write_batch(
     }
     tx.prepare_cached("UPDATE meta SET value = value + 1 WHERE key = 'commit_seq'")?
         .execute([])?;
-    let written = started.map(|t| (t, std::time::Instant::now()));
+    let written = phases.map(|_| std::time::Instant::now());
     tx.commit()?;
-    if let (Some(phases), Some((started, written))) = (phases, written) {
+    if let (Some(phases), Some(started), Some(written)) = (phases, started, written) {
         phases.add(written - started, written.elapsed());
     }
     Ok(())

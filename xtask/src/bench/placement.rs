@@ -349,6 +349,12 @@ fn tasks_run(dir: &Path, per_caller: usize, place: Place, m: Machine) -> Result<
     Ok(Run::new(rate, &phases, Some(per_commit.between_us), seen))
 }
 
+/// A commit's two halves, and the time between commits where there is one.
+fn commit_times(statements_us: f64, commit_us: f64, between_us: Option<f64>) -> String {
+    let between = between_us.map_or(String::new(), |b| format!(", {b:.0} µs between commits"));
+    format!("statements {statements_us:.0} µs, COMMIT {commit_us:.0} µs a commit{between}")
+}
+
 /// `bench-one placement N`: `rounds` rounds of each side in each placement, `n` rows a run.
 pub fn run(base: &Path, n: usize, rounds: usize) -> Result<(), String> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -368,62 +374,43 @@ pub fn run(base: &Path, n: usize, rounds: usize) -> Result<(), String> {
     let m = Machine { cpus, disk };
     let per_caller = n.div_ceil(64);
     let places = [Place::Free, Place::DiskCpu, Place::OtherCpu];
+    type Measure = fn(&Path, usize, Place, Machine) -> Result<Run, String>;
+    let sides: [(&str, Measure); 2] = [("limit", limit_run), ("tasks", tasks_run)];
     let mut results: BTreeMap<(&str, Place), Vec<Run>> = BTreeMap::new();
     for r in 0..rounds {
         for place in places {
-            let dir = base.join(format!("limit-{r}-{place:?}"));
-            let run = limit_run(&dir, per_caller, place, m)?;
-            let _ = std::fs::remove_dir_all(&dir);
-            println!(
-                "limit, {}: {:.0} rows/s; statements {:.0} µs, COMMIT {:.0} µs a commit; {}",
-                place.label(),
-                run.rate,
-                run.statements_us,
-                run.commit_us,
-                run.seen
-            );
-            results.entry(("limit", place)).or_default().push(run);
-            let dir = base.join(format!("tasks-{r}-{place:?}"));
-            let run = tasks_run(&dir, per_caller, place, m)?;
-            let _ = std::fs::remove_dir_all(&dir);
-            println!(
-                "64 tasks, Background Sync thread {}: {:.0} registers/s; statements {:.0} µs, COMMIT {:.0} µs a commit, {:.0} µs between commits; {}",
-                place.label(),
-                run.rate,
-                run.statements_us,
-                run.commit_us,
-                run.between_us.unwrap_or(0.0),
-                run.seen
-            );
-            results.entry(("tasks", place)).or_default().push(run);
+            for (side, measure) in sides {
+                let dir = base.join(format!("{side}-{r}-{place:?}"));
+                let run = measure(&dir, per_caller, place, m)?;
+                let _ = std::fs::remove_dir_all(&dir);
+                println!(
+                    "{side}, committing thread {}: {:.0} a second; {}; {}",
+                    place.label(),
+                    run.rate,
+                    commit_times(run.statements_us, run.commit_us, run.between_us),
+                    run.seen
+                );
+                results.entry((side, place)).or_default().push(run);
+            }
         }
     }
     println!("medians over {rounds} rounds:");
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let free_limit = median(
-        results[&("limit", Place::Free)]
-            .iter()
-            .map(|r| r.rate)
-            .collect(),
-    );
+    let median_of = |runs: &[Run], f: fn(&Run) -> f64| super::median(runs.iter().map(f).collect());
+    let free_limit = median_of(&results[&("limit", Place::Free)], |r| r.rate);
     for ((side, place), runs) in &results {
-        let rate = median(runs.iter().map(|r| r.rate).collect());
-        let between = match side {
-            &"tasks" => format!(
-                ", {:.0} µs between commits",
-                median(runs.iter().filter_map(|r| r.between_us).collect())
-            ),
-            _ => String::new(),
-        };
+        let rate = median_of(runs, |r| r.rate);
+        let between = runs[0]
+            .between_us
+            .map(|_| median_of(runs, |r| r.between_us.unwrap_or(0.0)));
         println!(
-            "  {side:5} {:17}: {rate:>8.0} a second = {:.2} × the free limit; statements {:.0} µs, COMMIT {:.0} µs{between}",
+            "  {side:5} {:17}: {rate:>8.0} a second = {:.2} × the free limit; {}",
             place.label(),
             rate / free_limit,
-            median(runs.iter().map(|r| r.statements_us).collect()),
-            median(runs.iter().map(|r| r.commit_us).collect()),
+            commit_times(
+                median_of(runs, |r| r.statements_us),
+                median_of(runs, |r| r.commit_us),
+                between
+            ),
         );
     }
     Ok(())
