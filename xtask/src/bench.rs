@@ -21,6 +21,7 @@ use bgsync_store_sqlite::SqliteStore;
 use bgsync_types::{Origin, RequestId, SwRegistrationId, SyncKind, Tag, Timestamp};
 use serde_json::json;
 
+mod floor;
 mod placement;
 
 struct Sizes {
@@ -509,6 +510,11 @@ struct Throughput {
     channel: f64,
     channel_ratio: f64,
     tasks_ratio: f64,
+    /// The same 64 tasks through a server with no engine in it ([`floor`]).
+    floor: f64,
+    floor_ratio: f64,
+    /// The median over the rounds of each round's tasks against its floor.
+    tasks_to_floor: f64,
     /// Per commit, in the median round by rate.
     threads_commits: PerCommit,
     tasks_commits: PerCommit,
@@ -516,17 +522,19 @@ struct Throughput {
 }
 
 /// Benchmark 3 in `rounds` rounds, each measuring SQLite's limit, then 64 threads, then 64
-/// tasks, each in a fresh directory: a ratio compares measurements taken a second apart, and
+/// tasks, then the tasks' floor, then the channel's threads, each in a fresh directory: a ratio compares measurements taken a second apart, and
 /// the median of the rounds' ratios is reported, so a burst of noise on the shared disk moves
 /// one round, not the figure.
 fn throughput_rounds(dir: &Path, per_caller: usize, rounds: usize) -> Result<Throughput, String> {
-    let (mut limit, mut threads, mut tasks, mut channel) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut limit, mut threads, mut tasks, mut channel, mut floor) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for r in 0..rounds {
         let l = sqlite_group_limit(&dir.join(format!("limit-{r}")), per_caller)?;
         let t = register_throughput(&dir.join(format!("threads-{r}")), per_caller, false)?;
         let a = register_throughput_async(&dir.join(format!("tasks-{r}")), per_caller)?;
+        let (f, _) = floor::floor_run(&dir.join(format!("floor-{r}")), per_caller)?;
         let c = register_throughput(&dir.join(format!("channel-{r}")), per_caller, true)?;
+        floor.push(f);
         limit.push(l);
         threads.push(t);
         tasks.push(a);
@@ -552,6 +560,9 @@ fn throughput_rounds(dir: &Path, per_caller: usize, rounds: usize) -> Result<Thr
         channel_ratio: ratio(&channel),
         channel: median_round(&channel).0,
         tasks_ratio: ratio(&tasks),
+        floor: median(floor.clone()),
+        floor_ratio: median(floor.iter().zip(&limit).map(|(f, l)| f / l).collect()),
+        tasks_to_floor: median(tasks.iter().zip(&floor).map(|((t, _), f)| t / f).collect()),
         limit: median(limit.clone()),
         threads: threads_rate,
         tasks: tasks_rate,
@@ -1305,6 +1316,12 @@ pub fn one(args: &[String]) -> Result<(), String> {
         }
         // Where benchmark 3's threads run against the CPU that takes the disk's interrupts, and
         // what a commit costs with the committing thread there, elsewhere, or free.
+        Some("floor") => {
+            let base = std::env::temp_dir().join(format!("bgsync-floor-{}", std::process::id()));
+            let r = floor::run(&base, n, 5);
+            let _ = std::fs::remove_dir_all(&base);
+            r?;
+        }
         Some("placement") => {
             let base = std::env::temp_dir().join(format!("bgsync-place-{}", std::process::id()));
             let r = placement::run(&base, n, 5);
@@ -1371,7 +1388,7 @@ pub fn one(args: &[String]) -> Result<(), String> {
         }
         _ => {
             return Err(
-                "bench-one fanout|periodic-fanout|register|cold [--keep]|read-columns|migrate|throughput|placement|tasks|tasks-memory|limit|latency|log-growth|stat-fsync|handoff [N]"
+                "bench-one fanout|periodic-fanout|register|cold [--keep]|read-columns|migrate|throughput|placement|floor|tasks|tasks-memory|limit|latency|log-growth|stat-fsync|handoff [N]"
                     .into(),
             )
         }
@@ -1486,6 +1503,24 @@ pub fn main(args: &[String]) -> Result<(), String> {
     // Where the Background Sync thread ran in each round of the async callers: a thread that
     // waits for the disk on a CPU other than the one its interrupts go to pays a cross-CPU
     // wake-up a commit (docs/performance.md, "Why the same commit is slower").
+    rows.push(Row {
+        name: "64 async callers, no engine (the floor)",
+        value: tp.floor,
+        unit: "registers/s",
+        ratio: Some((tp.floor_ratio, "× SQLite limit")),
+        goal: None,
+        met: None,
+        includes: "the same 64 tasks, channel and oneshot answers, through a thread that only gathers 64 calls, commits their rows and answers (bench-one floor): what the hand-offs alone leave of SQLite's limit; medians of the rounds",
+    });
+    rows.push(Row {
+        name: "64 async callers, engine against the floor",
+        value: tp.tasks_to_floor,
+        unit: "× the floor",
+        ratio: None,
+        goal: None,
+        met: None,
+        includes: "each round's async callers on the engine against that round's floor; their median: what the engine's own work costs the async callers",
+    });
     if let Ok((disk, _)) = &disk_cpu {
         let (on, off): (Vec<&TasksRound>, Vec<_>) = tp
             .tasks_rounds
@@ -1526,6 +1561,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
         let digits = match r.unit {
             "s" => 3,
             "rounds" => 0,
+            "× the floor" => 2,
             _ => 1,
         };
         println!(

@@ -1,0 +1,173 @@
+//! `bench-one floor [N]`: what benchmark 3's async callers reach through a server with no
+//! engine in it (docs/performance.md, "The async tasks' miss, taken apart").
+//!
+//! The floor has the engine's shape and nothing else: the same 64 tasks on one current-thread
+//! runtime, each sending its tag over a bounded tokio channel with a oneshot for the answer,
+//! to one thread that gathers exactly 64 calls (it knows the group's size: no hold to guess
+//! it), commits their rows with [`SqliteStore::commit`], and answers each. No core, no
+//! checks, no log, no dispatcher. What it loses against SQLite's limit is what any engine
+//! with one thread that commits, callers on another and an answer per call pays on this
+//! machine for the hand-offs alone; what the engine loses against the floor is its own.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bgsync_store::RegistrationStore;
+use bgsync_store_sqlite::SqliteStore;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{caller_tag, median, origin, put, wall_now};
+
+/// A call to the floor's server: the tag, and where its answer goes.
+type Call = (String, oneshot::Sender<()>);
+
+/// One run of the floor: registrations a second, and the mean time between commits.
+pub(super) fn floor_run(dir: &Path, per_caller: usize) -> Result<(f64, Duration), String> {
+    let _ = std::fs::remove_dir_all(dir);
+    let mut store = SqliteStore::open(dir).map_err(|e| e.to_string())?;
+    let (tx, mut rx) = mpsc::channel::<Call>(10_000);
+    let server = std::thread::Builder::new()
+        .name("floor-server".into())
+        .spawn(move || -> Result<Duration, String> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(async {
+                let o = origin(0);
+                let (mut seq, mut between, mut commits) = (0u64, Duration::ZERO, 0u32);
+                let mut last_commit: Option<Instant> = None;
+                let mut calls: Vec<Call> = Vec::with_capacity(64);
+                loop {
+                    while calls.len() < 64 {
+                        let call = match rx.try_recv() {
+                            Ok(call) => call,
+                            Err(_) => match rx.recv().await {
+                                Some(call) => call,
+                                None => break,
+                            },
+                        };
+                        calls.push(call);
+                    }
+                    if calls.is_empty() {
+                        break;
+                    }
+                    let now = wall_now();
+                    let ops: Vec<_> = calls
+                        .iter()
+                        .map(|(tag, _)| {
+                            seq += 1;
+                            put(o.clone(), 1, tag.clone(), seq, now)
+                        })
+                        .collect();
+                    if let Some(t) = last_commit {
+                        between += t.elapsed();
+                        commits += 1;
+                    }
+                    store.commit(&ops).map_err(|e| e.to_string())?;
+                    last_commit = Some(Instant::now());
+                    for (_, answer) in calls.drain(..) {
+                        let _ = answer.send(());
+                    }
+                }
+                Ok(between / commits.max(1))
+            })
+        })
+        .map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let t = Instant::now();
+    rt.block_on(async {
+        let local = tokio::task::LocalSet::new();
+        let mut tasks = Vec::new();
+        for c in 0..64 {
+            let tx = tx.clone();
+            tasks.push(local.spawn_local(async move {
+                for i in 0..per_caller {
+                    let (answer, answered) = oneshot::channel();
+                    if tx.send((caller_tag(c, i), answer)).await.is_err() {
+                        return;
+                    }
+                    let _ = answered.await;
+                }
+            }));
+        }
+        drop(tx);
+        local
+            .run_until(async {
+                for t in tasks {
+                    let _ = t.await;
+                }
+            })
+            .await;
+    });
+    let rate = (64 * per_caller) as f64 / t.elapsed().as_secs_f64();
+    let between = server
+        .join()
+        .map_err(|_| "the floor's server panicked".to_string())??;
+    Ok((rate, between))
+}
+
+/// `rounds` rounds of SQLite's limit, the floor and the engine's 64 async tasks, each in a
+/// fresh directory, one after the other; prints each round and the medians of the rounds'
+/// ratios to their limit.
+pub(super) fn run(dir: &Path, n: usize, rounds: usize) -> Result<(), String> {
+    let per_caller = n.div_ceil(64);
+    let (mut floor, mut tasks) = (Vec::new(), Vec::new());
+    for r in 0..rounds {
+        let limit = super::sqlite_group_limit(&dir.join(format!("limit-{r}")), per_caller)?;
+        let (f, f_between) = floor_run(&dir.join(format!("floor-{r}")), per_caller)?;
+        let (t, t_commits) =
+            super::register_throughput_async(&dir.join(format!("tasks-{r}")), per_caller)?;
+        println!(
+            "limit {limit:.0} rows/s; floor {f:.0} a second = {:.2} ×, {:.0} µs between commits; \
+             engine {t:.0} a second = {:.2} ×, {:.0} µs between commits",
+            f / limit,
+            f_between.as_secs_f64() * 1e6,
+            t / limit,
+            t_commits.between_us,
+        );
+        floor.push((f / limit, f_between.as_secs_f64() * 1e6));
+        tasks.push((t / limit, t_commits.between_us));
+    }
+    let medians = |v: &[(f64, f64)]| {
+        (
+            median(v.iter().map(|x| x.0).collect()),
+            median(v.iter().map(|x| x.1).collect()),
+        )
+    };
+    let ((fr, fb), (tr, tb)) = (medians(&floor), medians(&tasks));
+    println!("medians over {rounds} rounds:");
+    println!("  floor : {fr:.2} × SQLite's limit, {fb:.0} µs between commits");
+    println!(
+        "  engine: {tr:.2} × SQLite's limit, {tb:.0} µs between commits ({:.2} × the floor)",
+        tr / fr
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_floor_commits_every_callers_rows_and_answers_every_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rate, _) = floor_run(&dir.path().join("floor"), 3).unwrap();
+        assert!(rate > 0.0, "{rate}");
+        // The run returned, so every caller had its three answers; and every row is on disk.
+        let mut tags: Vec<String> = SqliteStore::open(&dir.path().join("floor"))
+            .unwrap()
+            .load_all()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.tag.to_string_lossy())
+            .collect();
+        tags.sort();
+        let mut expected: Vec<String> = (0..64)
+            .flat_map(|c| (0..3).map(move |i| caller_tag(c, i)))
+            .collect();
+        expected.sort();
+        assert_eq!(tags, expected);
+    }
+}
