@@ -522,9 +522,10 @@ struct Throughput {
 }
 
 /// Benchmark 3 in `rounds` rounds, each measuring SQLite's limit, then 64 threads, then 64
-/// tasks, then the tasks' floor, then the channel's threads, each in a fresh directory: a ratio compares measurements taken a second apart, and
-/// the median of the rounds' ratios is reported, so a burst of noise on the shared disk moves
-/// one round, not the figure.
+/// tasks, then the tasks' floor ([`floor`]), then the channel's threads, each in a fresh
+/// directory: a ratio compares measurements taken a second apart, and the median of the
+/// rounds' ratios is reported, so a burst of noise on the shared disk moves one round, not the
+/// figure.
 fn throughput_rounds(dir: &Path, per_caller: usize, rounds: usize) -> Result<Throughput, String> {
     let (mut limit, mut threads, mut tasks, mut channel, mut floor) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
