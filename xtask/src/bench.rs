@@ -1319,7 +1319,7 @@ pub fn one(args: &[String]) -> Result<(), String> {
         // what a commit costs with the committing thread there, elsewhere, or free.
         Some("floor") => {
             let base = std::env::temp_dir().join(format!("bgsync-floor-{}", std::process::id()));
-            let r = floor::run(&base, n, 5);
+            let r = floor::run(&base, n, 5, args.iter().any(|a| a == "--after-threads"));
             let _ = std::fs::remove_dir_all(&base);
             r?;
         }
@@ -1339,6 +1339,10 @@ pub fn one(args: &[String]) -> Result<(), String> {
             println!(
                 "  64 threads on register_with_reply(..).recv(): {:.0} registers/s = {:.2} ×",
                 tp.channel, tp.channel_ratio
+            );
+            println!(
+                "  the tasks' floor, no engine: {:.0} registers/s = {:.2} ×; the tasks {:.2} × their floor",
+                tp.floor, tp.floor_ratio, tp.tasks_to_floor
             );
             for (who, c) in [("threads", tp.threads_commits), ("tasks", tp.tasks_commits)] {
                 println!(
@@ -1389,7 +1393,7 @@ pub fn one(args: &[String]) -> Result<(), String> {
         }
         _ => {
             return Err(
-                "bench-one fanout|periodic-fanout|register|cold [--keep]|read-columns|migrate|throughput|placement|floor|tasks|tasks-memory|limit|latency|log-growth|stat-fsync|handoff [N]"
+                "bench-one fanout|periodic-fanout|register|cold [--keep]|read-columns|migrate|throughput|placement|floor [--after-threads]|tasks|tasks-memory|limit|latency|log-growth|stat-fsync|handoff [N]"
                     .into(),
             )
         }

@@ -108,14 +108,19 @@ pub(super) fn floor_run(dir: &Path, per_caller: usize) -> Result<(f64, Duration)
     Ok((rate, between))
 }
 
-/// `rounds` rounds of SQLite's limit, the floor and the engine's 64 async tasks, each in a
+/// `rounds` rounds of SQLite's limit, (with `after_threads`, 64 threads on the engine, as
+/// benchmark 3 runs before its tasks,) the floor and the engine's 64 async tasks, each in a
 /// fresh directory, one after the other; prints each round and the medians of the rounds'
 /// ratios to their limit.
-pub(super) fn run(dir: &Path, n: usize, rounds: usize) -> Result<(), String> {
+pub(super) fn run(dir: &Path, n: usize, rounds: usize, after_threads: bool) -> Result<(), String> {
     let per_caller = n.div_ceil(64);
     let (mut floor, mut tasks) = (Vec::new(), Vec::new());
     for r in 0..rounds {
         let limit = super::sqlite_group_limit(&dir.join(format!("limit-{r}")), per_caller)?;
+        if after_threads {
+            // As in the full benchmark's rounds, where the tasks follow 64 threads.
+            super::register_throughput(&dir.join(format!("threads-{r}")), per_caller, false)?;
+        }
         let (f, f_between) = floor_run(&dir.join(format!("floor-{r}")), per_caller)?;
         let (t, t_commits) =
             super::register_throughput_async(&dir.join(format!("tasks-{r}")), per_caller)?;
