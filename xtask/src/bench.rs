@@ -1315,14 +1315,15 @@ pub fn one(args: &[String]) -> Result<(), String> {
             }
             let _ = std::fs::remove_dir_all(&base);
         }
-        // Where benchmark 3's threads run against the CPU that takes the disk's interrupts, and
-        // what a commit costs with the committing thread there, elsewhere, or free.
+        // Benchmark 3's async tasks against the same calls through a server with no engine.
         Some("floor") => {
             let base = std::env::temp_dir().join(format!("bgsync-floor-{}", std::process::id()));
             let r = floor::run(&base, n, 5, args.iter().any(|a| a == "--after-threads"));
             let _ = std::fs::remove_dir_all(&base);
             r?;
         }
+        // Where benchmark 3's threads run against the CPU that takes the disk's interrupts, and
+        // what a commit costs with the committing thread there, elsewhere, or free.
         Some("placement") => {
             let base = std::env::temp_dir().join(format!("bgsync-place-{}", std::process::id()));
             let r = placement::run(&base, n, 5);
@@ -1505,9 +1506,6 @@ pub fn main(args: &[String]) -> Result<(), String> {
         Row { name: "store full check (after start-up)", value: check_s, unit: "s", ratio: None, goal: None, met: None, includes: "RegistrationStore::verify: SQLite's integrity_check of every page, table against indexes; run on the store's thread after start-up, before the first commit" },
         Row { name: "cold start memory", value: cold_bytes, unit: "B/registration", ratio: None, goal: Some("≤ 200 B"), met: Some(cold_bytes <= 200.0), includes: "peak RSS minus the peak RSS of the same start on an empty store, over n; median of 3 starts" },
     ];
-    // Where the Background Sync thread ran in each round of the async callers: a thread that
-    // waits for the disk on a CPU other than the one its interrupts go to pays a cross-CPU
-    // wake-up a commit (docs/performance.md, "Why the same commit is slower").
     rows.push(Row {
         name: "64 async callers, no engine (the floor)",
         value: tp.floor,
@@ -1526,6 +1524,9 @@ pub fn main(args: &[String]) -> Result<(), String> {
         met: None,
         includes: "each round's async callers on the engine against that round's floor; their median: what the engine's own work costs the async callers",
     });
+    // Where the Background Sync thread ran in each round of the async callers: a thread that
+    // waits for the disk on a CPU other than the one its interrupts go to pays a cross-CPU
+    // wake-up a commit (docs/performance.md, "Why the same commit is slower").
     if let Ok((disk, _)) = &disk_cpu {
         let (on, off): (Vec<&TasksRound>, Vec<_>) = tp
             .tasks_rounds
