@@ -343,6 +343,9 @@ struct PerCommit {
     /// The CPU the Background Sync thread was seen on most during the run, and the share of
     /// the samples it was seen there (docs/performance.md, "Why the same commit is slower").
     engine_cpu: Option<(usize, f64)>,
+    /// The Background Sync thread's CPU time per registration over the run, in ns, and the
+    /// callers' thread's (async callers only: one thread calls).
+    cpu_ns: Option<(f64, f64)>,
 }
 
 impl CommitStats {
@@ -354,6 +357,7 @@ impl CommitStats {
             commit_us: busy / n,
             between_us: (wall.as_secs_f64() * 1e6 - busy).max(0.0) / n,
             engine_cpu: None,
+            cpu_ns: None,
         }
     }
 }
@@ -466,6 +470,9 @@ fn tasks_on(
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| e.to_string())?;
+    let engine = placement::engine_thread();
+    let ran = move || Some((placement::run_ns(engine?)?, placement::run_ns(0)?));
+    let before = ran();
     let t = Instant::now();
     rt.block_on(async {
         let mut tasks = Vec::new();
@@ -490,9 +497,29 @@ fn tasks_on(
             .await;
     });
     let wall = t.elapsed();
-    let rate = (64 * per_caller) as f64 / wall.as_secs_f64();
+    let n = (64 * per_caller) as f64;
+    let cpu_ns = before.zip(ran()).map(|((e0, c0), (e1, c1))| {
+        (
+            e1.saturating_sub(e0) as f64 / n,
+            c1.saturating_sub(c0) as f64 / n,
+        )
+    });
+    let rate = n / wall.as_secs_f64();
     sync.shutdown();
-    Ok((rate, stats.per_commit(wall)))
+    Ok((
+        rate,
+        PerCommit {
+            cpu_ns,
+            ..stats.per_commit(wall)
+        },
+    ))
+}
+
+/// The threads' CPU time per registration, for `bench-one tasks` and `tasks-memory`.
+fn cpu_line(cpu_ns: Option<(f64, f64)>) -> String {
+    cpu_ns.map_or_else(String::new, |(engine, callers)| {
+        format!("; CPU a register: {engine:.0} ns on the Background Sync thread, {callers:.0} ns on the callers'")
+    })
 }
 
 /// A round of the async callers: its ratio to its limit, and the CPU the Background Sync thread
@@ -533,7 +560,7 @@ fn throughput_rounds(dir: &Path, per_caller: usize, rounds: usize) -> Result<Thr
         let l = sqlite_group_limit(&dir.join(format!("limit-{r}")), per_caller)?;
         let t = register_throughput(&dir.join(format!("threads-{r}")), per_caller, false)?;
         let a = register_throughput_async(&dir.join(format!("tasks-{r}")), per_caller)?;
-        let (f, _) = floor::floor_run(&dir.join(format!("floor-{r}")), per_caller)?;
+        let f = floor::floor_run(&dir.join(format!("floor-{r}")), per_caller)?.rate;
         let c = register_throughput(&dir.join(format!("channel-{r}")), per_caller, true)?;
         floor.push(f);
         limit.push(l);
@@ -1294,10 +1321,11 @@ pub fn one(args: &[String]) -> Result<(), String> {
             let (sync, stats) = counted_engine(MemoryStore::new())?;
             let (rate, c) = tasks_on(sync, stats, n.div_ceil(64))?;
             println!(
-                "64 tasks, store in memory: {rate:.0} registers/s = {:.0} ns a register; {:.1} rows a commit, {:.0} µs between commits",
+                "64 tasks, store in memory: {rate:.0} registers/s = {:.0} ns a register; {:.1} rows a commit, {:.0} µs between commits{}",
                 1e9 / rate,
                 c.rows,
-                c.between_us
+                c.between_us,
+                cpu_line(c.cpu_ns)
             );
         }
         Some(side @ ("tasks" | "limit")) => {
@@ -1306,8 +1334,11 @@ pub fn one(args: &[String]) -> Result<(), String> {
             if side == "tasks" {
                 let (rate, c) = register_throughput_async(&base, per_caller)?;
                 println!(
-                    "64 tasks: {rate:.0} registers/s; {:.1} rows a commit, {:.0} µs in the commit, {:.0} µs between commits",
-                    c.rows, c.commit_us, c.between_us
+                    "64 tasks: {rate:.0} registers/s; {:.1} rows a commit, {:.0} µs in the commit, {:.0} µs between commits{}",
+                    c.rows,
+                    c.commit_us,
+                    c.between_us,
+                    cpu_line(c.cpu_ns)
                 );
             } else {
                 let rate = sqlite_group_limit(&base, per_caller)?;

@@ -217,3 +217,43 @@ async fn a_private_browsing_engine_keeps_everything_in_memory() {
     assert_eq!(tags(&sync, &p1, SW1), ["t"]);
     sync.shutdown();
 }
+
+#[test]
+fn calls_from_origins_and_partitions_in_turn_each_keep_their_own_key() {
+    // The engine keeps its own copy of the origin that called last: a call from another
+    // origin, or from the same origin in another partition, must still land under its own key.
+    let b = Origin::parse("https://b.example").unwrap();
+    let host = host();
+    const SW3: SwRegistrationId = SwRegistrationId(3);
+    host.add_registration(SW3, b.clone());
+    let (p1, p2, kb) = (
+        under("https://top1.example"),
+        under("https://top2.example"),
+        StorageKey::new(b),
+    );
+    let windows = PartitionedWindows(vec![p1.clone(), p2.clone(), kb.clone()]);
+    let sync = BackgroundSync::builder(host, Arc::new(windows))
+        .network(Arc::new(FixedNetwork(false)))
+        .start()
+        .unwrap();
+    let calls = [
+        (&p1, SW1),
+        (&kb, SW3),
+        (&p1, SW1),
+        (&p2, SW2),
+        (&p1, SW1),
+        (&kb, SW3),
+    ];
+    for (i, (key, sw)) in calls.into_iter().enumerate() {
+        sync.register_with_reply(key, sw, format!("t{i}"))
+            .recv()
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(tags(&sync, &p1, SW1), ["t0", "t2", "t4"]);
+    assert_eq!(tags(&sync, &p2, SW2), ["t3"]);
+    assert_eq!(tags(&sync, &kb, SW3), ["t1", "t5"]);
+    // Asked from the wrong key, a service worker registration shows nothing of the others'.
+    let wrong = sync.get_tags_with_reply(&p2, SW1).recv().unwrap();
+    assert!(wrong.as_ref().map_or(true, |t| t.is_empty()), "{wrong:?}");
+}

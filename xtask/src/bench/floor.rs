@@ -21,15 +21,28 @@ use super::{caller_tag, median, origin, put, wall_now};
 /// A call to the floor's server: the tag, and where its answer goes.
 type Call = (String, oneshot::Sender<()>);
 
-/// One run of the floor: registrations a second, and the mean time between commits (the run's
-/// wall time not spent in a commit, per commit, as benchmark 3 counts the engine's).
-pub(super) fn floor_run(dir: &Path, per_caller: usize) -> Result<(f64, Duration), String> {
+/// One run of the floor.
+pub(super) struct FloorRun {
+    /// Registrations a second.
+    pub(super) rate: f64,
+    /// The mean time between commits: the run's wall time not spent in a commit, per commit,
+    /// as benchmark 3 counts the engine's.
+    pub(super) between: Duration,
+    /// The mean time in a commit.
+    pub(super) commit: Duration,
+    /// CPU time per registration of the server's thread and of the callers', in ns (where
+    /// the system gives it).
+    pub(super) cpu_ns: Option<(f64, f64)>,
+}
+
+pub(super) fn floor_run(dir: &Path, per_caller: usize) -> Result<FloorRun, String> {
     let _ = std::fs::remove_dir_all(dir);
     let mut store = SqliteStore::open(dir).map_err(|e| e.to_string())?;
     let (tx, mut rx) = mpsc::channel::<Call>(10_000);
     let server = std::thread::Builder::new()
         .name("floor-server".into())
-        .spawn(move || -> Result<(Duration, u32), String> {
+        .spawn(move || -> Result<(Duration, u32, Option<u64>), String> {
+            let ran = super::placement::run_ns(0);
             let rt = tokio::runtime::Builder::new_current_thread()
                 .build()
                 .map_err(|e| e.to_string())?;
@@ -67,13 +80,17 @@ pub(super) fn floor_run(dir: &Path, per_caller: usize) -> Result<(f64, Duration)
                         let _ = answer.send(());
                     }
                 }
-                Ok((busy, commits))
+                let ran = ran
+                    .zip(super::placement::run_ns(0))
+                    .map(|(a, b)| b.saturating_sub(a));
+                Ok((busy, commits, ran))
             })
         })
         .map_err(|e| e.to_string())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| e.to_string())?;
+    let callers_ran = super::placement::run_ns(0);
     let t = Instant::now();
     rt.block_on(async {
         let local = tokio::task::LocalSet::new();
@@ -100,11 +117,21 @@ pub(super) fn floor_run(dir: &Path, per_caller: usize) -> Result<(f64, Duration)
             .await;
     });
     let wall = t.elapsed();
-    let (busy, commits) = server
+    let callers_ran = callers_ran
+        .zip(super::placement::run_ns(0))
+        .map(|(a, b)| b.saturating_sub(a));
+    let (busy, commits, server_ran) = server
         .join()
         .map_err(|_| "the floor's server panicked".to_string())??;
-    let rate = (64 * per_caller) as f64 / wall.as_secs_f64();
-    Ok((rate, wall.saturating_sub(busy) / commits.max(1)))
+    let n = (64 * per_caller) as f64;
+    Ok(FloorRun {
+        rate: n / wall.as_secs_f64(),
+        between: wall.saturating_sub(busy) / commits.max(1),
+        commit: busy / commits.max(1),
+        cpu_ns: server_ran
+            .zip(callers_ran)
+            .map(|(s, c)| (s as f64 / n, c as f64 / n)),
+    })
 }
 
 /// `rounds` rounds of SQLite's limit, (with `after_threads`, 64 threads on the engine, as
@@ -120,16 +147,27 @@ pub(super) fn run(dir: &Path, n: usize, rounds: usize, after_threads: bool) -> R
             // As in the full benchmark's rounds, where the tasks follow 64 threads.
             super::register_throughput(&dir.join(format!("threads-{r}")), per_caller, false)?;
         }
-        let (f, f_between) = floor_run(&dir.join(format!("floor-{r}")), per_caller)?;
+        let fl = floor_run(&dir.join(format!("floor-{r}")), per_caller)?;
+        let (f, f_between) = (fl.rate, fl.between);
         let (t, t_commits) =
             super::register_throughput_async(&dir.join(format!("tasks-{r}")), per_caller)?;
+        let cpu = |c: Option<(f64, f64)>| {
+            c.map_or_else(String::new, |(s, c)| {
+                format!(" (CPU a register: {s:.0} ns serving, {c:.0} ns calling)")
+            })
+        };
         println!(
-            "limit {limit:.0} rows/s; floor {f:.0} a second = {:.2} ×, {:.0} µs between commits; \
-             engine {t:.0} a second = {:.2} ×, {:.0} µs between commits",
+            "limit {limit:.0} rows/s; floor {f:.0} a second = {:.2} ×, {:.0} µs in a commit, \
+             {:.0} µs between commits{}; engine {t:.0} a second = {:.2} ×, {:.0} µs in a commit, \
+             {:.0} µs between commits{}",
             f / limit,
+            fl.commit.as_secs_f64() * 1e6,
             f_between.as_secs_f64() * 1e6,
+            cpu(fl.cpu_ns),
             t / limit,
+            t_commits.commit_us,
             t_commits.between_us,
+            cpu(t_commits.cpu_ns),
         );
         floor.push((f / limit, f_between.as_secs_f64() * 1e6));
         tasks.push((t / limit, t_commits.between_us));
@@ -158,7 +196,7 @@ mod tests {
     #[test]
     fn the_floor_commits_every_callers_rows_and_answers_every_call() {
         let dir = tempfile::tempdir().unwrap();
-        let (rate, _) = floor_run(&dir.path().join("floor"), 3).unwrap();
+        let rate = floor_run(&dir.path().join("floor"), 3).unwrap().rate;
         assert!(rate > 0.0, "{rate}");
         // The run returned, so every caller had its three answers; and every row is on disk.
         let mut tags: Vec<String> = SqliteStore::open(&dir.path().join("floor"))

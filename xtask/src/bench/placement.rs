@@ -151,9 +151,24 @@ fn threads() -> Vec<(i32, String)> {
         .collect()
 }
 
+/// How long thread `tid` (0: the calling thread) has run, in ns (the first field of its
+/// schedstat: the scheduler's own count, not the 10 ms ticks of its stat).
+pub(super) fn run_ns(tid: i32) -> Option<u64> {
+    let path = match tid {
+        0 => "/proc/thread-self/schedstat".to_string(),
+        t => format!("/proc/self/task/{t}/schedstat"),
+    };
+    std::fs::read_to_string(path)
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// The newest thread named `background-sync` (the Background Sync thread of the engine
 /// started last), waiting up to a second for it: a new thread names itself once it runs.
-fn engine_thread() -> Option<i32> {
+pub(super) fn engine_thread() -> Option<i32> {
     for _ in 0..1_000 {
         let newest = threads()
             .into_iter()
