@@ -57,8 +57,17 @@ impl Tag {
 }
 
 impl From<&str> for Tag {
+    /// In one allocation of the exact size when the tag is ASCII (the usual tag: one unit a
+    /// byte, and an iterator whose length is known, which the shared slice is built from in
+    /// place); otherwise the units are counted first, so the vector they are gathered in never
+    /// grows.
     fn from(s: &str) -> Self {
-        Tag(s.encode_utf16().collect())
+        if s.is_ascii() {
+            return Tag(s.bytes().map(u16::from).collect());
+        }
+        let mut units = Vec::with_capacity(s.encode_utf16().count());
+        units.extend(s.encode_utf16());
+        Tag(units.into())
     }
 }
 
@@ -121,6 +130,27 @@ impl<'de> serde::Deserialize<'de> for Tag {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tag_from_text_holds_its_utf16_units_ascii_or_not() {
+        for text in [
+            "",
+            "send-mail",
+            "é",
+            "mail-é-ü",
+            "📧",
+            "a📧b€",
+            "\u{0}\u{7f}",
+        ] {
+            let units: Vec<u16> = text.encode_utf16().collect();
+            assert_eq!(Tag::from(text).as_utf16(), &units[..], "{text:?}");
+            assert_eq!(
+                Tag::from(text.to_string()).as_utf16(),
+                &units[..],
+                "{text:?}"
+            );
+        }
+    }
 
     #[test]
     fn tags_are_equal_by_units_whether_or_not_they_share_them() {
