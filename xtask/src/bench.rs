@@ -1690,7 +1690,7 @@ mod tests {
                 _ => None,
             })
             .expect("a new registration is written");
-        let [StoreOp::Put(row)] = written.as_slice() else {
+        let [StoreOp::Put(row)] = &written[..] else {
             panic!("one row written, got {written:?}");
         };
         assert_ne!(row.seq, 0, "the engine numbers its registrations");

@@ -360,7 +360,7 @@ pub(crate) struct Driver {
     pub dispatcher: Dispatcher,
     store: StoreThread,
     /// Writes waiting for the next commit.
-    queued: Vec<(PersistId, Vec<StoreOp>)>,
+    queued: Vec<(PersistId, bgsync_scheduler::StoreOps)>,
     /// After the store rebuilt itself: rewrite it from what the engine holds (plus these
     /// records the engine does not own) before the next queued writes.
     repair: Option<Vec<StoredRegistration>>,
@@ -410,7 +410,9 @@ pub(crate) struct Driver {
     /// What the browser's wake-up scheduler is told, whenever it changes.
     pub wake_ups: tokio::sync::watch::Sender<crate::WakeUp>,
     pub log_capacity: usize,
-    pending: HashMap<RequestId, Pending>,
+    /// Calls waiting for their answer, by request: an insertion and a removal a call, hashed
+    /// as the core's maps are (foldhash: the ids are the engine's own, not a page's).
+    pending: std::collections::HashMap<RequestId, Pending, foldhash::fast::RandomState>,
     next_request: u64,
     log: VecDeque<LogEntry>,
     /// The core's new log lines, between taking them and keeping them (reused, not regrown).
@@ -466,7 +468,7 @@ impl Driver {
             // Far from the core's ids, which count up from 1.
             next_manual: u64::MAX / 2,
             log_capacity,
-            pending: HashMap::new(),
+            pending: Default::default(),
             next_request: 1,
             log: VecDeque::new(),
             log_buffer: Vec::new(),

@@ -806,7 +806,7 @@ struct Engine {
     settled: HashMap<RequestId, Result<Response, DomException>>,
     fired: Vec<Fired>,
     /// Writes held back while a burst of calls is made.
-    held: Option<Vec<(PersistId, Vec<StoreOp>)>>,
+    held: Option<Vec<(PersistId, bgsync_scheduler::StoreOps)>>,
     /// The next write fails.
     fail_next: bool,
     next_request: u64,

@@ -7,6 +7,51 @@ use bgsync_types::{
 
 use crate::RegistrationState;
 
+/// The writes of one [`Effect::Persist`], in order: a slice of [`StoreOp`]s. Most are one row
+/// (a registration made, an event's end), held without an allocation of their own.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreOps {
+    /// One write.
+    One(StoreOp),
+    /// Any number of writes.
+    Many(Vec<StoreOp>),
+}
+
+impl std::ops::Deref for StoreOps {
+    type Target = [StoreOp];
+
+    fn deref(&self) -> &[StoreOp] {
+        match self {
+            StoreOps::One(op) => std::slice::from_ref(op),
+            StoreOps::Many(ops) => ops,
+        }
+    }
+}
+
+impl IntoIterator for StoreOps {
+    type Item = StoreOp;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<StoreOp>, std::vec::IntoIter<StoreOp>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        match self {
+            StoreOps::One(op) => Some(op).into_iter().chain(Vec::new()),
+            StoreOps::Many(ops) => None.into_iter().chain(ops),
+        }
+    }
+}
+
+impl From<StoreOp> for StoreOps {
+    fn from(op: StoreOp) -> StoreOps {
+        StoreOps::One(op)
+    }
+}
+
+impl From<Vec<StoreOp>> for StoreOps {
+    fn from(ops: Vec<StoreOp>) -> StoreOps {
+        StoreOps::Many(ops)
+    }
+}
+
 /// Something the core asks its driver to do. Drained with
 /// [`Scheduler::poll_effect`](crate::Scheduler::poll_effect), in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,7 +63,7 @@ pub enum Effect {
         /// Acknowledge with this id.
         id: PersistId,
         /// The writes.
-        ops: Vec<StoreOp>,
+        ops: StoreOps,
     },
     /// Settle the promise of an API call.
     Settle {

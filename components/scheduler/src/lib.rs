@@ -38,7 +38,7 @@ mod periodic;
 mod scheduler;
 
 pub use effects::{
-    DispatchOutcome, DispatchRequest, Effect, LogEntry, LogEvent, NextStep, Response,
+    DispatchOutcome, DispatchRequest, Effect, LogEntry, LogEvent, NextStep, Response, StoreOps,
 };
 pub use params::Parameters;
 pub use periodic::{Engagement, PeriodicRegisterCall, PeriodicState};

@@ -833,7 +833,7 @@ impl Scheduler {
         });
         self.stage(
             None,
-            vec![StoreOp::Put(record)],
+            StoreOp::Put(record),
             Staged::Removal { request: None },
         );
     }

@@ -14,7 +14,7 @@ use bgsync_types::{
 
 use crate::{
     DispatchOutcome, DispatchRequest, Effect, LogEntry, LogEvent, NextStep, Parameters,
-    RegistrationState, Response,
+    RegistrationState, Response, StoreOps,
 };
 
 /// A registration is known by its service worker registration and tag.
@@ -176,14 +176,27 @@ struct Usage {
     key: Option<StorageKey>,
 }
 
+/// The parts of a new registration's record its acknowledgement needs (the key is the staged
+/// change's target). Held in the staged change, not boxed: a copy of the whole record, in an
+/// allocation of its own, cost each register an allocation and three shared counts, and its
+/// read at the acknowledgement a cache miss, since the commit in between evicts it.
+#[derive(Debug)]
+pub(crate) struct NewRecord {
+    origin: Origin,
+    seq: u32,
+    max_attempts: u32,
+    next_fire: Timestamp,
+}
+
 /// A change waiting for its store acknowledgement before it becomes visible.
 #[derive(Debug)]
 pub(crate) enum Staged {
     /// A new registration; resolve `request` once it is durable.
     NewRegistration {
         request: RequestId,
-        /// Boxed: the other changes are small, and a fan-out stages one per registration.
-        record: Box<StoredRegistration>,
+        /// What the registration is made of once durable, besides its key (the change's
+        /// target): not the whole record, which went to the store.
+        record: NewRecord,
         /// Set when the registration's data was removed (unregistration, clear-site-data)
         /// while the write was in flight: the call is then rejected with this.
         cancelled: Option<DomException>,
@@ -977,7 +990,7 @@ impl Scheduler {
                             key,
                             slot: Some(slot),
                         }),
-                        vec![StoreOp::Put(record)],
+                        StoreOp::Put(record),
                         Staged::ReregisterWhileWaiting { request },
                     );
                 }
@@ -1045,7 +1058,8 @@ impl Scheduler {
                 ));
             }
         }
-        self.sw_keys.insert(sw, caller.clone());
+        // Known already, it is this key (check_owner saw to it).
+        self.sw_keys.entry(sw).or_insert_with(|| caller.clone());
         let usage = self.count_origin(sw, &caller.origin, &key.1);
         let seq = seq.unwrap_or_else(|| {
             self.next_seq = self.next_seq.saturating_add(1);
@@ -1063,13 +1077,19 @@ impl Scheduler {
             next_fire: self.now,
             periodic_interval: None,
         };
+        let staged = NewRecord {
+            origin: record.origin.clone(),
+            seq,
+            max_attempts: record.max_attempts,
+            next_fire: record.next_fire,
+        };
         // 9.2 Add it to the list — once it is durable; 9.3-9.4 then resolve and fire.
         self.stage(
             Some(Target { key, slot: None }),
-            vec![StoreOp::Put(record.clone())],
+            StoreOp::Put(record),
             Staged::NewRegistration {
                 request,
-                record: Box::new(record),
+                record: staged,
                 cancelled: None,
                 usage,
             },
@@ -1214,7 +1234,7 @@ impl Scheduler {
         if held {
             self.stage(
                 None,
-                vec![StoreOp::DeleteServiceWorker(sw)],
+                StoreOp::DeleteServiceWorker(sw),
                 Staged::Removal { request: None },
             );
         }
@@ -1284,7 +1304,7 @@ impl Scheduler {
         }
         self.stage(
             None,
-            vec![StoreOp::DeleteAll],
+            StoreOp::DeleteAll,
             Staged::Removal {
                 request: Some(request),
             },
@@ -1336,12 +1356,9 @@ impl Scheduler {
                 }
             }
         }
-        for (_, staged) in self.staged.iter_mut().flatten() {
-            if let Staged::NewRegistration {
-                record, cancelled, ..
-            } = staged
-            {
-                if record.sw == sw {
+        for (target, staged) in self.staged.iter_mut().flatten() {
+            if let (Some(target), Staged::NewRegistration { cancelled, .. }) = (target, staged) {
+                if target.key.0 == sw {
                     *cancelled = Some(error.clone());
                 }
             }
@@ -1400,7 +1417,7 @@ impl Scheduler {
                     key,
                     slot: Some(slot),
                 }),
-                vec![StoreOp::Put(record)],
+                StoreOp::Put(record),
                 Staged::Completion {
                     outcome,
                     next: NextStep::RunAgain,
@@ -1546,10 +1563,18 @@ impl Scheduler {
                 cancelled,
                 usage,
             } => {
-                let record = *record;
-                let key = target.map_or_else(|| (record.sw, record.tag.clone()), |t| t.key);
+                let Some(Target { key, .. }) = target else {
+                    // Never so: a new registration is staged with its key.
+                    return self.settle(
+                        request,
+                        Err(DomException::new(
+                            DomExceptionName::UnknownError,
+                            "Registration failed: the engine lost the registration's key",
+                        )),
+                    );
+                };
                 if let Err(cause) = result {
-                    self.uncount(usage, &record.tag);
+                    self.uncount(usage, &key.1);
                     self.log_for(
                         &key,
                         &record.origin,
@@ -1559,7 +1584,7 @@ impl Scheduler {
                     );
                     self.settle(request, Err(storage_error(&cause)));
                 } else if let Some(error) = cancelled {
-                    self.uncount(usage, &record.tag);
+                    self.uncount(usage, &key.1);
                     self.settle(request, Err(error));
                 } else {
                     // 9.2 Add it to the list. 9.3 Resolve promise. 9.4 If online, fire.
@@ -1567,7 +1592,7 @@ impl Scheduler {
                         key.clone(),
                         SyncRegistration {
                             origin: record.origin,
-                            seq: u32::try_from(record.seq).unwrap_or(u32::MAX),
+                            seq: record.seq,
                             state: RegistrationState::Pending,
                             attempts: 0,
                             max_attempts: record.max_attempts,
@@ -1737,7 +1762,13 @@ impl Scheduler {
     }
 
     /// Queues a write; the key it is about is busy until it is acknowledged.
-    pub(crate) fn stage(&mut self, target: Option<Target>, ops: Vec<StoreOp>, staged: Staged) {
+    pub(crate) fn stage(
+        &mut self,
+        target: Option<Target>,
+        ops: impl Into<StoreOps>,
+        staged: Staged,
+    ) {
+        let ops = ops.into();
         let id = PersistId(self.next_persist);
         self.next_persist += 1;
         match &target {

@@ -35,7 +35,7 @@ pub struct Harness {
     pub seen: Vec<Seen>,
     /// When false, persist effects wait in `held` until `ack_held` is called.
     pub auto_ack: bool,
-    pub held: Vec<(PersistId, Vec<StoreOp>)>,
+    pub held: Vec<(PersistId, bgsync_scheduler::StoreOps)>,
     next_request: u64,
 }
 
