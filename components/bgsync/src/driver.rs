@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use bgsync_dispatcher::{contain, Dispatcher, EmbedderPanic, ServiceWorkerHost};
 use bgsync_scheduler::{
-    DispatchOutcome, Effect, LogEntry, LogEvent, RegisterCall, RegisterContext, Response, Scheduler,
+    DispatchOutcome, Effect, LogEntry, LogEvent, RegisterCall, RegisterContext, Response,
+    Scheduler, StoreOps,
 };
 use bgsync_store::{Recovery, RegistrationStore, StoreOp, StoredRegistration};
 use bgsync_types::PersistId;
@@ -1277,7 +1278,10 @@ impl Driver {
         }
         for (id, ops) in queued {
             batch.ids.push(id);
-            batch.ops.extend(ops);
+            match ops {
+                StoreOps::One(op) => batch.ops.push(op),
+                StoreOps::Many(ops) => batch.ops.extend(ops),
+            }
         }
         self.commit_sent = std::time::Instant::now();
         // A batch with no call or notification waiting behind it (a lone caller's write, or the
@@ -1339,6 +1343,17 @@ impl Driver {
     fn drain_log(&mut self) {
         let mut lines = std::mem::take(&mut self.log_buffer);
         self.core.append_log_to(&mut lines);
+        if self.log_subscribers.is_empty() && !tracing::enabled!(tracing::Level::WARN) {
+            // No one reads the lines as they come: they only go to the log, in one move, the
+            // oldest beyond its capacity dropped together.
+            let keep = lines.len().min(self.log_capacity);
+            let over = (self.log.len() + keep).saturating_sub(self.log_capacity);
+            self.log.drain(..over.min(self.log.len()));
+            self.log.extend(lines.drain(lines.len() - keep..));
+            lines.clear();
+            self.log_buffer = lines;
+            return;
+        }
         for entry in lines.drain(..) {
             match &entry.event {
                 LogEvent::StoreFailed { cause } => tracing::warn!(

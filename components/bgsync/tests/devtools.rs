@@ -165,3 +165,69 @@ async fn the_background_services_recording_follows_the_log_while_on() {
     assert!(recorder.events().is_empty());
     assert!(!recorder.is_recording());
 }
+
+#[tokio::test]
+async fn the_log_keeps_its_newest_lines_up_to_its_capacity_in_order() {
+    let a = Origin::parse("https://a.example").unwrap();
+    let host = Arc::new(ScriptedHost::new());
+    host.add_registration(SwRegistrationId(1), a.clone());
+    // With a subscriber, each line also goes to it as it comes; without, the lines go to the
+    // log together. The log is the same either way.
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let start = |capacity, subscribed: bool| {
+        let builder =
+            BackgroundSync::builder(host.clone(), Arc::new(OpenWindows::with([a.clone()])))
+                .network(Arc::new(FixedNetwork(false)))
+                .log_capacity(capacity);
+        let builder = if subscribed {
+            builder.log_to(tx.clone())
+        } else {
+            builder
+        };
+        builder.start().unwrap()
+    };
+    let registered = |log: &[bgsync::LogEntry]| -> Vec<String> {
+        log.iter()
+            .filter(|e| matches!(e.event, LogEvent::Registered))
+            .map(|e| e.tag.to_string())
+            .collect()
+    };
+    for subscribed in [false, true] {
+        let sync = start(5, subscribed);
+        // One at a time (a pass each), then a burst of eight (their lines come in one pass).
+        for i in 0..3 {
+            sync.register(&a, SwRegistrationId(1), format!("one-{i}"))
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            registered(&sync.log().await.unwrap()),
+            ["one-0", "one-1", "one-2"]
+        );
+        let burst: Vec<_> = (0..8)
+            .map(|i| sync.register(&a, SwRegistrationId(1), format!("burst-{i}")))
+            .collect();
+        for call in burst {
+            call.await.unwrap();
+        }
+        let log = sync.log().await.unwrap();
+        assert_eq!(log.len(), 5, "{log:#?}");
+        assert_eq!(
+            registered(&log),
+            ["burst-3", "burst-4", "burst-5", "burst-6", "burst-7"]
+        );
+        sync.shutdown();
+
+        // With no room, nothing is kept.
+        let sync = start(0, subscribed);
+        sync.register(&a, SwRegistrationId(1), "t").await.unwrap();
+        assert!(sync.log().await.unwrap().is_empty());
+        sync.shutdown();
+    }
+    // The subscriber had every line of its two engines: 3 + 8 + 1 registrations.
+    let told = rx
+        .try_iter()
+        .filter(|e| matches!(e.event, LogEvent::Registered))
+        .count();
+    assert_eq!(told, 12);
+}
