@@ -22,6 +22,7 @@ use bgsync_types::{Origin, RequestId, SwRegistrationId, SyncKind, Tag, Timestamp
 use serde_json::json;
 
 mod floor;
+mod instructions;
 mod placement;
 
 struct Sizes {
@@ -1327,6 +1328,25 @@ pub fn one(args: &[String]) -> Result<(), String> {
                 c.between_us,
                 cpu_line(c.cpu_ns)
             );
+        }
+        // The 64 async tasks on an engine whose store discards its writes: what
+        // `instructions` counts.
+        Some("tasks-discard") => {
+            let (sync, stats) = counted_engine(instructions::Discard)?;
+            let (rate, c) = tasks_on(sync, stats, n.div_ceil(64))?;
+            println!(
+                "64 tasks, store discarding: {rate:.0} registers/s; {:.1} rows a commit{}",
+                c.rows,
+                cpu_line(c.cpu_ns)
+            );
+        }
+        // The Background Sync thread's instructions per registration (callgrind).
+        Some("instructions") => {
+            let base = std::env::temp_dir().join(format!("bgsync-instr-{}", std::process::id()));
+            let n = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(6_400);
+            let r = instructions::run(&base, n);
+            let _ = std::fs::remove_dir_all(&base);
+            r?;
         }
         Some(side @ ("tasks" | "limit")) => {
             let base = std::env::temp_dir().join(format!("bgsync-{side}-{}", std::process::id()));
