@@ -1218,7 +1218,10 @@ impl Scheduler {
     fn note_permission(&mut self, origin: &Origin, state: PermissionState) {
         let changed = match state {
             PermissionState::Denied => self.denied.insert(origin.clone()),
-            PermissionState::Granted | PermissionState::Prompt => self.denied.remove(origin),
+            // Nothing to look up while no origin is denied (the usual case, on every register).
+            PermissionState::Granted | PermissionState::Prompt => {
+                !self.denied.is_empty() && self.denied.remove(origin)
+            }
         };
         if changed && state != PermissionState::Denied {
             self.fire_pending_registrations(|o| o == origin);

@@ -40,9 +40,27 @@ impl Tag {
     /// takes once replaced by U+FFFD, and what it takes in WTF-8). This is the length the tag cap
     /// is measured in.
     pub fn utf8_len(&self) -> usize {
-        char::decode_utf16(self.0.iter().copied())
-            .map(|c| c.map_or(3, char::len_utf8))
-            .sum()
+        // Unit by unit, without decoding: a surrogate pair is one character of 4 bytes; any
+        // other unit is one character (a lone surrogate counting 3).
+        let units = &self.0[..];
+        let (mut bytes, mut i) = (0, 0);
+        while let Some(&unit) = units.get(i) {
+            bytes += match unit {
+                0..0x80 => 1,
+                0x80..0x800 => 2,
+                0xD800..0xDC00
+                    if units
+                        .get(i + 1)
+                        .is_some_and(|u| (0xDC00..0xE000).contains(u)) =>
+                {
+                    i += 1;
+                    4
+                }
+                _ => 3,
+            };
+            i += 1;
+        }
+        bytes
     }
 
     /// The tag as a Rust string if it is well-formed UTF-16.
@@ -130,6 +148,30 @@ impl<'de> serde::Deserialize<'de> for Tag {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_utf8_length_counts_pairs_as_four_bytes_and_lone_surrogates_as_three() {
+        let decoded = |units: &[u16]| -> usize {
+            char::decode_utf16(units.iter().copied())
+                .map(|c| c.map_or(3, char::len_utf8))
+                .sum()
+        };
+        let samples: [&[u16]; 9] = [
+            &[],
+            &[0x61, 0x7f, 0x80, 0x7ff, 0x800, 0xffff],
+            &[0xd83d, 0xdce7],
+            &[0xd83d],
+            &[0xdce7],
+            &[0xdce7, 0xd83d],
+            &[0xd83d, 0xd83d, 0xdce7],
+            &[0x61, 0xd800, 0x62, 0xdfff, 0xdbff, 0xdc00],
+            &[0xd7ff, 0xe000, 0xdbff],
+        ];
+        for units in samples {
+            let tag = Tag::from_utf16(units.to_vec());
+            assert_eq!(tag.utf8_len(), decoded(units), "{units:x?}");
+        }
+    }
 
     #[test]
     fn a_tag_from_text_holds_its_utf16_units_ascii_or_not() {
