@@ -421,8 +421,8 @@ pub(crate) struct Driver {
     log_subscribers: Vec<crossbeam_channel::Sender<LogEntry>>,
     settle_waiters: Vec<Reply<()>>,
     shutting_down: bool,
-    /// The engine's own copy of the origin that called last (see [`own_key`](Driver::own_key)).
-    last_origin: Option<Origin>,
+    /// The engine's own copies of the origins that call it (see [`OwnOrigins`]).
+    own_origins: OwnOrigins,
 }
 
 impl Driver {
@@ -473,7 +473,7 @@ impl Driver {
             next_request: 1,
             log: VecDeque::new(),
             log_buffer: Vec::new(),
-            last_origin: None,
+            own_origins: OwnOrigins::default(),
             log_subscribers,
             settle_waiters: Vec::new(),
             shutting_down: false,
@@ -680,25 +680,11 @@ impl Driver {
         id
     }
 
-    /// `caller` with the engine's own copy of its origin, when it is the origin that called
-    /// last. What the engine keeps of a registration (its record, its log lines) then shares
-    /// an allocation only this thread touches: a caller's copy is also cloned and dropped by
-    /// the caller's thread as it makes its next calls, and every count the two threads change
-    /// on one allocation moves its cache line from one CPU to the other.
+    /// `caller` with the engine's own copy of its origin ([`OwnOrigins`]).
     fn own_key(&mut self, caller: StorageKey) -> StorageKey {
-        match &self.last_origin {
-            Some(own) if *own == caller.origin => StorageKey {
-                origin: own.clone(),
-                partition: caller.partition,
-            },
-            _ => {
-                let own = caller.origin.unshared();
-                self.last_origin = Some(own.clone());
-                StorageKey {
-                    origin: own,
-                    partition: caller.partition,
-                }
-            }
+        StorageKey {
+            origin: self.own_origins.own(&caller.origin),
+            partition: caller.partition,
         }
     }
 
@@ -799,8 +785,9 @@ impl Driver {
                 let caller = self.own_key(caller);
                 let _entered =
                     tracing::info_span!("periodic_register", origin = %caller, %sw, %tag).entered();
+                let context = self.register_context(&caller, sw);
                 let e = &self.embedder;
-                let context = self.register_context(&caller, sw).and_then(|mut c| {
+                let context = context.and_then(|mut c| {
                     c.permission = contain("Permissions::periodic_background_sync", || {
                         e.permissions.periodic_background_sync(&caller.origin)
                     })?;
@@ -1137,7 +1124,7 @@ impl Driver {
     }
 
     fn register_context(
-        &self,
+        &mut self,
         caller: &StorageKey,
         sw: SwRegistrationId,
     ) -> Result<RegisterContext, EmbedderPanic> {
@@ -1145,9 +1132,12 @@ impl Driver {
         let info = contain("ServiceWorkerHost::registration", || {
             e.host.registration(sw)
         })?;
+        let own_origins = &mut self.own_origins;
         Ok(RegisterContext {
+            // The host's origin as the engine's own copy too: the core compares it with the
+            // caller's, which is then one allocation compared with itself.
             registration_key: info.as_ref().map(|i| StorageKey {
-                origin: i.origin.clone(),
+                origin: own_origins.own(&i.origin),
                 partition: i.partition.clone(),
             }),
             has_active_worker: info.is_some_and(|i| i.has_active_worker),
@@ -1408,6 +1398,52 @@ impl Driver {
     }
 }
 
+/// The engine's own copies of the origins its callers and host hand it, in allocations only
+/// the Background Sync thread touches. What the engine keeps of a registration (its record,
+/// its log lines) clones its origin; a caller's copy is also cloned and dropped by the caller's
+/// thread as it makes its next calls, and every count the two threads change on one allocation
+/// moves its cache line from one CPU to the other. And comparing two copies of one allocation
+/// is one comparison of addresses, where two allocations are compared field by field.
+///
+/// A caller's allocation is looked up by its address in a small cache that keeps a clone of
+/// it (so that the address cannot be reused while it is a key); one not there is compared with
+/// the origin that called last, and given its copy if equal, a new one if not.
+#[derive(Default)]
+struct OwnOrigins {
+    /// The copy made or used last.
+    last: Option<Origin>,
+    /// Foreign allocations seen, each with the engine's copy, by address.
+    seen: Vec<Option<(Origin, Origin)>>,
+}
+
+impl OwnOrigins {
+    /// How many foreign allocations are remembered (a page's realm, or each of many callers'
+    /// tasks, keeps one and passes clones of it).
+    const SLOTS: usize = 256;
+
+    fn own(&mut self, theirs: &Origin) -> Origin {
+        if self.seen.is_empty() {
+            self.seen.resize(Self::SLOTS, None);
+        }
+        // Fibonacci hashing: allocations made one after another (one a task) are a fixed
+        // stride apart, which the address's low bits alone would fold onto a few slots.
+        let slot = (theirs.allocation_address() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56;
+        let slot = slot as usize % Self::SLOTS;
+        if let Some((seen, own)) = &self.seen[slot] {
+            if seen.same_allocation(theirs) {
+                return own.clone();
+            }
+        }
+        let own = match &self.last {
+            Some(last) if last == theirs => last.clone(),
+            _ => theirs.unshared(),
+        };
+        self.seen[slot] = Some((theirs.clone(), own.clone()));
+        self.last = Some(own.clone());
+        own
+    }
+}
+
 /// The exception a call gets when an embedder's trait method panicked while serving it.
 fn embedder_fault(fault: &EmbedderPanic) -> DomException {
     DomException::new(
@@ -1479,5 +1515,38 @@ pub(crate) fn refuse_busy(msg: Msg, capacity: usize) {
         // Other calls wait for room rather than being refused; dropping one answers its caller
         // as after a shutdown.
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_origins_are_equal_to_the_callers_and_share_no_allocation_with_them() {
+        let mut own = OwnOrigins::default();
+        let a = Origin::parse("https://a.example").unwrap();
+        let a_again = Origin::parse("https://a.example").unwrap();
+        let b = Origin::parse("https://b.example:8443").unwrap();
+        let first = own.own(&a);
+        assert_eq!(first, a);
+        assert!(!first.same_allocation(&a), "a copy of the engine's own");
+        // The same allocation again, or an equal one, gets the same copy.
+        assert!(own.own(&a.clone()).same_allocation(&first));
+        assert!(own.own(&a_again).same_allocation(&first));
+        // Another origin gets its own copy, equal to it; then the first still gets its copy.
+        let second = own.own(&b);
+        assert_eq!(second, b);
+        assert_ne!(second, first);
+        assert!(own.own(&a).same_allocation(&first));
+        // Many callers' allocations, more than the cache has slots: each answer is right.
+        let many: Vec<Origin> = (0..3 * OwnOrigins::SLOTS)
+            .map(|i| Origin::parse(&format!("https://h{}.example", i % 7)).unwrap())
+            .collect();
+        for (i, theirs) in many.iter().enumerate().cycle().take(4 * many.len()) {
+            let mine = own.own(theirs);
+            assert_eq!(mine, *theirs, "{i}");
+            assert!(!mine.same_allocation(theirs), "{i}");
+        }
     }
 }

@@ -88,6 +88,17 @@ impl From<OriginError> for DomException {
 }
 
 impl Origin {
+    /// Whether `other` is this very allocation (a clone of it), not merely an equal origin.
+    pub fn same_allocation(&self, other: &Origin) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// The address of the allocation, for a cache keyed by it (which must keep a clone, so
+    /// that the address is not reused while it is a key).
+    pub fn allocation_address(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+
     /// An equal origin in an allocation of its own, which no other clone shares: for a thread
     /// that keeps many clones of an origin its callers also clone, so that the two do not
     /// change counts on one allocation (each such change moves it between CPUs' caches).
