@@ -1013,7 +1013,8 @@ impl Scheduler {
             return Ok(());
         }
         // 9. Else: a new registration (tag, serviceWorkerRegistration, pending).
-        let (count, bytes_held) = self.usage_of.get(&caller).map_or((0, 0), |&at| {
+        let held_at = self.usage_of.get(&caller).copied();
+        let (count, bytes_held) = held_at.map_or((0, 0), |at| {
             let usage = &self.usages[at as usize];
             (usage.count, usage.bytes)
         });
@@ -1060,7 +1061,15 @@ impl Scheduler {
         }
         // Known already, it is this key (check_owner saw to it).
         self.sw_keys.entry(sw).or_insert_with(|| caller.clone());
-        let usage = self.count_origin(sw, &caller.origin, &key.1);
+        // The key the quotas count `sw`'s registrations under is the caller's (check_owner saw
+        // to it): its usage, found above, is counted without looking it up again.
+        let usage = match held_at {
+            Some(at) => {
+                self.add_usage(at, &key.1);
+                at
+            }
+            None => self.count_origin(sw, &caller.origin, &key.1),
+        };
         let seq = seq.unwrap_or_else(|| {
             self.next_seq = self.next_seq.saturating_add(1);
             self.next_seq
@@ -1797,7 +1806,6 @@ impl Scheduler {
     /// Counts a registration of `tag` under the storage key the quotas count `sw`'s under;
     /// returns the place of that key's usage, which the registration keeps.
     fn count_origin(&mut self, sw: SwRegistrationId, origin: &Origin, tag: &Tag) -> u32 {
-        let bytes = Parameters::footprint(tag);
         let key = quota_key(&self.sw_keys, sw, origin);
         let at = match self.usage_of.get(&*key) {
             Some(&at) => at,
@@ -1821,11 +1829,17 @@ impl Scheduler {
                 at
             }
         };
+        self.add_usage(at, tag);
+        at
+    }
+
+    /// Counts a registration of `tag` on the usage at `at`.
+    fn add_usage(&mut self, at: u32, tag: &Tag) {
+        let bytes = Parameters::footprint(tag);
         let usage = &mut self.usages[at as usize];
         usage.count += 1;
         usage.bytes += bytes;
         self.total_bytes += bytes;
-        at
     }
 
     /// Takes a registration of `tag` off the usage at `at` (where it was counted).
