@@ -294,7 +294,10 @@ pub struct Scheduler {
     /// Keys with a change waiting for the store that have no registration in the slab: a new
     /// registration, or one removed while its change was being written. (A registration in the
     /// slab is marked busy in its slot.)
-    busy_keys: HashSet<Key>,
+    /// Keys with no registration whose write is in flight (a new registration's, or a removed
+    /// one's), with the index's hash of each: the hash is taken once a call and reused by the
+    /// index, the busy check and this set.
+    busy_keys: hashbrown::HashTable<(u32, Key)>,
     /// The inputs queued behind a busy key's change.
     deferred: HashMap<Key, VecDeque<Deferred>>,
     /// Changes waiting for the store: persist id `staged_base + i` at `i`. The store
@@ -343,7 +346,7 @@ impl Scheduler {
             total_bytes: 0,
             next_seq: 1,
             denied: HashSet::default(),
-            busy_keys: HashSet::default(),
+            busy_keys: hashbrown::HashTable::new(),
             deferred: HashMap::default(),
             staged: VecDeque::new(),
             staged_base: 1,
@@ -542,13 +545,7 @@ impl Scheduler {
             .filter(|e| e.key == *key)
     }
 
-    /// Puts a registration (for a key that has none) in a slot.
-    fn insert(&mut self, key: Key, reg: SyncRegistration) -> u32 {
-        let hash = self.hash(&key);
-        self.insert_hashed(key, hash, reg)
-    }
-
-    /// [`insert`](Scheduler::insert) with the key's hash already computed.
+    /// Puts a registration (for a key that has none) in a slot; `hash` is the key's.
     fn insert_hashed(&mut self, key: Key, hash: u32, reg: SyncRegistration) -> u32 {
         let slot = match self.free.pop() {
             Some(s) => s,
@@ -885,7 +882,8 @@ impl Scheduler {
     pub fn register(&mut self, now: Timestamp, request: RequestId, call: RegisterCall) {
         self.advance(now);
         let key = (call.sw, call.tag.clone());
-        if self.is_busy(&key) {
+        let hash = self.hash(&key);
+        if self.is_busy_hashed(&key, hash) {
             // Its place in the order of registration is taken now: the list's order is the
             // order of the calls, even for one that waits for a write on its key.
             self.next_seq = self.next_seq.saturating_add(1);
@@ -897,7 +895,7 @@ impl Scheduler {
             return;
         }
         let caller = call.caller.clone();
-        match self.register_steps(request, call, None) {
+        match self.register_steps(request, call, None, Some(hash)) {
             Ok(()) => {}
             Err(e) => {
                 // Not in the spec: a refused register() leaves a line in the log, with why.
@@ -921,6 +919,7 @@ impl Scheduler {
         request: RequestId,
         call: RegisterCall,
         seq: Option<u32>,
+        hash: Option<u32>,
     ) -> Result<(), DomException> {
         let RegisterCall {
             caller,
@@ -973,7 +972,8 @@ impl Scheduler {
         }
         // 7. Let currentRegistration be the registration in the list with tag, if any.
         let key = (sw, tag);
-        if let Some(slot) = self.slot_of(&key) {
+        let hash = hash.unwrap_or_else(|| self.hash(&key));
+        if let Some(slot) = self.find(&key, hash) {
             // 8. If currentRegistration is not null:
             let current = &self.entry(slot).reg;
             let state = current.state;
@@ -1093,8 +1093,9 @@ impl Scheduler {
             next_fire: record.next_fire,
         };
         // 9.2 Add it to the list — once it is durable; 9.3-9.4 then resolve and fire.
-        self.stage(
+        self.stage_hashed(
             Some(Target { key, slot: None }),
+            Some(hash),
             StoreOp::Put(record),
             Staged::NewRegistration {
                 request,
@@ -1350,7 +1351,8 @@ impl Scheduler {
             self.log_for(&key, &reg.origin, event.clone());
             if reg.busy {
                 // Its write is still on its way: the key stays busy until it is acknowledged.
-                self.busy_keys.insert(key);
+                let hash = self.hash(&key);
+                self.busy_insert(key, hash);
             }
         }
         let queued: Vec<Key> = self
@@ -1585,6 +1587,7 @@ impl Scheduler {
                         )),
                     );
                 };
+                let mut hashed = None;
                 if let Err(cause) = result {
                     self.uncount(usage, &key.1);
                     self.log_for(
@@ -1600,8 +1603,10 @@ impl Scheduler {
                     self.settle(request, Err(error));
                 } else {
                     // 9.2 Add it to the list. 9.3 Resolve promise. 9.4 If online, fire.
-                    let slot = self.insert(
+                    let hash = self.hash(&key);
+                    let slot = self.insert_hashed(
                         key.clone(),
+                        hash,
                         SyncRegistration {
                             origin: record.origin,
                             seq: record.seq,
@@ -1617,8 +1622,10 @@ impl Scheduler {
                     self.log_slot(slot, LogEvent::Registered);
                     self.settle(request, Ok(Response::Registered));
                     self.try_fire(slot);
+                    hashed = Some(hash);
                 }
-                self.release(key, None);
+                // The key's hash, if taken above for the index, serves the busy set too.
+                self.release_hashed(key, None, hashed);
             }
             Staged::ReregisterWhileWaiting { request } => {
                 let Some(Target { key, .. }) = target else {
@@ -1731,9 +1738,40 @@ impl Scheduler {
 
     /// Whether `key` has a change waiting for the store.
     fn is_busy(&self, key: &Key) -> bool {
-        match self.slot_of(key) {
-            Some(slot) => self.entry(slot).reg.busy || self.busy_keys.contains(key),
-            None => self.busy_keys.contains(key),
+        self.is_busy_hashed(key, self.hash(key))
+    }
+
+    /// [`is_busy`](Scheduler::is_busy) with the key's hash already taken.
+    fn is_busy_hashed(&self, key: &Key, hash: u32) -> bool {
+        match self.find(key, hash) {
+            Some(slot) => self.entry(slot).reg.busy || self.busy_contains(key, hash),
+            None => self.busy_contains(key, hash),
+        }
+    }
+
+    fn busy_contains(&self, key: &Key, hash: u32) -> bool {
+        !self.busy_keys.is_empty()
+            && self
+                .busy_keys
+                .find(Hashed::table_hash(hash), |(h, k)| *h == hash && k == key)
+                .is_some()
+    }
+
+    fn busy_insert(&mut self, key: Key, hash: u32) {
+        if !self.busy_contains(&key, hash) {
+            self.busy_keys
+                .insert_unique(Hashed::table_hash(hash), (hash, key), |(h, _)| {
+                    Hashed::table_hash(*h)
+                });
+        }
+    }
+
+    fn busy_remove(&mut self, key: &Key, hash: u32) {
+        if let Ok(entry) = self
+            .busy_keys
+            .find_entry(Hashed::table_hash(hash), |(h, k)| *h == hash && k == key)
+        {
+            entry.remove();
         }
     }
 
@@ -1741,10 +1779,16 @@ impl Scheduler {
     /// that is where it was marked busy): run what queued behind it, in order, until one of
     /// them stages a change of its own.
     fn release(&mut self, key: Key, slot: Option<u32>) {
+        self.release_hashed(key, slot, None);
+    }
+
+    /// [`release`](Scheduler::release), with the key's hash if it was already taken.
+    fn release_hashed(&mut self, key: Key, slot: Option<u32>, hash: Option<u32>) {
         match slot {
             Some(slot) => self.entry_mut(slot).reg.busy = false,
             None => {
-                self.busy_keys.remove(&key);
+                let hash = hash.unwrap_or_else(|| self.hash(&key));
+                self.busy_remove(&key, hash);
             }
         }
         if self.deferred.is_empty() {
@@ -1756,7 +1800,7 @@ impl Scheduler {
         while let Some(item) = queue.pop_front() {
             match item {
                 Deferred::Register(request, call, seq) => {
-                    if let Err(e) = self.register_steps(request, call, Some(seq)) {
+                    if let Err(e) = self.register_steps(request, call, Some(seq), None) {
                         self.settle(request, Err(e));
                     }
                 }
@@ -1780,6 +1824,17 @@ impl Scheduler {
         ops: impl Into<StoreOps>,
         staged: Staged,
     ) {
+        self.stage_hashed(target, None, ops, staged);
+    }
+
+    /// [`stage`](Scheduler::stage), with the target key's hash if it was already taken.
+    fn stage_hashed(
+        &mut self,
+        target: Option<Target>,
+        hash: Option<u32>,
+        ops: impl Into<StoreOps>,
+        staged: Staged,
+    ) {
         let ops = ops.into();
         let id = PersistId(self.next_persist);
         self.next_persist += 1;
@@ -1788,7 +1843,8 @@ impl Scheduler {
                 slot: Some(slot), ..
             }) => self.entry_mut(*slot).reg.busy = true,
             Some(Target { key, slot: None }) => {
-                self.busy_keys.insert(key.clone());
+                let hash = hash.unwrap_or_else(|| self.hash(key));
+                self.busy_insert(key.clone(), hash);
             }
             None => {}
         }
