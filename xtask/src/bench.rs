@@ -468,27 +468,49 @@ fn tasks_on(
     stats: Arc<CommitStats>,
     per_caller: usize,
 ) -> Result<(f64, PerCommit), String> {
+    let engine = placement::engine_thread();
+    let engine_ran = engine.and_then(placement::run_ns);
+    let (wall, callers_ran) = run_async_callers(|c| {
+        let sync = sync.clone();
+        async move {
+            let o = origin(0);
+            for i in 0..per_caller {
+                let _ = sync
+                    .register(&o, SwRegistrationId(1), caller_tag(c, i))
+                    .await;
+            }
+        }
+    })?;
+    let engine_ran = engine.and_then(|tid| placement::run_ns_since(tid, engine_ran));
+    let n = 64 * per_caller;
+    sync.shutdown();
+    Ok((
+        n as f64 / wall.as_secs_f64(),
+        PerCommit {
+            cpu_ns: per_registration(engine_ran, callers_ran, n),
+            ..stats.per_commit(wall)
+        },
+    ))
+}
+
+/// Benchmark 3's 64 async callers: `caller(c)` for each `c` in 0..64, as tasks on one
+/// current-thread runtime on this thread, run until all end. Returns the wall time, and this
+/// thread's CPU time over it in ns (where the system gives it).
+fn run_async_callers<F, Fut>(caller: F) -> Result<(Duration, Option<u64>), String>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| e.to_string())?;
-    let engine = placement::engine_thread();
-    let ran = move || Some((placement::run_ns(engine?)?, placement::run_ns(0)?));
-    let before = ran();
+    let ran = placement::run_ns(0);
     let t = Instant::now();
     rt.block_on(async {
-        let mut tasks = Vec::new();
         let local = tokio::task::LocalSet::new();
-        for c in 0..64 {
-            let sync = sync.clone();
-            tasks.push(local.spawn_local(async move {
-                let o = origin(0);
-                for i in 0..per_caller {
-                    let _ = sync
-                        .register(&o, SwRegistrationId(1), caller_tag(c, i))
-                        .await;
-                }
-            }));
-        }
+        let tasks: Vec<_> = (0..64).map(|c| local.spawn_local(caller(c))).collect();
+        // What `caller` holds (a channel's sender) goes before the tasks end, not after.
+        drop(caller);
         local
             .run_until(async {
                 for t in tasks {
@@ -497,29 +519,21 @@ fn tasks_on(
             })
             .await;
     });
-    let wall = t.elapsed();
-    let n = (64 * per_caller) as f64;
-    let cpu_ns = before.zip(ran()).map(|((e0, c0), (e1, c1))| {
-        (
-            e1.saturating_sub(e0) as f64 / n,
-            c1.saturating_sub(c0) as f64 / n,
-        )
-    });
-    let rate = n / wall.as_secs_f64();
-    sync.shutdown();
-    Ok((
-        rate,
-        PerCommit {
-            cpu_ns,
-            ..stats.per_commit(wall)
-        },
-    ))
+    Ok((t.elapsed(), placement::run_ns_since(0, ran)))
 }
 
-/// The threads' CPU time per registration, for `bench-one tasks` and `tasks-memory`.
-fn cpu_line(cpu_ns: Option<(f64, f64)>) -> String {
-    cpu_ns.map_or_else(String::new, |(engine, callers)| {
-        format!("; CPU a register: {engine:.0} ns on the Background Sync thread, {callers:.0} ns on the callers'")
+/// Two threads' CPU times over a run of `n` registrations, per registration.
+fn per_registration(a: Option<u64>, b: Option<u64>, n: usize) -> Option<(f64, f64)> {
+    let (a, b) = a.zip(b)?;
+    Some((a as f64 / n as f64, b as f64 / n as f64))
+}
+
+/// The two threads' CPU time per registration, for the `bench-one` commands that print it:
+/// the thread that serves the calls (`serving`, e.g. the Background Sync thread), and the
+/// callers'.
+fn cpu_line(cpu_ns: Option<(f64, f64)>, serving: &str) -> String {
+    cpu_ns.map_or_else(String::new, |(server, callers)| {
+        format!("; CPU a register: {server:.0} ns on {serving}, {callers:.0} ns on the callers'")
     })
 }
 
@@ -1326,7 +1340,7 @@ pub fn one(args: &[String]) -> Result<(), String> {
                 1e9 / rate,
                 c.rows,
                 c.between_us,
-                cpu_line(c.cpu_ns)
+                cpu_line(c.cpu_ns, "the Background Sync thread")
             );
         }
         // The 64 async tasks on an engine whose store discards its writes: what
@@ -1337,7 +1351,7 @@ pub fn one(args: &[String]) -> Result<(), String> {
             println!(
                 "64 tasks, store discarding: {rate:.0} registers/s; {:.1} rows a commit{}",
                 c.rows,
-                cpu_line(c.cpu_ns)
+                cpu_line(c.cpu_ns, "the Background Sync thread")
             );
         }
         // The Background Sync thread's instructions per registration (callgrind).
@@ -1358,7 +1372,7 @@ pub fn one(args: &[String]) -> Result<(), String> {
                     c.rows,
                     c.commit_us,
                     c.between_us,
-                    cpu_line(c.cpu_ns)
+                    cpu_line(c.cpu_ns, "the Background Sync thread")
                 );
             } else {
                 let rate = sqlite_group_limit(&base, per_caller)?;

@@ -361,7 +361,7 @@ pub(crate) struct Driver {
     pub dispatcher: Dispatcher,
     store: StoreThread,
     /// Writes waiting for the next commit.
-    queued: Vec<(PersistId, bgsync_scheduler::StoreOps)>,
+    queued: Vec<(PersistId, StoreOps)>,
     /// After the store rebuilt itself: rewrite it from what the engine holds (plus these
     /// records the engine does not own) before the next queued writes.
     repair: Option<Vec<StoredRegistration>>,
@@ -1333,51 +1333,25 @@ impl Driver {
     fn drain_log(&mut self) {
         let mut lines = std::mem::take(&mut self.log_buffer);
         self.core.append_log_to(&mut lines);
-        if self.log_subscribers.is_empty() && !tracing::enabled!(tracing::Level::WARN) {
-            // No one reads the lines as they come: they only go to the log, in one move, the
-            // oldest beyond its capacity dropped together.
-            let keep = lines.len().min(self.log_capacity);
-            let over = (self.log.len() + keep).saturating_sub(self.log_capacity);
-            self.log.drain(..over.min(self.log.len()));
-            self.log.extend(lines.drain(lines.len() - keep..));
-            lines.clear();
-            self.log_buffer = lines;
-            return;
-        }
-        for entry in lines.drain(..) {
-            match &entry.event {
-                LogEvent::StoreFailed { cause } => tracing::warn!(
-                    origin = %entry.origin, sw = %entry.sw, tag = %entry.tag, %cause,
-                    "background sync: store failed"
-                ),
-                LogEvent::Rejected { name, message } => tracing::info!(
-                    origin = %entry.origin, sw = %entry.sw, tag = %entry.tag,
-                    exception = name.as_str(), %message, "background sync: register() refused"
-                ),
-                LogEvent::Dispatched {
-                    last_chance,
-                    previous_attempts,
-                } => tracing::info!(
-                    origin = %entry.origin, sw = %entry.sw, tag = %entry.tag,
-                    last_chance, previous_attempts, "background sync: sync event dispatched"
-                ),
-                LogEvent::Completed { outcome, next } => tracing::info!(
-                    origin = %entry.origin, sw = %entry.sw, tag = %entry.tag,
-                    ?outcome, ?next, "background sync: sync event completed"
-                ),
-                event => tracing::info!(
-                    origin = %entry.origin, sw = %entry.sw, tag = %entry.tag, ?event,
-                    "background sync"
-                ),
+        // Each line is told as it comes only to whoever listens: tracing and subscribers.
+        if !self.log_subscribers.is_empty() || tracing::enabled!(tracing::Level::WARN) {
+            for entry in &lines {
+                trace_log_line(entry);
+                self.tell_subscribers(entry);
             }
-            self.push_log(entry);
         }
+        self.keep_lines(&mut lines);
         self.log_buffer = lines;
     }
 
     fn push_log(&mut self, entry: LogEntry) {
-        // The engine never waits for a reader: what a full channel cannot take is dropped and
-        // counted; subscribers that went away are forgotten.
+        self.tell_subscribers(&entry);
+        self.keep_lines(&mut vec![entry]);
+    }
+
+    /// Sends `entry` to each log subscriber. The engine never waits for a reader: what a full
+    /// channel cannot take is dropped and counted; subscribers that went away are forgotten.
+    fn tell_subscribers(&mut self, entry: &LogEntry) {
         let mut dropped = 0;
         self.log_subscribers
             .retain(|tx| match tx.try_send(entry.clone()) {
@@ -1389,12 +1363,45 @@ impl Driver {
                 Err(crossbeam_channel::TrySendError::Disconnected(_)) => false,
             });
         self.log_dropped += dropped;
-        if self.log.len() == self.log_capacity {
-            self.log.pop_front();
-        }
-        if self.log_capacity > 0 {
-            self.log.push_back(entry);
-        }
+    }
+
+    /// Moves `lines` to the end of the log, in one move, the oldest beyond its capacity
+    /// dropped together.
+    fn keep_lines(&mut self, lines: &mut Vec<LogEntry>) {
+        let keep = lines.len().min(self.log_capacity);
+        let over = (self.log.len() + keep).saturating_sub(self.log_capacity);
+        self.log.drain(..over.min(self.log.len()));
+        self.log.extend(lines.drain(lines.len() - keep..));
+        lines.clear();
+    }
+}
+
+/// A log line as a tracing event: a failed write as a warning, the rest as information.
+fn trace_log_line(entry: &LogEntry) {
+    match &entry.event {
+        LogEvent::StoreFailed { cause } => tracing::warn!(
+            origin = %entry.origin, sw = %entry.sw, tag = %entry.tag, %cause,
+            "background sync: store failed"
+        ),
+        LogEvent::Rejected { name, message } => tracing::info!(
+            origin = %entry.origin, sw = %entry.sw, tag = %entry.tag,
+            exception = name.as_str(), %message, "background sync: register() refused"
+        ),
+        LogEvent::Dispatched {
+            last_chance,
+            previous_attempts,
+        } => tracing::info!(
+            origin = %entry.origin, sw = %entry.sw, tag = %entry.tag,
+            last_chance, previous_attempts, "background sync: sync event dispatched"
+        ),
+        LogEvent::Completed { outcome, next } => tracing::info!(
+            origin = %entry.origin, sw = %entry.sw, tag = %entry.tag,
+            ?outcome, ?next, "background sync: sync event completed"
+        ),
+        event => tracing::info!(
+            origin = %entry.origin, sw = %entry.sw, tag = %entry.tag, ?event,
+            "background sync"
+        ),
     }
 }
 
@@ -1408,12 +1415,20 @@ impl Driver {
 /// A caller's allocation is looked up by its address in a small cache that keeps a clone of
 /// it (so that the address cannot be reused while it is a key); one not there is compared with
 /// the origin that called last, and given its copy if equal, a new one if not.
-#[derive(Default)]
 struct OwnOrigins {
     /// The copy made or used last.
     last: Option<Origin>,
     /// Foreign allocations seen, each with the engine's copy, by address.
     seen: Vec<Option<(Origin, Origin)>>,
+}
+
+impl Default for OwnOrigins {
+    fn default() -> Self {
+        OwnOrigins {
+            last: None,
+            seen: vec![None; Self::SLOTS],
+        }
+    }
 }
 
 impl OwnOrigins {
@@ -1422,13 +1437,11 @@ impl OwnOrigins {
     const SLOTS: usize = 256;
 
     fn own(&mut self, theirs: &Origin) -> Origin {
-        if self.seen.is_empty() {
-            self.seen.resize(Self::SLOTS, None);
-        }
         // Fibonacci hashing: allocations made one after another (one a task) are a fixed
         // stride apart, which the address's low bits alone would fold onto a few slots.
-        let slot = (theirs.allocation_address() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56;
-        let slot = slot as usize % Self::SLOTS;
+        let hash = (theirs.allocation_address() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        // Its top bits, the best mixed (SLOTS is a power of two).
+        let slot = (hash >> (64 - Self::SLOTS.trailing_zeros())) as usize;
         if let Some((seen, own)) = &self.seen[slot] {
             if seen.same_allocation(theirs) {
                 return own.clone();

@@ -1758,11 +1758,12 @@ impl Scheduler {
     }
 
     fn busy_insert(&mut self, key: Key, hash: u32) {
-        if !self.busy_contains(&key, hash) {
-            self.busy_keys
-                .insert_unique(Hashed::table_hash(hash), (hash, key), |(h, _)| {
-                    Hashed::table_hash(*h)
-                });
+        if let hashbrown::hash_table::Entry::Vacant(slot) = self.busy_keys.entry(
+            Hashed::table_hash(hash),
+            |(h, k)| *h == hash && *k == key,
+            |(h, _)| Hashed::table_hash(*h),
+        ) {
+            slot.insert((hash, key));
         }
     }
 

@@ -80,57 +80,31 @@ pub(super) fn floor_run(dir: &Path, per_caller: usize) -> Result<FloorRun, Strin
                         let _ = answer.send(());
                     }
                 }
-                let ran = ran
-                    .zip(super::placement::run_ns(0))
-                    .map(|(a, b)| b.saturating_sub(a));
-                Ok((busy, commits, ran))
+                Ok((busy, commits, super::placement::run_ns_since(0, ran)))
             })
         })
         .map_err(|e| e.to_string())?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let callers_ran = super::placement::run_ns(0);
-    let t = Instant::now();
-    rt.block_on(async {
-        let local = tokio::task::LocalSet::new();
-        let mut tasks = Vec::new();
-        for c in 0..64 {
-            let tx = tx.clone();
-            tasks.push(local.spawn_local(async move {
-                for i in 0..per_caller {
-                    let (answer, answered) = oneshot::channel();
-                    if tx.send((caller_tag(c, i), answer)).await.is_err() {
-                        return;
-                    }
-                    let _ = answered.await;
+    let (wall, callers_ran) = super::run_async_callers(move |c| {
+        let tx = tx.clone();
+        async move {
+            for i in 0..per_caller {
+                let (answer, answered) = oneshot::channel();
+                if tx.send((caller_tag(c, i), answer)).await.is_err() {
+                    return;
                 }
-            }));
+                let _ = answered.await;
+            }
         }
-        drop(tx);
-        local
-            .run_until(async {
-                for t in tasks {
-                    let _ = t.await;
-                }
-            })
-            .await;
-    });
-    let wall = t.elapsed();
-    let callers_ran = callers_ran
-        .zip(super::placement::run_ns(0))
-        .map(|(a, b)| b.saturating_sub(a));
+    })?;
     let (busy, commits, server_ran) = server
         .join()
         .map_err(|_| "the floor's server panicked".to_string())??;
-    let n = (64 * per_caller) as f64;
+    let n = 64 * per_caller;
     Ok(FloorRun {
-        rate: n / wall.as_secs_f64(),
+        rate: n as f64 / wall.as_secs_f64(),
         between: wall.saturating_sub(busy) / commits.max(1),
         commit: busy / commits.max(1),
-        cpu_ns: server_ran
-            .zip(callers_ran)
-            .map(|(s, c)| (s as f64 / n, c as f64 / n)),
+        cpu_ns: super::per_registration(server_ran, callers_ran, n),
     })
 }
 
@@ -151,11 +125,6 @@ pub(super) fn run(dir: &Path, n: usize, rounds: usize, after_threads: bool) -> R
         let (f, f_between) = (fl.rate, fl.between);
         let (t, t_commits) =
             super::register_throughput_async(&dir.join(format!("tasks-{r}")), per_caller)?;
-        let cpu = |c: Option<(f64, f64)>| {
-            c.map_or_else(String::new, |(s, c)| {
-                format!(" (CPU a register: {s:.0} ns serving, {c:.0} ns calling)")
-            })
-        };
         println!(
             "limit {limit:.0} rows/s; floor {f:.0} a second = {:.2} ×, {:.0} µs in a commit, \
              {:.0} µs between commits{}; engine {t:.0} a second = {:.2} ×, {:.0} µs in a commit, \
@@ -163,11 +132,11 @@ pub(super) fn run(dir: &Path, n: usize, rounds: usize, after_threads: bool) -> R
             f / limit,
             fl.commit.as_secs_f64() * 1e6,
             f_between.as_secs_f64() * 1e6,
-            cpu(fl.cpu_ns),
+            super::cpu_line(fl.cpu_ns, "the server"),
             t / limit,
             t_commits.commit_us,
             t_commits.between_us,
-            cpu(t_commits.cpu_ns),
+            super::cpu_line(t_commits.cpu_ns, "the Background Sync thread"),
         );
         floor.push((f / limit, f_between.as_secs_f64() * 1e6));
         tasks.push((t / limit, t_commits.between_us));

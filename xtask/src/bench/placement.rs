@@ -166,6 +166,11 @@ pub(super) fn run_ns(tid: i32) -> Option<u64> {
         .ok()
 }
 
+/// How long thread `tid` (0: the calling thread) has run since it had run `since` ns.
+pub(super) fn run_ns_since(tid: i32, since: Option<u64>) -> Option<u64> {
+    Some(run_ns(tid)?.saturating_sub(since?))
+}
+
 /// The newest thread named `background-sync` (the Background Sync thread of the engine
 /// started last), waiting up to a second for it: a new thread names itself once it runs.
 pub(super) fn engine_thread() -> Option<i32> {
