@@ -422,11 +422,17 @@ fn register_throughput(
     channel: bool,
 ) -> Result<(f64, PerCommit), String> {
     let (sync, stats) = counted_engine(SqliteStore::open(dir).map_err(|e| e.to_string())?)?;
+    let engine = placement::engine_thread();
+    let engine_ran = engine.and_then(placement::run_ns);
+    // The callers' CPU time, summed over their threads (None once one cannot tell).
+    let callers_ran = std::sync::Mutex::new(Some(0u64));
     let t = Instant::now();
     std::thread::scope(|s| {
         for c in 0..64 {
             let sync = sync.clone();
+            let callers_ran = &callers_ran;
             s.spawn(move || {
+                let ran = placement::run_ns(0);
                 let o = origin(0);
                 for i in 0..per_caller {
                     if channel {
@@ -437,13 +443,25 @@ fn register_throughput(
                         let _ = sync.register_blocking(&o, SwRegistrationId(1), caller_tag(c, i));
                     }
                 }
+                let mine = placement::run_ns_since(0, ran);
+                let mut sum = callers_ran.lock().unwrap_or_else(|e| e.into_inner());
+                *sum = sum.zip(mine).map(|(a, b)| a + b);
             });
         }
     });
     let wall = t.elapsed();
-    let rate = (64 * per_caller) as f64 / wall.as_secs_f64();
+    let engine_ran = engine.and_then(|tid| placement::run_ns_since(tid, engine_ran));
+    let callers_ran = callers_ran.into_inner().unwrap_or_else(|e| e.into_inner());
+    let n = 64 * per_caller;
+    let rate = n as f64 / wall.as_secs_f64();
     sync.shutdown();
-    Ok((rate, stats.per_commit(wall)))
+    Ok((
+        rate,
+        PerCommit {
+            cpu_ns: per_registration(engine_ran, callers_ran, n),
+            ..stats.per_commit(wall)
+        },
+    ))
 }
 
 /// Benchmark 3, async variant: 64 concurrent callers as tasks on one current-thread runtime (how
@@ -1361,6 +1379,21 @@ pub fn one(args: &[String]) -> Result<(), String> {
             let r = instructions::run(&base, n);
             let _ = std::fs::remove_dir_all(&base);
             r?;
+        }
+        // Benchmark 3's 64 threads alone, with the CPU time a registration of the Background
+        // Sync thread and of the callers' threads (summed).
+        Some("threads") => {
+            let base = std::env::temp_dir().join(format!("bgsync-threads-{}", std::process::id()));
+            let r = register_throughput(&base, n.div_ceil(64), false);
+            let _ = std::fs::remove_dir_all(&base);
+            let (rate, c) = r?;
+            println!(
+                "64 threads: {rate:.0} registers/s; {:.1} rows a commit, {:.0} µs in the commit, {:.0} µs between commits{}",
+                c.rows,
+                c.commit_us,
+                c.between_us,
+                cpu_line(c.cpu_ns, "the Background Sync thread")
+            );
         }
         Some(side @ ("tasks" | "limit")) => {
             let base = std::env::temp_dir().join(format!("bgsync-{side}-{}", std::process::id()));
