@@ -253,3 +253,32 @@ pub enum NextStep {
     /// It was re-registered while firing: it runs again, with its attempts reset.
     RunAgain,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delete(sw: u64) -> StoreOp {
+        StoreOp::DeleteServiceWorker(SwRegistrationId(sw))
+    }
+
+    #[test]
+    fn store_ops_read_and_iterate_as_their_writes_in_order() {
+        let one = StoreOps::from(delete(1));
+        assert_eq!(one, StoreOps::One(delete(1)));
+        assert_eq!(&one[..], &[delete(1)]);
+        assert_eq!(one.into_iter().collect::<Vec<_>>(), vec![delete(1)]);
+
+        let many = StoreOps::from(vec![delete(1), delete(2), delete(3)]);
+        assert_eq!(many.len(), 3);
+        assert_eq!(&many[..], &[delete(1), delete(2), delete(3)]);
+        assert_eq!(
+            many.into_iter().collect::<Vec<_>>(),
+            vec![delete(1), delete(2), delete(3)]
+        );
+
+        let none = StoreOps::from(Vec::new());
+        assert!(none.is_empty());
+        assert_eq!(none.into_iter().count(), 0);
+    }
+}
