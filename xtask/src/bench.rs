@@ -1492,7 +1492,7 @@ pub fn one(args: &[String]) -> Result<(), String> {
         }
         _ => {
             return Err(
-                "bench-one fanout|periodic-fanout|register|cold [--keep]|read-columns|migrate|throughput|placement|floor [--after-threads]|tasks|tasks-memory|limit|latency|log-growth|stat-fsync|handoff [N]"
+                "bench-one fanout|periodic-fanout|register|cold [--keep]|read-columns|migrate|throughput|placement|floor [--after-threads]|threads|tasks|tasks-memory|tasks-discard|instructions|limit|latency|log-growth|stat-fsync|handoff [N]"
                     .into(),
             )
         }
