@@ -291,12 +291,10 @@ pub struct Scheduler {
     next_seq: u32,
     /// Origins whose "background-sync" permission is denied.
     denied: HashSet<Origin>,
-    /// Keys with a change waiting for the store that have no registration in the slab: a new
-    /// registration, or one removed while its change was being written. (A registration in the
-    /// slab is marked busy in its slot.)
-    /// Keys with no registration whose write is in flight (a new registration's, or a removed
-    /// one's), with the index's hash of each: the hash is taken once a call and reused by the
-    /// index, the busy check and this set.
+    /// Keys with a change waiting for the store that have no registration in the slab (a new
+    /// registration, or one removed while its change was being written), with the index's hash
+    /// of each: the hash is taken once a call and reused by the index, the busy check and this
+    /// set. (A registration in the slab is marked busy in its slot.)
     busy_keys: hashbrown::HashTable<(u32, Key)>,
     /// The inputs queued behind a busy key's change.
     deferred: HashMap<Key, VecDeque<Deferred>>,
