@@ -173,17 +173,23 @@ pub(super) fn run_ns_since(tid: i32, since: Option<u64>) -> Option<u64> {
 
 /// The newest thread named `background-sync` (the Background Sync thread of the engine
 /// started last), waiting up to a second for it: a new thread names itself once it runs.
+/// A thread the Background Sync thread starts (the store's) has its name too until it names
+/// itself, which it does at once: a thread is taken once it still has the name 2 ms later.
 pub(super) fn engine_thread() -> Option<i32> {
-    for _ in 0..1_000 {
+    let named = |tid: i32| {
+        std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
+            .is_ok_and(|name| name.trim() == "background-sync")
+    };
+    for _ in 0..500 {
         let newest = threads()
             .into_iter()
             .filter(|(_, name)| name == "background-sync")
             .map(|(tid, _)| tid)
             .max();
-        if newest.is_some() {
-            return newest;
+        std::thread::sleep(Duration::from_millis(2));
+        if let Some(tid) = newest.filter(|&tid| named(tid)) {
+            return Some(tid);
         }
-        std::thread::sleep(Duration::from_millis(1));
     }
     None
 }
