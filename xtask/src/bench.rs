@@ -1416,7 +1416,21 @@ pub fn one(args: &[String]) -> Result<(), String> {
         // Benchmark 3's async tasks against the same calls through a server with no engine.
         Some("floor") => {
             let base = std::env::temp_dir().join(format!("bgsync-floor-{}", std::process::id()));
-            let r = floor::run(&base, n, 5, args.iter().any(|a| a == "--after-threads"));
+            let rounds = match args.iter().position(|a| a == "--rounds") {
+                Some(i) => args
+                    .get(i + 1)
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&r: &usize| r > 0)
+                    .ok_or("bench-one floor: --rounds takes a count of at least 1")?,
+                None => 5,
+            };
+            let has = |flag: &str| args.iter().any(|a| a == flag);
+            let wait = if has("--spin") {
+                floor::Wait::Spin
+            } else {
+                floor::Wait::Sleep
+            };
+            let r = floor::run(&base, n, rounds, has("--after-threads"), wait);
             let _ = std::fs::remove_dir_all(&base);
             r?;
         }
@@ -1492,7 +1506,7 @@ pub fn one(args: &[String]) -> Result<(), String> {
         }
         _ => {
             return Err(
-                "bench-one fanout|periodic-fanout|register|cold [--keep]|read-columns|migrate|throughput|placement|floor [--after-threads]|threads|tasks|tasks-memory|tasks-discard|instructions|limit|latency|log-growth|stat-fsync|handoff [N]"
+                "bench-one fanout|periodic-fanout|register|cold [--keep]|read-columns|migrate|throughput|placement|floor [--after-threads] [--spin] [--rounds R]|threads|tasks|tasks-memory|tasks-discard|instructions|limit|latency|log-growth|stat-fsync|handoff [N]"
                     .into(),
             )
         }
