@@ -36,6 +36,10 @@ struct Sizes {
     cold: usize,
 }
 
+/// Benchmark 3's goal for the 64 async callers: this much of SQLite's limit (issue 14). The
+/// table's row and `bench-one floor`'s count of rounds both judge by it.
+const ASYNC_GOAL: f64 = 0.8;
+
 /// One row of the table.
 struct Row {
     name: &'static str,
@@ -1506,7 +1510,7 @@ pub fn one(args: &[String]) -> Result<(), String> {
         }
         _ => {
             return Err(
-                "bench-one fanout|periodic-fanout|register|cold [--keep]|read-columns|migrate|throughput|placement|floor [--after-threads] [--spin] [--rounds R]|threads|tasks|tasks-memory|tasks-discard|instructions|limit|latency|log-growth|stat-fsync|handoff [N]"
+                "bench-one WHAT [N] [FLAGS], N right after WHAT; WHAT: fanout|periodic-fanout|register|cold|read-columns|migrate|throughput|placement|floor|threads|tasks|tasks-memory|tasks-discard|instructions|limit|latency|log-growth|stat-fsync|handoff; FLAGS: cold --keep; floor --after-threads --spin --rounds R"
                     .into(),
             )
         }
@@ -1599,7 +1603,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
         Row { name: "SQLite limit (64 rows per transaction)", value: sqlite_limit, unit: "records/s", ratio: Some((sqlite_limit / group_records, "× group-commit limit")), goal: None, met: None, includes: "SqliteStore::commit of the 64 callers' rows, one transaction per round of calls, one thread: what SQLite itself sustains with our schema and synchronous=FULL" },
         Row { name: "register throughput, 64 callers", value: throughput, unit: "registers/s", ratio: Some((tp.threads_ratio, "× SQLite limit")), goal: Some("≥ 0.5×"), met: Some(tp.threads_ratio >= 0.5), includes: "64 threads, each waiting for its answer (register_blocking: parked) before the next call; medians of the rounds" },
         Row { name: "register throughput, 64 callers on crossbeam receivers", value: tp.channel, unit: "registers/s", ratio: Some((tp.channel_ratio, "× SQLite limit")), goal: None, met: None, includes: "as above, each waiting in register_with_reply(..).recv() (spins and yields before it sleeps)" },
-        Row { name: "register throughput, 64 async callers", value: throughput_async, unit: "registers/s", ratio: Some((tp.tasks_ratio, "× SQLite limit")), goal: Some("≥ 0.8×"), met: Some(tp.tasks_ratio >= 0.8), includes: "64 tasks on one current-thread tokio runtime, each awaiting its answer before the next call; medians of the rounds" },
+        Row { name: "register throughput, 64 async callers", value: throughput_async, unit: "registers/s", ratio: Some((tp.tasks_ratio, "× SQLite limit")), goal: Some("≥ 0.8×"), met: Some(tp.tasks_ratio >= ASYNC_GOAL), includes: "64 tasks on one current-thread tokio runtime, each awaiting its answer before the next call; medians of the rounds" },
         Row { name: "rows a commit, threads / tasks", value: tp.threads_commits.rows, unit: "rows", ratio: Some((tp.tasks_commits.rows, "rows (tasks)")), goal: None, met: None, includes: "commits counted at the store, median round; 64 means every caller shares every commit" },
         Row { name: "between commits, threads / tasks", value: tp.threads_commits.between_us, unit: "µs", ratio: Some((tp.tasks_commits.between_us, "µs (tasks)")), goal: None, met: None, includes: "wall time not spent inside a commit, per commit: the engine answering and taking the callers' next calls" },
         Row { name: "inside a commit, threads / tasks", value: tp.threads_commits.commit_us, unit: "µs", ratio: Some((tp.tasks_commits.commit_us, "µs (tasks)")), goal: None, met: None, includes: "RegistrationStore::commit, per commit" },

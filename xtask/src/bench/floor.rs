@@ -1,7 +1,8 @@
-//! `bench-one floor [N] [--after-threads] [--spin] [--rounds R]`: what benchmark 3's async
-//! callers reach through a server with no engine in it (docs/performance.md, "The third
-//! machine, third session"), round by round against SQLite's limit, with the engine's tasks
-//! measured in the same rounds, and how many rounds of each reach the goal.
+//! `bench-one floor [N] [--after-threads] [--spin] [--rounds R]` (N right after `floor`):
+//! what benchmark 3's async callers reach through a server with no engine in it
+//! (docs/performance.md, "The third machine, third session"), round by round against SQLite's
+//! limit, with the engine's tasks measured in the same rounds, and how many rounds of each
+//! reach the goal.
 //!
 //! The floor has the engine's shape and nothing else: the same 64 tasks on one current-thread
 //! runtime, each sending its tag over a bounded tokio channel with a oneshot for the answer,
@@ -134,10 +135,6 @@ pub(super) fn floor_run_waiting(
     })
 }
 
-/// The async callers' goal against SQLite's limit (issue 14): what a round of the floor shows
-/// is within reach of any engine of this shape on the machine.
-const GOAL: f64 = 0.8;
-
 /// `rounds` rounds of SQLite's limit, (with `after_threads`, 64 threads on the engine, as
 /// benchmark 3 runs before its tasks,) the floor and the engine's 64 async tasks, each in a
 /// fresh directory, one after the other; prints each round and the medians of the rounds'
@@ -191,9 +188,10 @@ pub(super) fn run(
         "  engine: {tr:.2} × SQLite's limit, {tb:.0} µs between commits ({:.2} × the floor)",
         median(to_floor)
     );
-    let at_goal = |v: &[(f64, f64)]| v.iter().filter(|x| x.0 >= GOAL).count();
+    let at_goal = |v: &[(f64, f64)]| v.iter().filter(|x| x.0 >= super::ASYNC_GOAL).count();
     println!(
-        "rounds at or above benchmark 3's goal ({GOAL} ×): floor {} of {rounds}, engine {} of {rounds}",
+        "rounds at or above benchmark 3's goal ({} ×): floor {} of {rounds}, engine {} of {rounds}",
+        super::ASYNC_GOAL,
         at_goal(&floor),
         at_goal(&tasks)
     );
