@@ -351,6 +351,9 @@ struct PerCommit {
     /// The Background Sync thread's CPU time per registration over the run, in ns, and the
     /// callers' thread's (async callers only: one thread calls).
     cpu_ns: Option<(f64, f64)>,
+    /// How many times a commit the Background Sync thread and the callers' thread went to
+    /// sleep (async callers only).
+    sleeps: Option<(f64, f64)>,
 }
 
 impl CommitStats {
@@ -363,7 +366,13 @@ impl CommitStats {
             between_us: (wall.as_secs_f64() * 1e6 - busy).max(0.0) / n,
             engine_cpu: None,
             cpu_ns: None,
+            sleeps: None,
         }
+    }
+
+    /// Two threads' sleeps over the run, per commit.
+    fn sleeps_per_commit(&self, a: Option<u64>, b: Option<u64>) -> Option<(f64, f64)> {
+        per_commit(a, b, self.commits.load(Ordering::Relaxed))
     }
 }
 
@@ -492,7 +501,8 @@ fn tasks_on(
 ) -> Result<(f64, PerCommit), String> {
     let engine = placement::engine_thread();
     let engine_ran = engine.and_then(placement::run_ns);
-    let (wall, callers_ran) = run_async_callers(|c| {
+    let engine_slept = engine.and_then(placement::sleeps);
+    let callers = run_async_callers(|c| {
         let sync = sync.clone();
         async move {
             let o = origin(0);
@@ -503,22 +513,34 @@ fn tasks_on(
             }
         }
     })?;
+    let wall = callers.wall;
     let engine_ran = engine.and_then(|tid| placement::run_ns_since(tid, engine_ran));
+    let engine_slept = engine.and_then(|tid| placement::sleeps_since(tid, engine_slept));
     let n = 64 * per_caller;
     sync.shutdown();
     Ok((
         n as f64 / wall.as_secs_f64(),
         PerCommit {
-            cpu_ns: per_registration(engine_ran, callers_ran, n),
+            cpu_ns: per_registration(engine_ran, callers.ran_ns, n),
+            sleeps: stats.sleeps_per_commit(engine_slept, callers.sleeps),
             ..stats.per_commit(wall)
         },
     ))
 }
 
+/// What the callers' thread of [`run_async_callers`] used over the run.
+pub(super) struct CallersRan {
+    pub(super) wall: Duration,
+    /// Its CPU time, in ns (where the system gives it).
+    pub(super) ran_ns: Option<u64>,
+    /// How many times it went to sleep (where the system gives it).
+    pub(super) sleeps: Option<u64>,
+}
+
 /// Benchmark 3's 64 async callers: `caller(c)` for each `c` in 0..64, as tasks on one
 /// current-thread runtime on this thread, run until all end. Returns the wall time, and this
-/// thread's CPU time over it in ns (where the system gives it).
-fn run_async_callers<F, Fut>(caller: F) -> Result<(Duration, Option<u64>), String>
+/// thread's CPU time and sleeps over it.
+fn run_async_callers<F, Fut>(caller: F) -> Result<CallersRan, String>
 where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = ()> + 'static,
@@ -527,6 +549,7 @@ where
         .build()
         .map_err(|e| e.to_string())?;
     let ran = placement::run_ns(0);
+    let slept = placement::sleeps(0);
     let t = Instant::now();
     rt.block_on(async {
         let local = tokio::task::LocalSet::new();
@@ -541,13 +564,32 @@ where
             })
             .await;
     });
-    Ok((t.elapsed(), placement::run_ns_since(0, ran)))
+    Ok(CallersRan {
+        wall: t.elapsed(),
+        ran_ns: placement::run_ns_since(0, ran),
+        sleeps: placement::sleeps_since(0, slept),
+    })
 }
 
 /// Two threads' CPU times over a run of `n` registrations, per registration.
 fn per_registration(a: Option<u64>, b: Option<u64>, n: usize) -> Option<(f64, f64)> {
     let (a, b) = a.zip(b)?;
     Some((a as f64 / n as f64, b as f64 / n as f64))
+}
+
+/// Two threads' counts over a run of `commits` commits, per commit.
+fn per_commit(a: Option<u64>, b: Option<u64>, commits: u64) -> Option<(f64, f64)> {
+    let (a, b) = a.zip(b)?;
+    let n = commits.max(1) as f64;
+    Some((a as f64 / n, b as f64 / n))
+}
+
+/// How many times a commit the serving thread and the callers' went to sleep, for the
+/// `bench-one` commands that print it.
+fn sleeps_line(sleeps: Option<(f64, f64)>, serving: &str) -> String {
+    sleeps.map_or_else(String::new, |(server, callers)| {
+        format!("; sleeps a commit: {server:.2} on {serving}, {callers:.2} on the callers'")
+    })
 }
 
 /// The two threads' CPU time per registration, for the `bench-one` commands that print it:
@@ -1405,11 +1447,12 @@ pub fn one(args: &[String]) -> Result<(), String> {
             if side == "tasks" {
                 let (rate, c) = register_throughput_async(&base, per_caller)?;
                 println!(
-                    "64 tasks: {rate:.0} registers/s; {:.1} rows a commit, {:.0} µs in the commit, {:.0} µs between commits{}",
+                    "64 tasks: {rate:.0} registers/s; {:.1} rows a commit, {:.0} µs in the commit, {:.0} µs between commits{}{}",
                     c.rows,
                     c.commit_us,
                     c.between_us,
-                    cpu_line(c.cpu_ns, "the Background Sync thread")
+                    cpu_line(c.cpu_ns, "the Background Sync thread"),
+                    sleeps_line(c.sleeps, "the Background Sync thread")
                 );
             } else {
                 let rate = sqlite_group_limit(&base, per_caller)?;

@@ -24,6 +24,9 @@ use super::{caller_tag, median, origin, put, wall_now};
 /// A call to the floor's server: the tag, and where its answer goes.
 type Call = (String, oneshot::Sender<()>);
 
+/// The server's time in its commits, its commits, and its CPU time and sleeps over the run.
+type ServerRan = (Duration, u32, [Option<u64>; 2]);
+
 /// One run of the floor.
 pub(super) struct FloorRun {
     /// Registrations a second.
@@ -36,6 +39,8 @@ pub(super) struct FloorRun {
     /// CPU time per registration of the server's thread and of the callers', in ns (where
     /// the system gives it).
     pub(super) cpu_ns: Option<(f64, f64)>,
+    /// How many times a commit the server's thread and the callers' went to sleep.
+    pub(super) sleeps: Option<(f64, f64)>,
 }
 
 /// How the floor's server waits for the next call.
@@ -64,8 +69,9 @@ pub(super) fn floor_run_waiting(
     let (tx, mut rx) = mpsc::channel::<Call>(10_000);
     let server = std::thread::Builder::new()
         .name("floor-server".into())
-        .spawn(move || -> Result<(Duration, u32, Option<u64>), String> {
+        .spawn(move || -> Result<ServerRan, String> {
             let ran = super::placement::run_ns(0);
+            let slept = super::placement::sleeps(0);
             let rt = tokio::runtime::Builder::new_current_thread()
                 .build()
                 .map_err(|e| e.to_string())?;
@@ -107,11 +113,15 @@ pub(super) fn floor_run_waiting(
                         let _ = answer.send(());
                     }
                 }
-                Ok((busy, commits, super::placement::run_ns_since(0, ran)))
+                let used = [
+                    super::placement::run_ns_since(0, ran),
+                    super::placement::sleeps_since(0, slept),
+                ];
+                Ok((busy, commits, used))
             })
         })
         .map_err(|e| e.to_string())?;
-    let (wall, callers_ran) = super::run_async_callers(move |c| {
+    let callers = super::run_async_callers(move |c| {
         let tx = tx.clone();
         async move {
             for i in 0..per_caller {
@@ -123,15 +133,16 @@ pub(super) fn floor_run_waiting(
             }
         }
     })?;
-    let (busy, commits, server_ran) = server
+    let (busy, commits, [server_ran, server_slept]) = server
         .join()
         .map_err(|_| "the floor's server panicked".to_string())??;
-    let n = 64 * per_caller;
+    let (wall, n) = (callers.wall, 64 * per_caller);
     Ok(FloorRun {
         rate: n as f64 / wall.as_secs_f64(),
         between: wall.saturating_sub(busy) / commits.max(1),
         commit: busy / commits.max(1),
-        cpu_ns: super::per_registration(server_ran, callers_ran, n),
+        cpu_ns: super::per_registration(server_ran, callers.ran_ns, n),
+        sleeps: super::per_commit(server_slept, callers.sleeps, u64::from(commits)),
     })
 }
 
@@ -160,16 +171,18 @@ pub(super) fn run(
             super::register_throughput_async(&dir.join(format!("tasks-{r}")), per_caller)?;
         println!(
             "limit {limit:.0} rows/s; floor {f:.0} a second = {:.2} ×, {:.0} µs in a commit, \
-             {:.0} µs between commits{}; engine {t:.0} a second = {:.2} ×, {:.0} µs in a commit, \
-             {:.0} µs between commits{}",
+             {:.0} µs between commits{}{}; engine {t:.0} a second = {:.2} ×, {:.0} µs in a \
+             commit, {:.0} µs between commits{}{}",
             f / limit,
             fl.commit.as_secs_f64() * 1e6,
             f_between.as_secs_f64() * 1e6,
             super::cpu_line(fl.cpu_ns, "the server"),
+            super::sleeps_line(fl.sleeps, "the server"),
             t / limit,
             t_commits.commit_us,
             t_commits.between_us,
             super::cpu_line(t_commits.cpu_ns, "the Background Sync thread"),
+            super::sleeps_line(t_commits.sleeps, "the Background Sync thread"),
         );
         floor.push((f / limit, f_between.as_secs_f64() * 1e6));
         tasks.push((t / limit, t_commits.between_us));
@@ -213,10 +226,13 @@ mod tests {
     /// every caller's rows on disk.
     fn every_row_committed_and_answered(wait: Wait) {
         let dir = tempfile::tempdir().unwrap();
-        let rate = floor_run_waiting(&dir.path().join("floor"), 3, wait)
-            .unwrap()
-            .rate;
-        assert!(rate > 0.0, "{rate}");
+        let run = floor_run_waiting(&dir.path().join("floor"), 3, wait).unwrap();
+        assert!(run.rate > 0.0, "{}", run.rate);
+        // Both threads' sleeps are counted wherever the system counts them.
+        assert_eq!(
+            run.sleeps.is_some(),
+            super::super::placement::sleeps(0).is_some()
+        );
         // The run returned, so every caller had its three answers; and every row is on disk.
         let mut tags: Vec<String> = SqliteStore::open(&dir.path().join("floor"))
             .unwrap()

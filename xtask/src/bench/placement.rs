@@ -154,16 +154,37 @@ fn threads() -> Vec<(i32, String)> {
 /// How long thread `tid` (0: the calling thread) has run, in ns (the first field of its
 /// schedstat: the scheduler's own count, not the 10 ms ticks of its stat).
 pub(super) fn run_ns(tid: i32) -> Option<u64> {
-    let path = match tid {
-        0 => "/proc/thread-self/schedstat".to_string(),
-        t => format!("/proc/self/task/{t}/schedstat"),
-    };
-    std::fs::read_to_string(path)
-        .ok()?
+    thread_file(tid, "schedstat")?
         .split_whitespace()
         .next()?
         .parse()
         .ok()
+}
+
+/// The file `name` of thread `tid` (0: the calling thread) in `/proc`.
+fn thread_file(tid: i32, name: &str) -> Option<String> {
+    let path = match tid {
+        0 => format!("/proc/thread-self/{name}"),
+        t => format!("/proc/self/task/{t}/{name}"),
+    };
+    std::fs::read_to_string(path).ok()
+}
+
+/// How many times thread `tid` (0: the calling thread) has gone to sleep: its voluntary context
+/// switches (`/proc/.../status`), each a wait for something (a call, an answer, the disk) that
+/// another CPU's wake-up ends.
+pub(super) fn sleeps(tid: i32) -> Option<u64> {
+    thread_file(tid, "status")?
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// How many times thread `tid` has gone to sleep since it had `since` times.
+pub(super) fn sleeps_since(tid: i32, since: Option<u64>) -> Option<u64> {
+    Some(sleeps(tid)?.saturating_sub(since?))
 }
 
 /// How long thread `tid` (0: the calling thread) has run since it had run `since` ns.
@@ -482,6 +503,26 @@ mod tests {
         // Fewer than half as many interrupts as syncs: not the disk's.
         let err = disk_cpu_between(&before, &after, 1_000).unwrap_err();
         assert!(err.contains("no device interrupt rose"), "{err}");
+    }
+
+    #[test]
+    fn a_thread_that_waits_is_counted_asleep_and_one_that_runs_is_not() {
+        if sleeps(0).is_none() {
+            return; // No /proc: nothing to count (the benchmarks print no sleeps then).
+        }
+        let before = sleeps(0);
+        for _ in 0..5 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let slept = sleeps_since(0, before).unwrap();
+        assert!(slept >= 5, "{slept}");
+        let before = sleeps(0);
+        let mut x = 0u64;
+        for i in 0..1_000u64 {
+            x = std::hint::black_box(x.wrapping_add(i));
+        }
+        // Running, a thread may be preempted (an involuntary switch), never asleep.
+        assert_eq!(sleeps_since(0, before), Some(0), "{x}");
     }
 
     #[test]
