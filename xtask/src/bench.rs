@@ -1674,6 +1674,20 @@ pub fn main(args: &[String]) -> Result<(), String> {
         met: None,
         includes: "the same 64 tasks, channel and oneshot answers, through a thread that only gathers 64 calls, commits their rows and answers (bench-one floor): what the hand-offs alone leave of SQLite's limit; medians of the rounds",
     });
+    // How the median round's threads waited: a callers' thread that sleeps once a commit
+    // slept only through it, and the time between commits is its wake-up and calls, not
+    // answers that came apart (docs/performance.md, "The third machine, seventh session").
+    if let Some((engine, callers)) = tp.tasks_commits.sleeps {
+        rows.push(Row {
+            name: "sleeps a commit, async callers: Background Sync thread / callers'",
+            value: engine,
+            unit: "sleeps",
+            ratio: Some((callers, "sleeps (callers' thread)")),
+            goal: None,
+            met: None,
+            includes: "voluntary context switches of each thread over the median round, per commit: waits for a call, an answer or the disk (the committing thread's include its commits')",
+        });
+    }
     rows.push(Row {
         name: "64 async callers, engine against the floor",
         value: tp.tasks_to_floor,
