@@ -351,9 +351,11 @@ struct PerCommit {
     /// The Background Sync thread's CPU time per registration over the run, in ns, and the
     /// callers' thread's (async callers only: one thread calls).
     cpu_ns: Option<(f64, f64)>,
-    /// How many times a commit the Background Sync thread and the callers' thread went to
-    /// sleep (async callers only).
+    /// How many times a commit the Background Sync thread and the callers' thread (or
+    /// threads, summed) went to sleep.
     sleeps: Option<(f64, f64)>,
+    /// How many times a commit another thread took the Background Sync thread's CPU.
+    preempted: Option<f64>,
 }
 
 impl CommitStats {
@@ -367,12 +369,18 @@ impl CommitStats {
             engine_cpu: None,
             cpu_ns: None,
             sleeps: None,
+            preempted: None,
         }
     }
 
-    /// Two threads' sleeps over the run, per commit.
-    fn sleeps_per_commit(&self, a: Option<u64>, b: Option<u64>) -> Option<(f64, f64)> {
-        per_commit(a, b, self.commits.load(Ordering::Relaxed))
+    /// The serving thread's and the callers' sleeps over the run per commit, and how many
+    /// times a commit the serving thread was preempted.
+    fn switches_per_commit(
+        &self,
+        serving: Option<[u64; 2]>,
+        callers_slept: Option<u64>,
+    ) -> (Option<(f64, f64)>, Option<f64>) {
+        switches_per_commit(serving, callers_slept, self.commits.load(Ordering::Relaxed))
     }
 }
 
@@ -437,15 +445,18 @@ fn register_throughput(
     let (sync, stats) = counted_engine(SqliteStore::open(dir).map_err(|e| e.to_string())?)?;
     let engine = placement::engine_thread();
     let engine_ran = engine.and_then(placement::run_ns);
-    // The callers' CPU time, summed over their threads (None once one cannot tell).
+    let engine_switched = engine.and_then(placement::switches);
+    // The callers' CPU time and sleeps, summed over their threads (None once one cannot tell).
     let callers_ran = std::sync::Mutex::new(Some(0u64));
+    let callers_slept = std::sync::Mutex::new(Some(0u64));
     let t = Instant::now();
     std::thread::scope(|s| {
         for c in 0..64 {
             let sync = sync.clone();
-            let callers_ran = &callers_ran;
+            let (callers_ran, callers_slept) = (&callers_ran, &callers_slept);
             s.spawn(move || {
                 let ran = placement::run_ns(0);
+                let switched = placement::switches(0);
                 let o = origin(0);
                 for i in 0..per_caller {
                     if channel {
@@ -456,15 +467,27 @@ fn register_throughput(
                         let _ = sync.register_blocking(&o, SwRegistrationId(1), caller_tag(c, i));
                     }
                 }
-                let mine = placement::run_ns_since(0, ran);
-                let mut sum = callers_ran.lock().unwrap_or_else(|e| e.into_inner());
-                *sum = sum.zip(mine).map(|(a, b)| a + b);
+                for (sum, mine) in [
+                    (callers_ran, placement::run_ns_since(0, ran)),
+                    (
+                        callers_slept,
+                        placement::switches_since(0, switched).map(|[slept, _]| slept),
+                    ),
+                ] {
+                    let mut sum = sum.lock().unwrap_or_else(|e| e.into_inner());
+                    *sum = sum.zip(mine).map(|(a, b)| a + b);
+                }
             });
         }
     });
     let wall = t.elapsed();
     let engine_ran = engine.and_then(|tid| placement::run_ns_since(tid, engine_ran));
+    let engine_switched = engine.and_then(|tid| placement::switches_since(tid, engine_switched));
     let callers_ran = callers_ran.into_inner().unwrap_or_else(|e| e.into_inner());
+    let callers_slept = callers_slept
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+    let (sleeps, preempted) = stats.switches_per_commit(engine_switched, callers_slept);
     let n = 64 * per_caller;
     let rate = n as f64 / wall.as_secs_f64();
     sync.shutdown();
@@ -472,6 +495,8 @@ fn register_throughput(
         rate,
         PerCommit {
             cpu_ns: per_registration(engine_ran, callers_ran, n),
+            sleeps,
+            preempted,
             ..stats.per_commit(wall)
         },
     ))
@@ -501,7 +526,7 @@ fn tasks_on(
 ) -> Result<(f64, PerCommit), String> {
     let engine = placement::engine_thread();
     let engine_ran = engine.and_then(placement::run_ns);
-    let engine_slept = engine.and_then(placement::sleeps);
+    let engine_switched = engine.and_then(placement::switches);
     let callers = run_async_callers(|c| {
         let sync = sync.clone();
         async move {
@@ -515,14 +540,16 @@ fn tasks_on(
     })?;
     let wall = callers.wall;
     let engine_ran = engine.and_then(|tid| placement::run_ns_since(tid, engine_ran));
-    let engine_slept = engine.and_then(|tid| placement::sleeps_since(tid, engine_slept));
+    let engine_switched = engine.and_then(|tid| placement::switches_since(tid, engine_switched));
+    let (sleeps, preempted) = stats.switches_per_commit(engine_switched, callers.sleeps);
     let n = 64 * per_caller;
     sync.shutdown();
     Ok((
         n as f64 / wall.as_secs_f64(),
         PerCommit {
             cpu_ns: per_registration(engine_ran, callers.ran_ns, n),
-            sleeps: stats.sleeps_per_commit(engine_slept, callers.sleeps),
+            sleeps,
+            preempted,
             ..stats.per_commit(wall)
         },
     ))
@@ -549,7 +576,7 @@ where
         .build()
         .map_err(|e| e.to_string())?;
     let ran = placement::run_ns(0);
-    let slept = placement::sleeps(0);
+    let switched = placement::switches(0);
     let t = Instant::now();
     rt.block_on(async {
         let local = tokio::task::LocalSet::new();
@@ -567,7 +594,7 @@ where
     Ok(CallersRan {
         wall: t.elapsed(),
         ran_ns: placement::run_ns_since(0, ran),
-        sleeps: placement::sleeps_since(0, slept),
+        sleeps: placement::switches_since(0, switched).map(|[slept, _]| slept),
     })
 }
 
@@ -577,19 +604,36 @@ fn per_registration(a: Option<u64>, b: Option<u64>, n: usize) -> Option<(f64, f6
     Some((a as f64 / n as f64, b as f64 / n as f64))
 }
 
-/// Two threads' counts over a run of `commits` commits, per commit.
-fn per_commit(a: Option<u64>, b: Option<u64>, commits: u64) -> Option<(f64, f64)> {
-    let (a, b) = a.zip(b)?;
+/// Over a run of `commits` commits, per commit: the serving thread's sleeps and the callers',
+/// and the serving thread's preemptions.
+fn switches_per_commit(
+    serving: Option<[u64; 2]>,
+    callers_slept: Option<u64>,
+    commits: u64,
+) -> (Option<(f64, f64)>, Option<f64>) {
     let n = commits.max(1) as f64;
-    Some((a as f64 / n, b as f64 / n))
+    (
+        serving
+            .zip(callers_slept)
+            .map(|([slept, _], callers)| (slept as f64 / n, callers as f64 / n)),
+        serving.map(|[_, preempted]| preempted as f64 / n),
+    )
 }
 
-/// How many times a commit the serving thread and the callers' went to sleep, for the
-/// `bench-one` commands that print it.
-fn sleeps_line(sleeps: Option<(f64, f64)>, serving: &str) -> String {
-    sleeps.map_or_else(String::new, |(server, callers)| {
-        format!("; sleeps a commit: {server:.2} on {serving}, {callers:.2} on the callers'")
-    })
+/// How many times a commit the serving thread slept and was preempted and the callers' slept,
+/// for the `bench-one` commands that print it.
+fn switches_line(
+    sleeps: Option<(f64, f64)>,
+    preempted: Option<f64>,
+    serving: &str,
+    callers: &str,
+) -> String {
+    match (sleeps, preempted) {
+        (Some((server, slept)), Some(preempted)) => format!(
+            "; a commit: {serving} slept {server:.2} times and was preempted {preempted:.2}, {callers} slept {slept:.2}"
+        ),
+        _ => String::new(),
+    }
 }
 
 /// The two threads' CPU time per registration, for the `bench-one` commands that print it:
@@ -1434,11 +1478,12 @@ pub fn one(args: &[String]) -> Result<(), String> {
             let _ = std::fs::remove_dir_all(&base);
             let (rate, c) = r?;
             println!(
-                "64 threads: {rate:.0} registers/s; {:.1} rows a commit, {:.0} µs in the commit, {:.0} µs between commits{}",
+                "64 threads: {rate:.0} registers/s; {:.1} rows a commit, {:.0} µs in the commit, {:.0} µs between commits{}{}",
                 c.rows,
                 c.commit_us,
                 c.between_us,
-                cpu_line(c.cpu_ns, "the Background Sync thread")
+                cpu_line(c.cpu_ns, "the Background Sync thread"),
+                switches_line(c.sleeps, c.preempted, "the Background Sync thread", "the callers' threads (summed)")
             );
         }
         Some(side @ ("tasks" | "limit")) => {
@@ -1452,7 +1497,7 @@ pub fn one(args: &[String]) -> Result<(), String> {
                     c.commit_us,
                     c.between_us,
                     cpu_line(c.cpu_ns, "the Background Sync thread"),
-                    sleeps_line(c.sleeps, "the Background Sync thread")
+                    switches_line(c.sleeps, c.preempted, "the Background Sync thread", "the callers' thread")
                 );
             } else {
                 let rate = sqlite_group_limit(&base, per_caller)?;
@@ -1686,6 +1731,20 @@ pub fn main(args: &[String]) -> Result<(), String> {
             goal: None,
             met: None,
             includes: "voluntary context switches of each thread over the median round, per commit: waits for a call, an answer or the disk (the committing thread's include its commits')",
+        });
+    }
+    // Another thread taking the Background Sync thread's CPU delays the answers and calls it
+    // was handling: with 64 threads, those it has just answered.
+    if let (Some(threads), Some(tasks)) = (tp.threads_commits.preempted, tp.tasks_commits.preempted)
+    {
+        rows.push(Row {
+            name: "Background Sync thread preempted a commit, threads / tasks",
+            value: threads,
+            unit: "times",
+            ratio: Some((tasks, "times (tasks)")),
+            goal: None,
+            met: None,
+            includes: "involuntary context switches of the Background Sync thread over the median round of 64 threads and of 64 async callers, per commit",
         });
     }
     rows.push(Row {

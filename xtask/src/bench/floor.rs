@@ -24,8 +24,8 @@ use super::{caller_tag, median, origin, put, wall_now};
 /// A call to the floor's server: the tag, and where its answer goes.
 type Call = (String, oneshot::Sender<()>);
 
-/// The server's time in its commits, its commits, and its CPU time and sleeps over the run.
-type ServerRan = (Duration, u32, [Option<u64>; 2]);
+/// The server's time in its commits, its commits, and its CPU time and switches over the run.
+type ServerRan = (Duration, u32, Option<u64>, Option<[u64; 2]>);
 
 /// One run of the floor.
 pub(super) struct FloorRun {
@@ -41,6 +41,8 @@ pub(super) struct FloorRun {
     pub(super) cpu_ns: Option<(f64, f64)>,
     /// How many times a commit the server's thread and the callers' went to sleep.
     pub(super) sleeps: Option<(f64, f64)>,
+    /// How many times a commit another thread took the server's CPU.
+    pub(super) preempted: Option<f64>,
 }
 
 /// How the floor's server waits for the next call.
@@ -71,7 +73,7 @@ pub(super) fn floor_run_waiting(
         .name("floor-server".into())
         .spawn(move || -> Result<ServerRan, String> {
             let ran = super::placement::run_ns(0);
-            let slept = super::placement::sleeps(0);
+            let switched = super::placement::switches(0);
             let rt = tokio::runtime::Builder::new_current_thread()
                 .build()
                 .map_err(|e| e.to_string())?;
@@ -113,11 +115,12 @@ pub(super) fn floor_run_waiting(
                         let _ = answer.send(());
                     }
                 }
-                let used = [
+                Ok((
+                    busy,
+                    commits,
                     super::placement::run_ns_since(0, ran),
-                    super::placement::sleeps_since(0, slept),
-                ];
-                Ok((busy, commits, used))
+                    super::placement::switches_since(0, switched),
+                ))
             })
         })
         .map_err(|e| e.to_string())?;
@@ -133,16 +136,19 @@ pub(super) fn floor_run_waiting(
             }
         }
     })?;
-    let (busy, commits, [server_ran, server_slept]) = server
+    let (busy, commits, server_ran, server_switched) = server
         .join()
         .map_err(|_| "the floor's server panicked".to_string())??;
     let (wall, n) = (callers.wall, 64 * per_caller);
+    let (sleeps, preempted) =
+        super::switches_per_commit(server_switched, callers.sleeps, u64::from(commits));
     Ok(FloorRun {
         rate: n as f64 / wall.as_secs_f64(),
         between: wall.saturating_sub(busy) / commits.max(1),
         commit: busy / commits.max(1),
         cpu_ns: super::per_registration(server_ran, callers.ran_ns, n),
-        sleeps: super::per_commit(server_slept, callers.sleeps, u64::from(commits)),
+        sleeps,
+        preempted,
     })
 }
 
@@ -177,12 +183,17 @@ pub(super) fn run(
             fl.commit.as_secs_f64() * 1e6,
             f_between.as_secs_f64() * 1e6,
             super::cpu_line(fl.cpu_ns, "the server"),
-            super::sleeps_line(fl.sleeps, "the server"),
+            super::switches_line(fl.sleeps, fl.preempted, "the server", "the callers' thread"),
             t / limit,
             t_commits.commit_us,
             t_commits.between_us,
             super::cpu_line(t_commits.cpu_ns, "the Background Sync thread"),
-            super::sleeps_line(t_commits.sleeps, "the Background Sync thread"),
+            super::switches_line(
+                t_commits.sleeps,
+                t_commits.preempted,
+                "the Background Sync thread",
+                "the callers' thread"
+            ),
         );
         floor.push((f / limit, f_between.as_secs_f64() * 1e6));
         tasks.push((t / limit, t_commits.between_us));
@@ -231,7 +242,7 @@ mod tests {
         // Both threads' sleeps are counted wherever the system counts them.
         assert_eq!(
             run.sleeps.is_some(),
-            super::super::placement::sleeps(0).is_some()
+            super::super::placement::switches(0).is_some()
         );
         // The run returned, so every caller had its three answers; and every row is on disk.
         let mut tags: Vec<String> = SqliteStore::open(&dir.path().join("floor"))

@@ -170,21 +170,33 @@ fn thread_file(tid: i32, name: &str) -> Option<String> {
     std::fs::read_to_string(path).ok()
 }
 
-/// How many times thread `tid` (0: the calling thread) has gone to sleep: its voluntary context
-/// switches (`/proc/.../status`), each a wait for something (a call, an answer, the disk) that
-/// another CPU's wake-up ends.
-pub(super) fn sleeps(tid: i32) -> Option<u64> {
-    thread_file(tid, "status")?
-        .lines()
-        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
-        .trim()
-        .parse()
-        .ok()
+/// How many times thread `tid` (0: the calling thread) has been switched out, from
+/// `/proc/.../status`: `[slept, preempted]`. It slept (a voluntary switch) each time it waited
+/// for something (a call, an answer, the disk) that another thread's or CPU's wake-up ends; it
+/// was preempted (an involuntary switch) each time another thread took its CPU.
+pub(super) fn switches(tid: i32) -> Option<[u64; 2]> {
+    let status = thread_file(tid, "status")?;
+    let count = |key: &str| -> Option<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))?
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some([
+        count("voluntary_ctxt_switches:")?,
+        count("nonvoluntary_ctxt_switches:")?,
+    ])
 }
 
-/// How many times thread `tid` has gone to sleep since it had `since` times.
-pub(super) fn sleeps_since(tid: i32, since: Option<u64>) -> Option<u64> {
-    Some(sleeps(tid)?.saturating_sub(since?))
+/// Thread `tid`'s switches since it had `since`.
+pub(super) fn switches_since(tid: i32, since: Option<[u64; 2]>) -> Option<[u64; 2]> {
+    let (now, since) = (switches(tid)?, since?);
+    Some([
+        now[0].saturating_sub(since[0]),
+        now[1].saturating_sub(since[1]),
+    ])
 }
 
 /// How long thread `tid` (0: the calling thread) has run since it had run `since` ns.
@@ -507,22 +519,23 @@ mod tests {
 
     #[test]
     fn a_thread_that_waits_is_counted_asleep_and_one_that_runs_is_not() {
-        if sleeps(0).is_none() {
-            return; // No /proc: nothing to count (the benchmarks print no sleeps then).
+        if switches(0).is_none() {
+            return; // No /proc: nothing to count (the benchmarks print no switches then).
         }
-        let before = sleeps(0);
+        let before = switches(0);
         for _ in 0..5 {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        let slept = sleeps_since(0, before).unwrap();
+        let [slept, _] = switches_since(0, before).unwrap();
         assert!(slept >= 5, "{slept}");
-        let before = sleeps(0);
+        let before = switches(0);
         let mut x = 0u64;
         for i in 0..1_000u64 {
             x = std::hint::black_box(x.wrapping_add(i));
         }
         // Running, a thread may be preempted (an involuntary switch), never asleep.
-        assert_eq!(sleeps_since(0, before), Some(0), "{x}");
+        let [slept, _] = switches_since(0, before).unwrap();
+        assert_eq!(slept, 0, "{x}");
     }
 
     #[test]
