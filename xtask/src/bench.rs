@@ -372,16 +372,6 @@ impl CommitStats {
             preempted: None,
         }
     }
-
-    /// The serving thread's and the callers' sleeps over the run per commit, and how many
-    /// times a commit the serving thread was preempted.
-    fn switches_per_commit(
-        &self,
-        serving: Option<[u64; 2]>,
-        callers_slept: Option<u64>,
-    ) -> (Option<(f64, f64)>, Option<f64>) {
-        switches_per_commit(serving, callers_slept, self.commits.load(Ordering::Relaxed))
-    }
 }
 
 /// A store (SQLite, or in memory for `bench-one tasks-memory`), counting its commits.
@@ -487,7 +477,11 @@ fn register_throughput(
     let callers_slept = callers_slept
         .into_inner()
         .unwrap_or_else(|e| e.into_inner());
-    let (sleeps, preempted) = stats.switches_per_commit(engine_switched, callers_slept);
+    let (sleeps, preempted) = switches_per_commit(
+        engine_switched,
+        callers_slept,
+        stats.commits.load(Ordering::Relaxed),
+    );
     let n = 64 * per_caller;
     let rate = n as f64 / wall.as_secs_f64();
     sync.shutdown();
@@ -541,7 +535,11 @@ fn tasks_on(
     let wall = callers.wall;
     let engine_ran = engine.and_then(|tid| placement::run_ns_since(tid, engine_ran));
     let engine_switched = engine.and_then(|tid| placement::switches_since(tid, engine_switched));
-    let (sleeps, preempted) = stats.switches_per_commit(engine_switched, callers.sleeps);
+    let (sleeps, preempted) = switches_per_commit(
+        engine_switched,
+        callers.sleeps,
+        stats.commits.load(Ordering::Relaxed),
+    );
     let n = 64 * per_caller;
     sync.shutdown();
     Ok((
